@@ -1,0 +1,301 @@
+"""The model bundle contract: what ``converter`` writes and ``edge`` reads.
+
+A bundle is a folder holding a LiteRT model file, ``labels.txt`` (one label a line,
+in output order) and ``manifest.json``. This module is standard-library only so that
+``training``, ``converter`` and ``edge`` can all import it without pulling in
+TensorFlow or LiteRT.
+
+Usage:
+    from edge.bundle import load_bundle
+    bundle = load_bundle("models/trashnet-efflite0-int8")
+    print(bundle.labels, bundle.manifest.input.height)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import BundleError
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+MANIFEST_FILE = "manifest.json"
+LABELS_FILE = "labels.txt"
+QUANTIZATION_MODES = ("int8", "float16", "dynamic", "float32")
+TENSOR_DTYPES = ("uint8", "int8", "float32")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a camera frame becomes the model's input tensor.
+
+    ``stretch`` means the whole image is resized to ``width`` x ``height`` with
+    bilinear interpolation, no crop and no padding. The model itself rescales
+    pixels, so a uint8 input takes raw RGB (``scale`` 1, ``zero_point`` 0).
+    """
+
+    height: int
+    width: int
+    dtype: str = "uint8"
+    color_order: str = "RGB"
+    scale: float = 1.0
+    zero_point: int = 0
+    resize: str = "stretch"
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the model's output tensor holds; dequantise with ``scale * (q - zero_point)``."""
+
+    dtype: str = "uint8"
+    scale: float = 1.0 / 256.0
+    zero_point: int = 0
+    meaning: str = "probabilities"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the device needs to know about a model file, and the proof of its accuracy."""
+
+    labels: tuple[str, ...]
+    model_file: str
+    sha256: str
+    input: InputSpec
+    output: OutputSpec
+    backbone: str
+    quantization: str
+    created_at: str
+    source_run: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    edgetpu: dict[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the manifest as JSON-ready data (labels as a list)."""
+        data = dataclasses.asdict(self)
+        data["labels"] = list(self.labels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Builds and validates a manifest from parsed JSON.
+
+        Raises:
+            BundleError: a key is missing, unknown, or has a bad value.
+        """
+        if not isinstance(data, dict):
+            raise BundleError("manifest: must be a JSON object")
+        version = data.get("schema_version")
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise BundleError(
+                f"manifest: unknown schema_version {version!r} "
+                f"(this smartbin reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))})"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - data.keys())
+        if missing:
+            raise BundleError(f"manifest: missing keys {', '.join(missing)}")
+        unknown = sorted(data.keys() - known)
+        if unknown:
+            raise BundleError(f"manifest: unknown keys {', '.join(unknown)}")
+        values = dict(data)
+        values["labels"] = tuple(data["labels"]) if isinstance(data["labels"], list) else data["labels"]
+        values["input"] = _spec(InputSpec, data["input"], "input")
+        values["output"] = _spec(OutputSpec, data["output"], "output")
+        manifest = cls(**values)
+        manifest.validate()
+        return manifest
+
+    def validate(self) -> None:
+        """Checks the values; raises ``BundleError`` naming the first bad key."""
+        check_labels(self.labels)
+        if self.quantization not in QUANTIZATION_MODES:
+            raise BundleError(f"manifest.quantization: {self.quantization!r} is not one of {QUANTIZATION_MODES}")
+        if not isinstance(self.sha256, str) or len(self.sha256) != 64:
+            raise BundleError("manifest.sha256: must be a 64-character hex digest")
+        if not self.model_file or "/" in self.model_file or "\\" in self.model_file:
+            raise BundleError("manifest.model_file: must be a plain file name inside the bundle")
+        spec = self.input
+        if spec.height <= 0 or spec.width <= 0:
+            raise BundleError("manifest.input: height and width must be positive")
+        for key, value, allowed in (
+            ("input.dtype", spec.dtype, TENSOR_DTYPES),
+            ("input.color_order", spec.color_order, ("RGB",)),
+            ("input.resize", spec.resize, ("stretch",)),
+            ("input.interpolation", spec.interpolation, ("bilinear",)),
+            ("output.dtype", self.output.dtype, TENSOR_DTYPES),
+            ("output.meaning", self.output.meaning, ("probabilities",)),
+        ):
+            if value not in allowed:
+                raise BundleError(f"manifest.{key}: {value!r} is not one of {allowed}")
+
+
+def _spec(kind, data: Any, key: str):
+    if not isinstance(data, dict):
+        raise BundleError(f"manifest.{key}: must be an object")
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(data.keys() - known)
+    if unknown:
+        raise BundleError(f"manifest.{key}: unknown keys {', '.join(unknown)}")
+    try:
+        return kind(**data)
+    except TypeError as err:
+        raise BundleError(f"manifest.{key}: {err}") from None
+
+
+def check_labels(labels: Any) -> None:
+    """Raises ``BundleError`` unless ``labels`` is a non-empty sequence of unique, non-blank names."""
+    if not isinstance(labels, (list, tuple)) or not labels:
+        raise BundleError("labels: must be a non-empty list")
+    for label in labels:
+        if not isinstance(label, str) or not label.strip() or label != label.strip():
+            raise BundleError(f"labels: {label!r} is not a valid label")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise BundleError(f"labels: duplicate labels {', '.join(duplicates)}")
+
+
+def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
+    """Reads ``labels.txt`` (one label a line, blank lines ignored) and validates it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise BundleError(f"labels: cannot read {path}: {err.strerror}") from None
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    check_labels(labels)
+    return labels
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Returns the hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle on disk."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest.model_file
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def edgetpu_model_path(self) -> Path | None:
+        """The compiled Edge TPU model beside the CPU model, when the converter made one."""
+        info = self.manifest.edgetpu or {}
+        name = info.get("model_file")
+        return self.path / name if name and (self.path / name).is_file() else None
+
+    def check_output_size(self, size: int) -> None:
+        """Raises ``BundleError`` when the model's class count differs from the labels'."""
+        if size != len(self.labels):
+            raise BundleError(
+                f"{self.path}: model outputs {size} classes but labels.txt names {len(self.labels)}"
+            )
+
+
+def load_bundle(path: str | os.PathLike, verify_hash: bool = True) -> Bundle:
+    """Loads and validates a bundle folder.
+
+    Args:
+        path: the bundle folder.
+        verify_hash: check the model file against the manifest's sha256.
+
+    Returns:
+        The validated ``Bundle``.
+
+    Raises:
+        BundleError: missing files, bad manifest, labels that disagree, wrong hash.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: model bundle folder not found")
+    manifest_path = folder / MANIFEST_FILE
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no {MANIFEST_FILE} (is this a model bundle?)") from None
+    except (OSError, ValueError) as err:
+        raise BundleError(f"{manifest_path}: unreadable manifest: {err}") from None
+    try:
+        manifest = Manifest.from_dict(data)
+    except BundleError as err:
+        raise BundleError(f"{folder}: {err}") from None
+    labels_path = folder / LABELS_FILE
+    if labels_path.exists():
+        try:
+            file_labels = read_labels(labels_path)
+        except BundleError as err:
+            raise BundleError(f"{folder}: {err}") from None
+        if file_labels != manifest.labels:
+            raise BundleError(f"{folder}: {LABELS_FILE} does not match the manifest's labels")
+    else:
+        raise BundleError(f"{folder}: no {LABELS_FILE}")
+    model_path = folder / manifest.model_file
+    if not model_path.is_file():
+        raise BundleError(f"{folder}: model file {manifest.model_file} is missing")
+    if verify_hash and sha256_file(model_path) != manifest.sha256:
+        raise BundleError(f"{model_path}: sha256 does not match the manifest (corrupt or replaced file)")
+    return Bundle(folder, manifest)
+
+
+def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manifest,
+                 extra_files: dict[str, bytes] | None = None) -> Bundle:
+    """Writes a bundle atomically: into a temporary sibling folder, then renamed into place.
+
+    The manifest's ``sha256`` is recomputed from ``model_bytes``, so callers cannot get it wrong.
+
+    Returns:
+        The bundle as ``load_bundle`` reads it back.
+    """
+    target = Path(folder)
+    manifest = dataclasses.replace(manifest, sha256=hashlib.sha256(model_bytes).hexdigest())
+    manifest.validate()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    (staging / manifest.model_file).write_bytes(model_bytes)
+    (staging / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
+    for name, content in (extra_files or {}).items():
+        (staging / name).write_bytes(content)
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old")
+        if backup.exists():
+            _remove_tree(backup)
+        target.rename(backup)
+        staging.rename(target)
+        _remove_tree(backup)
+    else:
+        staging.rename(target)
+    return load_bundle(target)
+
+
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,44 @@
+"""Every error smartbin raises on purpose, in one place (gpiozero's ``exc.py`` is the model).
+
+Each class mixes in the builtin it behaves like, so callers can catch either
+``SmartbinError`` or the familiar builtin.
+
+Usage:
+    from edge.errors import BundleError
+    try:
+        bundle = load_bundle(path)
+    except BundleError as err:
+        print(f"error: {err}")
+"""
+
+
+class SmartbinError(Exception):
+    """Base class of all smartbin errors."""
+
+
+class BundleError(SmartbinError, ValueError):
+    """A model bundle is missing, incomplete, corrupt or does not match its manifest."""
+
+
+class ConfigError(SmartbinError, ValueError):
+    """The configuration is invalid; ``problems`` holds ``(key, problem)`` pairs."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{key}: {problem}" for key, problem in self.problems))
+
+
+class CameraError(SmartbinError, RuntimeError):
+    """A camera source cannot be opened or stopped delivering frames."""
+
+
+class ClassifierError(SmartbinError, RuntimeError):
+    """The LiteRT interpreter cannot be built or run for a bundle."""
+
+
+class FlapError(SmartbinError, RuntimeError):
+    """The sorting flap cannot be driven (bad pin factory, unknown bin)."""
+
+
+class CommandError(SmartbinError, ValueError):
+    """A remote command is malformed, unknown or failed."""

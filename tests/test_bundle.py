@@ -1,0 +1,86 @@
+"""The bundle contract: a bundle round-trips and every broken bundle is refused with a clear error."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge.bundle import InputSpec, Manifest, OutputSpec, load_bundle, write_bundle
+from edge.errors import BundleError
+
+
+def manifest(**changes):
+    values = dict(labels=("glass", "metal"), model_file="model.tflite", sha256="0" * 64,
+                  input=InputSpec(height=8, width=8), output=OutputSpec(), backbone="tiny",
+                  quantization="int8", created_at="2026-01-01T00:00:00+00:00")
+    values.update(changes)
+    return Manifest(**values)
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    return write_bundle(tmp_path / "b", b"model-bytes", manifest()).path
+
+
+def test_written_bundle_loads_back_with_its_hash(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    assert bundle.labels == ("glass", "metal")
+    assert bundle.model_path.read_bytes() == b"model-bytes"
+    assert len(bundle.manifest.sha256) == 64
+
+
+def test_manifest_round_trips_through_json(bundle_dir):
+    data = json.loads((bundle_dir / "manifest.json").read_text())
+    assert Manifest.from_dict(data).to_dict() == data
+
+
+def test_replaced_model_file_fails_the_hash_check(bundle_dir):
+    (bundle_dir / "model.tflite").write_bytes(b"other")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("labels_text, problem", [
+    ("glass\nglass\n", "duplicate"),
+    ("glass\n", "does not match"),
+    ("\n", "non-empty"),
+])
+def test_bad_labels_file_is_refused(bundle_dir, labels_text, problem):
+    (bundle_dir / "labels.txt").write_text(labels_text)
+    with pytest.raises(BundleError, match=problem):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("schema_version", 99, "unknown schema_version"),
+    ("quantization", "int4", "quantization"),
+    ("surprise", 1, "unknown keys surprise"),
+])
+def test_bad_manifest_is_refused(bundle_dir, key, value, problem):
+    path = bundle_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    data[key] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=problem):
+        load_bundle(bundle_dir)
+
+
+def test_missing_pieces_are_named(tmp_path, bundle_dir):
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(tmp_path / "nowhere")
+    (bundle_dir / "model.tflite").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(bundle_dir)
+
+
+def test_output_size_must_match_labels(bundle_dir):
+    with pytest.raises(BundleError, match="3 classes"):
+        load_bundle(bundle_dir).check_output_size(3)
+
+
+def test_importing_edge_pulls_in_no_tensorflow():
+    code = ("import sys, edge, edge.bundle, edge.errors; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'keras_hub')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
