@@ -1,0 +1,100 @@
+"""Image decoding, resizing and encoding: the only edge module (with the OpenCV camera) that uses cv2.
+
+Every function takes and returns RGB ``uint8`` arrays (H x W x 3); OpenCV's BGR order
+stays inside this module.
+
+Usage:
+    from edge import imaging
+    rgb = imaging.read_image("photo.jpg")
+    tensor = imaging.resize_for_model(rgb, bundle.manifest.input)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edge.bundle import InputSpec
+
+
+def _cv2():
+    # Imported on first use so that `import edge` stays cheap.
+    import cv2
+
+    return cv2
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decodes encoded image bytes (JPEG, PNG, BMP, WebP) into RGB uint8.
+
+    Raises:
+        ValueError: ``"not a readable image"`` for empty, truncated or foreign bytes.
+    """
+    if not data:
+        raise ValueError("not a readable image")
+    cv2 = _cv2()
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error:
+        bgr = None
+    if bgr is None or bgr.ndim != 3 or bgr.size == 0:
+        raise ValueError("not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Reads an image file into RGB uint8.
+
+    Raises:
+        ValueError: the file cannot be read or is not an image; the message names the path.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        return decode_image(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def resize_for_model(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Stretches the whole image to the model's input size (bilinear, no crop, no padding).
+
+    Returns the image unchanged (no copy) when it already has the right size, so a
+    photo at model size is classified exactly as given.
+    """
+    height, width = rgb.shape[:2]
+    if (height, width) == (spec.height, spec.width):
+        return rgb
+    return _cv2().resize(rgb, (spec.width, spec.height), interpolation=_cv2().INTER_LINEAR)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 85, max_side: int | None = None) -> bytes:
+    """Encodes RGB uint8 as JPEG, first shrinking so the longer side is at most ``max_side``."""
+    cv2 = _cv2()
+    image = rgb
+    if max_side is not None and max(image.shape[:2]) > max_side:
+        height, width = image.shape[:2]
+        factor = max_side / max(height, width)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("cannot encode image as JPEG")
+    return encoded.tobytes()
+
+
+def to_small_grey(rgb: np.ndarray, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """Shrinks an RGB frame to a small float32 grey image (``size`` is width, height).
+
+    Area interpolation averages away sensor noise, which is what the item detector wants.
+    """
+    cv2 = _cv2()
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32)

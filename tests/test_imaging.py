@@ -1,0 +1,67 @@
+"""imaging: decode, resize per the manifest, JPEG thumbnails, small grey frames for the detector."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import imaging
+from edge.bundle import InputSpec
+from tests.conftest import make_photo
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def test_decode_returns_rgb_in_the_original_colours():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    decoded = imaging.decode_image(png_bytes(rgb))
+    assert decoded.dtype == np.uint8 and decoded.shape == (4, 6, 3)
+    np.testing.assert_array_equal(decoded, rgb)
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, not an image", png_bytes(make_photo(0))[:40]])
+def test_decode_rejects_empty_foreign_and_truncated_bytes(data):
+    with pytest.raises(ValueError, match="not a readable image"):
+        imaging.decode_image(data)
+
+
+def test_read_image_names_the_path_of_a_bad_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        imaging.read_image(bad)
+    with pytest.raises(ValueError, match="missing.jpg"):
+        imaging.read_image(tmp_path / "missing.jpg")
+
+
+def test_resize_for_model_stretches_the_whole_image_bilinearly():
+    rgb = make_photo(1, size=(48, 64))
+    spec = InputSpec(height=32, width=32)
+    resized = imaging.resize_for_model(rgb, spec)
+    assert resized.shape == (32, 32, 3) and resized.dtype == np.uint8
+    np.testing.assert_array_equal(resized, cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_LINEAR))
+
+
+def test_resize_for_model_keeps_an_image_already_at_model_size():
+    rgb = make_photo(2, size=(32, 32))
+    assert imaging.resize_for_model(rgb, InputSpec(height=32, width=32)) is rgb
+
+
+def test_encode_jpeg_round_trips_and_limits_the_longer_side():
+    rgb = make_photo(0, size=(300, 400))
+    thumbnail = imaging.decode_image(imaging.encode_jpeg(rgb, max_side=100))
+    assert thumbnail.shape == (75, 100, 3)
+    full = imaging.decode_image(imaging.encode_jpeg(rgb, quality=95))
+    assert full.shape == rgb.shape
+    assert np.abs(full.astype(int) - rgb).mean() < 15
+
+
+def test_to_small_grey_gives_float32_at_the_requested_width_and_height():
+    grey = imaging.to_small_grey(make_photo(0, size=(480, 640)), size=(64, 48))
+    assert grey.dtype == np.float32 and grey.shape == (48, 64)
+    white = imaging.to_small_grey(np.full((10, 10, 3), 255, np.uint8), size=(5, 5))
+    assert np.allclose(white, 255.0)
