@@ -1,0 +1,195 @@
+"""LiteRT classifier for a model bundle: the only edge module that imports ai_edge_litert.
+
+The interpreter is built once per bundle. Input and output quantisation are read from
+the interpreter itself (as pycoral's ``adapters/classify.py`` does) and checked against
+the manifest, so a bundle whose manifest lies about its model is refused at load time
+rather than classifying garbage all day.
+
+Usage:
+    from edge.classifier import Classifier
+    classifier = Classifier.from_path("models/trashnet-efflite0-int8", threads=2)
+    prediction = classifier.classify(rgb)
+    print(prediction.label, prediction.confidence)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge import imaging
+from edge.bundle import Bundle, load_bundle
+from edge.errors import BundleError, ClassifierError
+
+log = logging.getLogger(__name__)
+
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+_NUMPY_DTYPES = {"uint8": np.uint8, "int8": np.int8, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classifier's answer for one item (one image or the mean over K frames)."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    top3: list[tuple[str, float]]
+    latency_ms: float
+    invoke_ms: float
+
+
+class Classifier:
+    """A LiteRT interpreter for one bundle, safe to share between threads.
+
+    Usage:
+        classifier = Classifier(load_bundle(path), threads=2)
+        prediction = classifier.classify_frames([frame.image for frame in frames])
+    """
+
+    def __init__(self, bundle: Bundle, threads: int = 2, use_edgetpu: bool = False):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.bundle = bundle
+        self.labels: tuple[str, ...] = bundle.labels
+        self.threads = threads
+        self.delegate = "cpu"
+        self._lock = threading.Lock()
+        self._interpreter = None
+        if use_edgetpu:
+            self._interpreter = self._edgetpu_interpreter(Interpreter)
+        if self._interpreter is None:
+            self._interpreter = _build(Interpreter, bundle.model_path, num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._check_against_manifest()
+        self._input_dtype = self._input["dtype"]
+        in_scale, in_zero = self._input["quantization"]
+        # Raw RGB goes straight in when the input tensor is uint8 with the identity quantisation.
+        self._input_identity = self._input_dtype == np.uint8 and in_scale in (0.0, 1.0) and in_zero == 0
+        self._input_quant = (in_scale, in_zero)
+        self._output_quant = self._output["quantization"]
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
+        """Loads and validates a bundle folder, then builds its interpreter.
+
+        Raises:
+            BundleError: the bundle is missing, incomplete or does not match its model.
+            ClassifierError: the model file cannot be loaded by LiteRT.
+        """
+        return cls(load_bundle(path), **kwargs)
+
+    def _edgetpu_interpreter(self, interpreter_class):
+        from ai_edge_litert.interpreter import load_delegate
+
+        model = self.bundle.edgetpu_model_path()
+        if model is None:
+            log.warning("%s: no Edge TPU model in the bundle; using the CPU model", self.bundle.path)
+            return None
+        try:
+            # Probing with ctypes first: a failed load_delegate() leaves a half-built Delegate
+            # whose __del__ raises, which would print a confusing traceback at exit.
+            ctypes.CDLL(EDGETPU_LIBRARY)
+            delegate = load_delegate(EDGETPU_LIBRARY)
+            interpreter = interpreter_class(model_path=str(model), experimental_delegates=[delegate])
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError, OSError) as err:
+            log.warning("Edge TPU unavailable (%s); using the CPU model", str(err).splitlines()[0] if str(err) else err)
+            return None
+        self.delegate = "edgetpu"
+        return interpreter
+
+    def _check_against_manifest(self) -> None:
+        spec, out_spec = self.bundle.manifest.input, self.bundle.manifest.output
+        where = self.bundle.path
+        shape = tuple(int(n) for n in self._input["shape"])
+        if len(shape) != 4 or shape[1:] != (spec.height, spec.width, 3):
+            raise BundleError(f"{where}: model input shape {shape} does not match the manifest's "
+                              f"{spec.height}x{spec.width}x3")
+        for name, details, declared in (("input", self._input, spec), ("output", self._output, out_spec)):
+            actual = np.dtype(details["dtype"]).name
+            if actual != declared.dtype:
+                raise BundleError(f"{where}: model {name} dtype is {actual} but the manifest says {declared.dtype}")
+            scale, zero_point = details["quantization"]
+            if scale and (not np.isclose(scale, declared.scale, rtol=1e-5) or zero_point != declared.zero_point):
+                raise BundleError(f"{where}: model {name} quantisation (scale {scale:g}, zero point {zero_point}) "
+                                  f"does not match the manifest's (scale {declared.scale:g}, "
+                                  f"zero point {declared.zero_point})")
+        self.bundle.check_output_size(int(self._output["shape"][-1]))
+
+    def _to_input(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H x W x 3), got {rgb.dtype} {rgb.shape}")
+        resized = imaging.resize_for_model(rgb, self.bundle.manifest.input)
+        if self._input_identity:
+            return resized[None]
+        if self._input_dtype == np.float32:
+            return resized[None].astype(np.float32)
+        scale, zero_point = self._input_quant
+        info = np.iinfo(self._input_dtype)
+        quantised = np.round(resized.astype(np.float32) / scale + zero_point)
+        return np.clip(quantised, info.min, info.max).astype(self._input_dtype)[None]
+
+    def _from_output(self, raw: np.ndarray) -> np.ndarray:
+        scale, zero_point = self._output_quant
+        values = raw.reshape(-1).astype(np.float32)
+        if scale:
+            values = scale * (values - zero_point)
+        return values
+
+    def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        tensor = self._to_input(rgb)
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], tensor)
+            start = time.perf_counter()
+            try:
+                self._interpreter.invoke()
+            except (RuntimeError, ValueError) as err:
+                raise ClassifierError(f"{self.bundle.model_path}: inference failed: {err}") from None
+            invoke_ms = (time.perf_counter() - start) * 1000.0
+            raw = self._interpreter.get_tensor(self._output["index"])
+        return self._from_output(raw), invoke_ms
+
+    def probabilities(self, rgb: np.ndarray) -> np.ndarray:
+        """Returns the class probabilities (float32, bundle label order) for one RGB uint8 image."""
+        return self._run(rgb)[0]
+
+    def classify(self, rgb: np.ndarray) -> Prediction:
+        """Classifies one RGB uint8 image of any size."""
+        return self.classify_frames([rgb])
+
+    def classify_frames(self, images: list[np.ndarray]) -> Prediction:
+        """Classifies several views of one item by averaging their probabilities."""
+        if not images:
+            raise ValueError("classify_frames needs at least one image")
+        start = time.perf_counter()
+        total = np.zeros(len(self.labels), np.float32)
+        invoke_ms = 0.0
+        for image in images:
+            probabilities, spent = self._run(image)
+            total += probabilities
+            invoke_ms += spent
+        mean = total / len(images)
+        order = np.argsort(-mean, kind="stable")
+        probabilities = {label: float(mean[i]) for i, label in enumerate(self.labels)}
+        top3 = [(self.labels[i], float(mean[i])) for i in order[:3]]
+        best = int(order[0])
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        return Prediction(self.labels[best], float(mean[best]), probabilities, top3, latency_ms, invoke_ms)
+
+
+def _build(interpreter_class, model_path, num_threads: int):
+    try:
+        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except Exception as err:  # LiteRT raises ValueError/RuntimeError with multi-line C++ text
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ClassifierError(f"{model_path}: not a loadable LiteRT model ({first_line})") from None
+    return interpreter

@@ -1,0 +1,134 @@
+"""classifier: a real INT8 LiteRT bundle, preprocessing per the manifest, clear errors for bad bundles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from edge.bundle import load_bundle
+from edge.classifier import Classifier, Prediction
+from edge.errors import BundleError, ClassifierError
+from tests.conftest import TINY_LABELS, make_photo
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle) -> Classifier:
+    return Classifier.from_path(tiny_bundle, threads=1)
+
+
+def copy_bundle(tiny_bundle, tmp_path):
+    return shutil.copytree(tiny_bundle, tmp_path / "copy")
+
+
+def test_classifies_each_generated_colour_as_its_class(classifier):
+    for index, label in enumerate(TINY_LABELS):
+        prediction = classifier.classify(make_photo(index, size=(48, 64), seed=999 + index))
+        assert isinstance(prediction, Prediction)
+        assert prediction.label == label
+        assert prediction.confidence == prediction.probabilities[label]
+
+
+def test_probabilities_are_in_bundle_order_and_sum_to_one(classifier):
+    probabilities = classifier.probabilities(make_photo(1))
+    assert probabilities.dtype == np.float32 and probabilities.shape == (len(TINY_LABELS),)
+    assert abs(float(probabilities.sum()) - 1.0) < 0.02
+    prediction = classifier.classify(make_photo(1))
+    assert list(prediction.probabilities) == list(TINY_LABELS)
+    assert [label for label, _ in prediction.top3] == sorted(
+        TINY_LABELS, key=lambda label: -prediction.probabilities[label])
+    assert prediction.latency_ms >= prediction.invoke_ms > 0
+
+
+def test_classify_frames_averages_the_probabilities_of_every_frame(classifier):
+    frames = [make_photo(0, seed=1), make_photo(2, seed=2), make_photo(2, seed=3)]
+    expected = np.mean([classifier.probabilities(frame) for frame in frames], axis=0)
+    prediction = classifier.classify_frames(frames)
+    assert prediction.label == "metal"
+    np.testing.assert_allclose(list(prediction.probabilities.values()), expected, rtol=1e-6)
+    with pytest.raises(ValueError):
+        classifier.classify_frames([])
+
+
+def test_a_photo_at_model_size_and_the_same_photo_stretched_agree(classifier):
+    photo = make_photo(1, size=(32, 32))
+    assert classifier.classify(photo).label == classifier.classify(np.repeat(photo, 2, axis=1)).label
+
+
+def test_rejects_images_that_are_not_rgb_uint8(classifier):
+    with pytest.raises(ValueError, match="RGB uint8"):
+        classifier.classify(np.zeros((32, 32), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        classifier.classify(np.zeros((32, 32, 3), np.float32))
+
+
+def test_is_safe_to_share_between_threads(classifier):
+    photo = make_photo(2)
+    expected = classifier.probabilities(photo)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(classifier.probabilities(photo))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors and len(results) == 60
+    assert all(np.array_equal(result, expected) for result in results)
+
+
+def test_a_corrupt_model_file_is_one_clear_classifier_error(tiny_bundle, tmp_path):
+    folder = copy_bundle(tiny_bundle, tmp_path)
+    (folder / "model.tflite").write_bytes(b"this is not a flatbuffer" * 10)
+    with pytest.raises(ClassifierError, match="not a loadable LiteRT model") as raised:
+        Classifier(load_bundle(folder, verify_hash=False))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_manifest_that_disagrees_with_the_model_is_refused(tiny_bundle, tmp_path):
+    folder = copy_bundle(tiny_bundle, tmp_path)
+    bundle = load_bundle(folder)
+    wrong_size = dataclasses.replace(bundle.manifest, input=dataclasses.replace(bundle.manifest.input, height=64))
+    with pytest.raises(BundleError, match="input shape"):
+        Classifier(dataclasses.replace(bundle, manifest=wrong_size))
+    wrong_quant = dataclasses.replace(bundle.manifest, output=dataclasses.replace(bundle.manifest.output, scale=0.5))
+    with pytest.raises(BundleError, match="output quantisation"):
+        Classifier(dataclasses.replace(bundle, manifest=wrong_quant))
+
+
+def test_a_label_count_that_differs_from_the_output_is_refused(tiny_bundle, tmp_path):
+    folder = copy_bundle(tiny_bundle, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["labels"] = [*TINY_LABELS, "paper"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "labels.txt").write_text("\n".join(manifest["labels"]) + "\n")
+    with pytest.raises(BundleError, match="outputs 3 classes but labels.txt names 4"):
+        Classifier.from_path(folder)
+
+
+def test_edgetpu_requested_without_a_compiled_model_falls_back_to_cpu(tiny_bundle, caplog):
+    classifier = Classifier.from_path(tiny_bundle, use_edgetpu=True)
+    assert classifier.delegate == "cpu"
+    assert "Edge TPU" in caplog.text
+    assert classifier.classify(make_photo(0)).label == "cardboard"
+
+
+def test_edgetpu_delegate_missing_falls_back_to_cpu(tiny_bundle, tmp_path, caplog):
+    folder = copy_bundle(tiny_bundle, tmp_path)
+    shutil.copy(folder / "model.tflite", folder / "model_edgetpu.tflite")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["edgetpu"] = {"model_file": "model_edgetpu.tflite"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    classifier = Classifier.from_path(folder, use_edgetpu=True)
+    assert classifier.delegate == "cpu"
+    assert "Edge TPU unavailable" in caplog.text
