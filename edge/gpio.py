@@ -1,0 +1,233 @@
+"""The sorting flap and the optional beam sensor: the only edge module that imports gpiozero.
+
+Hardware sits behind gpiozero pin factories chosen by name (``lgpio`` on a Pi 5, ``mock``
+everywhere else). The mock factory uses ``MockPWMPin`` so that ``AngularServo`` runs
+for real on a laptop and tests can read back the pulses it would send.
+
+Usage:
+    from edge.gpio import Flap
+    flap = Flap(pin=18, angles={"glass": -45, "metal": 45, "reject": 0}, pin_factory="mock")
+    flap.move_to("glass")
+    flap.neutral()
+    flap.close()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from edge.errors import FlapError
+
+PIN_FACTORIES = {
+    "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
+    "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
+    "pigpio": ("gpiozero.pins.pigpio", "PiGPIOFactory"),
+    "native": ("gpiozero.pins.native", "NativeFactory"),
+}
+
+
+def make_pin_factory(name: str):
+    """Builds a gpiozero pin factory by name.
+
+    Args:
+        name: ``mock`` (MockFactory with MockPWMPin), ``lgpio``, ``rpigpio``, ``pigpio``,
+            ``native``, or ``auto`` (gpiozero's own choice, honouring ``GPIOZERO_PIN_FACTORY``).
+
+    Raises:
+        FlapError: the name is unknown or that backend cannot start on this machine.
+    """
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        return MockFactory(pin_class=MockPWMPin)
+    if name == "auto":
+        return None
+    if name not in PIN_FACTORIES:
+        choices = ", ".join(["mock", "auto", *PIN_FACTORIES])
+        raise FlapError(f"unknown pin factory {name!r} (choose one of {choices})")
+    module_name, class_name = PIN_FACTORIES[name]
+    try:
+        import importlib
+
+        return getattr(importlib.import_module(module_name), class_name)()
+    except Exception as err:  # ImportError, BadPinFactory, OSError from a missing /dev/gpiochip...
+        raise FlapError(f"pin factory {name!r} is not available here ({err}); "
+                        f"use 'mock' (or --mock-gpio) off a Raspberry Pi") from None
+
+
+def _resolve_factory(pin_factory: Any) -> tuple[Any, bool]:
+    """Returns (factory, owned): a name builds a factory we must close; an object is borrowed."""
+    if isinstance(pin_factory, str):
+        return make_pin_factory(pin_factory), True
+    return pin_factory, False
+
+
+def _is_mock(factory: Any) -> bool:
+    from gpiozero.pins.mock import MockFactory
+
+    return isinstance(factory, MockFactory)
+
+
+class Flap:
+    """The servo flap that steers an item into its bin.
+
+    The flap goes to neutral on construction, waits ``settle_s`` after every move, and
+    (with ``detach_when_idle``) stops sending pulses when parked, since a hobby servo
+    held by jittery software PWM hums and twitches.
+
+    Usage:
+        flap = Flap(pin=18, angles={"glass": -45, "metal": 45, "reject": 0}, settle_s=0.4)
+        flap.move_to("metal"); flap.neutral()
+    """
+
+    def __init__(self, *, pin: int | str, angles: dict[str, float], neutral_angle: float = 0.0,
+                 min_angle: float = -90.0, max_angle: float = 90.0,
+                 min_pulse_width: float = 0.0005, max_pulse_width: float = 0.0025,
+                 frame_width: float = 0.02, settle_s: float = 0.4, detach_when_idle: bool = True,
+                 pin_factory: Any = "mock"):
+        if min_angle >= max_angle:
+            raise FlapError(f"flap: min_angle {min_angle} must be below max_angle {max_angle}")
+        for name, angle in {**angles, "neutral": neutral_angle}.items():
+            if not min_angle <= angle <= max_angle:
+                raise FlapError(f"flap: angle {angle} for {name!r} is outside {min_angle}..{max_angle}")
+        self.angles = {name: float(angle) for name, angle in angles.items()}
+        self.bins: tuple[str, ...] = tuple(self.angles)
+        self.neutral_angle = float(neutral_angle)
+        self.settle_s = max(0.0, float(settle_s))
+        self.detach_when_idle = detach_when_idle
+        self.history: list[float | None] = []
+        self._lock = threading.Lock()
+        self._factory, self._owns_factory = _resolve_factory(pin_factory)
+        from gpiozero import AngularServo
+
+        try:
+            self._servo = AngularServo(
+                pin, initial_angle=None, min_angle=min_angle, max_angle=max_angle,
+                min_pulse_width=min_pulse_width, max_pulse_width=max_pulse_width,
+                frame_width=frame_width, pin_factory=self._factory,
+            )
+        except Exception as err:  # bad pin name, pin in use, PWM unsupported...
+            self._close_factory()
+            raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err}") from None
+        self.neutral()
+
+    def move_to(self, bin_name: str) -> None:
+        """Turns the flap to the bin's angle and waits for it to settle.
+
+        Raises:
+            FlapError: ``bin_name`` has no angle.
+        """
+        if bin_name not in self.angles:
+            raise FlapError(f"flap: unknown bin {bin_name!r} (known: {', '.join(self.bins)})")
+        with self._lock:
+            self._command(self.angles[bin_name])
+
+    def set_angle(self, angle: float) -> None:
+        """Turns the flap to an explicit angle (for calibration) and waits for it to settle."""
+        if not self._servo.min_angle <= angle <= self._servo.max_angle:
+            raise FlapError(f"flap: angle {angle} is outside "
+                            f"{self._servo.min_angle}..{self._servo.max_angle}")
+        with self._lock:
+            self._command(float(angle))
+
+    def neutral(self) -> None:
+        """Returns to the neutral angle, waits to settle, then detaches if configured."""
+        with self._lock:
+            self._command(self.neutral_angle)
+            if self.detach_when_idle:
+                self._detach()
+
+    def detach(self) -> None:
+        """Stops sending pulses: the servo holds by friction and cannot jitter."""
+        with self._lock:
+            self._detach()
+
+    @property
+    def angle(self) -> float | None:
+        """The commanded angle, or None while detached."""
+        return self._servo.angle
+
+    @property
+    def is_detached(self) -> bool:
+        return self._servo.value is None
+
+    def pwm_state(self) -> float | None:
+        """The mock pin's current duty cycle (0 when detached); None on real hardware."""
+        if not _is_mock(self._servo.pin_factory):
+            return None
+        return self._servo.pwm_device.pin.state
+
+    def close(self) -> None:
+        """Parks the flap at neutral, then releases the pin (safe to call twice)."""
+        if self._servo.closed:
+            return
+        try:
+            self.neutral()
+        finally:
+            self._servo.close()
+            self._close_factory()
+
+    def _command(self, angle: float) -> None:
+        self._servo.angle = angle
+        self.history.append(angle)
+        if self.settle_s:
+            time.sleep(self.settle_s)
+
+    def _detach(self) -> None:
+        self._servo.detach()
+        self.history.append(None)
+
+    def _close_factory(self) -> None:
+        if self._owns_factory and self._factory is not None:
+            self._factory.close()
+            self._owns_factory = False
+
+    def __enter__(self) -> Flap:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class BeamSensor:
+    """A break-beam sensor or button that says "an item is on the tray".
+
+    Usage:
+        sensor = BeamSensor(pin=17, pull_up=True, pin_factory="lgpio")
+        trigger = make_trigger("sensor", is_active=sensor.is_active)
+    """
+
+    def __init__(self, *, pin: int | str, pull_up: bool = True, pin_factory: Any = "mock"):
+        from gpiozero import DigitalInputDevice
+
+        self._factory, self._owns_factory = _resolve_factory(pin_factory)
+        try:
+            self._device = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=self._factory)
+        except Exception as err:
+            if self._owns_factory and self._factory is not None:
+                self._factory.close()
+            raise FlapError(f"sensor: cannot read pin {pin!r}: {err}") from None
+        self._pull_up = pull_up
+
+    def is_active(self) -> bool:
+        """True while the beam is broken (or the button pressed)."""
+        return bool(self._device.is_active)
+
+    def simulate(self, active: bool) -> None:
+        """Mock only: breaks (True) or restores (False) the simulated beam."""
+        if not _is_mock(self._device.pin_factory):
+            raise FlapError("sensor: simulate() needs the mock pin factory")
+        pin = self._device.pin
+        # With a pull-up the input is active when pulled low, as a real beam sensor does.
+        if active == self._pull_up:
+            pin.drive_low()
+        else:
+            pin.drive_high()
+
+    def close(self) -> None:
+        self._device.close()
+        if self._owns_factory and self._factory is not None:
+            self._factory.close()
+            self._owns_factory = False

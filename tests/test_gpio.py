@@ -1,0 +1,102 @@
+"""gpio: the servo flap on gpiozero's MockFactory with MockPWMPin, and the beam sensor."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.errors import FlapError
+from edge.gpio import BeamSensor, Flap, make_pin_factory
+
+ANGLES = {"glass": -45.0, "metal": 45.0, "reject": 90.0}
+
+
+def pulse_duty(angle: float) -> float:
+    """Duty cycle for the default 0.5-2.5 ms pulses over -90..90 degrees in a 20 ms frame."""
+    return (0.0005 + (angle + 90) / 180 * 0.002) / 0.02
+
+
+@pytest.fixture
+def flap():
+    flap = Flap(pin=18, angles=ANGLES, settle_s=0)
+    yield flap
+    flap.close()
+
+
+def test_goes_to_neutral_and_detaches_on_construction(flap):
+    assert flap.history == [0.0, None]
+    assert flap.is_detached and flap.angle is None
+    assert flap.pwm_state() == 0.0
+
+
+def test_visits_the_bin_angle_then_returns_to_neutral(flap):
+    flap.move_to("glass")
+    assert flap.angle == -45.0 and not flap.is_detached
+    assert flap.pwm_state() == pytest.approx(pulse_duty(-45.0))
+    flap.neutral()
+    flap.move_to("reject")
+    assert flap.pwm_state() == pytest.approx(pulse_duty(90.0))
+    flap.neutral()
+    assert flap.history == [0.0, None, -45.0, 0.0, None, 90.0, 0.0, None]
+    assert flap.is_detached and flap.pwm_state() == 0.0
+
+
+def test_keeps_holding_neutral_when_detach_is_off():
+    with Flap(pin=18, angles=ANGLES, settle_s=0, detach_when_idle=False, neutral_angle=10) as flap:
+        flap.move_to("metal")
+        flap.neutral()
+        assert flap.angle == pytest.approx(10.0) and not flap.is_detached
+        assert flap.pwm_state() == pytest.approx(pulse_duty(10.0))
+
+
+def test_an_unknown_bin_is_a_flap_error_naming_the_known_bins(flap):
+    with pytest.raises(FlapError, match="unknown bin 'paper'.*glass, metal, reject"):
+        flap.move_to("paper")
+
+
+def test_angles_outside_the_servo_range_are_refused():
+    with pytest.raises(FlapError, match="outside"):
+        Flap(pin=18, angles={"glass": 120.0}, settle_s=0)
+
+
+def test_set_angle_is_for_calibration_within_range(flap):
+    flap.set_angle(30)
+    assert flap.angle == pytest.approx(30.0)
+    with pytest.raises(FlapError):
+        flap.set_angle(100)
+
+
+def test_close_parks_at_neutral_releases_the_pin_and_can_repeat():
+    flap = Flap(pin=18, angles=ANGLES, settle_s=0)
+    flap.move_to("metal")
+    flap.close()
+    flap.close()
+    assert flap.history[-2:] == [0.0, None]
+    again = Flap(pin=18, angles=ANGLES, settle_s=0)  # the pin is free again
+    again.close()
+
+
+def test_waits_settle_time_after_each_move():
+    import time
+
+    flap = Flap(pin=18, angles=ANGLES, settle_s=0.05)
+    start = time.perf_counter()
+    flap.move_to("glass")
+    assert time.perf_counter() - start >= 0.05
+    flap.close()
+
+
+def test_unknown_or_unavailable_pin_factories_are_clear_errors():
+    with pytest.raises(FlapError, match="unknown pin factory 'gpio9'"):
+        make_pin_factory("gpio9")
+    with pytest.raises(FlapError, match="not available here.*mock"):
+        make_pin_factory("rpigpio")  # no RPi.GPIO off a Pi
+
+
+def test_beam_sensor_reports_a_broken_beam():
+    sensor = BeamSensor(pin=17, pull_up=True)
+    assert not sensor.is_active()
+    sensor.simulate(True)
+    assert sensor.is_active()
+    sensor.simulate(False)
+    assert not sensor.is_active()
+    sensor.close()
