@@ -1,0 +1,105 @@
+"""``smartbin web``: the upload-and-classify page on its own, for a laptop demo.
+
+Inside ``smartbin run`` the same page is started by the daemon when ``web.enabled`` is set;
+this command serves it without camera, flap or MQTT (the live section says so).
+
+Usage:
+    python -m edge web --model models/trashnet-efficientnet-lite0-int8 --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from edge.errors import SmartbinError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the ``web`` command to an ``argparse`` sub-parser set; its handler is ``args.func``."""
+    parser = subparsers.add_parser(
+        "web", help="serve the upload-and-classify web page on its own",
+        description="Serve the upload-and-classify page (no camera, flap or MQTT). Ctrl+C stops it.")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="smartbin.yaml (default: the shipped firmware_config/smartbin.yaml)")
+    parser.add_argument("--model", metavar="BUNDLE", help="model bundle folder (overrides model.path)")
+    parser.add_argument("--host", help="address to listen on (overrides web.host; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (overrides web.port)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serves the page until Ctrl+C or SIGTERM. Returns 0, or 2 after printing a one-line error."""
+    try:
+        server = build_server(args)
+        server.start()
+    except SmartbinError as err:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.strerror or err}", file=sys.stderr)
+        return 2
+    print(f"smartbin web page at {server.url} (Ctrl+C to stop)", flush=True)
+    try:
+        _wait_for_stop()
+    finally:
+        server.stop()
+    return 0
+
+
+def build_server(args: argparse.Namespace):
+    """Builds the ``WebServer`` from the config file and the command-line overrides.
+
+    Raises:
+        ConfigError: the config is invalid.
+        BundleError, ClassifierError: the model bundle is missing, corrupt or unloadable.
+    """
+    from edge.classifier import Classifier
+    from edge.config import load_config, resolve_path, state_dir
+    from edge.decision import Decider
+    from edge.web.server import WebServer
+
+    overrides = {key: value for key, value in (
+        ("model.path", args.model), ("web.host", args.host), ("web.port", args.port)) if value is not None}
+    # Port 0 ("any free port") is useful here but not a valid config value, so it bypasses validation.
+    port_zero = overrides.get("web.port") == 0
+    if port_zero:
+        del overrides["web.port"]
+    config = load_config(args.config, overrides)
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    model_path = resolve_path(config.model.path, config.source_path) if args.model is None else args.model
+    classifier = Classifier.from_path(model_path, threads=config.model.threads)
+    rules = config.decision
+    decider = Decider(rules.bins, rules.reject_bin, rules.min_confidence)
+    web = config.web
+    return WebServer(host=web.host, port=0 if port_zero else web.port, classifier=classifier, decider=decider,
+                     max_upload_bytes=int(web.max_upload_mb * 1024 * 1024), state_dir=state_dir(config),
+                     keep_uploads=web.keep_uploads)
+
+
+def _wait_for_stop() -> None:
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.web", description="Serve the smartbin upload-and-classify page.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

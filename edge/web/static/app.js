@@ -1,0 +1,302 @@
+// smartbin web page: upload a photo to /api/classify, and follow /api/status live.
+// Plain browser JavaScript, no build step. Text from the server is only ever set with
+// textContent, never parsed as HTML, so a label cannot inject markup.
+"use strict";
+
+const state = { maxUploadBytes: 10 * 1024 * 1024, previewUrl: null };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+const percent = (p) => `${(100 * p).toFixed(1)} %`;
+
+function number(value, digits = 1) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  return Number.isInteger(value) ? String(value) : Number(value).toFixed(digits);
+}
+
+function duration(seconds) {
+  const s = Math.floor(seconds || 0);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
+}
+
+// ---- upload & classify ---------------------------------------------------------------
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+async function classify(file) {
+  clearError();
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`“${file.name}” is not a photo (${file.type}). Choose a JPEG, PNG or WebP image.`);
+    return;
+  }
+  if (file.size === 0) {
+    showError(`“${file.name}” is empty.`);
+    return;
+  }
+  if (file.size > state.maxUploadBytes) {
+    const limit = (state.maxUploadBytes / 1048576).toFixed(0);
+    showError(`“${file.name}” is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${limit} MB.`);
+    return;
+  }
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  $("busy").hidden = false;
+  const form = new FormData();
+  form.append("image", file, file.name || "photo.jpg");
+  try {
+    const response = await fetch("/api/classify", { method: "POST", body: form });
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    if (!response.ok) {
+      const reason = body && body.error ? body.error : `the server answered ${response.status}`;
+      showError(`Could not classify this photo: ${reason}.`);
+      $("result").hidden = true;
+      return;
+    }
+    showResult(body);
+  } catch (err) {
+    showError("Could not reach the bin. Is it still running? Try again in a moment.");
+  } finally {
+    $("busy").hidden = true;
+  }
+}
+
+function verdictText(result) {
+  if (result.rejected) {
+    const needed = result.min_confidence != null ? `, below the ${percent(result.min_confidence)} needed` : "";
+    return `Not sure. It looks most like ${result.label} (${percent(result.confidence)})${needed}, ` +
+      `so it would go to the ${result.bin} bin for a person to check.`;
+  }
+  return `This is ${result.label}: it goes in the ${result.bin} bin.`;
+}
+
+function showResult(result) {
+  $("preview").src = state.previewUrl;
+  $("verdict").textContent = verdictText(result);
+  $("verdict").classList.toggle("unsure", result.rejected);
+  $("result-label").textContent = result.label;
+  $("result-bin").textContent = result.bin;
+  $("result-confidence").textContent = percent(result.confidence);
+  $("result-latency").textContent = `${number(result.latency_ms)} ms model, ${number(result.server_ms)} ms on the server`;
+  const bars = $("bars");
+  bars.replaceChildren();
+  const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
+  for (const [label, p] of ranked) {
+    const fill = el("span", { class: "bar-fill" });
+    fill.style.width = `${Math.max(0, Math.min(100, 100 * p)).toFixed(1)}%`;
+    const row = el("li", { class: label === result.label ? "bar top" : "bar", "data-label": label }, [
+      el("span", { class: "bar-label", text: label }),
+      el("span", { class: "bar-track", "aria-hidden": "true" }, [fill]),
+      el("span", { class: "bar-value", text: percent(p) }),
+    ]);
+    bars.append(row);
+  }
+  $("result").hidden = false;
+}
+
+function setUpUpload() {
+  const input = $("file-input");
+  const zone = $("drop-zone");
+  zone.addEventListener("click", () => input.click());
+  input.addEventListener("change", () => {
+    classify(input.files[0]);
+    input.value = "";  // choosing the same file again must classify again
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("dragging"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("dragging"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const files = event.dataTransfer && event.dataTransfer.files;
+    if (files && files.length) classify(files[0]);
+  });
+  // A photo dropped beside the zone must not navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  window.addEventListener("paste", (event) => {
+    const item = [...(event.clipboardData ? event.clipboardData.files : [])][0];
+    if (item) classify(item);
+  });
+}
+
+// ---- live status ---------------------------------------------------------------------
+
+function countRows(tbody, all, sinceReset, key) {
+  tbody.replaceChildren();
+  const names = [...new Set([...Object.keys(all || {}), ...Object.keys(sinceReset || {})])].sort();
+  for (const name of names) {
+    tbody.append(el("tr", { [`data-${key}`]: name }, [
+      el("th", { scope: "row", text: name }),
+      el("td", { class: "since-reset", text: String((sinceReset || {})[name] || 0) }),
+      el("td", { class: "all-time", text: String((all || {})[name] || 0) }),
+    ]));
+  }
+  const since = Object.values(sinceReset || {}).reduce((a, b) => a + b, 0);
+  const total = Object.values(all || {}).reduce((a, b) => a + b, 0);
+  tbody.append(el("tr", { class: "total" }, [
+    el("th", { scope: "row", text: "Total" }),
+    el("td", { class: "since-reset", text: String(since) }),
+    el("td", { class: "all-time", text: String(total) }),
+  ]));
+}
+
+function facts(dl, pairs) {
+  dl.replaceChildren();
+  for (const [term, value, id] of pairs) {
+    const dd = el("dd", { text: value });
+    if (id) dd.id = id;
+    dl.append(el("div", {}, [el("dt", { text: term }), dd]));
+  }
+}
+
+function mqttText(mqtt) {
+  if (!mqtt || !mqtt.enabled) return "off";
+  return mqtt.connected ? `connected to ${mqtt.broker}` : `not connected (${mqtt.broker}); items are queued`;
+}
+
+function renderLive(status) {
+  const counts = status.counts || {};
+  const since = counts.since_reset || {};
+  countRows($("bin-counts").tBodies[0], counts.bins, since.bins, "bin");
+  countRows($("label-counts").tBodies[0], counts.labels, since.labels, "label");
+  const stats = status.stats || {};
+  facts($("stats"), [
+    ["Frames per second", number(stats.fps), "stat-fps"],
+    ["Inference", `${number(stats.inference_ms_mean)} ms mean, ${number(stats.inference_ms_p90)} ms p90`, "stat-inference"],
+    ["Items", number(stats.items), "stat-items"],
+    ["Dropped / unreadable frames", `${number(stats.dropped_frames)} / ${number(stats.unreadable_frames)}`, "stat-dropped"],
+    ["MQTT", mqttText(status.mqtt), "stat-mqtt"],
+    ["Waiting to send", number(stats.outbox), "stat-outbox"],
+    ["Running for", duration(status.uptime_s), "stat-uptime"],
+  ]);
+  const recent = $("recent");
+  recent.replaceChildren();
+  for (const item of status.recent || []) {
+    // The daemon may send epoch seconds or an ISO string; both become a local time.
+    const when = item.ts == null ? null
+      : new Date(typeof item.ts === "number" ? item.ts * (item.ts < 1e12 ? 1000 : 1) : item.ts);
+    const image = item.thumbnail_jpeg_b64
+      ? el("img", { src: `data:image/jpeg;base64,${item.thumbnail_jpeg_b64}`, alt: `Item classified as ${item.label}` })
+      : el("span", { class: "no-thumb", "aria-hidden": "true" });
+    const parts = [`${percent(item.confidence)} → ${item.bin} bin`];
+    if (item.rejected) parts.push("not sure");
+    if (item.truth) parts.push(item.truth === item.label ? "✓ correct" : `✗ was ${item.truth}`);
+    recent.append(el("li", { "data-id": String(item.id) }, [
+      image,
+      el("span", { class: "recent-text" }, [
+        el("strong", { text: item.label }),
+        el("span", { text: parts.join(" · ") }),
+        el("time", { text: when && !Number.isNaN(when.getTime()) ? when.toLocaleTimeString() : "" }),
+      ]),
+    ]));
+  }
+  $("recent-empty").hidden = (status.recent || []).length > 0;
+}
+
+function renderMetrics(container, metrics) {
+  container.replaceChildren();
+  if (!metrics || !Object.keys(metrics).length) {
+    container.append(el("p", { class: "hint", text: "None recorded." }));
+    return;
+  }
+  const asText = (key, value) => {
+    if (typeof value === "number") {
+      return /acc|f1|agree|precision|recall/i.test(key) && value >= 0 && value <= 1 ? percent(value) : number(value, 3);
+    }
+    if (Array.isArray(value)) return value.join(", ");
+    return String(value);
+  };
+  const build = (data) => {
+    const dl = el("dl", { class: "facts metrics" });
+    for (const [key, value] of Object.entries(data)) {
+      const dd = value && typeof value === "object" && !Array.isArray(value)
+        ? el("dd", {}, [build(value)]) : el("dd", { text: asText(key, value) });
+      dl.append(el("div", {}, [el("dt", { text: key.replaceAll("_", " ") }), dd]));
+    }
+    return dl;
+  };
+  container.append(build(metrics));
+}
+
+function renderModel(status) {
+  const model = status.model || {};
+  const web = status.web || {};
+  $("model-line").textContent = model.name
+    ? `Sorting with ${model.name} (${model.backbone || "?"}, ${model.quantization || "?"})`
+    : "No model information";
+  facts($("model-facts"), [
+    ["Name", model.name || "–"],
+    ["Backbone", model.backbone || "–"],
+    ["Quantisation", model.quantization || "–"],
+    ["Classes", (model.labels || []).join(", ") || "–"],
+    ["Sure enough at", web.min_confidence != null ? percent(web.min_confidence) : "–"],
+    ["sha256", model.sha256 ? `${model.sha256.slice(0, 12)}…` : "–"],
+  ]);
+  renderMetrics($("metrics"), model.metrics);
+}
+
+function render(status) {
+  if (status.web && status.web.max_upload_bytes) {
+    state.maxUploadBytes = status.web.max_upload_bytes;
+    $("limit-mb").textContent = (state.maxUploadBytes / 1048576).toFixed(0);
+  }
+  renderModel(status);
+  if (status.live) {
+    $("live-note").textContent = status.device_id ? `Device ${status.device_id}` : "Running";
+    renderLive(status);
+    $("live-body").hidden = false;
+  } else {
+    $("live-note").textContent = "No bin is attached: this is the photo demo only (start it with `edge run` to see live counts).";
+    $("live-body").hidden = true;
+  }
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/api/status", { cache: "no-store" });
+    if (response.ok) render(await response.json());
+  } catch (_) {
+    $("live-note").textContent = "Lost contact with the bin; retrying…";
+  }
+}
+
+function follow() {
+  poll();
+  if (!window.EventSource) {
+    setInterval(poll, 2000);
+    return;
+  }
+  const events = new EventSource("/api/events");
+  events.onmessage = (event) => render(JSON.parse(event.data));
+  events.onerror = () => { $("live-note").textContent = "Lost contact with the bin; retrying…"; };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpUpload();
+  follow();
+});

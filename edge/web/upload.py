@@ -1,0 +1,212 @@
+"""Reading an uploaded photo out of an HTTP request body, with every failure as a clear 4xx.
+
+The standard library's ``cgi`` module is deprecated (and gone in 3.13), so multipart bodies
+are split here with plain ``bytes.find`` on the boundary; only each part's small header block
+goes through the ``email`` parser, which knows the quoting rules of ``Content-Disposition``.
+
+Usage:
+    from edge.web.upload import UploadError, read_body, extract_image
+    body = read_body(handler.rfile, handler.headers, limit=10 << 20)
+    photo = extract_image(handler.headers.get("Content-Type", ""), body, limit=10 << 20)
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from dataclasses import dataclass
+
+FIELD = "image"
+# Room for the multipart boundaries and part headers around a file of the full allowed size.
+ENVELOPE_BYTES = 64 * 1024
+READ_CHUNK = 64 * 1024
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"BM", "bmp"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.HTTP)
+
+
+class UploadError(ValueError):
+    """An upload the server refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Photo:
+    """The uploaded file: its bytes and the kind sniffed from them (``jpeg``, ``png``, ...)."""
+
+    data: bytes
+    kind: str
+    filename: str = ""
+
+
+def too_large(limit: int) -> UploadError:
+    return UploadError(413, f"the photo is larger than the {limit / (1 << 20):g} MB limit")
+
+
+def read_body(rfile, headers, limit: int) -> bytes:
+    """Reads a request body of at most ``limit`` bytes of photo plus the multipart envelope.
+
+    The size is checked from ``Content-Length`` before anything is read, and again while
+    reading a chunked body, so an oversized upload never fills memory.
+
+    Raises:
+        UploadError: 411 without a length, 413 when too large, 400 when the body ends early.
+    """
+    allowed = limit + ENVELOPE_BYTES
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return _read_chunked(rfile, allowed, limit)
+    length_text = headers.get("Content-Length")
+    if length_text is None:
+        raise UploadError(411, "the upload has no Content-Length")
+    try:
+        length = int(length_text)
+    except ValueError:
+        raise UploadError(400, "the upload's Content-Length is not a number") from None
+    if length < 0:
+        raise UploadError(400, "the upload's Content-Length is negative")
+    if length > allowed:
+        raise too_large(limit)
+    parts, remaining = [], length
+    while remaining:
+        chunk = _read(rfile, min(remaining, READ_CHUNK))
+        if not chunk:
+            raise UploadError(400, "the upload was cut off before the end")
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+def _read(rfile, size: int) -> bytes:
+    try:
+        return rfile.read(size)
+    except TimeoutError:
+        raise UploadError(400, "the upload stalled and was cut off") from None
+    except OSError:
+        return b""
+
+
+def _read_chunked(rfile, allowed: int, limit: int) -> bytes:
+    parts, total = [], 0
+    while True:
+        size_line = rfile.readline(1024)
+        if not size_line:
+            raise UploadError(400, "the upload was cut off before the end")
+        try:
+            size = int(size_line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise UploadError(400, "the upload's chunked encoding is malformed") from None
+        if size == 0:
+            # Skip trailer lines up to the blank line ending the body.
+            while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        total += size
+        if total > allowed:
+            raise too_large(limit)
+        chunk = b""
+        while len(chunk) < size:
+            more = _read(rfile, size - len(chunk))
+            if not more:
+                raise UploadError(400, "the upload was cut off before the end")
+            chunk += more
+        parts.append(chunk)
+        rfile.readline(1024)  # the CRLF closing each chunk
+
+
+def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
+    """Finds the photo in a request body and checks that it is a whole image file.
+
+    Accepts ``multipart/form-data`` with a file field named ``image`` (what the page and
+    ``curl -F image=@photo.jpg`` send) or a raw ``image/*`` body (``curl --data-binary``).
+
+    Raises:
+        UploadError: 415 for a wrong content type or bytes that are no image; 400 for a
+            missing field, an empty or truncated file; 413 for a file over ``limit``.
+    """
+    media_type, params = _parse_content_type(content_type)
+    filename = ""
+    if media_type == "multipart/form-data":
+        boundary = params.get("boundary", "")
+        if not boundary:
+            raise UploadError(400, "the multipart upload has no boundary")
+        data, part_type, filename = _find_field(body, boundary.encode("latin-1"), FIELD)
+    elif media_type.startswith("image/"):
+        data, part_type = body, media_type
+    else:
+        shown = media_type or "no content type"
+        raise UploadError(415, f"expected a photo as multipart/form-data (field '{FIELD}'), got {shown}")
+    if part_type and not (part_type.startswith("image/") or part_type == "application/octet-stream"):
+        raise UploadError(415, f"'{filename or FIELD}' is {part_type}, not an image")
+    if not data:
+        raise UploadError(400, "the photo is empty (0 bytes)")
+    if len(data) > limit:
+        raise too_large(limit)
+    kind = sniff(data)
+    if kind is None:
+        raise UploadError(415, f"'{filename or FIELD}' is not an image (JPEG, PNG, WebP, BMP or GIF expected)")
+    if is_truncated(data, kind):
+        raise UploadError(400, f"'{filename or FIELD}' is truncated: the {kind.upper()} file ends too early")
+    return Photo(data, kind, filename)
+
+
+def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    message = _HEADER_PARSER.parsebytes(f"Content-Type: {value}\r\n\r\n".encode("latin-1", "replace"))
+    media_type = message.get_content_type() if value.strip() else ""
+    params = {key.lower(): val for key, val in (message.get_params() or [])[1:]}
+    return media_type, params
+
+
+def _find_field(body: bytes, boundary: bytes, name: str) -> tuple[bytes, str, str]:
+    delimiter = b"--" + boundary
+    start = body.find(delimiter)
+    if start < 0:
+        raise UploadError(400, "the multipart upload is malformed (no boundary found)")
+    position = start + len(delimiter)
+    while True:
+        if body.startswith(b"--", position):
+            break  # the closing delimiter: no more parts
+        header_end = body.find(b"\r\n\r\n", position)
+        if header_end < 0:
+            raise UploadError(400, "the upload was cut off inside a part's headers")
+        headers = _HEADER_PARSER.parsebytes(body[position:header_end].lstrip(b"\r\n") + b"\r\n\r\n")
+        content_start = header_end + 4
+        content_end = body.find(b"\r\n" + delimiter, content_start)
+        if content_end < 0:
+            raise UploadError(400, "the upload was cut off before the end")
+        if headers.get_param("name", header="content-disposition") == name:
+            filename = headers.get_filename() or ""
+            part_type = headers.get_content_type() if headers.get("Content-Type") else ""
+            return body[content_start:content_end], part_type, filename
+        position = content_end + 2 + len(delimiter)
+    raise UploadError(400, f"no file field named '{name}' in the upload")
+
+
+def sniff(data: bytes) -> str | None:
+    """Names the image format from the file's first bytes, or ``None`` when it is none we read."""
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def is_truncated(data: bytes, kind: str) -> bool:
+    """True when a JPEG or PNG lacks its end marker (OpenCV would decode the torn file silently)."""
+    if kind == "jpeg":
+        # Some cameras pad after the end-of-image marker, so look near the end, not at it.
+        return b"\xff\xd9" not in data[-64:]
+    if kind == "png":
+        return b"IEND" not in data[-32:]
+    if kind == "webp":
+        return len(data) < 8 + int.from_bytes(data[4:8], "little")
+    return False
