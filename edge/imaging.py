@@ -98,3 +98,8 @@ def to_small_grey(rgb: np.ndarray, size: tuple[int, int] = (64, 48)) -> np.ndarr
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     return small.astype(np.float32)
+
+
+def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resizes to exactly ``width`` x ``height`` with bilinear interpolation."""
+    return _cv2().resize(rgb, (int(width), int(height)), interpolation=_cv2().INTER_LINEAR)

@@ -1,0 +1,188 @@
+"""OpenCV ``VideoCapture`` source: a USB camera index, a video file or an RTSP/HTTP URL.
+
+A capture thread reads continuously so that ``read`` always gets a fresh frame from a
+live camera (older frames are dropped and counted) and so that a hung driver cannot
+block the caller past its timeout. Read failures on a live camera reopen it with
+exponential back-off; a video file simply ends.
+
+Usage:
+    source = OpenCVSource(device=0, width=640, height=480)
+    frame = source.read(timeout=2.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+from edge.camera import Frame
+from edge.errors import CameraError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def parse_device(device: int | str) -> int | str:
+    """``"0"`` means camera index 0; anything else is a path or URL."""
+    if isinstance(device, str) and device.strip().isdigit():
+        return int(device)
+    return device
+
+
+class OpenCVSource:
+    """Frames from ``cv2.VideoCapture``, converted from BGR to RGB.
+
+    Args:
+        device: camera index, video file path, or stream URL.
+        width, height, fps: requested capture settings (a camera may ignore them).
+        retries: reopen attempts after a failure before giving up with ``CameraError``.
+        backoff_s: first wait between attempts; doubles each time up to ``max_backoff_s``.
+
+    Raises:
+        CameraError: the device cannot be opened after its retries.
+    """
+
+    def __init__(self, device: int | str = 0, width: int | None = None, height: int | None = None,
+                 fps: float | None = None, retries: int = 5, backoff_s: float = 0.1,
+                 max_backoff_s: float = 2.0):
+        self.device = parse_device(device)
+        self._is_file = isinstance(self.device, str) and "://" not in self.device
+        if self._is_file and not os.path.isfile(self.device):
+            raise CameraError(f"opencv: video file not found: {self.device}")
+        self._settings = (width, height, fps)
+        self._retries = max(0, retries)
+        self._backoff = (backoff_s, max_backoff_s)
+        self._stats = {"frames": 0, "unreadable": 0, "retries": 0, "dropped": 0}
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._finished: object = None
+        self._capture = self._open_with_retries()
+        self._thread = threading.Thread(target=self._pump, name="opencv-capture", daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        cv2 = _cv2()
+        # OpenCV prints a WARN line per backend it tries; our CameraError says it once, clearly.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            capture = cv2.VideoCapture(self.device)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        width, height, fps = self._settings
+        if not self._is_file:
+            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height),
+                                (cv2.CAP_PROP_FPS, fps)):
+                if value:
+                    capture.set(prop, value)
+        return capture
+
+    def _delay(self, attempt: int) -> float:
+        first, most = self._backoff
+        return min(most, first * 2 ** attempt)
+
+    def _open_with_retries(self):
+        for attempt in range(self._retries + 1):
+            capture = self._open()
+            if capture is not None:
+                return capture
+            if attempt < self._retries:
+                self._stats["retries"] += 1
+                if self._stop.wait(self._delay(attempt)):
+                    break
+        attempts = self._retries + 1
+        raise CameraError(f"opencv: cannot open camera {self.device!r} "
+                          f"(gave up after {attempts} attempt{'s' if attempts > 1 else ''})")
+
+    def _pump(self) -> None:
+        cv2 = _cv2()
+        failures = 0
+        while not self._stop.is_set():
+            ok, bgr = self._capture.read()
+            if ok and bgr is not None and bgr.ndim == 3:
+                failures = 0
+                self._stats["frames"] += 1
+                frame = Frame(image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ts=time.time(),
+                              index=self._stats["frames"] - 1)
+                self._deliver(frame)
+                continue
+            if self._is_file:
+                self._deliver(_END)
+                return
+            failures += 1
+            if failures > self._retries:
+                self._deliver(CameraError(f"opencv: camera {self.device!r} stopped delivering frames "
+                                          f"({self._retries} retries with back-off failed)"))
+                return
+            self._stats["retries"] += 1
+            log.warning("opencv: read failed on %r, reopening (attempt %d of %d)",
+                        self.device, failures, self._retries)
+            if self._stop.wait(self._delay(failures - 1)):
+                return
+            self._capture.release()
+            self._capture = self._open() or self._capture
+
+    def _deliver(self, item) -> None:
+        if self._is_file or item is _END or isinstance(item, CameraError):
+            # A file must not lose frames and the end marker must not be dropped: wait for room.
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            # A live camera keeps only the newest frames: the detector wants the present.
+            try:
+                self._queue.get_nowait()
+                self._stats["dropped"] += 1
+            except queue.Empty:
+                pass
+            self._queue.put_nowait(item)
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next frame; None at the end of a video file.
+
+        Raises:
+            CameraError: no frame within ``timeout`` seconds, or the camera died.
+        """
+        if self._finished is _END:
+            return None
+        if isinstance(self._finished, CameraError):
+            raise self._finished
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise CameraError(f"camera timeout: no frame from {self.device!r} within {timeout:g} s") from None
+        if item is _END or isinstance(item, CameraError):
+            self._finished = item
+            return self.read()
+        return item
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if not self._thread.is_alive():  # releasing under a blocked read() can crash the driver
+            self._capture.release()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._stats)

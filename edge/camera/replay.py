@@ -1,0 +1,153 @@
+"""Replay: a folder of photos shown one by one on a simulated tray.
+
+Each photo is one item: ``empty_frames`` frames of the empty tray, then ``present_frames``
+frames that are the decoded photo itself (unchanged, so classifying the settled frame
+equals classifying the photo), then the next photo's empty frames. After the last
+photo, one more run of empty frames, then the end of the stream. The item detector
+therefore sees exactly what a camera over a real tray would give it.
+
+Usage:
+    source = ReplaySource("data/trashnet-test", fps=0)
+    frame = source.read()   # frame.truth == "glass", frame.source_id == "glass/glass_12.jpg"
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from edge import imaging
+from edge.camera import Frame
+from edge.errors import CameraError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def find_photos(root: Path) -> list[Path]:
+    """Every image file under ``root`` (hidden ones skipped), sorted by relative path."""
+    photos = [path for path in root.rglob("*")
+              if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+              and not any(part.startswith(".") for part in path.relative_to(root).parts)]
+    return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
+
+
+@lru_cache(maxsize=8)
+def empty_tray(width: int, height: int) -> np.ndarray:
+    """The empty tray at a given size: a smooth grey pattern, identical on every call.
+
+    The pattern is defined in relative coordinates, so it looks the same to the detector
+    (which shrinks every frame) whatever the photo size; its strong light/dark swing
+    means no real object can match it over more than a small part of the tray.
+    """
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    u, v = xs / max(width - 1, 1), ys / max(height - 1, 1)
+    pattern = 128 + 70 * np.sin(2 * np.pi * (2 * u + 0.25)) * np.cos(2 * np.pi * 1.5 * v)
+    grain = np.random.default_rng(7).integers(-3, 4, (height, width))  # fixed seed: same every time
+    grey = np.clip(pattern + grain, 0, 255).astype(np.uint8)
+    tray = np.repeat(grey[..., None], 3, axis=2)
+    tray.setflags(write=False)
+    return tray
+
+
+class ReplaySource:
+    """Photos from a folder as items on a simulated tray.
+
+    Args:
+        path: the folder; photos in class subfolders get the subfolder name as ``truth``.
+        fps: frames per second to pace at; 0 delivers frames as fast as ``read`` is called.
+        empty_frames: empty-tray frames before each photo (and after the last one).
+        present_frames: frames showing each photo.
+        tray_size: (width, height) of the empty tray before any photo has been read.
+        loop: start again from the first photo instead of ending.
+
+    Raises:
+        CameraError: the folder does not exist or holds no photos.
+    """
+
+    def __init__(self, path, fps: float = 0.0, empty_frames: int = 4, present_frames: int = 6,
+                 tray_size: tuple[int, int] = (512, 384), loop: bool = False):
+        self.root = Path(path)
+        if not self.root.is_dir():
+            raise CameraError(f"replay folder not found: {self.root}")
+        self.photos = find_photos(self.root)
+        if not self.photos:
+            raise CameraError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) under {self.root}")
+        if empty_frames < 1 or present_frames < 1:
+            raise CameraError("replay: empty_frames and present_frames must be at least 1")
+        if fps < 0:
+            raise CameraError("replay: fps must be 0 (unthrottled) or positive")
+        self.empty_frames = empty_frames
+        self.present_frames = present_frames
+        self.loop = loop
+        self._tray_size = tuple(tray_size)
+        self._interval = 1.0 / fps if fps else 0.0
+        self._next_due = time.monotonic()
+        self._index = 0
+        self._closed = False
+        self._stats = {"frames": 0, "unreadable": 0, "retries": 0, "photos": 0}
+        self._frames = self._generate()
+
+    def _generate(self) -> Iterator[tuple[np.ndarray, str | None, str | None]]:
+        size = self._tray_size
+        while True:
+            shown = 0
+            for path in self.photos:
+                photo = self._decode(path)
+                if photo is None:
+                    continue
+                size = (photo.shape[1], photo.shape[0])
+                relative = path.relative_to(self.root)
+                truth = relative.parts[0] if len(relative.parts) > 1 else None
+                for _ in range(self.empty_frames):
+                    yield empty_tray(*size), None, None
+                self._stats["photos"] += 1
+                shown += 1
+                for _ in range(self.present_frames):
+                    yield photo, truth, relative.as_posix()
+            if not self.loop or shown == 0:
+                break
+        for _ in range(self.empty_frames):
+            yield empty_tray(*size), None, None
+
+    def _decode(self, path: Path) -> np.ndarray | None:
+        try:
+            photo = imaging.read_image(path)
+        except ValueError as err:
+            self._stats["unreadable"] += 1
+            log.warning("replay: skipping unreadable photo %s", err)
+            return None
+        photo.setflags(write=False)  # shared by several frames: nobody may draw on it
+        return photo
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next frame, paced at ``fps``; None after the last empty frames.
+
+        Pacing never waits longer than one frame interval, so ``timeout`` cannot expire.
+        """
+        if self._closed:
+            return None
+        item = next(self._frames, None)
+        if item is None:
+            return None
+        if self._interval:
+            time.sleep(max(0.0, self._next_due - time.monotonic()))
+            self._next_due = max(self._next_due, time.monotonic()) + self._interval
+        image, truth, source_id = item
+        frame = Frame(image=image, ts=time.time(), index=self._index, truth=truth, source_id=source_id)
+        self._index += 1
+        self._stats["frames"] += 1
+        return frame
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._stats)

@@ -1,0 +1,181 @@
+"""camera: replay simulates a tray, OpenCV reads files/devices with back-off, auto fails clearly, fake hangs on cue."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import imaging
+from edge.camera import Frame, FrameSource, open_source
+from edge.camera.replay import empty_tray
+from edge.errors import CameraError
+from tests.conftest import make_photo
+
+
+def read_all(source, limit=10_000) -> list[Frame]:
+    frames = []
+    while (frame := source.read(timeout=5)) is not None:
+        frames.append(frame)
+        assert len(frames) < limit
+    return frames
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+def test_replay_shows_each_photo_as_an_item_between_empty_trays(photo_folder):
+    source = open_source("replay", path=photo_folder, empty_frames=3, present_frames=5)
+    assert isinstance(source, FrameSource)
+    frames = read_all(source)
+    assert len(frames) == 24 * (3 + 5) + 3
+    assert [frame.index for frame in frames] == list(range(len(frames)))
+    first_item = frames[:8]
+    assert [frame.truth for frame in first_item] == [None] * 3 + ["cardboard"] * 5
+    assert first_item[3].source_id == "cardboard/cardboard_0.jpg"
+    assert all(frame.truth is None for frame in frames[-3:])
+    assert source.stats == {"frames": len(frames), "unreadable": 0, "retries": 0, "photos": 24}
+
+
+def test_replay_present_frames_are_the_decoded_photo_exactly(photo_folder):
+    source = open_source("replay", path=photo_folder, empty_frames=2, present_frames=2)
+    frames = read_all(source)
+    photo = imaging.read_image(photo_folder / "glass" / "glass_3.jpg")
+    shown = [frame for frame in frames if frame.source_id == "glass/glass_3.jpg"]
+    assert len(shown) == 2
+    for frame in shown:
+        assert frame.truth == "glass"
+        assert frame.image.dtype == np.uint8
+        np.testing.assert_array_equal(frame.image, photo)
+
+
+def test_replay_empty_tray_is_the_same_every_time_at_the_photo_size(photo_folder):
+    frames = read_all(open_source("replay", path=photo_folder))
+    empties = [frame.image for frame in frames if frame.truth is None]
+    assert all(image.shape == (48, 64, 3) for image in empties)
+    assert all(np.array_equal(image, empties[0]) for image in empties)
+    assert empty_tray(64, 48).std() > 20  # textured, so no photo matches it by accident
+
+
+def test_replay_photos_come_sorted_by_path_and_walk_subfolders(tmp_path):
+    for relative in ("b/z.png", "a/y.JPG", "a/x.jpeg", "top.bmp", "notes.txt"):
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".txt":
+            path.write_text("not a photo")
+        else:
+            cv2.imwrite(str(path), make_photo(0))
+    frames = read_all(open_source("replay", path=tmp_path, empty_frames=1, present_frames=1))
+    shown = [(frame.source_id, frame.truth) for frame in frames if frame.source_id]
+    assert shown == [("a/x.jpeg", "a"), ("a/y.JPG", "a"), ("b/z.png", "b"), ("top.bmp", None)]
+
+
+def test_replay_skips_and_counts_unreadable_photos(photo_folder, caplog):
+    (photo_folder / "glass" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)
+    frames = read_all(source)
+    assert "glass/broken.jpg" not in {frame.source_id for frame in frames}
+    assert source.stats["unreadable"] == 1 and source.stats["photos"] == 24
+    assert "broken.jpg" in caplog.text
+
+
+def test_replay_paces_frames_at_the_requested_fps(photo_folder):
+    source = open_source("replay", path=photo_folder, fps=100)
+    start = time.perf_counter()
+    for _ in range(11):
+        source.read()
+    assert time.perf_counter() - start >= 0.09
+
+
+def test_replay_loops_when_asked(photo_folder):
+    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, loop=True)
+    frames = [source.read() for _ in range(24 * 2 * 2 + 2)]
+    assert frames[1].source_id == frames[24 * 2 + 1].source_id == "cardboard/cardboard_0.jpg"
+    source.close()
+    assert source.read() is None
+
+
+def test_replay_of_a_missing_or_empty_folder_is_a_camera_error(tmp_path):
+    with pytest.raises(CameraError, match="replay folder not found"):
+        open_source("replay", path=tmp_path / "nope")
+    with pytest.raises(CameraError, match="no photos"):
+        open_source("replay", path=tmp_path)
+
+
+# --- opencv -----------------------------------------------------------------------------------
+
+
+def write_video(path, frames: int = 5, size=(64, 48)) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    red_in_bgr = np.zeros((size[1], size[0], 3), np.uint8)
+    red_in_bgr[..., 2] = 230
+    for _ in range(frames):
+        writer.write(red_in_bgr)
+    writer.release()
+
+
+def test_opencv_reads_a_video_file_as_rgb_then_ends(tmp_path):
+    video = tmp_path / "clip.avi"
+    write_video(video, frames=5)
+    source = open_source("opencv", device=str(video))
+    frames = read_all(source)
+    source.close()
+    assert len(frames) == 5 and [frame.index for frame in frames] == list(range(5))
+    image = frames[0].image
+    assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+    assert image[..., 0].mean() > 200 and image[..., 2].mean() < 40  # red stays red
+    assert source.read() is None
+
+
+def test_opencv_gives_up_on_a_dead_device_after_backing_off():
+    start = time.perf_counter()
+    with pytest.raises(CameraError, match="cannot open camera 99 .*3 attempts"):
+        open_source("opencv", device=99, retries=2, backoff_s=0.02)
+    assert time.perf_counter() - start >= 0.02 + 0.04
+
+
+def test_opencv_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CameraError, match="video file not found"):
+        open_source("opencv", device=str(tmp_path / "missing.mp4"))
+
+
+# --- auto, fake, registry ---------------------------------------------------------------------
+
+
+def test_auto_without_any_camera_suggests_replay():
+    with pytest.raises(CameraError, match="--replay DIR") as raised:
+        open_source("auto", device=99, backoff_s=0.01)
+    assert "picamera2" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_unknown_kind_and_unknown_options_are_camera_errors(photo_folder):
+    with pytest.raises(CameraError, match="unknown camera kind 'webcam'"):
+        open_source("webcam")
+    with pytest.raises(CameraError, match="colour"):
+        open_source("replay", path=photo_folder, colour="red")
+
+
+def test_fake_yields_its_frames_then_ends():
+    images = [make_photo(i) for i in range(3)]
+    source = open_source("fake", frames=images)
+    frames = read_all(source)
+    assert [frame.index for frame in frames] == [0, 1, 2]
+    assert all(np.array_equal(frame.image, image) for frame, image in zip(frames, images))
+
+
+def test_fake_takes_a_function_of_the_frame_index():
+    source = open_source("fake", frames=lambda i: make_photo(0) if i < 4 else None)
+    assert len(read_all(source)) == 4
+
+
+def test_fake_hangs_after_block_after_and_times_out_like_a_stalled_camera():
+    source = open_source("fake", frames=lambda i: make_photo(0), block_after=2)
+    assert source.read(timeout=1) is not None and source.read(timeout=1) is not None
+    start = time.perf_counter()
+    with pytest.raises(CameraError, match="camera timeout"):
+        source.read(timeout=0.1)
+    assert 0.1 <= time.perf_counter() - start < 1.0
+    source.close()
+    assert source.read(timeout=5) is None  # closing wakes a blocked reader
