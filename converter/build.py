@@ -1,0 +1,204 @@
+"""Run folder → verified bundle: the steps of ``python -m converter RUN_DIR`` in order.
+
+Every check that can fail on bad input (run folder, data folder, output folder) runs
+before TensorFlow is even imported, and the accuracy gate runs before anything is
+written into the bundle folder, so a refused conversion leaves no half-made bundle.
+
+Usage:
+    from converter.build import ConvertOptions, convert_run
+    bundle = convert_run(ConvertOptions(run_dir="runs/efflite0", out="models/efflite0-int8"))
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from converter import ConverterError
+from converter.runfolder import RunFolder, load_run
+from edge.bundle import MANIFEST_FILE, Bundle, InputSpec, Manifest, write_bundle
+
+MODEL_FILE = "model.tflite"
+
+
+@dataclass
+class ConvertOptions:
+    """What ``python -m converter RUN_DIR`` was asked to do (see ``converter.cli`` for each flag)."""
+
+    run_dir: str
+    out: str | None = None
+    quantize: str = "int8"
+    calibration_samples: int = 300
+    max_drop: float = 1.0
+    edgetpu: bool = False
+    data: str | None = None
+    name: str | None = None
+    keep_float: bool = False
+    threads: int = 2
+    seed: int = 0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bundle_folder(options: ConvertOptions, run: RunFolder) -> Path:
+    """``--out``, else ``models/<--name>``, else ``models/<run folder name>-<mode>``."""
+    if options.out:
+        return Path(options.out)
+    name = options.name or f"{run.path.resolve().name}-{options.quantize}"
+    return Path("models") / name
+
+
+def check_output_folder(folder: Path) -> None:
+    """Fails early (before minutes of work) when the bundle cannot be written there.
+
+    Refuses to replace an existing folder that is not a bundle: ``write_bundle`` swaps the
+    whole folder, which must never eat someone's files.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ConverterError(f"--out {folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST_FILE).is_file():
+        raise ConverterError(f"--out {folder}: folder exists and is not a model bundle; refusing to replace it")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".smartbin-write-test-"):
+            pass
+    except OSError as err:
+        raise ConverterError(f"--out {folder}: cannot write there ({err.strerror or err})") from None
+
+
+def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -> Bundle:
+    """Converts, verifies and writes the bundle.
+
+    Raises:
+        ConverterError: bad input (exit 2 in the CLI).
+        GateError: the converted model lost more accuracy than allowed (exit 1); nothing written.
+    """
+    from converter.quantize import QUANTIZATION_MODES
+
+    if options.quantize not in QUANTIZATION_MODES:
+        raise ConverterError(f"--quantize {options.quantize!r}: choose one of {', '.join(QUANTIZATION_MODES)}")
+    if options.edgetpu and options.quantize != "int8":
+        raise ConverterError("--edgetpu needs --quantize int8 (the Edge TPU runs only full-integer models)")
+    if options.calibration_samples < 1:
+        raise ConverterError("--calibration-samples must be at least 1")
+    run = load_run(options.run_dir)
+    out = bundle_folder(options, run)
+    check_output_folder(out)
+    data_dir = run.resolve_data_dir(options.data)
+    run.check_data(data_dir, ("train", "test") if options.quantize == "int8" else ("test",))
+
+    # TensorFlow is imported only now that the inputs are known to be good.
+    from converter import keras_model, quantize
+    from converter.dataset import load_images, stratified_sample
+    from converter.litert import LiteModel
+    from converter.verify import check_gate, compare, summary
+
+    say(f"loading {run.model_path}")
+    model = keras_model.load_keras_model(run.model_path, run.labels)
+    size = keras_model.input_size(model)
+    if run.image_size and run.image_size != size:
+        say(f"warning: config.yaml says image_size {run.image_size} but the model takes {size}; using {size}")
+    pixels = InputSpec(height=size, width=size)
+
+    calibration = None
+    if options.quantize == "int8":
+        sample = stratified_sample(run.items("train", data_dir), options.calibration_samples, options.seed)
+        calibration, _, skipped = load_images(sample, pixels, desc="calibration")
+        _report_skipped(say, skipped)
+        say(f"calibrating on {len(calibration)} train photos")
+    say(f"converting to {options.quantize}")
+    model_bytes = quantize.convert(model, options.quantize, calibration)
+    lite = LiteModel(model_bytes, threads=options.threads)
+    input_spec, output_spec = lite.specs()
+    if options.quantize == "int8" and (input_spec.dtype, input_spec.scale, input_spec.zero_point) != ("uint8", 1.0, 0):
+        raise ConverterError(
+            f"int8 input came out as {input_spec.dtype} scale {input_spec.scale:g} zero point "
+            f"{input_spec.zero_point}, not raw RGB (uint8, 1, 0); the model must take 0..255 pixels"
+        )
+
+    float_bytes = model_bytes if options.quantize == "float32" else quantize.convert(model, "float32")
+    _write_float_reference(run, out, float_bytes, options.keep_float, say)
+
+    test_images, targets, skipped = load_images(run.items("test", data_dir), pixels, desc="test photos")
+    _report_skipped(say, skipped)
+    if not len(test_images):
+        raise ConverterError(f"{data_dir}: none of the test split's photos could be read")
+    metrics = compare(targets, keras_model.predict(model, test_images), lite.predict(test_images), run.labels)
+    if skipped:
+        metrics["skipped"] = len(skipped)
+    if run.metrics.get("accuracy") is not None:
+        # training.fit measured with TensorFlow's resize; the figures above use the bin's OpenCV resize.
+        metrics["training_pipeline"] = {key: run.metrics[key] for key in ("accuracy", "macro_f1") if key in run.metrics}
+    say(summary(metrics))
+    check_gate(metrics, options.max_drop)
+
+    extra_files, edgetpu_info = {}, None
+    if options.edgetpu:
+        extra_files, edgetpu_info = _edgetpu(model_bytes, say)
+
+    manifest = Manifest(
+        labels=run.labels, model_file=MODEL_FILE, sha256="0" * 64, input=input_spec, output=output_spec,
+        backbone=run.backbone, quantization=options.quantize,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        source_run=Path(options.run_dir).as_posix(), versions=keras_model.versions(), metrics=metrics,
+        edgetpu=edgetpu_info,
+    )
+    bundle = write_bundle(out, model_bytes, manifest, extra_files)
+    _make_readable(out)
+    size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    say(f"wrote {out} ({size_mb:.2f} MB)")
+    return bundle
+
+
+def _make_readable(folder: Path) -> None:
+    # write_bundle stages in a mkdtemp folder (mode 0700); the daemon often runs as another user.
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+
+
+def _report_skipped(say: Callable[[str], None], skipped: list[str]) -> None:
+    for message in skipped:
+        say(f"warning: skipped unreadable photo {message}")
+
+
+def _write_float_reference(run: RunFolder, out: Path, float_bytes: bytes, keep_float: bool,
+                           say: Callable[[str], None]) -> None:
+    # bench compares against this file; a read-only run folder only costs that comparison.
+    try:
+        run.float_reference_path.write_bytes(float_bytes)
+    except OSError as err:
+        say(f"warning: cannot write {run.float_reference_path} ({err.strerror}); bench will lack the float32 reference")
+    if keep_float:
+        beside = out.parent / f"{out.name}-float32.tflite"
+        beside.write_bytes(float_bytes)
+        say(f"wrote float32 reference {beside}")
+
+
+def _edgetpu(model_bytes: bytes, say: Callable[[str], None]) -> tuple[dict[str, bytes], dict | None]:
+    from converter import edgetpu
+    from converter.litert import list_ops
+
+    problems = edgetpu.precheck(list_ops(model_bytes))
+    if problems:
+        say("Edge TPU pre-check: these ops will run on the CPU (and everything after the first of them):")
+        for problem in problems:
+            say(f"  {problem}")
+    else:
+        say("Edge TPU pre-check: every op is an 8-bit Edge TPU operation")
+    if not edgetpu.find_compiler():
+        say(edgetpu.HOW_TO_GET_COMPILER)
+        return {}, None
+    say("compiling for the Edge TPU")
+    compiled, info = edgetpu.compile_model(model_bytes)
+    say(f"Edge TPU: {info['ops_on_tpu']} ops on the TPU, {info['ops_on_cpu']} on the CPU "
+        f"(compiler {info['compiler_version']})")
+    return {edgetpu.MODEL_FILE: compiled}, {"model_file": edgetpu.MODEL_FILE, **info}
+

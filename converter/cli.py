@@ -1,0 +1,144 @@
+"""Command line of ``python -m converter``: ``RUN_DIR --out BUNDLE`` converts, ``bench BUNDLE`` times.
+
+Exit codes: 0 done, 1 the accuracy gate refused the model, 2 bad input (one ``error:`` line).
+
+Usage:
+    python -m converter runs/efflite0 --out models/trashnet-efflite0-int8
+    python -m converter bench models/trashnet-efflite0-int8 --threads 1,2,4 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from converter import ConverterError, GateError
+
+EXIT_GATE = 1
+EXIT_BAD_INPUT = 2
+
+CONVERT_EPILOG = """\
+examples:
+  python -m converter runs/efflite0 --out models/trashnet-efflite0-int8
+  python -m converter runs/efflite0 --quantize float16 --out /tmp/efflite0-f16
+  python -m converter runs/efflite0 --out models/efflite0-int8 --edgetpu
+  python -m converter bench models/trashnet-efflite0-int8 --threads 1,2,4
+
+The INT8 model takes raw uint8 RGB (scale 1, zero point 0) and outputs uint8 probabilities.
+Calibration photos come from the run's train split only; the gate evaluates both the float
+Keras model and the converted model on the test split and refuses (exit 1, no bundle) when
+accuracy drops by more than --max-drop points. The float32 .tflite of the run is always
+written to RUN_DIR/model_float32.tflite for `bench`.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits with 2 already; this keeps its message to one line like the converter's own errors.
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _thread_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: thread counts must be positive")
+    return values
+
+
+def convert_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m converter",
+        description="Convert a training run folder into a verified LiteRT model bundle "
+                    "(or `python -m converter bench BUNDLE` to time one).",
+        epilog=CONVERT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `python -m training.fit`")
+    parser.add_argument("--out", metavar="BUNDLE_DIR",
+                        help="bundle folder to write (default: models/NAME); replaced atomically")
+    parser.add_argument("--name", help="bundle name when --out is not given (default: <run folder>-<mode>)")
+    parser.add_argument("--quantize", default="int8", choices=("int8", "float16", "dynamic", "float32"),
+                        help="int8 = full-integer, uint8 in/out (default); float16 weights; "
+                             "dynamic = int8 weights, float activations; float32 = no quantisation")
+    parser.add_argument("--calibration-samples", type=_positive_int, default=300, metavar="N",
+                        help="train photos for INT8 calibration, stratified by class (default: 300)")
+    parser.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+                        help="largest allowed test-accuracy drop against the float model, in points (default: 1.0)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="data folder of the run's split (default: split.json's \"data\", then $SMARTBIN_DATA)")
+    parser.add_argument("--edgetpu", action="store_true",
+                        help="pre-check Edge TPU ops and compile model_edgetpu.tflite when edgetpu_compiler is on PATH")
+    parser.add_argument("--keep-float", action="store_true",
+                        help="also write the float32 .tflite beside the bundle as <bundle>-float32.tflite")
+    parser.add_argument("--threads", type=_positive_int, default=2, help="LiteRT threads for evaluation (default: 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample (default: 0)")
+    return parser
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m converter bench",
+        description="Time LiteRT invoke() of a bundle (or a .tflite file) against the float32 model of "
+                    "the same run, side by side in one process.",
+    )
+    parser.add_argument("target", metavar="BUNDLE", help="bundle folder or .tflite file")
+    parser.add_argument("--threads", type=_thread_list, default=[1, 2, 4], metavar="1,2,4",
+                        help="thread counts to time (default: 1,2,4)")
+    parser.add_argument("--runs", type=_positive_int, default=50, metavar="N", help="timed invokes (default: 50)")
+    parser.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed invokes first (default: 5)")
+    parser.add_argument("--float", dest="reference", metavar="TFLITE",
+                        help="float32 .tflite to compare with (default: found via manifest.source_run)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "bench":
+            return _bench(bench_parser().parse_args(argv[1:]))
+        return _convert(convert_parser().parse_args(argv))
+    except ConverterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except GateError as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return EXIT_GATE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from converter.build import ConvertOptions, convert_run
+
+    options = ConvertOptions(
+        run_dir=args.run_dir, out=args.out, quantize=args.quantize,
+        calibration_samples=args.calibration_samples, max_drop=args.max_drop, edgetpu=args.edgetpu,
+        data=args.data, name=args.name, keep_float=args.keep_float, threads=args.threads, seed=args.seed,
+    )
+    bundle = convert_run(options)
+    print(bundle.path)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from converter.bench import bench, format_table
+
+    result = bench(args.target, threads=args.threads, runs=args.runs, warmup=args.warmup, reference=args.reference)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0

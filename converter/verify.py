@@ -1,0 +1,74 @@
+"""The verification gate: the converted model against the float model on the run's test split.
+
+Usage:
+    from converter.verify import compare, check_gate
+    metrics = compare(targets, float_probabilities, model_probabilities, run.labels)
+    check_gate(metrics, max_drop=1.0)   # raises GateError when the drop is too large
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from converter import GateError
+
+
+def classification_metrics(targets: np.ndarray, predicted: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class F1 (a class with no support and no prediction counts F1 = 0)."""
+    targets = np.asarray(targets, np.int64)
+    predicted = np.asarray(predicted, np.int64)
+    per_class = {}
+    for index, label in enumerate(labels):
+        true_positive = int(np.sum((predicted == index) & (targets == index)))
+        predicted_count = int(np.sum(predicted == index))
+        actual_count = int(np.sum(targets == index))
+        denominator = predicted_count + actual_count
+        per_class[label] = round(2 * true_positive / denominator, 6) if denominator else 0.0
+    accuracy = float(np.mean(predicted == targets)) if len(targets) else 0.0
+    return {
+        "accuracy": round(accuracy, 6),
+        "macro_f1": round(float(np.mean(list(per_class.values()))), 6),
+        "per_class_f1": per_class,
+    }
+
+
+def compare(targets: np.ndarray, float_probabilities: np.ndarray, model_probabilities: np.ndarray,
+            labels: tuple[str, ...], split: str = "test") -> dict[str, Any]:
+    """The manifest's ``metrics``: both models' figures, top-1 agreement and the accuracy drop in points."""
+    float_top1 = np.argmax(float_probabilities, axis=1)
+    model_top1 = np.argmax(model_probabilities, axis=1)
+    float_metrics = classification_metrics(targets, float_top1, labels)
+    model_metrics = classification_metrics(targets, model_top1, labels)
+    agreement = float(np.mean(float_top1 == model_top1)) if len(targets) else 0.0
+    return {
+        "split": split,
+        "n": int(len(targets)),
+        "float": float_metrics,
+        "model": model_metrics,
+        "agreement": round(agreement, 6),
+        "drop_points": round(100 * (float_metrics["accuracy"] - model_metrics["accuracy"]), 4),
+    }
+
+
+def check_gate(metrics: dict[str, Any], max_drop: float) -> None:
+    """Raises ``GateError`` when the converted model lost more than ``max_drop`` accuracy points."""
+    drop = metrics["drop_points"]
+    if drop > max_drop:
+        raise GateError(
+            f"accuracy gate failed: the converted model scores {metrics['model']['accuracy']:.4f} "
+            f"against the float model's {metrics['float']['accuracy']:.4f} on {metrics['n']} "
+            f"{metrics['split']} photos, a drop of {drop:.2f} points (allowed: {max_drop:g}); no bundle written"
+        )
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """A few human lines for the terminal."""
+    f, m = metrics["float"], metrics["model"]
+    return (
+        f"{metrics['split']} split, {metrics['n']} photos\n"
+        f"  float model:     accuracy {f['accuracy']:.4f}  macro-F1 {f['macro_f1']:.4f}\n"
+        f"  converted model: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}\n"
+        f"  top-1 agreement {metrics['agreement']:.4f}, drop {metrics['drop_points']:.2f} points"
+    )
