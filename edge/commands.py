@@ -1,0 +1,134 @@
+"""Remote commands on plain data: parse and validate a payload, run it, shape the reply.
+
+Commands arrive on ``<prefix>/<device_id>/cmd/<name>`` as small JSON objects (an empty
+payload means ``{}``). Parsing never raises past ``parse_command``: every malformed,
+unknown or oversized message becomes a ``CommandError`` that the caller turns into an
+error reply on ``cmd/result``. Running is ``dispatch``: a handler per command name, any
+exception becomes an error reply, so a bad command never stops the sorting loop.
+
+Usage:
+    try:
+        command = parse_command("flap", b'{"bin": "glass"}')
+        reply = dispatch(command, {"flap": lambda c: flap.move_to(c.bin)})
+    except CommandError as err:
+        reply = result("flap", ok=False, error=str(err))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 4096
+
+
+class Command(BaseModel):
+    """Base of every command: unknown keys are errors; ``request_id`` is echoed in the reply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field("", exclude=True)
+    request_id: str | int | None = Field(None, description="Echoed in the reply so callers can match it.")
+
+
+class ResetCounts(Command):
+    """Zero the since-reset counts (since-install counts are kept)."""
+
+    name: Literal["reset_counts"] = Field("reset_counts", exclude=True)
+
+
+class ReloadModel(Command):
+    """Load a model bundle (the configured one when ``path`` is empty); the old one stays on failure."""
+
+    name: Literal["reload_model"] = Field("reload_model", exclude=True)
+    path: str | None = Field(None, min_length=1, max_length=1024, description="Bundle folder on the bin.")
+
+
+class FlapCommand(Command):
+    """Move the flap to a bin and back (calibration)."""
+
+    name: Literal["flap"] = Field("flap", exclude=True)
+    bin: str = Field(..., min_length=1, max_length=64, description="Bin name, as in flap.angles.")
+
+
+COMMANDS: dict[str, type[Command]] = {"reset_counts": ResetCounts, "reload_model": ReloadModel,
+                                      "flap": FlapCommand}
+
+
+def parse_command(name: str, payload: bytes | str | None) -> Command:
+    """Validates a command name and its JSON payload.
+
+    Raises:
+        CommandError: unknown command, payload too large, not JSON, not an object, bad or unknown fields.
+    """
+    model = COMMANDS.get(name)
+    if model is None:
+        raise CommandError(f"unknown command {name[:64]!r} (known: {', '.join(sorted(COMMANDS))})")
+    raw = payload.encode() if isinstance(payload, str) else (payload or b"")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"payload of {len(raw)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise CommandError(f"payload is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CommandError("payload must be a JSON object")
+    if "name" in data:
+        raise CommandError("name: unknown key (the command name is the topic)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: "
+                             f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                             for e in err.errors())
+        raise CommandError(problems) from None
+
+
+def request_id_of(payload: bytes | str | None) -> str | int | None:
+    """Best-effort ``request_id`` of a payload that failed validation, so even error replies can be matched."""
+    try:
+        data = json.loads(payload or b"")
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    value = data.get("request_id") if isinstance(data, dict) else None
+    return value if isinstance(value, (str, int)) and len(str(value)) <= 128 else None
+
+
+def result(command: str, ok: bool, error: str | None = None, request_id: str | int | None = None,
+           **details: Any) -> dict[str, Any]:
+    """The JSON reply for ``cmd/result``: ``{command, ok, error?, request_id?, ...details}``."""
+    reply: dict[str, Any] = {"command": command[:64], "ok": ok}
+    if error is not None:
+        reply["error"] = error[:500]
+    if request_id is not None:
+        reply["request_id"] = request_id
+    reply.update(details)
+    return reply
+
+
+Handler = Callable[[Command], "dict[str, Any] | None"]
+
+
+def dispatch(command: Command, handlers: dict[str, Handler]) -> dict[str, Any]:
+    """Runs a validated command with its handler and returns the reply; never raises.
+
+    A handler returns extra reply fields (or ``None``) and raises to report failure.
+    """
+    handler = handlers.get(command.name)
+    if handler is None:
+        return result(command.name, False, "not supported by this daemon", command.request_id)
+    try:
+        details = handler(command) or {}
+    except Exception as err:  # noqa: BLE001 -- a remote command must never take the daemon down
+        log.warning("command %s failed: %s", command.name, err)
+        return result(command.name, False, str(err) or type(err).__name__, command.request_id)
+    return result(command.name, True, None, command.request_id, **details)

@@ -1,0 +1,97 @@
+"""Home Assistant MQTT discovery: the retained config messages that make the bin appear in HA.
+
+One message per entity on ``<discovery_prefix>/<component>/<device_id>/<object_id>/config``,
+following HA's documented schema: ``unique_id``, a shared ``device`` block, an ``origin``,
+and availability from the bin's own ``availability`` topic (whose ``stopped`` HA treats as
+``offline`` through ``availability_template``). The caller publishes them retained after
+connecting and again whenever ``homeassistant/status`` says ``online``.
+
+Usage:
+    for topic, config in discovery_messages("bin-1", "smartbin/bin-1", labels, bins):
+        client.publish(topic, json.dumps(config), qos=1, retain=True)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from edge import __version__
+
+AVAILABILITY_TEMPLATE = "{{ 'online' if value == 'online' else 'offline' }}"
+
+
+def object_id(text: str) -> str:
+    """A name safe inside topics and entity ids: lower-case letters, digits and '_'."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
+
+
+def device_block(device_id: str, model_name: str | None = None) -> dict[str, Any]:
+    block = {"identifiers": [f"smartbin_{device_id}"], "name": f"smartbin {device_id}",
+             "manufacturer": "smartbin", "model": "smartbin waste sorter", "sw_version": __version__}
+    if model_name:
+        block["hw_version"] = f"model {model_name}"
+    return block
+
+
+def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], bins: Iterable[str],
+                       discovery_prefix: str = "homeassistant",
+                       model_name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every discovery config for this bin, as ``(topic, payload)`` pairs (publish them retained).
+
+    Args:
+        device_id: the bin's id (topic-safe).
+        topic_root: ``<prefix>/<device_id>``, the bin's own topics.
+        labels: the model's labels (one count sensor each).
+        bins: the bin names (one count sensor each).
+        discovery_prefix: HA's discovery prefix.
+        model_name: shown in the HA device page.
+    """
+    device = device_block(device_id, model_name)
+    node = object_id(device_id)
+    counts, item, stats = f"{topic_root}/counts", f"{topic_root}/item", f"{topic_root}/stats"
+    messages = []
+
+    def add(component: str, key: str, config: dict[str, Any], available_always: bool = False) -> None:
+        payload = {"unique_id": f"smartbin_{node}_{key}", "has_entity_name": True, "device": device,
+                   "origin": {"name": "smartbin", "sw_version": __version__}, **config}
+        if not available_always:
+            payload.update(availability_topic=f"{topic_root}/availability",
+                           availability_template=AVAILABILITY_TEMPLATE,
+                           payload_available="online", payload_not_available="offline")
+        messages.append((f"{discovery_prefix}/{component}/{node}/{key}/config", payload))
+
+    def count_sensor(key: str, name: str, template: str, icon: str = "mdi:counter") -> None:
+        add("sensor", key, {"name": name, "state_topic": counts, "value_template": template,
+                            "state_class": "total_increasing", "unit_of_measurement": "items", "icon": icon})
+
+    count_sensor("total", "Items sorted", "{{ value_json.total }}", "mdi:delete-variant")
+    count_sensor("total_since_reset", "Items since reset", "{{ value_json.since_reset.total }}",
+                 "mdi:delete-variant")
+    for bin_name in sorted(set(bins)):
+        count_sensor(f"bin_{object_id(bin_name)}", f"Bin {bin_name}",
+                     f"{{{{ value_json.bins.get({bin_name!r}, 0) }}}}", "mdi:delete")
+    for label in sorted(set(labels)):
+        count_sensor(f"label_{object_id(label)}", f"Label {label}",
+                     f"{{{{ value_json.labels.get({label!r}, 0) }}}}", "mdi:tag")
+    add("sensor", "last_item", {"name": "Last item", "state_topic": item, "value_template": "{{ value_json.label }}",
+                                "json_attributes_topic": item, "icon": "mdi:recycle"})
+    add("sensor", "last_confidence", {"name": "Last confidence", "state_topic": item,
+                                      "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
+                                      "unit_of_measurement": "%", "state_class": "measurement",
+                                      "icon": "mdi:gauge"})
+    add("sensor", "inference_ms", {"name": "Inference time", "state_topic": stats,
+                                   "value_template": "{{ value_json.inference_ms_mean }}",
+                                   "unit_of_measurement": "ms", "state_class": "measurement",
+                                   "entity_category": "diagnostic", "icon": "mdi:timer-outline"})
+    add("sensor", "outbox", {"name": "Undelivered events", "state_topic": stats,
+                             "value_template": "{{ value_json.outbox }}", "state_class": "measurement",
+                             "entity_category": "diagnostic", "icon": "mdi:tray-full"})
+    # The connectivity sensor must stay available itself, or HA would show "unavailable" instead of "off".
+    add("binary_sensor", "online", {"name": "Online", "state_topic": f"{topic_root}/availability",
+                                    "value_template": "{{ 'ON' if value == 'online' else 'OFF' }}",
+                                    "device_class": "connectivity", "entity_category": "diagnostic"},
+        available_always=True)
+    add("button", "reset_counts", {"name": "Reset counts", "command_topic": f"{topic_root}/cmd/reset_counts",
+                                   "payload_press": '{"request_id": "home-assistant"}', "icon": "mdi:restore"})
+    return messages

@@ -1,0 +1,273 @@
+"""The bin's MQTT link (paho-mqtt >= 2, VERSION2 callbacks): outbox delivery, state topics, commands.
+
+Delivery is at-least-once with stable ids: item events live in the SQLite outbox until the
+broker acknowledged them (QoS 1 PUBACK, seen in ``on_publish`` for that message id), so a
+broker outage or a restart loses nothing. A pump thread moves outbox rows to paho, a
+window at a time; paho itself re-sends un-acknowledged messages after a reconnect, so the
+pump never publishes a row twice within one process.
+
+Topics, under ``<prefix>/<device_id>/`` (see docs/mqtt.md): ``availability`` (retained
+``online``; ``offline`` as Last Will; ``stopped`` on a clean exit), ``item`` (QoS 1),
+``counts`` (retained), ``stats`` (every N s), ``cmd/<name>`` (in), ``cmd/result`` (out).
+
+Usage:
+    link = MqttLink(config.mqtt, "bin-1", store, on_command=handle)
+    link.start()
+    store.record_item(event); link.wake(counts_changed=True)
+    link.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+
+from edge.config import MqttConfig, resolve_path
+from edge.store import Store
+
+log = logging.getLogger(__name__)
+
+WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
+CommandHandler = Callable[[str, bytes], None]
+Provider = Callable[[], Any]
+
+
+class MqttLink:
+    """Connects (and reconnects with back-off) to the broker and keeps the bin's topics up to date.
+
+    Args:
+        settings: the ``mqtt`` config section.
+        device_id: this bin's id.
+        store: the outbox and counts.
+        password: broker password (read by the caller from a file or systemd credential).
+        on_command: called on paho's thread with ``(name, payload)`` for each ``cmd/<name>`` message.
+        stats_provider: returns the ``stats`` payload; called every ``stats_interval_s`` while connected.
+        discovery_provider: returns Home Assistant ``(topic, config)`` pairs to publish retained.
+        config_path: the config file, to resolve relative TLS file names.
+
+    Usage:
+        link = MqttLink(settings, "bin-1", store); link.start(); ...; link.stop()
+    """
+
+    def __init__(self, settings: MqttConfig, device_id: str, store: Store, password: str | None = None,
+                 on_command: CommandHandler | None = None, stats_provider: Provider | None = None,
+                 discovery_provider: Provider | None = None, config_path: str | None = None):
+        self.settings = settings
+        self.root = settings.topic_root(device_id)
+        self.store = store
+        self.on_command = on_command
+        self.stats_provider = stats_provider
+        self.discovery_provider = discovery_provider
+        self.published_events = 0
+        self._lock = threading.Lock()
+        # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
+        # info.is_published() rather than matched by mid inside on_publish: paho calls on_publish while
+        # holding its own message lock, and mids wrap around, so matching there is racy.
+        self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
+        self._counts_dirty = True
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pump: threading.Thread | None = None
+        self._last_stats = 0.0
+        self.client = self._make_client(device_id, password, config_path)
+
+    def topic(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connects in the background (also when the broker is down now) and starts the outbox pump."""
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self.client.loop_start()
+        self._pump = threading.Thread(target=self._pump_loop, name="mqtt-outbox", daemon=True)
+        self._pump.start()
+
+    def wake(self, counts_changed: bool = False) -> None:
+        """Tells the pump there is something new in the outbox (and new counts to publish)."""
+        if counts_changed:
+            self._counts_dirty = True
+        self._wake.set()
+
+    def publish_result(self, reply: dict[str, Any]) -> None:
+        """Publishes a command reply on ``cmd/result`` (QoS 1, not retained)."""
+        self.client.publish(self.topic("cmd/result"), json.dumps(reply), qos=1)
+
+    def publish_discovery(self) -> None:
+        if self.discovery_provider is None:
+            return
+        for topic, config in self.discovery_provider():
+            self.client.publish(topic, json.dumps(config, sort_keys=True), qos=1, retain=True)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def unacknowledged(self) -> int:
+        """Outbox messages not yet acknowledged by the broker (in the store, including those in flight)."""
+        return self.store.outbox_size()
+
+    def flush(self, timeout: float) -> bool:
+        """Waits until the outbox is empty (only while connected); returns whether it emptied in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = bool(self._inflight)
+            if not busy and self.store.outbox_size() == 0 and not self._counts_dirty:
+                return True
+            if not self.connected and not busy:
+                return self.store.outbox_size() == 0
+            self._wake.set()
+            time.sleep(0.02)
+        return False
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Publishes ``stopped`` (retained), disconnects cleanly (no Last Will) and stops the threads."""
+        self._stopping.set()
+        self._wake.set()
+        if self._pump is not None:
+            self._pump.join(timeout)
+        if self.connected:
+            info = self.client.publish(self.topic("availability"), "stopped", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as err:
+                log.warning("could not publish 'stopped': %s", err)
+            self._mark_acked()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+
+    # -- paho callbacks (paho's network thread) -------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT broker %s refused the connection: %s", self.settings.address, reason_code)
+            return
+        log.info("MQTT connected to %s", self.settings.address)
+        # Subscribing here (not once after connect) renews the subscriptions after every reconnect.
+        subscriptions = [(self.topic("cmd/+"), 1)]
+        if self.settings.home_assistant.enabled:
+            subscriptions.append((f"{self.settings.home_assistant.discovery_prefix}/status", 1))
+        client.subscribe(subscriptions)
+        client.publish(self.topic("availability"), "online", qos=1, retain=True)
+        self.publish_discovery()
+        self._counts_dirty = True
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            log.warning("MQTT disconnected from %s (%s); events wait in the outbox", self.settings.address,
+                        reason_code)
+        self._connected.clear()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        log.debug("MQTT broker %s unreachable; retrying with back-off", self.settings.address)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._wake.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        topic = message.topic
+        if topic == f"{self.settings.home_assistant.discovery_prefix}/status":
+            if message.payload == b"online":
+                # Home Assistant restarted and forgot non-retained state: tell it everything again.
+                self.publish_discovery()
+                self.wake(counts_changed=True)
+            return
+        prefix = self.topic("cmd/")
+        if not topic.startswith(prefix):
+            return
+        name = topic[len(prefix):]
+        if name == "result" or self.on_command is None:
+            return  # our own replies come back through the cmd/+ subscription
+        try:
+            self.on_command(name, message.payload)
+        except Exception:  # noqa: BLE001 -- an exception here would kill paho's network thread
+            log.exception("command handler failed for %s", topic)
+
+    # -- outbox pump (its own thread) ------------------------------------------------------------
+
+    def _pump_loop(self) -> None:
+        while not self._stopping.is_set():
+            # paho marks a message published just after on_publish returns; the short timeout catches it.
+            self._wake.wait(timeout=0.1)
+            self._wake.clear()
+            try:
+                self._mark_acked()
+                if not self.connected:
+                    continue
+                self._publish_pending()
+                if self._counts_dirty:
+                    self._counts_dirty = False
+                    self.client.publish(self.topic("counts"), json.dumps(self.store.counts(), sort_keys=True),
+                                        qos=1, retain=True)
+                self._maybe_publish_stats()
+            except Exception:  # noqa: BLE001 -- keep pumping; the outbox keeps the data
+                log.exception("MQTT outbox pump error")
+                time.sleep(0.5)
+        self._mark_acked()
+
+    def _publish_pending(self) -> None:
+        room = WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        for message in self.store.pending(limit=room + len(self._inflight)):
+            if message.seq in self._inflight:
+                continue  # paho re-sends it itself after a reconnect
+            if room <= 0 or not self.connected:
+                break
+            info = self.client.publish(self.topic(message.topic), message.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("paho refused an outbox message (rc=%s); retrying later", info.rc)
+                break
+            with self._lock:  # NO_CONN too: paho queued it and sends it on reconnect
+                self._inflight[message.seq] = info
+            room -= 1
+
+    def _mark_acked(self) -> None:
+        with self._lock:
+            done = sorted(seq for seq, info in self._inflight.items() if info.is_published())
+        if done:
+            # Delete from the store first: a crash between the two lines re-sends (at-least-once), never loses.
+            self.store.mark_delivered(done)
+            with self._lock:
+                for seq in done:
+                    del self._inflight[seq]
+                self.published_events += len(done)
+
+    def _maybe_publish_stats(self) -> None:
+        now = time.monotonic()
+        if self.stats_provider is None or now - self._last_stats < self.settings.stats_interval_s:
+            return
+        self._last_stats = now
+        self.client.publish(self.topic("stats"), json.dumps(self.stats_provider()), qos=0)
+
+    def _make_client(self, device_id: str, password: str | None, config_path: str | None) -> mqtt.Client:
+        settings = self.settings
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id or f"smartbin-{device_id}",
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+        if settings.username:
+            client.username_pw_set(settings.username, password)
+        if settings.tls.enabled:
+            def path(value):
+                return str(resolve_path(value, config_path)) if value else None
+            client.tls_set(ca_certs=path(settings.tls.ca_file), certfile=path(settings.tls.certfile),
+                           keyfile=path(settings.tls.keyfile))
+            client.tls_insecure_set(settings.tls.insecure)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client

@@ -1,0 +1,100 @@
+"""A test-side MQTT listener: records every message on a real broker and waits for conditions.
+
+Usage:
+    with Listener(mosquitto.port, "smartbin/#") as listener:
+        listener.wait_for(lambda: len(listener.payloads("smartbin/bin/item")) == 3)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    def json(self):
+        return json.loads(self.payload)
+
+
+class Listener:
+    """Subscribes to ``patterns`` on 127.0.0.1:``port`` and keeps every message."""
+
+    def __init__(self, port: int, *patterns: str):
+        self.port = port
+        self.patterns = patterns or ("#",)
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-listener-{id(self)}")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+
+    def __enter__(self) -> Listener:
+        self.client.connect("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(5):
+            raise RuntimeError("listener could not subscribe")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe([(pattern, 1) for pattern in self.patterns])
+
+    def _on_message(self, client, userdata, message):
+        with self._lock:
+            self.messages.append(Received(message.topic, bytes(message.payload), message.retain, time.monotonic()))
+
+    def on(self, topic: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def texts(self, topic: str) -> list[str]:
+        return [m.text for m in self.on(topic)]
+
+    def payloads(self, topic: str) -> list:
+        return [m.json() for m in self.on(topic)]
+
+    def last(self, topic: str):
+        found = self.on(topic)
+        return found[-1] if found else None
+
+    def publish(self, topic: str, payload, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+
+    def wait_for(self, condition, timeout: float = 10.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def retained(port: int, topic: str, timeout: float = 3.0) -> Received | None:
+    """The retained message on ``topic`` as a fresh subscriber sees it (``None`` if there is none)."""
+    with Listener(port, topic) as listener:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in listener.on(topic) if m.retain]
+            if found:
+                return found[-1]
+            time.sleep(0.02)
+    return None

@@ -1,0 +1,132 @@
+"""The config model: defaults, unknown keys, bad types, cross-field checks, secrets, paths, warnings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import (DEFAULT_CONFIG, Config, config_warnings, load_config, read_mqtt_password, resolve_path,
+                         state_dir)
+from edge.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smartbin.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path, text: str) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    return dict(caught.value.problems)
+
+
+def test_the_shipped_config_is_valid_and_keeps_mqtt_off():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.version == 1
+    assert config.mqtt.enabled is False
+    assert config.web.host == "127.0.0.1"
+
+
+def test_an_empty_file_means_every_default(tmp_path):
+    assert load_config(write(tmp_path, "")).model_dump() == Config().model_dump()
+
+
+def test_every_field_has_a_description():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, Config.__mro__[1]):
+                walk(annotation)
+    walk(Config)
+
+
+def test_unknown_keys_are_errors_named_by_dotted_key(tmp_path):
+    assert problems(tmp_path, "camera:\n  tyep: replay\nbogus: 1\n") == {
+        "camera.tyep": "unknown key", "bogus": "unknown key"}
+
+
+def test_bad_types_and_values_name_the_key_and_the_value(tmp_path):
+    found = problems(tmp_path, "mqtt:\n  port: abc\ncamera:\n  type: webcam\n")
+    assert "mqtt.port" in found and "'abc'" in found["mqtt.port"]
+    assert "camera.type" in found and "'webcam'" in found["camera.type"]
+
+
+def test_yaml_syntax_errors_give_the_line(tmp_path):
+    found = problems(tmp_path, "camera:\n  type: [replay\n")
+    assert "line" in found["config"]
+
+
+def test_a_missing_file_is_one_problem(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yaml")
+    assert caught.value.problems == [("config", f"file not found: {tmp_path / 'nope.yaml'}")]
+
+
+def test_a_bin_without_a_flap_angle_is_a_cross_field_error(tmp_path):
+    found = problems(tmp_path, "decision:\n  bins: {glass: blue}\n  reject_bin: purple\n")
+    assert found == {"decision.bins.glass": "bin 'blue' has no angle in flap.angles",
+                     "decision.reject_bin": "bin 'purple' has no angle in flap.angles"}
+
+
+def test_angles_outside_the_servo_range_are_errors(tmp_path):
+    found = problems(tmp_path, "flap:\n  angles: {paper: 120, glass: 0, packaging: 0, rest: 0}\n")
+    assert found == {"flap.angles.paper": "120.0 is outside [-90.0, 90.0]"}
+
+
+def test_a_password_in_the_yaml_is_refused(tmp_path):
+    found = problems(tmp_path, "mqtt:\n  password: hunter2\n")
+    assert "never go in the YAML" in found["mqtt.password"]
+
+
+def test_overrides_use_dotted_keys_and_are_validated(tmp_path):
+    path = write(tmp_path, "")
+    config = load_config(path, {"camera.type": "replay", "camera.replay.path": "photos", "mqtt.port": 1999})
+    assert (config.camera.type, config.camera.replay.path, config.mqtt.port) == ("replay", "photos", 1999)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"camera.type": "replay"})
+    assert dict(caught.value.problems) == {
+        "camera.replay.path": "camera type replay needs a photo folder (or use --replay DIR)"}
+
+
+def test_relative_paths_resolve_beside_the_config_then_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "models").mkdir()
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    config_file = tmp_path / "conf" / "smartbin.yaml"
+    monkeypatch.chdir(tmp_path / "work")
+    assert resolve_path("models", config_file) == tmp_path / "conf" / "models"
+    assert resolve_path("data", config_file) == tmp_path / "work" / "data"
+    assert resolve_path("/abs/x", config_file) == Path("/abs/x")
+
+
+def test_the_password_comes_from_the_file_or_the_systemd_credential(tmp_path, monkeypatch):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    config = load_config(write(tmp_path, f"mqtt:\n  username: bin\n  password_file: {secret}\n"))
+    assert read_mqtt_password(config.mqtt) == "s3cret"
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    (credentials / "mqtt_password").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert read_mqtt_password(load_config(write(tmp_path, "")).mqtt) == "from-systemd"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    assert read_mqtt_password(load_config(write(tmp_path, "")).mqtt) is None
+
+
+def test_warns_when_a_remote_broker_is_used_without_tls(tmp_path):
+    remote = load_config(write(tmp_path, "mqtt: {enabled: true, host: broker.example.org}\n"))
+    local = load_config(write(tmp_path, "mqtt: {enabled: true, host: localhost}\n"))
+    with_tls = load_config(write(tmp_path, "mqtt: {enabled: true, host: 10.0.0.2, tls: {enabled: true}}\n"))
+    assert [key for key, _ in config_warnings(remote)] == ["mqtt.tls.enabled"]
+    assert config_warnings(local) == []
+    assert config_warnings(with_tls) == []
+
+
+def test_state_dir_prefers_config_then_systemd(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/smartbin")
+    assert state_dir(load_config(write(tmp_path, ""))) == Path("/var/lib/smartbin")
+    assert state_dir(load_config(write(tmp_path, f"device: {{state_dir: {tmp_path}}}\n"))) == tmp_path

@@ -1,0 +1,60 @@
+"""Home Assistant discovery payloads follow HA's schema: unique ids, one device, availability, topics."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from edge.hass import discovery_messages
+
+ROOT = "smartbin/bin-1"
+
+
+def messages():
+    return discovery_messages("bin-1", ROOT, ["cardboard", "glass"], ["paper", "glass", "rest"])
+
+
+def test_topics_follow_the_discovery_pattern_and_ids_are_unique():
+    pattern = re.compile(r"^homeassistant/(sensor|binary_sensor|button)/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config$")
+    topics = [topic for topic, _ in messages()]
+    assert all(pattern.match(topic) for topic in topics), topics
+    unique_ids = [config["unique_id"] for _, config in messages()]
+    assert len(set(unique_ids)) == len(unique_ids)
+
+
+def test_there_is_a_count_sensor_per_bin_per_label_and_the_totals():
+    keys = {topic.split("/")[3] for topic, _ in messages()}
+    assert {"total", "total_since_reset", "bin_paper", "bin_glass", "bin_rest", "label_cardboard", "label_glass",
+            "last_item", "last_confidence", "inference_ms", "online", "reset_counts"} <= keys
+
+
+def test_every_entity_shares_one_device_block():
+    devices = {json.dumps(config["device"], sort_keys=True) for _, config in messages()}
+    assert len(devices) == 1
+    device = json.loads(devices.pop())
+    assert device["identifiers"] == ["smartbin_bin-1"] and device["name"]
+
+
+def test_entities_use_the_bins_availability_except_the_connectivity_sensor():
+    for topic, config in messages():
+        if topic.endswith("/online/config"):
+            assert "availability_topic" not in config
+            assert config["state_topic"] == f"{ROOT}/availability"
+        else:
+            assert config["availability_topic"] == f"{ROOT}/availability"
+            assert "stopped" not in config["availability_template"]  # anything but online is offline
+
+
+def test_count_sensors_read_the_retained_counts_topic():
+    config = dict(messages())["homeassistant/sensor/bin_1/bin_paper/config"]
+    assert config["state_topic"] == f"{ROOT}/counts"
+    assert config["value_template"] == "{{ value_json.bins.get('paper', 0) }}"
+    assert config["state_class"] == "total_increasing"
+
+
+def test_the_reset_button_sends_a_valid_reset_counts_command():
+    from edge.commands import parse_command
+
+    config = dict(messages())["homeassistant/button/bin_1/reset_counts/config"]
+    assert config["command_topic"] == f"{ROOT}/cmd/reset_counts"
+    assert parse_command("reset_counts", config["payload_press"]).request_id == "home-assistant"

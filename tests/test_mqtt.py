@@ -1,0 +1,115 @@
+"""MqttLink against a real mosquitto: availability, at-least-once outbox delivery, counts, commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.config import MqttConfig
+from edge.mqtt import MqttLink
+from edge.store import Store
+from tests.mqtt_helpers import Listener, retained
+
+pytestmark = pytest.mark.timeout(60)
+ROOT = "smartbin/bin-t"
+
+
+def event(i: int) -> dict:
+    return {"id": f"id-{i}", "ts": float(i), "label": "glass", "bin": "glass", "confidence": 0.9}
+
+
+def make_link(tmp_path, broker, **kw) -> tuple[MqttLink, Store]:
+    store = Store(tmp_path / "state" / "smartbin.db")
+    settings = MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, reconnect_min_s=0.1,
+                          reconnect_max_s=0.5, stats_interval_s=1)
+    return MqttLink(settings, "bin-t", store, **kw), store
+
+
+def test_availability_goes_online_then_stopped_and_is_retained(tmp_path, mosquitto):
+    link, _ = make_link(tmp_path, mosquitto)
+    with Listener(mosquitto.port, f"{ROOT}/availability") as listener:
+        link.start()
+        listener.wait_for(lambda: "online" in listener.texts(f"{ROOT}/availability"), what="online")
+        link.stop()
+        listener.wait_for(lambda: "stopped" in listener.texts(f"{ROOT}/availability"), what="stopped")
+    assert retained(mosquitto.port, f"{ROOT}/availability").text == "stopped"
+
+
+def test_every_outbox_event_is_delivered_and_then_deleted(tmp_path, mosquitto):
+    link, store = make_link(tmp_path, mosquitto)
+    with Listener(mosquitto.port, f"{ROOT}/#") as listener:
+        link.start()
+        for i in range(120):  # more than one window of in-flight messages
+            store.record_item(event(i))
+        link.wake(counts_changed=True)
+        assert link.flush(10)
+        listener.wait_for(lambda: len(listener.payloads(f"{ROOT}/item")) == 120, what="120 items")
+        link.stop()
+        ids = [p["id"] for p in listener.payloads(f"{ROOT}/item")]
+    assert sorted(set(ids)) == sorted(f"id-{i}" for i in range(120))
+    assert store.outbox_size() == 0
+    assert retained(mosquitto.port, f"{ROOT}/counts").json()["total"] == 120
+
+
+def test_events_recorded_while_the_broker_is_down_arrive_once_it_starts(tmp_path, mosquitto_stopped):
+    link, store = make_link(tmp_path, mosquitto_stopped)
+    link.start()
+    for i in range(5):
+        store.record_item(event(i))
+        link.wake(counts_changed=True)
+    assert not link.flush(0.3)
+    mosquitto_stopped.start()
+    with Listener(mosquitto_stopped.port, f"{ROOT}/item") as listener:
+        assert link.wait_connected(10)
+        assert link.flush(10)
+        listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 5, what="5 items")
+    link.stop()
+    assert sorted({p["id"] for p in listener.payloads(f"{ROOT}/item")}) == [f"id-{i}" for i in range(5)]
+
+
+def test_commands_reach_the_handler_and_malformed_ones_do_not_break_the_link(tmp_path, mosquitto):
+    seen = []
+
+    def handler(name, payload):
+        seen.append((name, payload))
+        if name == "boom":
+            raise RuntimeError("handler bug")
+
+    link, store = make_link(tmp_path, mosquitto, on_command=handler)
+    link.start()
+    assert link.wait_connected(10)
+    with Listener(mosquitto.port, f"{ROOT}/#") as listener:
+        listener.publish(f"{ROOT}/cmd/boom", b"{")
+        listener.publish(f"{ROOT}/cmd/flap", b'{"bin": "glass"}')
+        listener.wait_for(lambda: len(seen) == 2, what="two commands")
+        link.publish_result({"command": "flap", "ok": True})
+        store.record_item(event(1))
+        link.wake()
+        listener.wait_for(lambda: listener.on(f"{ROOT}/item"), what="item after a failing handler")
+    link.stop()
+    assert seen == [("boom", b"{"), ("flap", b'{"bin": "glass"}')]  # our own cmd/result is not a command
+
+
+def test_home_assistant_birth_message_republishes_discovery(tmp_path, mosquitto):
+    calls = []
+    link, _ = make_link(tmp_path, mosquitto,
+                        discovery_provider=lambda: calls.append(1) or [("homeassistant/sensor/x/y/config", {"a": 1})])
+    link.start()
+    assert link.wait_connected(10)
+    with Listener(mosquitto.port, "homeassistant/#") as listener:
+        listener.wait_for(lambda: listener.on("homeassistant/sensor/x/y/config"), what="discovery")
+        before = len(calls)
+        listener.publish("homeassistant/status", "online")
+        listener.wait_for(lambda: len(calls) > before, what="republish")
+    link.stop()
+    assert json.loads(retained(mosquitto.port, "homeassistant/sensor/x/y/config").payload) == {"a": 1}
+
+
+def test_stats_are_published_periodically(tmp_path, mosquitto):
+    link, _ = make_link(tmp_path, mosquitto, stats_provider=lambda: {"fps": 1.0})
+    with Listener(mosquitto.port, f"{ROOT}/stats") as listener:
+        link.start()
+        listener.wait_for(lambda: listener.on(f"{ROOT}/stats"), timeout=5, what="stats")
+    link.stop()
+    assert listener.payloads(f"{ROOT}/stats")[0] == {"fps": 1.0}
