@@ -1,0 +1,271 @@
+"""The web page's HTTP API: a photo in, a verdict out; every bad upload a 4xx, and the server keeps serving."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.classifier import Classifier
+from edge.decision import Decider
+from edge.web.server import WebServer
+from tests.conftest import REPO_ROOT, TINY_LABELS, make_photo
+from tests.web_support import jpeg_bytes, multipart, png_bytes, raw_exchange, request, status_and_json
+
+pytestmark = pytest.mark.timeout(60)
+
+SHIPPED_MODEL = REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8"
+BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle):
+    return Classifier.from_path(tiny_bundle, threads=1)
+
+
+def serve(classifier, state_dir, **options) -> WebServer:
+    server = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
+                       state_dir=state_dir, **options)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def server(classifier, tmp_path):
+    web = serve(classifier, tmp_path / "state", max_upload_bytes=200_000)
+    yield web
+    web.stop()
+
+
+def classify(server, body: bytes, content_type: str):
+    return request(server.url + "api/classify", "POST", body, {"Content-Type": content_type})
+
+
+def upload(server, data: bytes, filename="photo.jpg", content_type="image/jpeg"):
+    body, kind = multipart(("image", filename, content_type, data))
+    return classify(server, body, kind)
+
+
+def assert_still_serving(server):
+    status, _, result = upload(server, jpeg_bytes(make_photo(0, size=(96, 128))))
+    assert status == 200 and result["label"] == "cardboard"
+
+
+# ---- a photo in, a verdict out ---------------------------------------------------------------
+
+@pytest.mark.parametrize("index", range(len(TINY_LABELS)))
+def test_a_photo_gets_its_class_bin_probabilities_and_latency(server, index):
+    status, _, result = upload(server, jpeg_bytes(make_photo(index, size=(384, 512), seed=7)))
+
+    assert status == 200
+    assert result["label"] == TINY_LABELS[index]
+    assert result["bin"] == BINS[TINY_LABELS[index]] and result["rejected"] is False
+    assert set(result["probabilities"]) == set(TINY_LABELS)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=0.02)
+    assert result["confidence"] == max(result["probabilities"].values())
+    assert [entry["label"] for entry in result["top3"]][0] == result["label"]
+    assert result["latency_ms"] > 0 and result["server_ms"] >= result["latency_ms"]
+    assert result["min_confidence"] == 0.6
+
+
+def test_png_and_a_raw_image_body_are_accepted_too(server):
+    photo = make_photo(1, size=(60, 80))
+    assert upload(server, png_bytes(photo), "photo.png", "image/png")[2]["label"] == "glass"
+    status, _, result = classify(server, jpeg_bytes(photo), "image/jpeg")
+    assert status == 200 and result["label"] == "glass"
+
+
+def test_an_unsure_photo_goes_to_the_reject_bin(classifier, tmp_path):
+    web = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 1.0), state_dir=tmp_path)
+    web.start()
+    try:
+        status, _, result = upload(web, jpeg_bytes(make_photo(2, size=(64, 64))))
+    finally:
+        web.stop()
+    assert status == 200 and result["rejected"] is True and result["bin"] == "rest"
+    assert result["label"] == "metal"
+
+
+def test_the_shipped_default_model_classifies_a_trashnet_like_photo(tmp_path):
+    if not (SHIPPED_MODEL / "manifest.json").is_file():
+        pytest.skip(f"{SHIPPED_MODEL.relative_to(REPO_ROOT)} is not there yet")
+    shipped = Classifier.from_path(SHIPPED_MODEL, threads=2)
+    web = WebServer(port=0, classifier=shipped, decider=Decider({}, "rest", 0.6), state_dir=tmp_path)
+    web.start()
+    try:
+        status, _, result = upload(web, jpeg_bytes(make_photo(1, size=(384, 512))))
+    finally:
+        web.stop()
+    assert status == 200
+    assert result["label"] in shipped.labels
+    assert set(result["probabilities"]) == set(shipped.labels)
+
+
+# ---- bad uploads: a clear 4xx each, and the server carries on ---------------------------------
+
+def test_a_file_that_is_not_an_image_is_415(server):
+    status, _, result = upload(server, b"hello, I am a text file\n", "notes.txt", "text/plain")
+    assert status == 415 and "notes.txt" in result["error"]
+    status, _, result = upload(server, b"hello, I am a text file\n", "notes.jpg", "image/jpeg")
+    assert status == 415 and "not an image" in result["error"]
+    assert_still_serving(server)
+
+
+def test_an_empty_file_is_400(server):
+    status, _, result = upload(server, b"")
+    assert status == 400 and "empty" in result["error"]
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("encode, kind", [(jpeg_bytes, "JPEG"), (png_bytes, "PNG")])
+def test_a_truncated_image_is_400(server, encode, kind):
+    data = encode(make_photo(0, size=(96, 128)))
+    status, _, result = upload(server, data[: len(data) // 2])
+    assert status == 400 and "truncated" in result["error"] and kind in result["error"]
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("side", [400, 260], ids=["far-over", "just-over"])
+def test_a_photo_over_the_limit_is_413(server, side):
+    noisy = np.random.default_rng(0).integers(0, 255, (side, side, 3), np.uint8)
+    data = png_bytes(noisy)
+    assert len(data) > server.max_upload_bytes
+    status, _, result = upload(server, data, "big.png", "image/png")
+    assert status == 413 and "limit" in result["error"]
+    assert_still_serving(server)
+
+
+def test_an_oversized_content_length_is_refused_before_the_body_is_read(server):
+    # The client announces 1 GB and sends nothing: the answer must come at once, from the header alone.
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+    started = time.monotonic()
+    status, result = status_and_json(raw_exchange(server.url, head))
+    assert status == 413 and "limit" in result["error"]
+    assert time.monotonic() - started < 5
+    assert_still_serving(server)
+
+
+def test_a_chunked_upload_is_stopped_once_it_passes_the_limit(server):
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 100_000
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4)) + b"0\r\n\r\n"
+    status, result = status_and_json(raw_exchange(server.url, head, body))
+    assert status == 413
+    assert_still_serving(server)
+
+
+def test_a_body_cut_off_before_its_content_length_is_400(server):
+    body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
+    head = (f"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    status, result = status_and_json(raw_exchange(server.url, head, body[: len(body) // 2], half_close=True))
+    assert status == 400 and "cut off" in result["error"]
+    assert_still_serving(server)
+
+
+def test_a_multipart_body_without_its_closing_boundary_is_400(server):
+    body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
+    status, _, result = classify(server, body[:-40], kind)
+    assert status == 400 and "cut off" in result["error"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded", ""])
+def test_a_wrong_content_type_is_415(server, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, _, result = request(server.url + "api/classify", "POST", b'{"image": 1}', headers)
+    assert status == 415 and "multipart/form-data" in result["error"]
+    assert_still_serving(server)
+
+
+def test_an_upload_without_the_image_field_is_400(server):
+    body, kind = multipart(("photo", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))), fields={"x": "1"})
+    status, _, result = classify(server, body, kind)
+    assert status == 400 and "'image'" in result["error"]
+
+
+def test_unknown_paths_and_methods_get_json_errors(server):
+    assert request(server.url + "nope")[0] == 404
+    status, headers, result = request(server.url + "api/classify")
+    assert status == 405 and headers["Allow"] == "POST" and "POST" in result["error"]
+    assert request(server.url + "api/classify", "DELETE")[0] == 405
+    assert request(server.url + "static/../server.py")[0] == 404
+
+
+# ---- what is kept on disk --------------------------------------------------------------------
+
+def test_uploads_are_not_written_anywhere_by_default(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert upload(server, jpeg_bytes(make_photo(0)))[0] == 200
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_kept_uploads_go_under_state_dir_uploads_with_names_of_our_own(classifier, tmp_path):
+    state = tmp_path / "state"
+    web = serve(classifier, state, keep_uploads=True)
+    try:
+        status, _, result = upload(web, jpeg_bytes(make_photo(2)), filename="../../escape.jpg")
+    finally:
+        web.stop()
+    assert status == 200
+    kept = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file())
+    assert [path.parent for path in kept] == [Path("state/uploads")] * 2
+    assert {path.suffix for path in kept} == {".jpeg", ".json"}
+    assert not any("escape" in path.name for path in kept)
+
+
+def test_keeping_uploads_without_a_state_dir_is_a_config_error(classifier):
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="web.keep_uploads"):
+        WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6), keep_uploads=True)
+
+
+# ---- page, status and events -----------------------------------------------------------------
+
+def test_the_page_and_its_assets_come_from_the_package_without_any_cdn(server):
+    status, headers, page = request(server.url)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'accept="image/*"' in page and b'capture="environment"' in page
+    assert b"http://" not in page and b"https://" not in page
+    for asset, kind in (("static/app.js", "text/javascript"), ("static/style.css", "text/css")):
+        status, headers, body = request(server.url + asset)
+        assert status == 200 and headers["Content-Type"].startswith(kind) and body
+        assert b"https://" not in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_standalone_status_names_the_model_and_says_it_is_not_live(server, tiny_bundle):
+    status, _, result = request(server.url + "api/status")
+    assert status == 200 and result["live"] is False
+    assert result["model"]["labels"] == list(TINY_LABELS)
+    assert result["model"]["name"] == tiny_bundle.name and len(result["model"]["sha256"]) == 64
+    assert result["web"]["max_upload_bytes"] == 200_000 and result["web"]["min_confidence"] == 0.6
+
+
+def test_events_stream_the_status_and_stop_does_not_wait_for_open_streams(server):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1].strip("/")), timeout=5)
+    connection.request("GET", "/api/events")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+    line = b""
+    while not line.startswith(b"data: "):
+        line = response.fp.readline()
+    assert b'"live": false' in line
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 3
+    connection.close()
+
+
+def test_a_busy_port_is_a_clear_error(server, classifier):
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    other = WebServer(port=port, classifier=classifier, decider=Decider(BINS, "rest", 0.6))
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+        other.start()

@@ -1,0 +1,102 @@
+"""Helpers for the web tests: multipart bodies, raw HTTP requests and a system Chromium.
+
+Usage:
+    body, content_type = multipart(("image", "photo.jpg", "image/jpeg", data))
+    status, headers, payload = request(server.url + "api/classify", "POST", body, {"Content-Type": content_type})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+CHROMIUM = os.environ.get("SMARTBIN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def multipart(*files: tuple[str, str, str, bytes], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """Builds a multipart/form-data body from ``(name, filename, content_type, data)`` files."""
+    boundary = f"----smartbin{uuid.uuid4().hex}"
+    chunks = []
+    for name, value in (fields or {}).items():
+        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, filename, content_type, data in files:
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {content_type}\r\n\r\n")
+        chunks.append(head.encode() + data + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
+            timeout: float = 10.0):
+    """Sends one request; returns ``(status, headers, parsed JSON or raw bytes)``."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request(method, parts.path or "/", body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        kind = response.getheader("Content-Type", "")
+        payload = json.loads(data) if kind.startswith("application/json") else data
+        return response.status, dict(response.getheaders()), payload
+    finally:
+        connection.close()
+
+
+def raw_exchange(url: str, head: bytes, body: bytes = b"", half_close: bool = False, timeout: float = 10.0) -> bytes:
+    """Writes bytes on a socket as they are (lying headers, cut-off bodies) and returns the raw answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def status_and_json(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@contextlib.contextmanager
+def chromium():
+    """A headless system Chromium driven by Playwright; skips when either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'playwright>=1.45,<2'")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
