@@ -1,0 +1,206 @@
+"""Item detection: decide when an item is on the tray and settled, so it is classified once.
+
+The occupancy detector compares a small grey copy of each frame with a learned empty-tray
+background. When enough of the region of interest differs, the tray is occupied; once
+consecutive frames stop changing, the item has settled and the last K frames are handed
+back for classification. It re-arms only after the tray has been empty for a few frames,
+so one item is one decision however long it stays. Alternatives with the same ``update``
+contract: ``every_frame`` (each frame is an item) and ``sensor`` (a break-beam says when).
+
+Usage:
+    trigger = make_trigger("occupancy", roi=(0.1, 0.1, 0.8, 0.8))
+    for frame in frames:
+        settled = trigger.update(frame)
+        if settled:
+            prediction = classifier.classify_frames([f.image for f in settled])
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge import imaging
+
+if TYPE_CHECKING:
+    from edge.camera import Frame
+
+GREY_SIZE = (64, 48)  # width, height: small enough to be cheap on a Pi, big enough for a tray
+
+
+class ItemDetector:
+    """Occupancy against a learned empty-tray background.
+
+    States: ``learning`` (averaging the first empty frames), ``empty``, ``occupied``
+    (an item is there but still moving), ``decided`` (its frames were handed back).
+
+    Usage:
+        detector = ItemDetector(roi=(0.0, 0.0, 1.0, 1.0), classify_frames=3)
+        settled = detector.update(frame)   # list of K frames exactly once per item, else None
+    """
+
+    def __init__(self, *, roi=(0.0, 0.0, 1.0, 1.0), diff_threshold: float = 25.0,
+                 occupied_fraction: float = 0.05, still_threshold: float = 2.0, still_frames: int = 2,
+                 classify_frames: int = 3, background_frames: int = 3, empty_frames_to_rearm: int = 2,
+                 background_rate: float = 0.05):
+        x, y, w, h = (float(value) for value in roi)
+        if not (0 <= x < 1 and 0 <= y < 1 and w > 0 and h > 0 and x + w <= 1.0001 and y + h <= 1.0001):
+            raise ValueError(f"roi {tuple(roi)} must be x, y, w, h fractions inside the frame")
+        if classify_frames < 1 or background_frames < 1 or empty_frames_to_rearm < 1 or still_frames < 0:
+            raise ValueError("classify_frames, background_frames and empty_frames_to_rearm must be >= 1, "
+                             "still_frames >= 0")
+        if not 0 <= background_rate <= 1:
+            raise ValueError("background_rate must be between 0 and 1")
+        width, height = GREY_SIZE
+        left, top = int(round(x * width)), int(round(y * height))
+        self._window = (slice(top, max(top + 1, int(round((y + h) * height)))),
+                        slice(left, max(left + 1, int(round((x + w) * width)))))
+        self.diff_threshold = diff_threshold
+        self.occupied_fraction = occupied_fraction
+        self.still_threshold = still_threshold
+        self.still_frames = still_frames
+        self.classify_frames = classify_frames
+        self.background_frames = background_frames
+        self.empty_frames_to_rearm = empty_frames_to_rearm
+        self.background_rate = background_rate
+        self.items = 0
+        self.changed_fraction = 0.0  # last frame's, for status pages and tuning
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the background and starts learning again."""
+        self.state = "learning"
+        self._learned: list[np.ndarray] = []
+        self._background: np.ndarray | None = None
+        self._previous: np.ndarray | None = None
+        self._settled: deque = deque(maxlen=self.classify_frames)
+        self._still_count = 0
+        self._empty_count = 0
+
+    def update(self, frame: Frame) -> list[Frame] | None:
+        """Feeds one frame; returns the K settled frames once per item, else None."""
+        grey = imaging.to_small_grey(frame.image, GREY_SIZE)[self._window]
+        previous, self._previous = self._previous, grey
+        if self.state == "learning":
+            self._learned.append(grey)
+            if len(self._learned) >= self.background_frames:
+                self._background = np.mean(self._learned, axis=0)
+                self._learned = []
+                self.state = "empty"
+            return None
+        self.changed_fraction = float(np.mean(np.abs(grey - self._background) > self.diff_threshold))
+        if self.changed_fraction < self.occupied_fraction:
+            self._on_empty(grey)
+            return None
+        self._empty_count = 0
+        if self.state == "decided":
+            return None
+        if self.state == "empty":
+            self.state = "occupied"
+            self._settled.clear()
+            self._still_count = 0
+        elif float(np.mean(np.abs(grey - previous))) <= self.still_threshold:
+            self._still_count += 1
+        else:
+            self._settled.clear()
+            self._still_count = 0
+        self._settled.append(frame)
+        if self._still_count >= self.still_frames and len(self._settled) >= self.classify_frames:
+            self.state = "decided"
+            self.items += 1
+            settled = list(self._settled)
+            self._settled.clear()
+            return settled
+        return None
+
+    def _on_empty(self, grey: np.ndarray) -> None:
+        # Follow slow light changes, but only with frames that show the empty tray.
+        self._background += self.background_rate * (grey - self._background)
+        self._settled.clear()
+        self._still_count = 0
+        if self.state in ("occupied", "decided"):
+            self._empty_count += 1
+            if self._empty_count >= self.empty_frames_to_rearm:
+                self.state = "empty"
+                self._empty_count = 0
+
+
+class EveryFrameTrigger:
+    """Every frame is an item (for a conveyor camera or for benchmarking the classifier).
+
+    Usage:
+        settled = EveryFrameTrigger().update(frame)   # always [frame]
+    """
+
+    def __init__(self):
+        self.state = "decided"
+        self.items = 0
+
+    def update(self, frame: Frame) -> list[Frame] | None:
+        self.items += 1
+        return [frame]
+
+
+class SensorTrigger:
+    """A break-beam sensor or button says an item arrived; classify the next frames.
+
+    Args:
+        is_active: returns True while the beam is broken (``gpio.BeamSensor.is_active``).
+        classify_frames: frames handed back per item.
+        settle_frames: frames skipped after the beam breaks, while the item drops into place.
+
+    Usage:
+        trigger = SensorTrigger(is_active=sensor.is_active, settle_frames=2)
+    """
+
+    def __init__(self, *, is_active: Callable[[], bool], classify_frames: int = 1, settle_frames: int = 0):
+        if classify_frames < 1 or settle_frames < 0:
+            raise ValueError("classify_frames must be >= 1 and settle_frames >= 0")
+        self.is_active = is_active
+        self.classify_frames = classify_frames
+        self.settle_frames = settle_frames
+        self.state = "empty"
+        self.items = 0
+        self._collected: list[Frame] = []
+        self._to_skip = 0
+
+    def update(self, frame: Frame) -> list[Frame] | None:
+        if not self.is_active():
+            self.state = "empty"
+            self._collected = []
+            return None
+        if self.state == "decided":
+            return None
+        if self.state == "empty":
+            self.state = "occupied"
+            self._to_skip = self.settle_frames
+        if self._to_skip:
+            self._to_skip -= 1
+            return None
+        self._collected.append(frame)
+        if len(self._collected) < self.classify_frames:
+            return None
+        self.state = "decided"
+        self.items += 1
+        settled, self._collected = self._collected, []
+        return settled
+
+
+TRIGGERS = {"occupancy": ItemDetector, "every_frame": EveryFrameTrigger, "sensor": SensorTrigger}
+
+
+def make_trigger(kind: str, **options):
+    """Builds an item trigger by kind: ``occupancy``, ``every_frame`` or ``sensor``.
+
+    Raises:
+        ValueError: unknown kind or options it does not take.
+    """
+    if kind not in TRIGGERS:
+        raise ValueError(f"unknown detector {kind!r} (choose one of {', '.join(TRIGGERS)})")
+    try:
+        return TRIGGERS[kind](**options)
+    except TypeError as err:
+        raise ValueError(f"detector {kind!r}: {err}") from None

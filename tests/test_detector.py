@@ -1,0 +1,114 @@
+"""detector: one item is one decision, a still or slowly drifting empty tray is none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.camera import Frame, open_source
+from edge.camera.replay import empty_tray
+from edge.detector import EveryFrameTrigger, ItemDetector, SensorTrigger, make_trigger
+
+TRAY = np.asarray(empty_tray(64, 48))
+
+
+def with_item(tray=TRAY, x=16, y=12, size=24, value=230) -> np.ndarray:
+    image = tray.copy()
+    image[y:y + size, x:x + size] = value
+    return image
+
+
+def frames(*images) -> list[Frame]:
+    return [Frame(image=image, ts=float(i), index=i) for i, image in enumerate(images)]
+
+
+def decisions(trigger, sequence) -> list[list[Frame]]:
+    return [settled for frame in sequence if (settled := trigger.update(frame))]
+
+
+def test_one_item_that_settles_gives_exactly_one_decision_with_k_frames():
+    item = with_item()
+    detector = ItemDetector(classify_frames=3)
+    sequence = frames(*[TRAY] * 4, *[item] * 20, *[TRAY] * 4)
+    found = decisions(detector, sequence)
+    assert len(found) == 1
+    assert [frame.index for frame in found[0]] == [4, 5, 6]  # the first three settled frames
+    assert detector.state == "empty" and detector.items == 1
+
+
+def test_a_still_empty_tray_never_triggers():
+    detector = ItemDetector()
+    assert decisions(detector, frames(*[TRAY] * 200)) == []
+    assert detector.state == "empty"
+
+
+def test_slow_light_drift_on_an_empty_tray_never_triggers():
+    drifting = [np.clip(TRAY.astype(np.float32) + 0.5 * i, 0, 255).astype(np.uint8) for i in range(160)]
+    detector = ItemDetector()
+    assert decisions(detector, frames(*drifting)) == []
+
+
+def test_a_moving_item_is_decided_only_once_it_stops():
+    moving = [with_item(x=4 + 3 * step) for step in range(6)]
+    settled = with_item(x=22)
+    sequence = frames(*[TRAY] * 4, *moving, *[settled] * 5)
+    found = decisions(ItemDetector(classify_frames=3), sequence)
+    assert len(found) == 1
+    assert all(np.array_equal(frame.image, settled) for frame in found[0])
+
+
+def test_item_then_empty_then_item_gives_two_decisions():
+    sequence = frames(*[TRAY] * 4, *[with_item(value=230)] * 6, *[TRAY] * 3,
+                      *[with_item(x=30, value=20)] * 6, *[TRAY] * 3)
+    assert len(decisions(ItemDetector(), sequence)) == 2
+
+
+def test_it_rearms_only_after_enough_empty_frames():
+    item = with_item()
+    # a single empty-looking frame in the middle (say, a shadow glitch) must not split one item in two
+    sequence = frames(*[TRAY] * 4, *[item] * 6, TRAY, *[item] * 6, *[TRAY] * 3)
+    assert len(decisions(ItemDetector(empty_frames_to_rearm=2), sequence)) == 1
+
+
+def test_changes_outside_the_region_of_interest_are_ignored():
+    outside = with_item(x=0, y=0, size=12)
+    detector = ItemDetector(roi=(0.5, 0.5, 0.5, 0.5))
+    assert decisions(detector, frames(*[TRAY] * 4, *[outside] * 10)) == []
+    assert len(decisions(detector, frames(*[with_item(x=40, y=30, size=20)] * 10))) == 1
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="roi"):
+        ItemDetector(roi=(0.5, 0.5, 0.8, 0.2))
+    with pytest.raises(ValueError, match="unknown detector 'magic'"):
+        make_trigger("magic")
+    with pytest.raises(ValueError, match="unexpected keyword"):
+        make_trigger("occupancy", colour="red")
+
+
+def test_replay_of_n_photos_gives_n_decisions_each_showing_its_photo(photo_folder):
+    source = open_source("replay", path=photo_folder)
+    detector = make_trigger("occupancy")
+    found = []
+    while (frame := source.read()) is not None:
+        if settled := detector.update(frame):
+            found.append(settled)
+    assert len(found) == 24
+    assert all(len({frame.source_id for frame in settled}) == 1 for settled in found)
+    assert [settled[0].source_id for settled in found] == sorted(
+        path.relative_to(photo_folder).as_posix() for path in photo_folder.rglob("*.jpg"))
+
+
+def test_every_frame_trigger_treats_each_frame_as_an_item():
+    trigger = make_trigger("every_frame")
+    assert isinstance(trigger, EveryFrameTrigger)
+    sequence = frames(TRAY, TRAY, TRAY)
+    assert [settled[0].index for settled in decisions(trigger, sequence)] == [0, 1, 2]
+
+
+def test_sensor_trigger_decides_once_per_broken_beam():
+    beam = iter([False, True, True, True, True, False, True, True, False])
+    trigger = make_trigger("sensor", is_active=lambda: next(beam), classify_frames=2, settle_frames=1)
+    assert isinstance(trigger, SensorTrigger)
+    found = decisions(trigger, frames(*[TRAY] * 9))
+    assert [[frame.index for frame in settled] for settled in found] == [[2, 3]]
