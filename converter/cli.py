@@ -108,10 +108,13 @@ def bench_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    bench = bool(argv) and argv[0] == "bench"
     try:
-        if argv and argv[0] == "bench":
-            return _bench(bench_parser().parse_args(argv[1:]))
-        return _convert(convert_parser().parse_args(argv))
+        args = bench_parser().parse_args(argv[1:]) if bench else convert_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+    try:
+        return _bench(args) if bench else _convert(args)
     except ConverterError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
