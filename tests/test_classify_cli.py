@@ -1,0 +1,89 @@
+"""classify CLI: one JSON line per image, clear errors and exit 2 for bad images or bundles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge import classify_cli
+from tests.conftest import REPO_ROOT, TINY_LABELS
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="smartbin")
+    classify_cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_prints_one_json_line_per_image(tiny_bundle, photo_folder, capsys):
+    images = [str(photo_folder / "glass" / "glass_0.jpg"), str(photo_folder / "metal" / "metal_1.jpg")]
+    assert classify_cli.run(parse(["classify", "--model", str(tiny_bundle), *images])) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["path"] for line in lines] == images
+    assert [line["label"] for line in lines] == ["glass", "metal"]
+    for line in lines:
+        assert set(line) == {"path", "label", "confidence", "top3", "latency_ms"}
+        assert 0 < line["confidence"] <= 1 and line["latency_ms"] > 0
+        assert [label for label, _ in line["top3"]][0] == line["label"]
+        assert {label for label, _ in line["top3"]} == set(TINY_LABELS)
+
+
+def test_an_unreadable_image_gets_an_error_line_and_exit_2_after_the_rest(tiny_bundle, photo_folder,
+                                                                         tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    good = str(photo_folder / "cardboard" / "cardboard_0.jpg")
+    code = classify_cli.run(parse(["classify", "--model", str(tiny_bundle), str(broken), good]))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 2
+    assert lines[0]["path"] == str(broken) and "not a readable image" in lines[0]["error"]
+    assert lines[1]["label"] == "cardboard"
+
+
+def test_a_missing_bundle_is_one_line_on_stderr_and_exit_2(tmp_path, capsys):
+    assert classify_cli.run(parse(["classify", "--model", str(tmp_path / "nope"), "x.jpg"])) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "bundle folder not found" in captured.err
+
+
+def test_a_corrupt_model_file_is_one_line_on_stderr_and_exit_2(tiny_bundle, tmp_path, capsys):
+    import shutil
+
+    folder = shutil.copytree(tiny_bundle, tmp_path / "corrupt")
+    (folder / "model.tflite").write_bytes(b"garbage")
+    assert classify_cli.run(parse(["classify", "--model", str(folder), "x.jpg"])) == 2
+    assert "sha256 does not match" in capsys.readouterr().err
+
+
+def test_runs_as_a_standalone_process_without_tensorflow(tiny_bundle, photo_folder):
+    script = (
+        "import argparse, sys\n"
+        "from edge import classify_cli\n"
+        "parser = argparse.ArgumentParser()\n"
+        "classify_cli.add_parser(parser.add_subparsers())\n"
+        "args = parser.parse_args(sys.argv[1:])\n"
+        "code = args.func(args)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    image = str(photo_folder / "metal" / "metal_2.jpg")
+    result = subprocess.run([sys.executable, "-c", script, "classify", "--model", str(tiny_bundle), image],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == "metal"
+
+
+@pytest.mark.skipif(not (REPO_ROOT / "edge" / "__main__.py").exists(), reason="edge/__main__.py not written yet")
+def test_python_m_edge_classify(tiny_bundle, photo_folder):
+    image = str(photo_folder / "glass" / "glass_2.jpg")
+    result = subprocess.run([sys.executable, "-m", "edge", "classify", "--model", str(tiny_bundle), image],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    if "invalid choice: 'classify'" in result.stderr:
+        pytest.skip("classify is not registered in edge/__main__.py yet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == "glass"
