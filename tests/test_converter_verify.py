@@ -1,0 +1,59 @@
+"""The verification gate's figures against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converter import GateError
+from converter.verify import check_gate, classification_metrics, compare
+
+LABELS = ("cardboard", "glass", "metal")
+
+
+def one_hot(indices, classes=3):
+    return np.eye(classes, dtype=np.float32)[indices]
+
+
+def test_metrics_by_hand():
+    # truth:     0 0 0 1 1 2
+    # predicted: 0 0 1 1 2 2
+    metrics = classification_metrics(np.array([0, 0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 2, 2]), LABELS)
+    assert metrics["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
+    # cardboard: tp 2, fp 0, fn 1 -> 4/5; glass: tp 1, fp 1, fn 1 -> 1/2; metal: tp 1, fp 1, fn 0 -> 2/3
+    assert metrics["per_class_f1"] == pytest.approx({"cardboard": 0.8, "glass": 0.5, "metal": 2 / 3}, abs=1e-6)
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3, abs=1e-6)
+
+
+def test_class_absent_from_truth_and_predictions_scores_zero():
+    metrics = classification_metrics(np.array([0, 1]), np.array([0, 1]), LABELS)
+    assert metrics["per_class_f1"]["metal"] == 0.0
+
+
+def test_compare_reports_both_models_agreement_and_drop():
+    targets = np.array([0, 1, 2, 2])
+    float_probs = one_hot([0, 1, 2, 2])
+    model_probs = one_hot([0, 1, 2, 1])
+    metrics = compare(targets, float_probs, model_probs, LABELS)
+    assert metrics["split"] == "test" and metrics["n"] == 4
+    assert metrics["float"]["accuracy"] == 1.0 and metrics["model"]["accuracy"] == 0.75
+    assert metrics["agreement"] == 0.75
+    assert metrics["drop_points"] == pytest.approx(25.0)
+    assert set(metrics["model"]) == {"accuracy", "macro_f1", "per_class_f1"}
+
+
+def test_gate_passes_within_the_allowed_drop():
+    metrics = compare(np.array([0, 1]), one_hot([0, 1]), one_hot([0, 1]), LABELS)
+    check_gate(metrics, max_drop=0.0)
+
+
+def test_gate_refuses_a_larger_drop():
+    metrics = compare(np.array([0, 1, 2, 2]), one_hot([0, 1, 2, 2]), one_hot([0, 1, 2, 1]), LABELS)
+    with pytest.raises(GateError, match=r"drop of 25.00 points \(allowed: 1\); no bundle written"):
+        check_gate(metrics, max_drop=1.0)
+
+
+def test_gate_with_an_impossible_threshold_always_refuses():
+    metrics = compare(np.array([0]), one_hot([0]), one_hot([0]), LABELS)
+    with pytest.raises(GateError):
+        check_gate(metrics, max_drop=-1.0)
