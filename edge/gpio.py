@@ -14,6 +14,7 @@ Usage:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -38,12 +39,16 @@ def make_pin_factory(name: str):
     Raises:
         FlapError: the name is unknown or that backend cannot start on this machine.
     """
+    if name == "auto":
+        # Honour GPIOZERO_PIN_FACTORY ourselves for the names we know, so that "mock" gets
+        # PWM-capable pins (gpiozero's own mock default cannot drive a servo).
+        name = os.environ.get("GPIOZERO_PIN_FACTORY", "").strip().lower() or "auto"
+        if name == "auto" or name not in ("mock", *PIN_FACTORIES):
+            return None
     if name == "mock":
         from gpiozero.pins.mock import MockFactory, MockPWMPin
 
         return MockFactory(pin_class=MockPWMPin)
-    if name == "auto":
-        return None
     if name not in PIN_FACTORIES:
         choices = ", ".join(["mock", "auto", *PIN_FACTORIES])
         raise FlapError(f"unknown pin factory {name!r} (choose one of {choices})")
@@ -110,7 +115,7 @@ class Flap:
             )
         except Exception as err:  # bad pin name, pin in use, PWM unsupported...
             self._close_factory()
-            raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err}") from None
+            raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err or type(err).__name__}") from None
         self.neutral()
 
     def move_to(self, bin_name: str) -> None:
@@ -208,7 +213,7 @@ class BeamSensor:
         except Exception as err:
             if self._owns_factory and self._factory is not None:
                 self._factory.close()
-            raise FlapError(f"sensor: cannot read pin {pin!r}: {err}") from None
+            raise FlapError(f"sensor: cannot read pin {pin!r}: {err or type(err).__name__}") from None
         self._pull_up = pull_up
 
     def is_active(self) -> bool:

@@ -100,3 +100,10 @@ def test_beam_sensor_reports_a_broken_beam():
     sensor.simulate(False)
     assert not sensor.is_active()
     sensor.close()
+
+
+def test_auto_honours_gpiozero_pin_factory_mock_with_pwm_pins(monkeypatch):
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    with Flap(pin=18, angles=ANGLES, settle_s=0, pin_factory="auto") as flap:
+        flap.move_to("metal")
+        assert flap.pwm_state() == pytest.approx(pulse_duty(45.0))
