@@ -60,7 +60,7 @@ class ReplayConfig(Section):
     loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
     empty_frames: int = Field(4, ge=1, description="Empty-tray frames shown between two items.")
     present_frames: int = Field(6, ge=1, description="Frames for which each item lies still on the tray.")
-    tray_size: tuple[int, int] = Field((320, 240), description="Simulated tray frame size [width, height].")
+    tray_size: tuple[int, int] = Field((512, 384), description="Simulated tray frame size [width, height].")
 
 
 class FakeCameraConfig(Section):
@@ -85,11 +85,11 @@ class DetectorConfig(Section):
     type: Literal["occupancy", "every_frame", "sensor"] = Field(
         "occupancy", description="occupancy: image difference against the empty tray; sensor: a GPIO break-beam "
                                  "or button; every_frame: classify every frame (demos).")
-    roi: tuple[float, float, float, float] | None = Field(
-        None, description="Region of interest [x0, y0, x1, y1] as fractions of the frame; empty: whole frame.")
+    roi: tuple[float, float, float, float] = Field(
+        (0.0, 0.0, 1.0, 1.0), description="Region of interest [x, y, width, height] as fractions of the frame.")
     diff_threshold: float = Field(25.0, ge=0, le=255, description="Grey-level difference that marks a pixel changed.")
-    occupied_fraction: float = Field(0.02, gt=0, le=1, description="Changed-pixel fraction that means an item is there.")
-    still_threshold: float = Field(4.0, ge=0, le=255, description="Mean frame-to-frame difference below which the "
+    occupied_fraction: float = Field(0.05, gt=0, le=1, description="Changed-pixel fraction that means an item is there.")
+    still_threshold: float = Field(2.0, ge=0, le=255, description="Mean frame-to-frame difference below which the "
                                                                   "item counts as still.")
     still_frames: int = Field(2, ge=1, description="Consecutive still frames before classifying.")
     classify_frames: int = Field(3, ge=1, le=16, description="K: settled frames whose probabilities are averaged.")
@@ -99,6 +99,8 @@ class DetectorConfig(Section):
                                                                  "light changes.")
     sensor_pin: int | str = Field(17, description="GPIO of the break-beam sensor or button (type sensor).")
     sensor_pull_up: bool = Field(True, description="Sensor pulls up (active when it pulls the line low).")
+    sensor_settle_frames: int = Field(0, ge=0, description="Frames skipped after the beam breaks, while the item "
+                                                           "drops into place (type sensor).")
 
 
 class ReviewConfig(Section):
@@ -181,7 +183,7 @@ class MqttConfig(Section):
 class WebConfig(Section):
     enabled: bool = Field(False, description="Serve the upload-and-classify page and live status inside `run`.")
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 exposes the page to the network.")
-    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on; 0 picks a free port.")
     max_upload_mb: float = Field(10.0, gt=0, le=100, description="Largest accepted upload.")
     keep_uploads: bool = Field(False, description="Keep uploaded photos under <state_dir>/uploads.")
 
@@ -222,9 +224,9 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
             (f"flap.angles.{name}", angle) for name, angle in flap.angles.items()]:
         if not flap.min_angle <= angle <= flap.max_angle:
             problems.append((key, f"{angle} is outside [{flap.min_angle}, {flap.max_angle}]"))
-    roi = config.detector.roi
-    if roi is not None and not (0 <= roi[0] < roi[2] <= 1 and 0 <= roi[1] < roi[3] <= 1):
-        problems.append(("detector.roi", "must be [x0, y0, x1, y1] fractions with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1"))
+    x, y, width, height = config.detector.roi
+    if not (0 <= x < 1 and 0 <= y < 1 and width > 0 and height > 0 and x + width <= 1 and y + height <= 1):
+        problems.append(("detector.roi", "must be [x, y, width, height] fractions inside the frame"))
     angles = flap.angles
     for label, bin_name in config.decision.bins.items():
         if bin_name not in angles:
@@ -362,7 +364,7 @@ def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
         loc = [str(part) for part in item["loc"] if not UNION_MEMBER.match(str(part))]
         key = ".".join(loc) or "config"
         if loc and loc[0] == "detector" and loc[1:2] == ["roi"]:
-            key, item = "detector.roi", {**item, "type": "value_error", "msg": "must be [x0, y0, x1, y1] or empty"}
+            key, item = "detector.roi", {**item, "type": "value_error", "msg": "must be [x, y, width, height]"}
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"

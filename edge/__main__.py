@@ -1,0 +1,153 @@
+"""``smartbin`` / ``python -m edge``: run the bin, check a config, classify photos, serve the web page.
+
+Exit codes: 0 success; 1 a fatal error while sorting (systemd restarts the service);
+2 bad input (invalid config, missing model, no camera), reported as one line per problem.
+
+Usage:
+    smartbin run --replay photos/ --mock-gpio                 # a virtual bin on a laptop
+    smartbin run --config /etc/smartbin/smartbin.yaml         # the service on a Pi
+    smartbin validate-config firmware_config/smartbin.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edge import __version__
+from edge.config import DEFAULT_CONFIG
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartbin", description="A waste-sorting bin: camera -> item detector -> classifier -> flap, "
+                                     "with durable counts over MQTT.",
+        epilog="Try it without a Pi:  smartbin run --replay PHOTO_FOLDER --mock-gpio")
+    parser.add_argument("--version", action="version", version=f"smartbin {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_run_parser(commands)
+    validate = commands.add_parser(
+        "validate-config", help="check a config file and print one `key: problem` line per problem",
+        description="Check a config file. Exit 0 when valid (warnings are printed), 2 with one "
+                    "`key: problem` line per problem.")
+    validate.add_argument("file", metavar="FILE", type=Path, help="the smartbin.yaml to check")
+    validate.set_defaults(func=validate_config)
+    from edge import calibrate, classify_cli
+    from edge.web import cli as web_cli
+
+    classify_cli.add_parser(commands)
+    web_cli.add_parser(commands)
+    calibrate.add_parser(commands)
+    return parser
+
+
+def add_run_parser(commands) -> None:
+    run = commands.add_parser(
+        "run", help="run the bin (camera or photo replay, flap, counts, MQTT)",
+        description="Run the bin. Options override the matching config keys. Stops cleanly on Ctrl+C or "
+                    "SIGTERM (flap parked, `stopped` published).",
+        epilog="Example: smartbin run --replay data/photos --replay-fps 2 --mock-gpio --mqtt 127.0.0.1:1883")
+    run.add_argument("--config", metavar="FILE", type=Path, default=DEFAULT_CONFIG,
+                     help="config file (default: the shipped firmware_config/smartbin.yaml)")
+    run.add_argument("--replay", metavar="DIR", type=Path,
+                     help="replay a folder of photos as items on a simulated tray instead of a camera")
+    run.add_argument("--replay-fps", metavar="N", type=float,
+                     help="replay frames per second; 0 = as fast as the pipeline goes")
+    run.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
+    run.add_argument("--max-items", metavar="N", type=int, help="exit 0 after sorting N items")
+    run.add_argument("--mqtt", metavar="HOST:PORT", type=host_port,
+                     help="publish to this MQTT broker (turns mqtt.enabled on)")
+    run.add_argument("--device-id", metavar="ID", help="this bin's name in topics (overrides device.id)")
+    run.add_argument("--state-dir", metavar="DIR", type=Path,
+                     help="folder for counts, outbox and review photos (overrides device.state_dir)")
+    run.add_argument("--model", metavar="BUNDLE", type=Path, help="model bundle folder (overrides model.path)")
+    run.set_defaults(func=run_daemon)
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:1883, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def run_overrides(args: argparse.Namespace) -> dict:
+    overrides = {}
+    if args.replay is not None:
+        overrides["camera.type"] = "replay"
+        overrides["camera.replay.path"] = str(args.replay.resolve())
+    if args.replay_fps is not None:
+        overrides["camera.replay.fps"] = args.replay_fps
+    if args.mock_gpio:
+        overrides["flap.pin_factory"] = "mock"
+    if args.mqtt is not None:
+        overrides.update({"mqtt.enabled": True, "mqtt.host": args.mqtt[0], "mqtt.port": args.mqtt[1]})
+    if args.device_id is not None:
+        overrides["device.id"] = args.device_id
+    if args.state_dir is not None:
+        overrides["device.state_dir"] = str(args.state_dir.resolve())
+    if args.model is not None:
+        overrides["model.path"] = str(args.model.resolve())
+    return overrides
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from edge.config import config_warnings, load_config
+    from edge.daemon import Daemon
+    from edge.errors import ConfigError, SmartbinError
+
+    if args.max_items is not None and args.max_items < 1:
+        return fail(["--max-items: must be at least 1"])
+    try:
+        config = load_config(args.config, run_overrides(args))
+    except ConfigError as err:
+        return fail([f"{key}: {problem}" for key, problem in err.problems])
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    for key, warning in config_warnings(config):
+        logging.getLogger("edge.config").warning("%s: %s", key, warning)
+    daemon = Daemon(config, max_items=args.max_items)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except (SmartbinError, OSError) as err:
+        daemon.close()
+        return fail(str(err).splitlines() or [type(err).__name__])
+    return daemon.run()
+
+
+def validate_config(args: argparse.Namespace) -> int:
+    from edge.bundle import load_bundle
+    from edge.config import config_warnings, load_config, resolve_path
+    from edge.errors import BundleError, ConfigError
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as err:
+        return fail([f"{key}: {problem}" for key, problem in err.problems])
+    try:
+        load_bundle(resolve_path(config.model.path, config.source_path))
+    except BundleError as err:
+        return fail([f"model.path: {err}"])
+    for key, warning in config_warnings(config):
+        print(f"warning: {key}: {warning}", file=sys.stderr)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def fail(lines: list[str]) -> int:
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""``smartbin calibrate-flap``: step the flap through each bin's angle so an installer can adjust them.
+
+Without ``--step`` the flap visits every bin for ``--hold`` seconds and returns to neutral.
+With ``--step`` it waits at each bin for a keypress: Enter accepts the angle, ``+5`` / ``-5``
+nudge it, ``=-60`` (or an unsigned number) tries that angle, ``q`` stops. At the end it prints the ``flap.angles``
+block to paste into smartbin.yaml.
+
+Usage:
+    smartbin calibrate-flap --config /etc/smartbin/smartbin.yaml --step
+    smartbin calibrate-flap --mock-gpio --hold 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from edge.config import DEFAULT_CONFIG
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "calibrate-flap", help="move the flap to each bin's angle to check and adjust the angles",
+        description="Move the flap to each bin's angle in turn. With --step, adjust each angle interactively "
+                    "and get the flap.angles block to paste into the config.")
+    parser.add_argument("--config", metavar="FILE", type=Path, default=DEFAULT_CONFIG,
+                        help="config file (default: the shipped firmware_config/smartbin.yaml)")
+    parser.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
+    parser.add_argument("--step", action="store_true", help="wait at each bin; type an angle or +N/-N to adjust")
+    parser.add_argument("--bin", metavar="NAME", action="append", help="only this bin (repeatable)")
+    parser.add_argument("--hold", metavar="SECONDS", type=float, default=1.5,
+                        help="seconds at each bin without --step (default 1.5)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
+    from edge.config import load_config
+    from edge.errors import ConfigError, FlapError
+    from edge.gpio import Flap
+
+    try:
+        config = load_config(args.config, {"flap.pin_factory": "mock"} if args.mock_gpio else {})
+    except ConfigError as err:
+        for key, problem in err.problems:
+            print(f"error: {key}: {problem}", file=sys.stderr)
+        return 2
+    settings = config.flap
+    bins = args.bin or list(settings.angles)
+    unknown = [name for name in bins if name not in settings.angles]
+    if unknown:
+        print(f"error: --bin: unknown bin {', '.join(unknown)} (known: {', '.join(settings.angles)})", file=sys.stderr)
+        return 2
+    try:
+        flap = Flap(pin=settings.pin, angles=settings.angles, neutral_angle=settings.neutral_angle,
+                    min_angle=settings.min_angle, max_angle=settings.max_angle,
+                    min_pulse_width=settings.min_pulse_width, max_pulse_width=settings.max_pulse_width,
+                    frame_width=settings.frame_width, settle_s=settings.settle_s,
+                    detach_when_idle=settings.detach_when_idle, pin_factory=settings.pin_factory or "auto")
+    except FlapError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    angles = dict(settings.angles)
+    try:
+        for name in bins:
+            angles[name], carry_on = visit(flap, name, angles[name], args, ask)
+            flap.neutral()
+            if not carry_on:
+                break
+    finally:
+        flap.close()
+    print("\nflap:\n  angles:")
+    for name, angle in angles.items():
+        print(f"    {name}: {angle:g}")
+    print(f"  neutral_angle: {settings.neutral_angle:g}")
+    return 0
+
+
+def visit(flap, name: str, angle: float, args: argparse.Namespace,
+          ask: Callable[[str], str]) -> tuple[float, bool]:
+    """Moves to one bin's angle; with --step lets the installer adjust it. Returns (angle, carry on)."""
+    from edge.errors import FlapError
+
+    print(f"bin {name}: {angle:g} degrees", flush=True)
+    flap.set_angle(angle)
+    if not args.step:
+        time.sleep(max(0.0, args.hold))
+        return angle, True
+    while True:
+        try:
+            answer = ask(f"  {name} at {angle:g}: Enter = keep, +N/-N = nudge, =A = try angle A, q = quit > ")
+        except EOFError:
+            return angle, False
+        answer = answer.strip()
+        if not answer:
+            return angle, True
+        if answer.lower() == "q":
+            return angle, False
+        try:
+            candidate = angle + float(answer) if answer[0] in "+-" else float(answer.removeprefix("="))
+            flap.set_angle(candidate)
+            angle = candidate
+        except ValueError:
+            print("  type +N, -N, =A, Enter or q")
+        except FlapError as err:
+            print(f"  {err}")

@@ -1,0 +1,431 @@
+"""The composition root: builds every part from the config and runs the sorting loop.
+
+    camera -> trigger -> classifier (K frames) -> decider -> flap -> store (+ outbox) -> MQTT / web
+
+Everything is built once in ``start``; the loop does no per-frame setup. Remote commands
+arrive on MQTT's thread and are queued to the loop, so they never race the flap. The
+flap goes to neutral on start, after each item, on stop and on any fatal error.
+
+Usage:
+    daemon = Daemon(load_config("firmware_config/smartbin.yaml"), max_items=10)
+    daemon.start()
+    exit_code = daemon.run()   # also stops cleanly on SIGTERM when install_signal_handlers() was called
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from edge import commands as cmd
+from edge.config import Config, read_mqtt_password, resolve_path, state_dir
+from edge.errors import CameraError, ClassifierError, CommandError, FlapError, SmartbinError
+from edge.notify import Notifier
+from edge.stats import Stats
+from edge.store import Store
+
+log = logging.getLogger(__name__)
+
+RECENT_ITEMS = 10
+MAX_CAMERA_BACKOFF_S = 5.0
+EXIT_FLUSH_S = 10.0       # replay end / --max-items: how long to wait for the broker to take the backlog
+STOP_FLUSH_S = 1.0        # SIGTERM: systemd expects us gone within TimeoutStopSec; the outbox keeps the rest
+
+
+class Daemon:
+    """The running bin.
+
+    Args:
+        config: the validated configuration.
+        max_items: stop (exit 0) after this many items; ``None`` runs until the source ends or a signal.
+        notifier: sd_notify sender; default reads ``NOTIFY_SOCKET`` from the environment.
+
+    Usage:
+        daemon = Daemon(config); daemon.start(); daemon.run()
+    """
+
+    def __init__(self, config: Config, max_items: int | None = None, notifier: Notifier | None = None):
+        self.config = config
+        self.device_id = config.device.id
+        self.max_items = max_items
+        self.notifier = notifier or Notifier.from_environment()
+        self.stats = Stats()
+        self.items = 0
+        self.started_at = time.time()
+        self.source = self.trigger = self.classifier = self.decider = self.flap = None
+        self.review = self.sensor = self.link = self.web = None
+        self.store: Store | None = None
+        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_ITEMS)
+        self._commands: queue.Queue = queue.Queue(maxsize=32)
+        self._stop = threading.Event()
+        self._closed = False
+
+    # -- building ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Builds store, model, flap, trigger, camera, then MQTT and web; READY=1 once sorting can start.
+
+        Raises:
+            SmartbinError: a part cannot be built (the message says which and why).
+        """
+        from edge.camera import open_source
+        from edge.classifier import Classifier
+        from edge.decision import Decider
+        from edge.detector import make_trigger
+
+        config = self.config
+        folder = state_dir(config)
+        self.store = Store(folder / "smartbin.db")
+        self.recent.extend(self.store.recent(RECENT_ITEMS))
+        model_path = resolve_path(config.model.path, config.source_path)
+        self.classifier = Classifier.from_path(model_path, threads=config.model.threads,
+                                               use_edgetpu=config.model.edgetpu)
+        self._warn_unmapped_labels()
+        rules = config.decision
+        self.decider = Decider(rules.bins, rules.reject_bin, rules.min_confidence)
+        if rules.review.enabled:
+            from edge.review import ReviewFolder
+            self.review = ReviewFolder(folder / "review", max_files=rules.review.max_files)
+        self.flap = self._build_flap()
+        try:
+            self.trigger = make_trigger(config.detector.type, **self._trigger_options())
+        except ValueError as err:
+            raise SmartbinError(f"detector: {err}") from None
+        self.source = open_source(config.camera.type, **self._camera_options())
+        if config.mqtt.enabled:
+            self._start_mqtt()
+        if config.web.enabled:
+            self._start_web(folder)
+        self.notifier.ready(f"sorting with {self.classifier.bundle.name}")
+        if self.config.watchdog.enabled and self.notifier.watchdog_enabled:
+            threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
+        log.info("smartbin %s sorting with %s (camera %s, detector %s)", self.device_id,
+                 self.classifier.bundle.name, config.camera.type, config.detector.type)
+
+    def _build_flap(self):
+        from edge.gpio import Flap
+
+        flap = self.config.flap
+        factory = flap.pin_factory or "auto"
+        try:
+            return Flap(pin=flap.pin, angles=flap.angles, neutral_angle=flap.neutral_angle,
+                        min_angle=flap.min_angle, max_angle=flap.max_angle, min_pulse_width=flap.min_pulse_width,
+                        max_pulse_width=flap.max_pulse_width, frame_width=flap.frame_width,
+                        settle_s=flap.settle_s, detach_when_idle=flap.detach_when_idle, pin_factory=factory)
+        except FlapError as err:
+            hint = "" if factory == "mock" else " (off a Raspberry Pi use --mock-gpio or flap.pin_factory: mock)"
+            raise FlapError(f"{err}{hint}") from None
+
+    def _trigger_options(self) -> dict[str, Any]:
+        detector = self.config.detector
+        if detector.type == "every_frame":
+            return {}
+        if detector.type == "sensor":
+            from edge.gpio import BeamSensor
+            self.sensor = BeamSensor(pin=detector.sensor_pin, pull_up=detector.sensor_pull_up,
+                                     pin_factory=self.config.flap.pin_factory or "auto")
+            return {"is_active": self.sensor.is_active, "classify_frames": detector.classify_frames,
+                    "settle_frames": detector.sensor_settle_frames}
+        keys = ("roi", "diff_threshold", "occupied_fraction", "still_threshold", "still_frames", "classify_frames",
+                "background_frames", "empty_frames_to_rearm", "background_rate")
+        return {key: getattr(detector, key) for key in keys}
+
+    def _camera_options(self) -> dict[str, Any]:
+        camera = self.config.camera
+        if camera.type == "replay":
+            replay = camera.replay
+            return {"path": str(resolve_path(replay.path, self.config.source_path)), "fps": replay.fps,
+                    "loop": replay.loop, "empty_frames": replay.empty_frames,
+                    "present_frames": replay.present_frames, "tray_size": replay.tray_size}
+        if camera.type == "fake":
+            fake = camera.fake
+            blank = np.full((fake.size[1], fake.size[0], 3), 128, np.uint8)
+            return {"frames": [blank] * fake.frames, "block_after": fake.block_after, "fps": camera.fps}
+        size = {"width": camera.width, "height": camera.height, "fps": camera.fps}
+        return {"device": camera.device, **size} if camera.type == "opencv" else size
+
+    def _start_mqtt(self) -> None:
+        from edge.hass import discovery_messages
+        from edge.mqtt import MqttLink
+
+        settings = self.config.mqtt
+
+        def discovery():
+            if not settings.home_assistant.enabled:
+                return []
+            return discovery_messages(self.device_id, settings.topic_root(self.device_id), self.classifier.labels,
+                                      self.decider.bin_names, settings.home_assistant.discovery_prefix,
+                                      self.classifier.bundle.name)
+
+        self.link = MqttLink(settings, self.device_id, self.store, password=read_mqtt_password(
+            settings, self.config.source_path), on_command=self._on_command, stats_provider=self.stats_payload,
+            discovery_provider=discovery, config_path=self.config.source_path)
+        self.link.start()
+
+    def _start_web(self, folder) -> None:
+        from edge.web.server import WebServer
+
+        web = self.config.web
+        self.web = WebServer(host=web.host, port=web.port, classifier=self.classifier, decider=self.decider,
+                             status_provider=self.status, max_upload_bytes=int(web.max_upload_mb * 1024 * 1024),
+                             state_dir=folder, keep_uploads=web.keep_uploads)
+        self.web.start()
+
+    def _warn_unmapped_labels(self) -> None:
+        missing = [label for label in self.classifier.labels if label not in self.config.decision.bins]
+        if missing:
+            log.warning("labels without a bin go to %r: %s", self.config.decision.reject_bin, ", ".join(missing))
+
+    # -- running ----------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the loop; ``run`` then parks the flap and exits 0."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda number, _frame: self.stop(f"signal {signal.Signals(number).name}"))
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Asks the loop to end (thread- and signal-safe); a blocked camera read is woken."""
+        if not self._stop.is_set():
+            log.info("stopping: %s", reason)
+            self._stop.set()
+            if self.source is not None:
+                self.source.close()
+
+    def run(self) -> int:
+        """Sorts until the source ends, ``max_items`` is reached or ``stop``; returns the exit code."""
+        code = 0
+        try:
+            self._loop()
+        except Exception:  # noqa: BLE001 -- the flap must park whatever went wrong; systemd restarts us
+            log.exception("fatal error in the sorting loop")
+            code = 1
+        finally:
+            self.close(flush_s=STOP_FLUSH_S if self._stop.is_set() or code else EXIT_FLUSH_S)
+        return code
+
+    def _loop(self) -> None:
+        backoff = 0.2
+        timeout = self.config.camera.read_timeout_s
+        while not self._stop.is_set():
+            self._run_commands()
+            try:
+                frame = self.source.read(timeout=timeout)
+            except CameraError as err:
+                self.stats.camera_error()
+                # No frame, no watchdog ping: if the camera stays hung, systemd restarts the service.
+                log.warning("camera: %s (retrying in %.1f s)", err, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_CAMERA_BACKOFF_S)
+                continue
+            backoff = 0.2
+            if frame is None:
+                if not self._stop.is_set():
+                    log.info("camera source ended after %d items", self.items)
+                return
+            if not _is_rgb(frame.image):
+                self.stats.unreadable()
+                continue
+            self.stats.frame()
+            settled = self.trigger.update(frame)
+            if settled:
+                self._sort(settled)
+                if self.max_items is not None and self.items >= self.max_items:
+                    log.info("sorted %d items (--max-items)", self.items)
+                    return
+
+    def _watchdog_loop(self) -> None:
+        """Pings systemd while frames flow; a camera (or loop) stuck for max_frame_gap_s stops the pings."""
+        gap_limit = self.config.watchdog.max_frame_gap_s
+        period = min(self.notifier.watchdog_interval_s / 2, 1.0)
+        while not self._stop.wait(period):
+            age = self.stats.seconds_since_frame()
+            if age is None:
+                age = self.stats.uptime_s  # no frame yet: the camera gets max_frame_gap_s to deliver one
+            self.notifier.watchdog(frames_flowing=age < gap_limit)
+
+    def _sort(self, settled: list) -> None:
+        try:
+            prediction = self.classifier.classify_frames([frame.image for frame in settled])
+        except (ClassifierError, ValueError) as err:
+            log.warning("cannot classify item: %s", err)
+            self.stats.unreadable(len(settled))
+            return
+        decision = self.decider.decide(prediction)
+        last = settled[-1]
+        item_id = uuid.uuid4().hex  # made once and stored: every re-send of this event carries it
+        command_at = time.time()
+        flap_error = None
+        try:
+            self.flap.move_to(decision.bin)
+        except FlapError as err:
+            flap_error = str(err)
+            log.error("flap: %s", err)
+        event = {
+            "id": item_id, "device_id": self.device_id, "ts": round(last.ts, 3),
+            "label": decision.label, "confidence": round(decision.confidence, 4), "bin": decision.bin,
+            "rejected": decision.rejected,
+            "top3": [[label, round(p, 4)] for label, p in prediction.top3],
+            "latency_ms": {"classify": round(prediction.latency_ms, 2), "invoke": round(prediction.invoke_ms, 2),
+                           "decision": round((command_at - last.ts) * 1000, 2)},
+            "frames": len(settled),
+            "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
+        }
+        if last.truth is not None:
+            event["truth"] = last.truth
+        if last.source_id is not None:
+            event["source"] = last.source_id
+        if flap_error:
+            event["flap_error"] = flap_error
+        self.store.record_item(event)
+        if self.link is not None:
+            self.link.wake(counts_changed=True)
+        self.items += 1
+        self.stats.item(prediction.latency_ms, event["latency_ms"]["decision"])
+        self.recent.appendleft({**event, "_image": last.image})
+        if decision.rejected and self.review is not None:
+            try:
+                self.review.save(last.image, item_id, decision.label, decision.confidence)
+            except (OSError, ValueError) as err:
+                log.warning("review folder: %s", err)
+        self._park()
+
+    def _park(self) -> None:
+        try:
+            self.flap.neutral()
+        except FlapError as err:
+            log.error("flap cannot return to neutral: %s", err)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _on_command(self, name: str, payload: bytes) -> None:
+        """MQTT thread: validate now (bad input is answered at once), run later on the loop's thread."""
+        try:
+            command = cmd.parse_command(name, payload)
+            self._commands.put_nowait(command)
+        except CommandError as err:
+            self._reply(cmd.result(name, False, str(err), cmd.request_id_of(payload)))
+        except queue.Full:
+            self._reply(cmd.result(name, False, "busy: too many queued commands", cmd.request_id_of(payload)))
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._reply(cmd.dispatch(command, {"reset_counts": self._reset_counts,
+                                               "reload_model": self._reload_model, "flap": self._flap_command}))
+
+    def _reply(self, reply: dict[str, Any]) -> None:
+        log.info("command %s: %s", reply["command"], "ok" if reply["ok"] else reply.get("error"))
+        if self.link is not None:
+            self.link.publish_result(reply)
+
+    def _reset_counts(self, command) -> dict[str, Any]:
+        counts = self.store.reset_counts()
+        if self.link is not None:
+            self.link.wake(counts_changed=True)
+        return {"counts": counts}
+
+    def _reload_model(self, command) -> dict[str, Any]:
+        from edge.classifier import Classifier
+
+        path = resolve_path(command.path or self.config.model.path, self.config.source_path)
+        # Build and validate the new bundle completely before touching the running one.
+        new = Classifier.from_path(path, threads=self.config.model.threads, use_edgetpu=self.config.model.edgetpu)
+        self.classifier = new
+        self._warn_unmapped_labels()
+        if self.web is not None:
+            from edge.web import payloads
+            self.web.classifier, self.web.model = new, payloads.model_block(new)
+        if self.link is not None:
+            self.link.publish_discovery()
+        return {"model": new.bundle.name, "sha256": new.bundle.manifest.sha256, "labels": list(new.labels)}
+
+    def _flap_command(self, command) -> dict[str, Any]:
+        self.flap.move_to(command.bin)
+        angle = self.flap.angles[command.bin]
+        self._park()
+        return {"bin": command.bin, "angle": angle}
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def stats_payload(self) -> dict[str, Any]:
+        source_stats = self.source.stats if self.source is not None else {}
+        data = self.stats.snapshot(outbox=self.store.outbox_size() if self.store else 0)
+        data["dropped_frames"] += source_stats.get("dropped", 0)
+        data["unreadable_frames"] += source_stats.get("unreadable", 0)
+        return data
+
+    def status(self) -> dict[str, Any]:
+        """Everything the status page shows (see docs/mqtt.md for the fields)."""
+        bundle = self.classifier.bundle if self.classifier else None
+        manifest = bundle.manifest if bundle else None
+        settings = self.config.mqtt
+        return {
+            "device_id": self.device_id,
+            "started_at": self.started_at,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "model": {"name": bundle.name, "path": str(bundle.path), "sha256": manifest.sha256,
+                      "backbone": manifest.backbone, "quantization": manifest.quantization,
+                      "labels": list(manifest.labels), "metrics": manifest.metrics} if bundle else None,
+            "counts": self.store.counts() if self.store else None,
+            "recent": [self._recent_entry(entry) for entry in list(self.recent)],
+            "stats": self.stats_payload(),
+            "mqtt": {"enabled": settings.enabled, "connected": bool(self.link and self.link.connected),
+                     "broker": settings.address},
+        }
+
+    @staticmethod
+    def _recent_entry(entry: dict[str, Any]) -> dict[str, Any]:
+        # Thumbnails are encoded when someone looks, not per item, to keep the sorting loop lean.
+        image = entry.pop("_image", None)
+        if image is not None:
+            from edge import imaging
+            entry["thumbnail_jpeg_b64"] = base64.b64encode(
+                imaging.encode_jpeg(image, quality=70, max_side=160)).decode("ascii")
+        return {key: entry.get(key) for key in ("id", "ts", "label", "confidence", "bin", "rejected", "truth",
+                                                "thumbnail_jpeg_b64")}
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def close(self, flush_s: float = STOP_FLUSH_S) -> None:
+        """Parks and detaches the flap, says STOPPING, flushes and publishes ``stopped``; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.notifier.stopping()
+        if self.flap is not None:
+            try:
+                self.flap.close()  # neutral, detached, pin released
+            except FlapError as err:
+                log.error("flap: %s", err)
+        if self.source is not None:
+            self.source.close()
+        if self.web is not None:
+            self.web.stop()
+        if self.link is not None:
+            if not self.link.connected and self.store.outbox_size():
+                self.link.wait_connected(min(2.0, flush_s))
+            if not self.link.flush(flush_s):
+                log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
+            self.link.stop(timeout=1.0)
+        if self.sensor is not None:
+            self.sensor.close()
+        if self.store is not None:
+            self.store.close()
+        self.notifier.close()
+
+
+def _is_rgb(image: Any) -> bool:
+    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0)
