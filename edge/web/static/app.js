@@ -99,7 +99,7 @@ function showResult(result) {
   $("result-label").textContent = result.label;
   $("result-bin").textContent = result.bin;
   $("result-confidence").textContent = percent(result.confidence);
-  $("result-latency").textContent = `${number(result.latency_ms)} ms model, ${number(result.server_ms)} ms on the server`;
+  $("result-latency").textContent = `${number(result.latency_ms)} ms (server ${number(result.server_ms)} ms)`;
   const bars = $("bars");
   bars.replaceChildren();
   const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
@@ -271,7 +271,7 @@ function render(status) {
     renderLive(status);
     $("live-body").hidden = false;
   } else {
-    $("live-note").textContent = "No bin is attached: this is the photo demo only (start it with `edge run` to see live counts).";
+    $("live-note").textContent = "No bin is attached: this is the photo demo only (run the bin with “smartbin run” to see live counts).";
     $("live-body").hidden = true;
   }
 }

@@ -1,0 +1,129 @@
+"""The web page in a real headless Chromium: upload a photo, see the class and the bar chart.
+
+Screenshots land in ``test-artifacts/`` (gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from edge.classifier import Classifier
+from edge.decision import Decider
+from edge.web.server import WebServer
+from tests.conftest import REPO_ROOT, TINY_LABELS, make_photo
+from tests.web_support import chromium, jpeg_bytes
+
+pytestmark = pytest.mark.timeout(120)
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
+                    decider=Decider(BINS, "rest", 0.6), state_dir=tmp_path_factory.mktemp("state"))
+    web.start()
+    yield web
+    web.stop()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems = []
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.goto(server.url)
+    page.wait_for_function("document.getElementById('model-line').textContent.includes('tiny')")
+    yield page
+    context.close()
+    assert not [p for p in problems if "status of 4" not in p], problems
+
+
+@pytest.fixture
+def photo_file(tmp_path):
+    path = tmp_path / "glass-bottle.jpg"
+    path.write_bytes(jpeg_bytes(make_photo(1, size=(384, 512), seed=3)))
+    return path
+
+
+def test_uploading_a_photo_shows_its_class_bin_and_bar_chart(page, photo_file):
+    page.set_input_files("#file-input", str(photo_file))
+
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.inner_text("#result-label") == "glass"
+    assert page.inner_text("#result-bin") == "glass"
+    assert "glass bin" in page.inner_text("#verdict")
+    assert page.inner_text("#result-confidence").endswith("%")
+    assert "ms" in page.inner_text("#result-latency")
+    bars = page.locator("#bars li")
+    assert bars.count() == len(TINY_LABELS)
+    assert bars.first.get_attribute("data-label") == "glass"
+    top_width = page.locator("#bars li.top .bar-fill").evaluate("node => node.getBoundingClientRect().width")
+    assert top_width > 50
+    assert page.locator("#preview").evaluate("img => img.complete && img.naturalWidth") == 512
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-upload.png"), full_page=True)
+
+
+def test_a_dropped_photo_is_classified(page):
+    encoded = base64.b64encode(jpeg_bytes(make_photo(2, size=(120, 160)))).decode()
+    transfer = page.evaluate_handle("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "can.jpg", { type: "image/jpeg" }));
+        return transfer;
+    }""", encoded)
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.inner_text("#result-label") == "metal"
+    assert page.inner_text("#result-bin") == "packaging"
+
+
+def test_a_file_that_is_not_a_photo_gets_a_clear_message(page, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_bytes(b"this is not really a JPEG")
+    page.set_input_files("#file-input", str(fake))
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.inner_text("#error")
+    assert "holiday.jpg" in message and "not an image" in message
+    assert page.locator("#result").is_hidden()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-error.png"))
+
+
+def test_the_drop_zone_is_a_keyboard_button_that_opens_the_file_picker(page):
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "drop-zone"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.element.get_attribute("accept") == "image/*"
+
+
+def test_the_page_fits_a_phone_and_labels_every_control(browser, server, photo_file):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(server.url)
+        page.set_input_files("#file-input", str(photo_file))
+        page.wait_for_selector("#result:not([hidden])")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, button')]
+            .filter((node) => !(node.labels && node.labels.length) && !node.textContent.trim())
+            .map((node) => node.id)""")
+        assert unlabelled == []
+        assert page.evaluate("[...document.images].every((img) => img.alt)")
+        page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
+    finally:
+        context.close()
