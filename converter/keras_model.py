@@ -56,13 +56,16 @@ def predict(model, images: np.ndarray, batch_size: int = 32, progress: bool = Tr
         from tqdm import tqdm
 
         batches = tqdm(batches, desc="float model", unit="batch", file=sys.stderr, leave=False, disable=None)
-    outputs = [
-        np.asarray(model(images[start:start + batch_size].astype(np.float32), training=False))
-        for start in batches
-    ]
+    outputs = [_to_numpy(model(images[start:start + batch_size].astype(np.float32), training=False))
+               for start in batches]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     return np.concatenate(outputs).astype(np.float32)
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    # EagerTensor.numpy() avoids NumPy 2's copy-keyword deprecation path of np.asarray(tensor).
+    return np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)
 
 
 def versions() -> dict[str, str]:

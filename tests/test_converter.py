@@ -1,0 +1,258 @@
+"""``python -m converter`` end to end: a tiny real run folder converted in every mode and run with LiteRT.
+
+One tiny run (32 px CNN trained a few steps on generated photos) is shared by the module,
+and each conversion is made once and reused, to keep TensorFlow time down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converter.cli import main
+from edge.bundle import load_bundle
+from tests.conftest import TINY_LABELS
+from tests.converter_run_factory import write_run_folder
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+MODES = ("int8", "float16", "dynamic", "float32")
+EXPECTED_IO = {  # mode -> (input dtype, output dtype)
+    "int8": (np.uint8, np.uint8),
+    "float16": (np.float32, np.float32),
+    "dynamic": (np.float32, np.float32),
+    "float32": (np.float32, np.float32),
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A folder holding ``photos/`` and ``run/`` (a real trained tiny run)."""
+    pytest.importorskip("tensorflow")
+    from tests.converter_run_factory import train_tiny_model
+
+    root = tmp_path_factory.mktemp("converter")
+    write_run_folder(root, model=train_tiny_model())
+    return root
+
+
+def convert(workspace: Path, *args: str) -> int:
+    """Runs the converter from inside the workspace, with the run folder given relatively."""
+    with contextlib.chdir(workspace):
+        return main(["run", *args])
+
+
+@pytest.fixture(scope="module")
+def bundles(workspace) -> dict[str, Path]:
+    """Every mode converted once (with the default gate), keyed by mode."""
+    made = {}
+    for mode in MODES:
+        assert convert(workspace, "--quantize", mode, "--out", f"bundles/tiny-{mode}") == 0
+        made[mode] = workspace / "bundles" / f"tiny-{mode}"
+    return made
+
+
+def test_int8_manifest_says_raw_rgb_in_and_uint8_probabilities_out(bundles):
+    manifest = load_bundle(bundles["int8"]).manifest
+    assert manifest.labels == TINY_LABELS
+    assert manifest.quantization == "int8" and manifest.model_file == "model.tflite"
+    assert (manifest.input.height, manifest.input.width, manifest.input.dtype) == (32, 32, "uint8")
+    assert (manifest.input.scale, manifest.input.zero_point) == (1.0, 0)
+    assert (manifest.input.resize, manifest.input.interpolation, manifest.input.color_order) == \
+        ("stretch", "bilinear", "RGB")
+    assert (manifest.output.dtype, manifest.output.scale, manifest.output.zero_point) == ("uint8", 1 / 256, 0)
+    assert manifest.backbone == "tiny_cnn"
+    assert manifest.source_run == "run"  # as given: relative, no machine path
+    assert {"tensorflow", "keras", "ai-edge-litert"} <= set(manifest.versions)
+    assert manifest.edgetpu is None
+
+
+def test_manifest_carries_the_gate_figures(bundles):
+    metrics = load_bundle(bundles["int8"]).manifest.metrics
+    assert metrics["split"] == "test" and metrics["n"] == 6
+    for model in ("float", "model"):
+        assert set(metrics[model]) == {"accuracy", "macro_f1", "per_class_f1"}
+        assert list(metrics[model]["per_class_f1"]) == list(TINY_LABELS)
+    assert 0.0 <= metrics["agreement"] <= 1.0
+    assert metrics["drop_points"] == pytest.approx(
+        100 * (metrics["float"]["accuracy"] - metrics["model"]["accuracy"]))
+    assert metrics["drop_points"] <= 1.0
+    assert metrics["training_pipeline"]["accuracy"] == 1.0
+
+
+def test_manifest_round_trips(bundles):
+    from edge.bundle import Manifest
+
+    data = json.loads((bundles["int8"] / "manifest.json").read_text())
+    assert Manifest.from_dict(data).to_dict() == data
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_runs_in_litert_and_names_each_photo_in_label_order(bundles, workspace, mode):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge import imaging
+
+    bundle = load_bundle(bundles[mode])
+    assert bundle.manifest.quantization == mode
+    interpreter = Interpreter(model_path=str(bundle.model_path))
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert list(source["shape"]) == [1, 32, 32, 3]
+    assert (source["dtype"], target["dtype"]) == EXPECTED_IO[mode]
+    assert list(target["shape"]) == [1, len(TINY_LABELS)]
+    scale, zero_point = target["quantization"]
+    for index, label in enumerate(TINY_LABELS):
+        rgb = imaging.read_image(workspace / "photos" / label / f"{label}_7.jpg")  # a test photo
+        tensor = imaging.resize_for_model(rgb, bundle.manifest.input)[None].astype(source["dtype"])
+        interpreter.set_tensor(source["index"], tensor)
+        interpreter.invoke()
+        raw = interpreter.get_tensor(target["index"])[0].astype(np.float32)
+        probabilities = scale * (raw - zero_point) if scale else raw
+        assert probabilities.sum() == pytest.approx(1.0, abs=0.02)
+        assert TINY_LABELS[int(np.argmax(probabilities))] == label
+
+
+@pytest.mark.parametrize("mode", ("int8", "float32"))
+def test_edge_classifier_accepts_the_bundle(bundles, workspace, mode):
+    from edge import imaging
+    from edge.classifier import Classifier
+
+    classifier = Classifier.from_path(bundles[mode], threads=1)
+    prediction = classifier.classify(imaging.read_image(workspace / "photos" / "metal" / "metal_6.jpg"))
+    assert prediction.label == "metal"
+
+
+def test_int8_bundle_is_small(bundles):
+    assert sum(f.stat().st_size for f in bundles["int8"].iterdir()) < 5_000_000
+
+
+def test_bundle_folder_is_readable_by_other_users(bundles):
+    assert bundles["int8"].stat().st_mode & stat.S_IROTH
+
+
+def test_float32_reference_is_kept_in_the_run_folder(bundles, workspace):
+    from ai_edge_litert.interpreter import Interpreter
+
+    reference = workspace / "run" / "model_float32.tflite"
+    interpreter = Interpreter(model_path=str(reference))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+
+
+def test_gate_refuses_an_impossible_threshold_and_writes_nothing(workspace, capsys, monkeypatch):
+    import converter.dataset
+
+    loaded = []
+    real_load = converter.dataset.load_images
+
+    def spy(items, spec, desc="images", progress=True):
+        loaded.append((desc, [item.name for item in items]))
+        return real_load(items, spec, desc, progress)
+
+    monkeypatch.setattr(converter.dataset, "load_images", spy)
+    assert convert(workspace, "--out", "bundles/refused", "--max-drop", "-1") == 1
+    err = capsys.readouterr().err
+    assert "refused: accuracy gate failed" in err and "no bundle written" in err
+    assert not (workspace / "bundles" / "refused").exists()
+    assert not [p for p in (workspace / "bundles").iterdir() if p.name.startswith(".")]  # no staging left
+    # Calibration drew on the train split only, never on test photos.
+    split = json.loads((workspace / "run" / "split.json").read_text())["splits"]
+    calibration = dict(loaded)["calibration"]
+    assert calibration and set(calibration) <= set(split["train"])
+    assert set(dict(loaded)["test photos"]) == set(split["test"])
+
+
+def test_narrow_calibration_range_still_gives_raw_rgb_input(workspace):
+    import keras
+
+    from converter.litert import LiteModel
+    from converter.quantize import convert as quantize
+    from tests.model_factory import colour_samples
+
+    model = keras.saving.load_model(workspace / "run" / "model.keras")
+    images, _ = colour_samples(3, 32, per_class=4)
+    narrow = np.clip(images, 40, 200).astype(np.uint8)  # no black, no white pixel anywhere
+    input_spec, _ = LiteModel(quantize(model, "int8", narrow)).specs()
+    assert (input_spec.dtype, input_spec.scale, input_spec.zero_point) == ("uint8", 1.0, 0)
+
+
+def test_edgetpu_without_compiler_explains_and_writes_the_cpu_bundle(workspace, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no edgetpu_compiler here
+    assert convert(workspace, "--out", "bundles/tpu-less", "--edgetpu", "--keep-float") == 0
+    err = capsys.readouterr().err
+    assert "every op is an 8-bit Edge TPU operation" in err
+    assert "apt-get install edgetpu-compiler" in err and "Docker" in err
+    bundle = load_bundle(workspace / "bundles" / "tpu-less")
+    assert bundle.manifest.edgetpu is None and bundle.edgetpu_model_path() is None
+    assert (workspace / "bundles" / "tpu-less-float32.tflite").is_file()
+
+
+FAKE_COMPILER = """#!/bin/sh
+# Stands in for Coral's x86-only compiler: copies the model and prints a fully-mapped log.
+out="$3"; model="$4"
+cp "$model" "$out/model_edgetpu.tflite"
+echo "Edge TPU Compiler version 16.0.384591198"
+echo "Model compiled successfully in 5 ms."
+echo "Number of Edge TPU subgraphs: 1"
+echo "Total number of operations: 6"
+echo "Compilation succeeded!"
+"""
+
+
+def test_edgetpu_with_compiler_records_the_compiled_model(workspace, monkeypatch, tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "edgetpu_compiler").write_text(FAKE_COMPILER)
+    (tools / "edgetpu_compiler").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    assert convert(workspace, "--out", "bundles/tpu", "--edgetpu") == 0
+    bundle = load_bundle(workspace / "bundles" / "tpu")
+    info = bundle.manifest.edgetpu
+    assert info["model_file"] == "model_edgetpu.tflite"
+    assert (info["ops_on_tpu"], info["ops_on_cpu"], info["compiler_version"]) == (6, 0, "16.0.384591198")
+    assert bundle.edgetpu_model_path() == bundle.path / "model_edgetpu.tflite"
+
+
+def test_bench_prints_latency_table_against_the_float32_model(bundles, workspace, capsys):
+    with contextlib.chdir(workspace):
+        assert main(["bench", "bundles/tiny-int8", "--threads", "1,2", "--runs", "5", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "float32 reference: run/model_float32.tflite" in out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("threads"))
+    header = lines[at]
+    assert header.split() == ["threads", "int8", "median", "ms", "p90", "ms", "float32", "median", "ms",
+                              "p90", "ms", "ratio"]
+    rows = [line.split() for line in lines[at + 1:]]
+    assert [row[0] for row in rows] == ["1", "2"] and all(len(row) == 6 for row in rows)
+
+
+def test_bench_json(bundles, workspace, capsys):
+    with contextlib.chdir(workspace):
+        assert main(["bench", "bundles/tiny-int8", "--threads", "1", "--runs", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["results"][0]
+    assert row["threads"] == 1 and row["model"]["median_ms"] > 0 and row["float32"]["p90_ms"] > 0
+    assert row["ratio"] == pytest.approx(row["model"]["median_ms"] / row["float32"]["median_ms"], rel=0.01)
+
+
+def test_bench_without_a_reference_times_the_model_alone(bundles, capsys):
+    assert main(["bench", str(bundles["int8"] / "model.tflite"), "--threads", "1", "--runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "not found (ratio not measured)" in out and "ratio" not in out.splitlines()[-2]
+
+
+def test_bench_refuses_a_bundle_whose_model_was_replaced(bundles, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(bundles["int8"], copy)
+    (copy / "model.tflite").write_bytes(b"garbage")
+    assert main(["bench", str(copy)]) == 2
+    assert "sha256 does not match" in capsys.readouterr().err
