@@ -110,12 +110,12 @@ def run_daemon(args: argparse.Namespace) -> int:
     for key, warning in config_warnings(config):
         logging.getLogger("edge.config").warning("%s: %s", key, warning)
     daemon = Daemon(config, max_items=args.max_items)
-    daemon.install_signal_handlers()
     try:
         daemon.start()
     except (SmartbinError, OSError) as err:
         daemon.close()
         return fail(str(err).splitlines() or [type(err).__name__])
+    daemon.install_signal_handlers()
     return daemon.run()
 
 

@@ -235,6 +235,15 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
         problems.append(("decision.reject_bin", f"bin {config.decision.reject_bin!r} has no angle in flap.angles"))
     if config.camera.type == "replay" and not config.camera.replay.path:
         problems.append(("camera.replay.path", "camera type replay needs a photo folder (or use --replay DIR)"))
+    replay, detector = config.camera.replay, config.detector
+    if config.camera.type == "replay" and detector.type == "occupancy":
+        # The simulated tray must give the detector what it needs, or items are silently missed.
+        if replay.empty_frames < max(detector.background_frames, detector.empty_frames_to_rearm):
+            problems.append(("camera.replay.empty_frames", "must be at least detector.background_frames and "
+                                                           "detector.empty_frames_to_rearm"))
+        if replay.present_frames < max(detector.classify_frames, detector.still_frames + 1):
+            problems.append(("camera.replay.present_frames", "must be at least detector.classify_frames and "
+                                                             "detector.still_frames + 1"))
     if config.mqtt.reconnect_min_s > config.mqtt.reconnect_max_s:
         problems.append(("mqtt.reconnect_min_s", "must not exceed mqtt.reconnect_max_s"))
     tls = config.mqtt.tls

@@ -64,6 +64,7 @@ class Daemon:
         self.source = self.trigger = self.classifier = self.decider = self.flap = None
         self.review = self.sensor = self.link = self.web = None
         self.store: Store | None = None
+        self.counts: dict[str, Any] | None = None  # latest, so status pages never query the database
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_ITEMS)
         self._commands: queue.Queue = queue.Queue(maxsize=32)
         self._stop = threading.Event()
@@ -86,6 +87,7 @@ class Daemon:
         folder = state_dir(config)
         self.store = Store(folder / "smartbin.db")
         self.recent.extend(self.store.recent(RECENT_ITEMS))
+        self.counts = self.store.counts()
         model_path = resolve_path(config.model.path, config.source_path)
         self.classifier = Classifier.from_path(model_path, threads=config.model.threads,
                                                use_edgetpu=config.model.edgetpu)
@@ -285,7 +287,7 @@ class Daemon:
             event["source"] = last.source_id
         if flap_error:
             event["flap_error"] = flap_error
-        self.store.record_item(event)
+        self.counts = self.store.record_item(event, topic="item" if self.link is not None else None)
         if self.link is not None:
             self.link.wake(counts_changed=True)
         self.items += 1
@@ -331,7 +333,7 @@ class Daemon:
             self.link.publish_result(reply)
 
     def _reset_counts(self, command) -> dict[str, Any]:
-        counts = self.store.reset_counts()
+        counts = self.counts = self.store.reset_counts()
         if self.link is not None:
             self.link.wake(counts_changed=True)
         return {"counts": counts}
@@ -361,7 +363,7 @@ class Daemon:
 
     def stats_payload(self) -> dict[str, Any]:
         source_stats = self.source.stats if self.source is not None else {}
-        data = self.stats.snapshot(outbox=self.store.outbox_size() if self.store else 0)
+        data = self.stats.snapshot(outbox=self.link.unacknowledged() if self.link else 0)
         data["dropped_frames"] += source_stats.get("dropped", 0)
         data["unreadable_frames"] += source_stats.get("unreadable", 0)
         return data
@@ -378,7 +380,7 @@ class Daemon:
             "model": {"name": bundle.name, "path": str(bundle.path), "sha256": manifest.sha256,
                       "backbone": manifest.backbone, "quantization": manifest.quantization,
                       "labels": list(manifest.labels), "metrics": manifest.metrics} if bundle else None,
-            "counts": self.store.counts() if self.store else None,
+            "counts": self.counts,
             "recent": [self._recent_entry(entry) for entry in list(self.recent)],
             "stats": self.stats_payload(),
             "mqtt": {"enabled": settings.enabled, "connected": bool(self.link and self.link.connected),
@@ -407,6 +409,7 @@ class Daemon:
         if self.flap is not None:
             try:
                 self.flap.close()  # neutral, detached, pin released
+                log.info("flap parked at neutral (%g degrees) and detached", self.config.flap.neutral_angle)
             except FlapError as err:
                 log.error("flap: %s", err)
         if self.source is not None:

@@ -92,12 +92,12 @@ class Store:
         except sqlite3.Error as err:
             raise SmartbinError(f"{self.path}: cannot open the state database: {err}") from None
 
-    def record_item(self, event: dict[str, Any], topic: str = "item") -> dict[str, Any]:
+    def record_item(self, event: dict[str, Any], topic: str | None = "item") -> dict[str, Any]:
         """Stores an item, bumps its counts and queues its event, atomically.
 
         Args:
             event: JSON-ready item event with at least ``id``, ``ts``, ``label``, ``bin``, ``confidence``.
-            topic: outbox topic, relative to the device's topic root.
+            topic: outbox topic, relative to the device's topic root; ``None`` queues nothing (MQTT off).
 
         Returns:
             The counts after this item (unchanged when the id was recorded before).
@@ -115,9 +115,10 @@ class Store:
                         self._db.execute(
                             "INSERT INTO counts VALUES (?, ?, ?, 1) "
                             "ON CONFLICT (scope, kind, name) DO UPDATE SET n = n + 1", (scope, kind, name))
-                self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
-                                 (topic, payload, time.time()))
-                self._trim_outbox()
+                if topic is not None:
+                    self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
+                                     (topic, payload, time.time()))
+                    self._trim_outbox()
             return self._counts()
 
     def pending(self, limit: int = 100, after: int = 0) -> list[OutboxMessage]:

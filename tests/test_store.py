@@ -59,6 +59,11 @@ def test_outbox_keeps_order_until_delivered(store):
     assert store.outbox_size() == 2
 
 
+def test_without_mqtt_nothing_is_queued(store):
+    assert store.record_item(event("a"), topic=None)["total"] == 1
+    assert store.outbox_size() == 0
+
+
 def test_the_database_is_in_wal_mode_and_survives_reopening(tmp_path):
     path = tmp_path / "smartbin.db"
     Store(path).record_item(event("a"))

@@ -1,0 +1,115 @@
+"""The `smartbin` command line: exit codes, one-line errors, overrides, calibrate-flap."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from edge.__main__ import build_parser, main, run_overrides
+from edge.calibrate import run as calibrate
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_config(tmp_path, text: str = "", bundle=None):
+    path = tmp_path / "smartbin.yaml"
+    model = f"model: {{path: {bundle}}}\n" if bundle else ""
+    path.write_text(model + text)
+    return path
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "validate-config", "classify", "web", "calibrate-flap"):
+        assert command in out
+
+
+def test_validate_config_accepts_a_good_file_and_prints_warnings(tmp_path, tiny_bundle, capsys):
+    path = write_config(tmp_path, "mqtt: {enabled: true, host: 192.0.2.10}\n", tiny_bundle)
+    assert main(["validate-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"{path}: ok"
+    assert captured.err.startswith("warning: mqtt.tls.enabled: broker 192.0.2.10 is not on this machine")
+
+
+def test_validate_config_prints_one_key_problem_line_each_and_exits_2(tmp_path, capsys):
+    path = write_config(tmp_path, "camera: {type: webcam}\nflap: {pins: 3}\nmqtt: {password: x}\n")
+    assert main(["validate-config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert sorted(line.split(":")[1].strip() for line in lines) == ["camera.type", "flap.pins", "mqtt.password"]
+    assert all(line.startswith("error: ") for line in lines)
+
+
+def test_validate_config_checks_the_model_bundle(tmp_path, capsys):
+    path = write_config(tmp_path, f"model: {{path: {tmp_path / 'missing'}}}\n")
+    assert main(["validate-config", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("error: model.path: ")
+
+
+def test_run_reports_a_bad_config_or_model_in_one_line_and_exits_2(tmp_path, capsys, photo_folder):
+    assert main(["run", "--config", str(write_config(tmp_path, "bogus: 1\n"))]) == 2
+    assert capsys.readouterr().err == "error: bogus: unknown key\n"
+    path = write_config(tmp_path, f"model: {{path: {tmp_path / 'missing'}}}\n")
+    assert main(["run", "--config", str(path), "--replay", str(photo_folder), "--mock-gpio",
+                 "--state-dir", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert "model bundle folder not found" in err and "Traceback" not in err
+
+
+def test_run_options_become_config_overrides(tmp_path):
+    args = build_parser().parse_args(["run", "--replay", "photos", "--replay-fps", "0", "--mock-gpio",
+                                      "--mqtt", "broker.local:1884", "--device-id", "b2", "--state-dir", "st"])
+    overrides = run_overrides(args)
+    assert overrides["camera.type"] == "replay" and overrides["camera.replay.fps"] == 0
+    assert overrides["flap.pin_factory"] == "mock"
+    assert (overrides["mqtt.enabled"], overrides["mqtt.host"], overrides["mqtt.port"]) == (True, "broker.local", 1884)
+    assert overrides["device.id"] == "b2" and overrides["device.state_dir"].endswith("st")
+
+
+def test_a_bad_mqtt_address_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "--mqtt", "nohost"])
+    assert caught.value.code == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_run_as_a_process_sorts_max_items_then_exits_0(tmp_path, tiny_bundle, photo_folder):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n", tiny_bundle)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "--config", str(path), "--replay", str(photo_folder),
+         "--replay-fps", "0", "--mock-gpio", "--max-items", "2", "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "sorted 2 items" in done.stderr
+    assert "flap parked at neutral" in done.stderr
+
+
+def test_calibrate_flap_visits_every_bin_and_prints_the_angles(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--hold", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "bin paper: -60 degrees" in out and "    rest: 60" in out
+
+
+def test_calibrate_flap_step_mode_adjusts_angles_interactively(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    answers = iter(["+5", "=-70", "", "abc", "200", "", "q"])
+    args = argparse.Namespace(config=path, mock_gpio=True, step=True, bin=None, hold=0)
+    assert calibrate(args, ask=lambda prompt: next(answers)) == 0
+    out = capsys.readouterr().out
+    assert "    paper: -70" in out          # nudged to -55, then set to -70
+    assert "    glass: -20" in out          # kept, after a typo and an out-of-range angle
+    assert "outside" in out
+    assert "    packaging: 20" in out       # q stops at packaging, angle kept
+
+
+def test_calibrate_flap_rejects_an_unknown_bin(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--bin", "attic"]) == 2
+    assert "unknown bin attic" in capsys.readouterr().err

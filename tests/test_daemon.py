@@ -1,0 +1,160 @@
+"""The daemon in-process: replay end to end over real MQTT, the servo's moves, commands, status, rejects."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from edge.config import config_from_dict
+from edge.daemon import Daemon
+from edge.errors import BundleError
+from tests.mqtt_helpers import Listener, retained
+
+pytestmark = pytest.mark.timeout(90)
+ROOT = "smartbin/bin-d"
+ANGLES = {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0}
+
+
+def daemon_config(tmp_path, bundle, photos=None, broker=None, **sections):
+    data = {
+        "device": {"id": "bin-d", "state_dir": str(tmp_path / "state")},
+        "model": {"path": str(bundle)},
+        "camera": {"type": "replay", "replay": {"path": str(photos), "fps": 0, "empty_frames": 3,
+                                                "present_frames": 4}} if photos else {"type": "fake"},
+        "flap": {"pin_factory": "mock", "settle_s": 0, "angles": ANGLES},
+        "decision": {"bins": {"cardboard": "paper", "glass": "glass", "metal": "packaging"}, "reject_bin": "rest",
+                     "min_confidence": 0.5},
+    }
+    if broker is not None:
+        data["mqtt"] = {"enabled": True, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return config_from_dict(data)
+
+
+def run_in_thread(daemon: Daemon) -> threading.Thread:
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def photo_count(folder) -> int:
+    return sum(1 for path in folder.rglob("*.jpg"))
+
+
+def test_replay_end_to_end_sorts_each_photo_once_and_publishes_everything(tmp_path, tiny_bundle, photo_folder,
+                                                                          mosquitto):
+    config = daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto)
+    daemon = Daemon(config)
+    with Listener(mosquitto.port, f"{ROOT}/#") as listener:
+        daemon.start()
+        assert daemon.run() == 0
+        listener.wait_for(lambda: "stopped" in listener.texts(f"{ROOT}/availability"), what="stopped")
+    events = listener.payloads(f"{ROOT}/item")
+    photos = photo_count(photo_folder)
+    assert len(events) == photos == len({e["id"] for e in events})
+    assert sorted(e["source"] for e in events) == sorted(
+        p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*.jpg"))
+    assert listener.texts(f"{ROOT}/availability") == ["online", "stopped"]
+    counts = retained(mosquitto.port, f"{ROOT}/counts").json()
+    assert counts["total"] == photos and sum(counts["bins"].values()) == photos
+    for event in events:
+        assert event["label"] == event["truth"]  # the tiny model knows its colours
+        assert set(event["latency_ms"]) >= {"classify", "decision"}
+        assert event["model"]["sha256"] == daemon.classifier.bundle.manifest.sha256
+    # The servo visited each item's bin angle, in order, and went back to neutral after every one.
+    history = daemon.flap.history
+    moves = [angle for angle in history if angle not in (0.0, None)]
+    assert moves == [ANGLES[e["bin"]] for e in events]
+    for index, angle in enumerate(history):
+        if angle not in (0.0, None):
+            assert history[index + 1] == 0.0
+    assert history[-2:] == [0.0, None]  # parked and detached at the end
+
+
+def test_commands_run_on_the_loop_and_bad_ones_get_error_replies(tmp_path, tiny_bundle, photo_folder, mosquitto):
+    config = daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto)
+    config.camera.replay.fps = 40
+    daemon = Daemon(config)
+    with Listener(mosquitto.port, f"{ROOT}/#") as listener:
+        daemon.start()
+        thread = run_in_thread(daemon)
+        listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 2, what="first items")
+        for name, payload in [("flap", '{"bin": "glass", "request_id": 1}'), ("flap", '{"bin": "attic"}'),
+                              ("reset_counts", ""), ("reload_model", '{"path": "/nowhere"}'),
+                              ("reload_model", json.dumps({"path": str(tiny_bundle)})), ("dance", "{}"),
+                              ("flap", "{oops"), ("flap", '{"bin": 7}'), ("flap", "x" * 10_000)]:
+            listener.publish(f"{ROOT}/cmd/{name}", payload)
+        listener.wait_for(lambda: len(listener.on(f"{ROOT}/cmd/result")) == 9, what="9 replies")
+        before = len(listener.on(f"{ROOT}/item"))
+        listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) > before, what="sorting goes on")
+        daemon.stop()
+        thread.join(10)
+    replies = listener.payloads(f"{ROOT}/cmd/result")
+    by_outcome = {(r["command"], r["ok"]) for r in replies}
+    assert {("flap", True), ("reset_counts", True), ("reload_model", True), ("reload_model", False),
+            ("dance", False), ("flap", False)} == by_outcome
+    assert next(r for r in replies if r.get("request_id") == 1)["angle"] == ANGLES["glass"]
+    assert "/nowhere" in next(r for r in replies if r["command"] == "reload_model" and not r["ok"])["error"]
+    assert sum(1 for r in replies if not r["ok"]) == 6
+    assert daemon.classifier.labels == ("cardboard", "glass", "metal")
+
+
+def test_unsure_items_go_to_the_reject_bin_and_their_frames_to_review(tmp_path, tiny_bundle, photo_folder):
+    config = daemon_config(tmp_path, tiny_bundle, photo_folder, decision={"min_confidence": 1.0})
+    daemon = Daemon(config, max_items=3)
+    daemon.start()
+    assert daemon.run() == 0
+    events = daemon.recent
+    assert daemon.items == 3
+    assert all(e["bin"] == "rest" and e["rejected"] for e in events)
+    assert len(list((tmp_path / "state" / "review").glob("*.jpg"))) == 3
+
+
+def test_status_has_the_documented_shape(tmp_path, tiny_bundle, photo_folder):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=2)
+    daemon.start()
+    daemon.run()
+    status = daemon.status()
+    assert set(status) == {"device_id", "started_at", "uptime_s", "model", "counts", "recent", "stats", "mqtt"}
+    assert status["model"]["labels"] == ["cardboard", "glass", "metal"]
+    assert status["counts"]["total"] == 2
+    assert len(status["recent"]) == 2 and status["recent"][0]["thumbnail_jpeg_b64"]
+    assert {"fps", "items", "inference_ms_mean", "inference_ms_p90", "dropped_frames", "unreadable_frames",
+            "outbox"} <= set(status["stats"])
+    assert status["mqtt"] == {"enabled": False, "connected": False, "broker": "127.0.0.1:1883"}
+
+
+def test_counts_survive_a_restart_and_are_not_double_counted(tmp_path, tiny_bundle, photo_folder):
+    for _ in range(2):
+        daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=2)
+        daemon.start()
+        daemon.run()
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=1)
+    daemon.start()
+    assert daemon.status()["counts"]["total"] == 4
+    daemon.close()
+
+
+def test_a_hung_camera_is_retried_without_crashing(tmp_path, tiny_bundle):
+    config = daemon_config(tmp_path, tiny_bundle, camera={"fake": {"frames": 50, "block_after": 5},
+                                                          "read_timeout_s": 0.1, "fps": 100})
+    daemon = Daemon(config)
+    daemon.start()
+    thread = run_in_thread(daemon)
+    deadline = threading.Event()
+    while daemon.stats.camera_errors < 2 and not deadline.wait(0.05):
+        pass
+    daemon.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert daemon.stats.frames == 5 and daemon.stats.camera_errors >= 2
+
+
+def test_a_missing_model_is_one_clear_error(tmp_path, tiny_bundle, photo_folder):
+    daemon = Daemon(daemon_config(tmp_path, tmp_path / "no-such-bundle", photo_folder))
+    with pytest.raises(BundleError, match="no-such-bundle"):
+        daemon.start()
+    daemon.close()
