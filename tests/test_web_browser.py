@@ -45,7 +45,7 @@ def page(browser, server):
     page.on("pageerror", lambda err: problems.append(str(err)))
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.goto(server.url)
-    page.wait_for_function("document.getElementById('model-line').textContent.includes('tiny')")
+    page.wait_for_function("() => document.getElementById('model-line').textContent.includes('tiny')")
     yield page
     context.close()
     assert not [p for p in problems if "status of 4" not in p], problems

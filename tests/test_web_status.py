@@ -1,0 +1,221 @@
+"""The live status section: what the page shows must be what the daemon says.
+
+First against a status provider returning a plain dict, then against a real replay daemon
+(tiny INT8 bundle, mock flap, photos on a simulated tray) with the page open in Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import pytest
+
+from edge.classifier import Classifier
+from edge.decision import Decider
+from edge.imaging import encode_jpeg
+from edge.web.server import WebServer
+from tests.conftest import REPO_ROOT, TINY_LABELS, free_port, make_photo, write_class_folders
+from tests.web_support import chromium, request
+
+pytestmark = pytest.mark.timeout(120)
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
+
+
+def fake_status(items: list[tuple[str, str, float]], connected: bool = True) -> dict:
+    """A daemon status in the documented shape for items given as (label, bin, confidence), oldest first."""
+    labels, bins = {}, {}
+    for label, bin_name, _ in items:
+        labels[label] = labels.get(label, 0) + 1
+        bins[bin_name] = bins.get(bin_name, 0) + 1
+    recent = [{
+        "id": f"item-{i}", "ts": 1_760_000_000.0 + i, "label": label, "confidence": confidence, "bin": bin_name,
+        "rejected": bin_name == "rest", "truth": label if i % 2 else None,
+        "thumbnail_jpeg_b64": base64.b64encode(encode_jpeg(make_photo(TINY_LABELS.index(label), (48, 64)),
+                                                           max_side=64)).decode(),
+    } for i, (label, bin_name, confidence) in enumerate(items)][::-1][:10]
+    return {
+        "device_id": "bin-7", "started_at": 1_760_000_000.0, "uptime_s": 3725.0,
+        "counts": {"labels": labels, "bins": bins, "total": len(items),
+                   "since_reset": {"labels": {"glass": 1}, "bins": {"glass": 1}, "total": 1, "reset_at": None}},
+        "recent": recent,
+        "stats": {"fps": 9.8, "items": len(items), "inference_ms_mean": 41.2, "inference_ms_p90": 47.9,
+                  "dropped_frames": 3, "unreadable_frames": 1, "outbox": 0},
+        "mqtt": {"enabled": True, "connected": connected, "broker": "127.0.0.1:1883"},
+    }
+
+
+class FakeDaemon:
+    """Holds a status that a test changes while the page is open."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.fail = False
+
+    def status(self) -> dict:
+        if self.fail:
+            raise RuntimeError("store is locked")
+        return fake_status(self.items)
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle):
+    return Classifier.from_path(tiny_bundle, threads=1)
+
+
+@pytest.fixture
+def daemon():
+    return FakeDaemon([("glass", "glass", 0.93), ("metal", "packaging", 0.88), ("glass", "glass", 0.71),
+                       ("cardboard", "paper", 0.97), ("metal", "rest", 0.41)])
+
+
+@pytest.fixture
+def server(classifier, daemon, tmp_path):
+    web = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
+                    status_provider=daemon.status, state_dir=tmp_path)
+    web.start()
+    yield web
+    web.stop()
+
+
+def page_counts(page, table: str) -> dict[str, tuple[int, int]]:
+    """``{name: (since_reset, all_time)}`` as the page's table shows it."""
+    return page.evaluate(f"""() => Object.fromEntries([...document.querySelectorAll('#{table} tbody tr')]
+        .map((row) => [row.querySelector('th').textContent,
+                       [Number(row.querySelector('.since-reset').textContent),
+                        Number(row.querySelector('.all-time').textContent)]]))""")
+
+
+def expected_counts(counts: dict, key: str) -> dict[str, list[int]]:
+    since = counts["since_reset"][key]
+    names = set(counts[key]) | set(since)
+    table = {name: [since.get(name, 0), counts[key].get(name, 0)] for name in names}
+    table["Total"] = [sum(since.values()), sum(counts[key].values())]
+    return table
+
+
+# ---- the API -----------------------------------------------------------------------------------
+
+def test_status_returns_the_daemons_dict_marked_live(server, daemon):
+    status, _, result = request(server.url + "api/status")
+    assert status == 200 and result["live"] is True
+    expected = daemon.status()
+    for key in ("device_id", "counts", "recent", "stats", "mqtt"):
+        assert result[key] == expected[key]
+    assert result["model"]["labels"] == list(TINY_LABELS)  # filled in from the classifier when absent
+    assert result["web"]["min_confidence"] == 0.6
+
+
+def test_a_failing_status_provider_is_a_503_and_the_page_keeps_working(server, daemon):
+    daemon.fail = True
+    status, _, result = request(server.url + "api/status")
+    assert status == 503 and "store is locked" in result["error"]
+    assert request(server.url)[0] == 200
+    daemon.fail = False
+    assert request(server.url + "api/status")[0] == 200
+
+
+# ---- the page ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+def test_the_page_shows_the_daemons_counts_items_and_stats_and_follows_changes(browser, server, daemon):
+    context = browser.new_context(viewport={"width": 1100, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#live-body:not([hidden])")
+        counts = daemon.status()["counts"]
+        assert page_counts(page, "bin-counts") == expected_counts(counts, "bins")
+        assert page_counts(page, "label-counts") == expected_counts(counts, "labels")
+        recent = page.locator("#recent li")
+        assert recent.count() == 5
+        assert recent.first.get_attribute("data-id") == "item-4"  # newest first, as the daemon sends them
+        assert "not sure" in recent.first.inner_text()
+        assert page.locator("#recent img").evaluate_all("imgs => imgs.every((img) => img.naturalWidth > 0)")
+        assert page.inner_text("#stat-fps") == "9.8"
+        assert "41.2 ms mean" in page.inner_text("#stat-inference")
+        assert page.inner_text("#stat-mqtt") == "connected to 127.0.0.1:1883"
+        assert "bin-7" in page.inner_text("#live-note")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-status.png"), full_page=True)
+
+        daemon.items.append(("cardboard", "paper", 0.99))  # the page hears of it by itself (SSE)
+        page.wait_for_function(
+            "() => document.querySelector('#bin-counts tr[data-bin=\"paper\"] .all-time').textContent === '2'")
+        assert page_counts(page, "bin-counts") == expected_counts(daemon.status()["counts"], "bins")
+        assert recent.count() == 6
+    finally:
+        context.close()
+
+
+# ---- against a running replay daemon ----------------------------------------------------------
+
+class HoldAtEnd:
+    """Wraps the replay source so the daemon stays up, idle, after the last photo until stopped."""
+
+    def __init__(self, source):
+        self.source = source
+        self.finished = threading.Event()
+        self.released = threading.Event()
+
+    def read(self, timeout=None):
+        frame = self.source.read(timeout=timeout)
+        if frame is None:
+            self.finished.set()
+            self.released.wait(60)
+        return frame
+
+    def close(self):
+        self.released.set()
+        self.source.close()
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
+def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, tmp_path):
+    daemon_module = pytest.importorskip("edge.daemon")
+    from edge.config import config_from_dict
+
+    photos = write_class_folders(tmp_path / "photos", per_class=2)
+    config = config_from_dict({
+        "device": {"id": "replay-bin", "state_dir": str(tmp_path / "state")},
+        "model": {"path": str(tiny_bundle), "threads": 1},
+        "camera": {"type": "replay", "replay": {"path": str(photos), "fps": 0}},
+        "flap": {"pin_factory": "mock", "settle_s": 0},
+        "web": {"enabled": True, "port": free_port()},
+    })
+    daemon = daemon_module.Daemon(config)
+    daemon.start()
+    daemon.source = held = HoldAtEnd(daemon.source)
+    runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(daemon.web.url)
+        runner.start()
+        assert held.finished.wait(60), "the replay did not finish"
+        counts = daemon.status()["counts"]
+        assert counts["total"] == 6
+        page.wait_for_function("() => document.querySelectorAll('#recent li').length === 6")
+        page.wait_for_function(
+            f"() => document.querySelector('#bin-counts tr.total .all-time').textContent === '{counts['total']}'")
+        assert page_counts(page, "bin-counts") == expected_counts(counts, "bins")
+        assert page_counts(page, "label-counts") == expected_counts(counts, "labels")
+        assert page.inner_text("#stat-items") == "6"
+        page.screenshot(path=str(ARTIFACTS / "web-daemon.png"), full_page=True)
+    finally:
+        context.close()
+        daemon.stop("test over")
+        runner.join(timeout=10)
+        daemon.close()
+    assert not runner.is_alive()
