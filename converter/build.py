@@ -98,6 +98,7 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     from converter import keras_model, quantize
     from converter.dataset import load_images, stratified_sample
     from converter.litert import LiteModel
+    from converter.preprocessing import measure as measure_preprocessing
     from converter.verify import check_gate, compare, summary
 
     say(f"loading {run.model_path}")
@@ -126,15 +127,20 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     float_bytes = model_bytes if options.quantize == "float32" else quantize.convert(model, "float32")
     _write_float_reference(run, out, float_bytes, options.keep_float, say)
 
-    test_images, targets, skipped = load_images(run.items("test", data_dir), pixels, desc="test photos")
+    test_items = run.items("test", data_dir)
+    test_images, targets, skipped = load_images(test_items, pixels, desc="test photos")
     _report_skipped(say, skipped)
     if not len(test_images):
         raise ConverterError(f"{data_dir}: none of the test split's photos could be read")
-    metrics = compare(targets, keras_model.predict(model, test_images), lite.predict(test_images), run.labels)
+    float_probabilities = keras_model.predict(model, test_images)
+    metrics = compare(targets, float_probabilities, lite.predict(test_images), run.labels)
     if skipped:
         metrics["skipped"] = len(skipped)
+    # The figures above use the bin's OpenCV pipeline; say how far training's TensorFlow one is.
+    pipelines = measure_preprocessing(model, test_items, test_images, float_probabilities, targets)
+    if pipelines:
+        metrics["preprocessing"] = pipelines
     if run.metrics.get("accuracy") is not None:
-        # training.fit measured with TensorFlow's resize; the figures above use the bin's OpenCV resize.
         metrics["training_pipeline"] = {key: run.metrics[key] for key in ("accuracy", "macro_f1") if key in run.metrics}
     say(summary(metrics))
     check_gate(metrics, options.max_drop)

@@ -71,4 +71,11 @@ def summary(metrics: dict[str, Any]) -> str:
         f"  float model:     accuracy {f['accuracy']:.4f}  macro-F1 {f['macro_f1']:.4f}\n"
         f"  converted model: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}\n"
         f"  top-1 agreement {metrics['agreement']:.4f}, drop {metrics['drop_points']:.2f} points"
-    )
+    ) + _preprocessing_line(metrics.get("preprocessing"))
+
+
+def _preprocessing_line(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return ""
+    return (f"\n  OpenCV vs TensorFlow preprocessing: {figures['pixel_mean_abs_diff']:.2f} grey levels apart, "
+            f"float top-1 agreement {figures['float_top1_agreement']:.4f}")

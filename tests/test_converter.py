@@ -84,6 +84,9 @@ def test_manifest_carries_the_gate_figures(bundles):
         100 * (metrics["float"]["accuracy"] - metrics["model"]["accuracy"]))
     assert metrics["drop_points"] <= 1.0
     assert metrics["training_pipeline"]["accuracy"] == 1.0
+    pipelines = metrics["preprocessing"]  # OpenCV (the bin) against TensorFlow (training) decode + resize
+    assert 0 <= pipelines["pixel_mean_abs_diff"] < 5
+    assert 0.0 <= pipelines["float_top1_agreement"] <= 1.0
 
 
 def test_manifest_round_trips(bundles):

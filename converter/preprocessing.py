@@ -1,0 +1,55 @@
+"""How far the bin's preprocessing is from training's: OpenCV vs TensorFlow decode and resize.
+
+Training decodes with TensorFlow's libjpeg and resizes with ``tf.image.resize`` (bilinear);
+the bin decodes and resizes with OpenCV. Both stretch the whole photo, but JPEG decoders and
+bilinear kernels differ by a grey level or two. The converter measures what that costs the
+float model on the test split, so the manifest shows it instead of hiding it.
+
+Usage:
+    from converter.preprocessing import measure
+    figures = measure(model, items, edge_images, edge_probabilities, size)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from converter.runfolder import Item
+
+
+def tensorflow_images(items: list[Item], size: int) -> np.ndarray | None:
+    """The photos as a ``tf.data`` training pipeline makes them (uint8, rounded); ``None`` if one fails."""
+    import tensorflow as tf
+
+    images = []
+    for item in items:
+        try:
+            raw = tf.io.decode_image(tf.io.read_file(str(item.path)), channels=3, expand_animations=False)
+        except (tf.errors.OpError, ValueError):
+            return None
+        resized = tf.image.resize(raw, (size, size), method="bilinear")
+        images.append(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy())
+    return np.stack(images) if images else None
+
+
+def measure(model, items: list[Item], edge_images: np.ndarray, edge_probabilities: np.ndarray,
+            targets: np.ndarray) -> dict[str, Any] | None:
+    """Pixel difference and float-model top-1 agreement between the two pipelines.
+
+    Returns ``None`` when the two pipelines did not read the same photos (a photo only one
+    decoder accepts), since the figures would then compare different sets.
+    """
+    from converter.keras_model import predict
+
+    tf_images = tensorflow_images(items, edge_images.shape[1])
+    if tf_images is None or tf_images.shape != edge_images.shape:
+        return None
+    tf_top1 = np.argmax(predict(model, tf_images), axis=1)
+    edge_top1 = np.argmax(edge_probabilities, axis=1)
+    return {
+        "pixel_mean_abs_diff": round(float(np.abs(tf_images.astype(np.int16) - edge_images).mean()), 4),
+        "float_top1_agreement": round(float(np.mean(tf_top1 == edge_top1)), 6),
+        "float_accuracy_tensorflow_pipeline": round(float(np.mean(tf_top1 == targets)), 6),
+    }
