@@ -195,6 +195,9 @@ class WebServer:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "smartbin"
     timeout = SOCKET_TIMEOUT_S
+    # Headers and body leave in one segment, without Nagle waiting on the client's delayed ACK.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
 
     @property
     def app(self) -> WebServer:
@@ -265,6 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             self.wfile.write(body)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
 
