@@ -1,0 +1,60 @@
+"""``smartbin web``: serves the page on its own; bad input is one error line and exit 2."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.web_support import request
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def smartbin(*args: str, **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge", *args], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+
+
+def test_web_serves_the_page_until_sigterm_then_exits_0(tiny_bundle):
+    process = smartbin("web", "--model", str(tiny_bundle), "--port", "0")
+    try:
+        line = process.stdout.readline()
+        assert "smartbin web page at http://127.0.0.1:" in line
+        url = line.split(" at ", 1)[1].split()[0]
+        status, _, result = request(url + "api/status")
+        assert status == 200 and result["live"] is False and result["model"]["name"] == tiny_bundle.name
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "no/such/bundle"], "model bundle folder not found"),
+    (["--config", "no-such.yaml"], "file not found: no-such.yaml"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(tiny_bundle, args, message):
+    process = smartbin("web", "--port", "0", *args)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err
+
+
+def test_a_port_in_use_is_one_error_line_and_exit_2(tiny_bundle):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = smartbin("web", "--model", str(tiny_bundle), "--port", str(port))
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert f"error: web page cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
