@@ -11,8 +11,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+
+from tests.conftest import Mosquitto
 
 
 @dataclass
@@ -31,15 +34,21 @@ class Received:
 
 
 class Listener:
-    """Subscribes to ``patterns`` on 127.0.0.1:``port`` and keeps every message."""
+    """Subscribes to ``patterns`` on 127.0.0.1:``port`` and keeps every message.
 
-    def __init__(self, port: int, *patterns: str):
+    With ``session`` (a client id) the broker keeps a persistent session: QoS 1 messages published
+    while this listener is away (or before it reconnects after a broker restart) are queued for it.
+    """
+
+    def __init__(self, port: int, *patterns: str, session: str | None = None):
         self.port = port
         self.patterns = patterns or ("#",)
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-listener-{id(self)}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session or f"test-listener-{id(self)}",
+                                  clean_session=session is None)
+        self.client.reconnect_delay_set(0.05, 0.2)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
@@ -79,6 +88,10 @@ class Listener:
     def publish(self, topic: str, payload, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
 
+    def ids(self, topic: str) -> list[str]:
+        """The ``id`` of every event received on ``topic`` (duplicates included)."""
+        return [m.json()["id"] for m in self.on(topic)]
+
     def wait_for(self, condition, timeout: float = 10.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,6 +99,15 @@ class Listener:
                 return
             time.sleep(0.02)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class PersistentBroker(Mosquitto):
+    """A mosquitto that saves its sessions on stop, so persistent listeners survive a broker restart."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        super().__init__(workdir, port)
+        text = self.config.read_text().replace("persistence false\n", f"persistence true\npersistence_location {workdir}/\n")
+        self.config.write_text(text)
 
 
 def retained(port: int, topic: str, timeout: float = 3.0) -> Received | None:
