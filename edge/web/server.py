@@ -45,6 +45,10 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 EVENT_INTERVAL_S = 1.0
 MAX_EVENT_STREAMS = 8
 MAX_KEPT_UPLOADS = 500
+# Decoding a 12 MP phone photo takes ~70 MB for a moment; the classifier runs one image at a time
+# anyway, so more than two decodes at once would only add memory, not speed.
+MAX_CONCURRENT_DECODES = 2
+BUSY_WAIT_S = 30.0
 SOCKET_TIMEOUT_S = 15.0
 # After refusing a body unread, read (and drop) this much of it so the client sees the answer
 # instead of a reset connection; bigger bodies are cut off.
@@ -97,6 +101,7 @@ class WebServer:
         self.rules = payloads.decider_block(decider)
         self.stopping = threading.Event()
         self.event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+        self.decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -164,14 +169,20 @@ class WebServer:
         """Decodes and classifies an uploaded photo; returns the ``/api/classify`` answer."""
         from edge import imaging
 
-        start = time.perf_counter()
+        if not self.decode_slots.acquire(timeout=BUSY_WAIT_S):
+            raise UploadError(503, "the bin is busy classifying other photos; try again in a moment")
         try:
-            rgb = imaging.decode_image(photo.data)
-        except ValueError:
-            raise UploadError(415, f"'{photo.filename or 'image'}' is not a readable image") from None
-        prediction = self.classifier.classify(rgb)
-        decision = self.decider.decide(prediction)
-        server_ms = (time.perf_counter() - start) * 1000.0
+            start = time.perf_counter()
+            try:
+                rgb = imaging.decode_image(photo.data)
+            except ValueError:
+                raise UploadError(415, f"'{photo.filename or 'image'}' is not a readable image") from None
+            prediction = self.classifier.classify(rgb)
+            del rgb  # a large photo's pixels should not outlive the decode slot
+            decision = self.decider.decide(prediction)
+            server_ms = (time.perf_counter() - start) * 1000.0
+        finally:
+            self.decode_slots.release()
         result = payloads.classification(prediction, decision, server_ms, self.rules["min_confidence"])
         if self.uploads_dir is not None:
             self._keep(photo, result)

@@ -279,14 +279,20 @@ function render(status) {
 async function poll() {
   try {
     const response = await fetch("/api/status", { cache: "no-store" });
-    if (response.ok) render(await response.json());
+    if (response.ok) {
+      const status = await response.json();
+      render(status);
+      return status;
+    }
   } catch (_) {
     $("live-note").textContent = "Lost contact with the bin; retrying…";
   }
+  return null;
 }
 
-function follow() {
-  poll();
+async function follow() {
+  const first = await poll();
+  if (first && !first.live) return;  // the standalone demo never changes: no stream to keep open
   if (!window.EventSource) {
     setInterval(poll, 2000);
     return;
