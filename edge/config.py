@@ -25,7 +25,10 @@ from edge.errors import ConfigError
 
 CONFIG_VERSION = 1
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = PACKAGE_ROOT / "firmware_config" / "smartbin.yaml"
+SYSTEM_CONFIG = Path("/etc/smartbin/smartbin.yaml")
+# A source checkout ships firmware_config/; an installed Pi has /etc/smartbin (see install.sh).
+DEFAULT_CONFIG = next((path for path in (PACKAGE_ROOT / "firmware_config" / "smartbin.yaml", SYSTEM_CONFIG)
+                       if path.is_file()), PACKAGE_ROOT / "firmware_config" / "smartbin.yaml")
 DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 CREDENTIAL_NAME = "mqtt_password"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
@@ -299,7 +302,8 @@ def read_mqtt_password(mqtt: MqttConfig, config_path: str | None = None) -> str 
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8").strip("\r\n")
+        # An empty file means "no password": install.sh always creates the systemd credential file.
+        return path.read_text(encoding="utf-8").strip("\r\n") or None
     except OSError as err:
         raise ConfigError([("mqtt.password_file", f"cannot read {path}: {err.strerror}")]) from None
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs smartbin as a systemd service on Raspberry Pi OS Bookworm (64-bit recommended).
+#
+#   git clone <this repository> smartbin && cd smartbin
+#   sudo firmware_config/install.sh                                  # no broker password
+#   sudo firmware_config/install.sh --mqtt-password-file ~/mqtt.pw   # broker wants a password
+#
+# What it does (each step is safe to repeat; docs/install-pi.md explains them):
+#   1. apt packages: picamera2 + libcamera and lgpio come from Raspberry Pi OS, never from pip
+#   2. a system user `smartbin` in the groups gpio and video
+#   3. the source in /opt/smartbin/src and a venv in /opt/smartbin/venv with --system-site-packages
+#      (so the venv sees the apt picamera2/libcamera bindings), then pip install .[edge]
+#   4. /etc/smartbin/smartbin.yaml (kept if it exists) and /etc/smartbin/mqtt_password (0600, root)
+#   5. the systemd unit, enabled and started
+set -euo pipefail
+
+PREFIX=/opt/smartbin
+CONF_DIR=/etc/smartbin
+PASSWORD_FILE=""
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --mqtt-password-file) PASSWORD_FILE="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ $EUID -ne 0 ]]; then
+    echo "run as root: sudo $0 $*" >&2
+    exit 1
+fi
+if [[ -n "$PASSWORD_FILE" && ! -r "$PASSWORD_FILE" ]]; then
+    echo "cannot read password file $PASSWORD_FILE" >&2
+    exit 2
+fi
+SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+echo "== 1/5 apt packages"
+apt-get update
+apt-get install -y --no-install-recommends \
+    python3-venv python3-pip python3-picamera2 python3-lgpio python3-gpiozero mosquitto-clients rsync
+
+echo "== 2/5 user smartbin (groups gpio, video)"
+if ! id smartbin >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /var/lib/smartbin --no-create-home --shell /usr/sbin/nologin smartbin
+fi
+usermod -a -G gpio,video smartbin
+
+echo "== 3/5 source and venv in $PREFIX"
+mkdir -p "$PREFIX"
+rsync -a --delete --exclude .git --exclude '*.egg-info' --exclude __pycache__ "$SRC_DIR/" "$PREFIX/src/"
+if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
+    python3 -m venv --system-site-packages "$PREFIX/venv"
+fi
+"$PREFIX/venv/bin/pip" install --upgrade pip
+# numpy<2: the apt picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x;
+# pip then picks an OpenCV wheel that works with numpy 1.x as well.
+"$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "numpy<2"
+
+echo "== 4/5 config in $CONF_DIR"
+install -d -m 0755 "$CONF_DIR"
+if [[ ! -f "$CONF_DIR/smartbin.yaml" ]]; then
+    # The service runs outside the source tree, so the default model gets an absolute path.
+    sed "s#^  path: models/#  path: $PREFIX/src/models/#" "$PREFIX/src/firmware_config/smartbin.yaml" \
+        > "$CONF_DIR/smartbin.yaml"
+    chmod 0644 "$CONF_DIR/smartbin.yaml"
+    echo "   wrote $CONF_DIR/smartbin.yaml (edit it, then: sudo systemctl restart smartbin)"
+else
+    echo "   kept the existing $CONF_DIR/smartbin.yaml"
+fi
+# systemd hands this file to the service as the credential mqtt_password (LoadCredential=); it must
+# exist for the service to start, so it is created empty when the broker needs no password.
+if [[ -n "$PASSWORD_FILE" ]]; then
+    install -m 0600 -o root -g root "$PASSWORD_FILE" "$CONF_DIR/mqtt_password"
+elif [[ ! -f "$CONF_DIR/mqtt_password" ]]; then
+    install -m 0600 -o root -g root /dev/null "$CONF_DIR/mqtt_password"
+fi
+"$PREFIX/venv/bin/smartbin" validate-config "$CONF_DIR/smartbin.yaml"
+
+echo "== 5/5 systemd service"
+install -m 0644 "$PREFIX/src/systemd/smartbin.service" /etc/systemd/system/smartbin.service
+systemctl daemon-reload
+systemctl enable --now smartbin
+systemctl --no-pager --lines=5 status smartbin || true
+echo "done: follow the log with  journalctl -u smartbin -f"
