@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -216,6 +217,16 @@ def test_kept_uploads_go_under_state_dir_uploads_with_names_of_our_own(classifie
     assert [path.parent for path in kept] == [Path("state/uploads")] * 2
     assert {path.suffix for path in kept} == {".jpeg", ".json"}
     assert not any("escape" in path.name for path in kept)
+
+
+def test_only_the_newest_kept_uploads_stay(tmp_path):
+    from edge.web.upload import Photo, keep_upload
+
+    for i in range(4):
+        keep_upload(tmp_path / "uploads", Photo(b"\xff\xd8\xff" + bytes([i]), "jpeg"), {"n": i}, max_files=2)
+    kept = sorted((tmp_path / "uploads").glob("*.json"))
+    assert [json.loads(path.read_text())["n"] for path in kept] == [2, 3]
+    assert len(list((tmp_path / "uploads").glob("*.jpeg"))) == 2
 
 
 def test_keeping_uploads_without_a_state_dir_is_a_config_error(classifier):

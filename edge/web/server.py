@@ -27,15 +27,13 @@ import os
 import socket
 import threading
 import time
-import uuid
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import ConfigError
 from edge.web import payloads
-from edge.web.upload import UploadError, extract_image, read_body
+from edge.web.upload import UploadError, extract_image, keep_upload, read_body
 
 log = logging.getLogger(__name__)
 
@@ -185,22 +183,8 @@ class WebServer:
             self.decode_slots.release()
         result = payloads.classification(prediction, decision, server_ms, self.rules["min_confidence"])
         if self.uploads_dir is not None:
-            self._keep(photo, result)
+            keep_upload(self.uploads_dir, photo, result, MAX_KEPT_UPLOADS)
         return result
-
-    def _keep(self, photo, result: dict[str, Any]) -> None:
-        # The client's file name is never used for the path: only a timestamp and a random id.
-        try:
-            self.uploads_dir.mkdir(parents=True, exist_ok=True)
-            stem = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-            (self.uploads_dir / f"{stem}.{photo.kind}").write_bytes(photo.data)
-            (self.uploads_dir / f"{stem}.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
-            kept = sorted(self.uploads_dir.glob("*.json"))
-            for old in kept[:-MAX_KEPT_UPLOADS]:
-                for path in self.uploads_dir.glob(f"{old.stem}.*"):
-                    path.unlink(missing_ok=True)
-        except OSError as err:
-            log.warning("could not keep the upload in %s: %s", self.uploads_dir, err)
 
 
 class _Handler(BaseHTTPRequestHandler):

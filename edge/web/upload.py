@@ -1,4 +1,4 @@
-"""Reading an uploaded photo out of an HTTP request body, with every failure as a clear 4xx.
+"""Uploaded photos: read out of an HTTP request body (every failure a clear 4xx), optionally kept.
 
 The standard library's ``cgi`` module is deprecated (and gone in 3.13), so multipart bodies
 are split here with plain ``bytes.find`` on the boundary; only each part's small header block
@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import json
+import logging
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 FIELD = "image"
 # Room for the multipart boundaries and part headers around a file of the full allowed size.
@@ -29,6 +35,7 @@ _SIGNATURES = (
     (b"GIF89a", "gif"),
 )
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.HTTP)
+log = logging.getLogger(__name__)
 
 
 class UploadError(ValueError):
@@ -210,3 +217,22 @@ def is_truncated(data: bytes, kind: str) -> bool:
     if kind == "webp":
         return len(data) < 8 + int.from_bytes(data[4:8], "little")
     return False
+
+
+def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: int) -> None:
+    """Stores a photo and its answer in ``folder``, keeping only the newest ``max_files``.
+
+    The client's file name is never used for the path: only a UTC time and a random id, so
+    no upload can name a file outside ``folder``. A full disk is logged, not raised: the
+    visitor still gets the answer.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+        (folder / f"{stem}.{photo.kind}").write_bytes(photo.data)
+        (folder / f"{stem}.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
+        for old in sorted(folder.glob("*.json"))[:-max_files]:
+            for path in folder.glob(f"{old.stem}.*"):
+                path.unlink(missing_ok=True)
+    except OSError as err:
+        log.warning("could not keep the upload in %s: %s", folder, err)
