@@ -128,7 +128,7 @@ class DecisionConfig(Section):
 class FlapConfig(Section):
     pin: int | str = Field(18, description="GPIO of the servo signal (18 = hardware PWM0, header pin 12).")
     pin_factory: str | None = Field(
-        None, description="gpiozero pin factory: lgpio (Pi 5), rpigpio, pigpio, mock. Empty: "
+        None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, native, mock. Empty: "
                           "$GPIOZERO_PIN_FACTORY or gpiozero's own choice.")
     angles: dict[str, float] = Field(
         default_factory=lambda: {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0},

@@ -164,7 +164,7 @@ class MqttLink:
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping.is_set():
             log.warning("MQTT disconnected from %s (%s); events wait in the outbox", self.settings.address,
                         reason_code)
         self._connected.clear()

@@ -130,3 +130,37 @@ def test_state_dir_prefers_config_then_systemd(tmp_path, monkeypatch):
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/smartbin")
     assert state_dir(load_config(write(tmp_path, ""))) == Path("/var/lib/smartbin")
     assert state_dir(load_config(write(tmp_path, f"device: {{state_dir: {tmp_path}}}\n"))) == tmp_path
+
+
+def test_every_key_is_documented_in_docs_configuration_md():
+    from edge.config import PACKAGE_ROOT, Section
+
+    doc = (PACKAGE_ROOT / "docs" / "configuration.md").read_text()
+
+    def keys(model, prefix=""):
+        for name, field in model.model_fields.items():
+            if name == "source_path":
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, Section):
+                yield from keys(type(default), f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}"
+
+    missing = [key for key in keys(Config) if f"`{key}`" not in doc]
+    assert not missing
+
+
+def test_the_shipped_yaml_spells_out_every_key():
+    import yaml
+
+    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    expected = Config().model_dump(exclude={"source_path"})
+
+    def walk(want, have, prefix=""):
+        for key, value in want.items():
+            assert key in have, f"{prefix}{key} is missing from {DEFAULT_CONFIG.name}"
+            if isinstance(value, dict) and key not in ("bins", "angles"):
+                walk(value, have[key], f"{prefix}{key}.")
+
+    walk(expected, shipped)
