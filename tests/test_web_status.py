@@ -24,6 +24,13 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
 
 
+METRICS = {  # the shape the converter writes (docs/converter.md)
+    "split": "test", "n": 378, "agreement": 0.9921, "drop_points": 0.26,
+    "float": {"accuracy": 0.9603, "macro_f1": 0.955, "per_class_f1": {"cardboard": 0.97, "glass": 0.95, "metal": 0.94}},
+    "model": {"accuracy": 0.9577, "macro_f1": 0.951, "per_class_f1": {"cardboard": 0.96, "glass": 0.95, "metal": 0.93}},
+}
+
+
 def fake_status(items: list[tuple[str, str, float]], connected: bool = True) -> dict:
     """A daemon status in the documented shape for items given as (label, bin, confidence), oldest first."""
     labels, bins = {}, {}
@@ -44,6 +51,9 @@ def fake_status(items: list[tuple[str, str, float]], connected: bool = True) -> 
         "stats": {"fps": 9.8, "items": len(items), "inference_ms_mean": 41.2, "inference_ms_p90": 47.9,
                   "dropped_frames": 3, "unreadable_frames": 1, "outbox": 0},
         "mqtt": {"enabled": True, "connected": connected, "broker": "127.0.0.1:1883"},
+        "model": {"name": "trashnet-test", "path": "/models/trashnet-test", "sha256": "ab" * 32,
+                  "backbone": "efficientnet_lite0", "quantization": "int8", "labels": list(TINY_LABELS),
+                  "metrics": METRICS},
     }
 
 
@@ -104,7 +114,7 @@ def test_status_returns_the_daemons_dict_marked_live(server, daemon):
     expected = daemon.status()
     for key in ("device_id", "counts", "recent", "stats", "mqtt"):
         assert result[key] == expected[key]
-    assert result["model"]["labels"] == list(TINY_LABELS)  # filled in from the classifier when absent
+    assert result["model"] == expected["model"]
     assert result["web"]["min_confidence"] == 0.6
 
 
@@ -144,6 +154,11 @@ def test_the_page_shows_the_daemons_counts_items_and_stats_and_follows_changes(b
         assert "41.2 ms mean" in page.inner_text("#stat-inference")
         assert page.inner_text("#stat-mqtt") == "connected to 127.0.0.1:1883"
         assert "bin-7" in page.inner_text("#live-note")
+        assert "95.8 % right on its test photos" in page.inner_text("#model-line")
+        figures = page.locator("#metrics-table tbody tr")
+        assert figures.count() == 2 + len(TINY_LABELS)
+        assert figures.first.inner_text().split("\t") == ["Accuracy", "95.8 %", "96.0 %"]
+        assert "378 test photos" in page.inner_text("#metrics")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-status.png"), full_page=True)
 

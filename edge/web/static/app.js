@@ -218,10 +218,37 @@ function renderLive(status) {
   $("recent-empty").hidden = (status.recent || []).length > 0;
 }
 
+// The converter's figures: {split, n, float: {accuracy, macro_f1, per_class_f1}, model: {...}, agreement, drop_points}
+function metricsTable(metrics) {
+  const model = metrics.model, float = metrics.float;
+  const cell = (value) => el("td", { text: typeof value === "number" ? percent(value) : "–" });
+  const row = (name, a, b) => el("tr", {}, [el("th", { scope: "row", text: name }), cell(a), cell(b)]);
+  const rows = [row("Accuracy", model.accuracy, float.accuracy), row("Macro F1", model.macro_f1, float.macro_f1)];
+  for (const [label, f1] of Object.entries(model.per_class_f1 || {})) {
+    rows.push(row(`F1 ${label}`, f1, (float.per_class_f1 || {})[label]));
+  }
+  const parts = [];
+  if (metrics.n) parts.push(`${metrics.n} ${metrics.split || "test"} photos`);
+  if (typeof metrics.agreement === "number") parts.push(`agrees with the float model on ${percent(metrics.agreement)}`);
+  if (typeof metrics.drop_points === "number") parts.push(`accuracy drop ${metrics.drop_points.toFixed(2)} points`);
+  return [
+    el("p", { class: "hint", text: parts.join(" · ") }),
+    el("table", { id: "metrics-table", class: "counts" }, [
+      el("thead", {}, [el("tr", {}, [el("th", { scope: "col", text: "Figure" }),
+        el("th", { scope: "col", text: "This model" }), el("th", { scope: "col", text: "Float model" })])]),
+      el("tbody", {}, rows),
+    ]),
+  ];
+}
+
 function renderMetrics(container, metrics) {
   container.replaceChildren();
   if (!metrics || !Object.keys(metrics).length) {
     container.append(el("p", { class: "hint", text: "None recorded." }));
+    return;
+  }
+  if (metrics.model && metrics.float && typeof metrics.model.accuracy === "number") {
+    container.append(...metricsTable(metrics));
     return;
   }
   const asText = (key, value) => {
@@ -246,8 +273,10 @@ function renderMetrics(container, metrics) {
 function renderModel(status) {
   const model = status.model || {};
   const web = status.web || {};
+  const accuracy = model.metrics && model.metrics.model && model.metrics.model.accuracy;
   $("model-line").textContent = model.name
-    ? `Sorting with ${model.name} (${model.backbone || "?"}, ${model.quantization || "?"})`
+    ? `Sorting with ${model.name} (${model.backbone || "?"}, ${model.quantization || "?"})` +
+      (typeof accuracy === "number" ? `, ${percent(accuracy)} right on its test photos` : "")
     : "No model information";
   facts($("model-facts"), [
     ["Name", model.name || "–"],
