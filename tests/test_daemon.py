@@ -48,11 +48,14 @@ def test_replay_end_to_end_sorts_each_photo_once_and_publishes_everything(tmp_pa
                                                                           mosquitto):
     config = daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto)
     daemon = Daemon(config)
-    with Listener(mosquitto.port, f"{ROOT}/#") as listener:
+    with Listener(mosquitto.port, f"{ROOT}/#", "homeassistant/#") as listener:
         daemon.start()
         assert daemon.run() == 0
         listener.wait_for(lambda: "stopped" in listener.texts(f"{ROOT}/availability"), what="stopped")
     events = listener.payloads(f"{ROOT}/item")
+    discovery = {m.topic for m in listener.messages if m.topic.startswith("homeassistant/")}
+    for key in ("label_cardboard", "label_glass", "label_metal", "bin_paper", "bin_rest", "total"):
+        assert f"homeassistant/sensor/bin_d/{key}/config" in discovery
     photos = photo_count(photo_folder)
     assert len(events) == photos == len({e["id"] for e in events})
     assert sorted(e["source"] for e in events) == sorted(
