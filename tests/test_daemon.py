@@ -161,3 +161,12 @@ def test_a_missing_model_is_one_clear_error(tmp_path, tiny_bundle, photo_folder)
     with pytest.raises(BundleError, match="no-such-bundle"):
         daemon.start()
     daemon.close()
+
+
+def test_an_unreadable_photo_is_skipped_and_counted(tmp_path, tiny_bundle, photo_folder):
+    (photo_folder / "glass" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder))
+    daemon.start()
+    assert daemon.run() == 0
+    assert daemon.items == photo_count(photo_folder) - 1
+    assert daemon.stats_payload()["unreadable_frames"] == 1
