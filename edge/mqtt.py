@@ -28,6 +28,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 
 from edge.config import MqttConfig, resolve_path
+from edge.errors import ConfigError
 from edge.store import Store
 
 log = logging.getLogger(__name__)
@@ -262,8 +263,11 @@ class MqttLink:
         if settings.tls.enabled:
             def path(value):
                 return str(resolve_path(value, config_path)) if value else None
-            client.tls_set(ca_certs=path(settings.tls.ca_file), certfile=path(settings.tls.certfile),
-                           keyfile=path(settings.tls.keyfile))
+            try:
+                client.tls_set(ca_certs=path(settings.tls.ca_file), certfile=path(settings.tls.certfile),
+                               keyfile=path(settings.tls.keyfile))
+            except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+                raise ConfigError([("mqtt.tls", f"cannot use the TLS files: {err}")]) from None
             client.tls_insecure_set(settings.tls.insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

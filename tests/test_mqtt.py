@@ -9,7 +9,7 @@ import pytest
 from edge.config import MqttConfig
 from edge.mqtt import MqttLink
 from edge.store import Store
-from tests.mqtt_helpers import Listener, retained
+from tests.mqtt_helpers import Listener, PersistentBroker, retained
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = "smartbin/bin-t"
@@ -52,19 +52,26 @@ def test_every_outbox_event_is_delivered_and_then_deleted(tmp_path, mosquitto):
     assert retained(mosquitto.port, f"{ROOT}/counts").json()["total"] == 120
 
 
-def test_events_recorded_while_the_broker_is_down_arrive_once_it_starts(tmp_path, mosquitto_stopped):
-    link, store = make_link(tmp_path, mosquitto_stopped)
+def test_events_recorded_while_the_broker_is_down_arrive_once_it_starts(tmp_path):
+    broker = PersistentBroker(tmp_path).start()
+    with Listener(broker.port, f"{ROOT}/item", session="test-mqtt"):
+        pass  # the broker keeps this session, so nothing published after its restart is missed
+    broker.stop()
+    link, store = make_link(tmp_path, broker)
     link.start()
-    for i in range(5):
-        store.record_item(event(i))
-        link.wake(counts_changed=True)
-    assert not link.flush(0.3)
-    mosquitto_stopped.start()
-    with Listener(mosquitto_stopped.port, f"{ROOT}/item") as listener:
-        assert link.wait_connected(10)
-        assert link.flush(10)
-        listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 5, what="5 items")
-    link.stop()
+    try:
+        for i in range(5):
+            store.record_item(event(i))
+            link.wake(counts_changed=True)
+        assert not link.flush(0.3)
+        broker.start()
+        with Listener(broker.port, f"{ROOT}/item", session="test-mqtt") as listener:
+            assert link.wait_connected(10)
+            assert link.flush(10)
+            listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 5, what="5 items")
+        link.stop()
+    finally:
+        broker.stop()
     assert sorted({p["id"] for p in listener.payloads(f"{ROOT}/item")}) == [f"id-{i}" for i in range(5)]
 
 
@@ -113,3 +120,13 @@ def test_stats_are_published_periodically(tmp_path, mosquitto):
         listener.wait_for(lambda: listener.on(f"{ROOT}/stats"), timeout=5, what="stats")
     link.stop()
     assert listener.payloads(f"{ROOT}/stats")[0] == {"fps": 1.0}
+
+
+def test_unusable_tls_files_are_a_config_error(tmp_path):
+    from edge.errors import ConfigError
+
+    bad_ca = tmp_path / "ca.crt"
+    bad_ca.write_text("not a certificate")
+    settings = MqttConfig(enabled=True, tls={"enabled": True, "ca_file": str(bad_ca)})
+    with pytest.raises(ConfigError, match="mqtt.tls: cannot use the TLS files"):
+        MqttLink(settings, "bin-t", Store(tmp_path / "db"))
