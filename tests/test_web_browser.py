@@ -104,6 +104,8 @@ def test_a_file_that_is_not_a_photo_gets_a_clear_message(page, tmp_path):
 
 
 def test_the_drop_zone_is_a_keyboard_button_that_opens_the_file_picker(page):
+    # Listening before any key is pressed switches Chromium's file-chooser interception on in time.
+    page.on("filechooser", lambda chooser: None)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "drop-zone"
     with page.expect_file_chooser() as chooser:
