@@ -275,6 +275,39 @@ def test_events_stream_the_status_and_stop_does_not_wait_for_open_streams(server
     connection.close()
 
 
+def test_event_streams_are_capped_so_forgotten_tabs_cannot_tie_up_the_bin(classifier, tmp_path, monkeypatch):
+    import http.client
+
+    import edge.web.server as web_server
+
+    monkeypatch.setattr(web_server, "MAX_EVENT_STREAMS", 1)
+    web = serve(classifier, tmp_path)
+    try:
+        port = int(web.url.rsplit(":", 1)[1].strip("/"))
+        first = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        first.request("GET", "/api/events")
+        assert first.getresponse().status == 200
+        status, headers, result = request(web.url + "api/events")
+        assert status == 503 and headers["Retry-After"] and "too many" in result["error"]
+        first.close()
+    finally:
+        web.stop()
+
+
+def test_when_every_decode_slot_is_taken_an_upload_gets_503_not_a_hang(server, monkeypatch):
+    import edge.web.server as web_server
+
+    monkeypatch.setattr(web_server, "BUSY_WAIT_S", 0.1)
+    taken = [server.decode_slots.acquire(timeout=1) for _ in range(web_server.MAX_CONCURRENT_DECODES)]
+    try:
+        status, _, result = upload(server, jpeg_bytes(make_photo(0)))
+    finally:
+        for _ in taken:
+            server.decode_slots.release()
+    assert status == 503 and "busy" in result["error"]
+    assert_still_serving(server)
+
+
 def test_a_busy_port_is_a_clear_error(server, classifier):
     port = int(server.url.rsplit(":", 1)[1].strip("/"))
     other = WebServer(port=port, classifier=classifier, decider=Decider(BINS, "rest", 0.6))

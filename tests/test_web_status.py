@@ -118,6 +118,17 @@ def test_status_returns_the_daemons_dict_marked_live(server, daemon):
     assert result["web"]["min_confidence"] == 0.6
 
 
+def test_a_status_without_a_model_block_gets_the_classifiers(classifier, tmp_path):
+    web = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
+                    status_provider=lambda: {"device_id": "x"}, state_dir=tmp_path)
+    web.start()
+    try:
+        result = request(web.url + "api/status")[2]
+    finally:
+        web.stop()
+    assert result["live"] is True and result["model"]["labels"] == list(TINY_LABELS)
+
+
 def test_a_failing_status_provider_is_a_503_and_the_page_keeps_working(server, daemon):
     daemon.fail = True
     status, _, result = request(server.url + "api/status")
