@@ -11,7 +11,6 @@ Usage:
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -98,8 +97,7 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     from converter import keras_model, quantize
     from converter.dataset import load_images, stratified_sample
     from converter.litert import LiteModel
-    from converter.preprocessing import measure as measure_preprocessing
-    from converter.verify import check_gate, compare, summary
+    from converter.verify import check_gate, summary
 
     say(f"loading {run.model_path}")
     model = keras_model.load_keras_model(run.model_path, run.labels)
@@ -125,23 +123,9 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
         )
 
     float_bytes = model_bytes if options.quantize == "float32" else quantize.convert(model, "float32")
-    _write_float_reference(run, out, float_bytes, options.keep_float, say)
+    _write_float_reference(run, float_bytes, say)
 
-    test_items = run.items("test", data_dir)
-    test_images, targets, skipped = load_images(test_items, pixels, desc="test photos")
-    _report_skipped(say, skipped)
-    if not len(test_images):
-        raise ConverterError(f"{data_dir}: none of the test split's photos could be read")
-    float_probabilities = keras_model.predict(model, test_images)
-    metrics = compare(targets, float_probabilities, lite.predict(test_images), run.labels)
-    if skipped:
-        metrics["skipped"] = len(skipped)
-    # The figures above use the bin's OpenCV pipeline; say how far training's TensorFlow one is.
-    pipelines = measure_preprocessing(model, test_items, test_images, float_probabilities, targets)
-    if pipelines:
-        metrics["preprocessing"] = pipelines
-    if run.metrics.get("accuracy") is not None:
-        metrics["training_pipeline"] = {key: run.metrics[key] for key in ("accuracy", "macro_f1") if key in run.metrics}
+    metrics = _evaluate(run, model, lite, data_dir, pixels, say)
     say(summary(metrics))
     check_gate(metrics, options.max_drop)
 
@@ -158,16 +142,44 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     )
     bundle = write_bundle(out, model_bytes, manifest, extra_files)
     _make_readable(out)
+    if options.keep_float:
+        beside = out.parent / f"{out.name}-float32.tflite"
+        beside.write_bytes(float_bytes)
+        say(f"wrote float32 reference {beside}")
     size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     say(f"wrote {out} ({size_mb:.2f} MB)")
     return bundle
 
 
+def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
+              say: Callable[[str], None]) -> dict:
+    """The gate's figures: float Keras model and converted model on the test split."""
+    from converter import keras_model
+    from converter.dataset import load_images
+    from converter.preprocessing import measure as measure_preprocessing
+    from converter.verify import compare
+
+    test_items = run.items("test", data_dir)
+    test_images, targets, skipped = load_images(test_items, pixels, desc="test photos")
+    _report_skipped(say, skipped)
+    if not len(test_images):
+        raise ConverterError(f"{data_dir}: none of the test split's photos could be read")
+    float_probabilities = keras_model.predict(model, test_images)
+    metrics = compare(targets, float_probabilities, lite.predict(test_images), run.labels)
+    if skipped:
+        metrics["skipped"] = len(skipped)
+    # The figures above use the bin's OpenCV pipeline; say how far training's TensorFlow one is.
+    pipelines = measure_preprocessing(model, test_items, test_images, float_probabilities, targets)
+    if pipelines:
+        metrics["preprocessing"] = pipelines
+    if run.metrics.get("accuracy") is not None:
+        metrics["training_pipeline"] = {key: run.metrics[key] for key in ("accuracy", "macro_f1") if key in run.metrics}
+    return metrics
+
+
 def _make_readable(folder: Path) -> None:
     # write_bundle stages in a mkdtemp folder (mode 0700); the daemon often runs as another user.
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    folder.chmod(0o755)
 
 
 def _report_skipped(say: Callable[[str], None], skipped: list[str]) -> None:
@@ -175,17 +187,12 @@ def _report_skipped(say: Callable[[str], None], skipped: list[str]) -> None:
         say(f"warning: skipped unreadable photo {message}")
 
 
-def _write_float_reference(run: RunFolder, out: Path, float_bytes: bytes, keep_float: bool,
-                           say: Callable[[str], None]) -> None:
+def _write_float_reference(run: RunFolder, float_bytes: bytes, say: Callable[[str], None]) -> None:
     # bench compares against this file; a read-only run folder only costs that comparison.
     try:
         run.float_reference_path.write_bytes(float_bytes)
     except OSError as err:
         say(f"warning: cannot write {run.float_reference_path} ({err.strerror}); bench will lack the float32 reference")
-    if keep_float:
-        beside = out.parent / f"{out.name}-float32.tflite"
-        beside.write_bytes(float_bytes)
-        say(f"wrote float32 reference {beside}")
 
 
 def _edgetpu(model_bytes: bytes, say: Callable[[str], None]) -> tuple[dict[str, bytes], dict | None]:
