@@ -159,10 +159,11 @@ def test_gate_refuses_an_impossible_threshold_and_writes_nothing(workspace, caps
         return real_load(items, spec, desc, progress)
 
     monkeypatch.setattr(converter.dataset, "load_images", spy)
-    assert convert(workspace, "--out", "bundles/refused", "--max-drop", "-1") == 1
+    assert convert(workspace, "--out", "bundles/refused", "--max-drop", "-1", "--keep-float") == 1
     err = capsys.readouterr().err
     assert "refused: accuracy gate failed" in err and "no bundle written" in err
     assert not (workspace / "bundles" / "refused").exists()
+    assert not (workspace / "bundles" / "refused-float32.tflite").exists()
     assert not [p for p in (workspace / "bundles").iterdir() if p.name.startswith(".")]  # no staging left
     # Calibration drew on the train split only, never on test photos.
     split = json.loads((workspace / "run" / "split.json").read_text())["splits"]
