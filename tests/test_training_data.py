@@ -1,0 +1,57 @@
+"""Class-folder discovery, label maps, and the data check report."""
+
+import pytest
+
+from tests.conftest import write_class_folders
+from training.data import check_report, discover, load_label_map, main
+from training.errors import DataError
+
+
+def test_labels_are_sorted_folder_names(photo_folder):
+    dataset = discover(photo_folder)
+    assert dataset.labels == ["cardboard", "glass", "metal"]
+    assert dataset.counts() == {"cardboard": 8, "glass": 8, "metal": 8}
+
+
+def test_label_map_merges_source_folders(tmp_path):
+    root = write_class_folders(tmp_path / "d", labels=("pet", "hdpe", "glass"), per_class=2)
+    (tmp_path / "map.yaml").write_text("pet: plastic\nhdpe: plastic\n")
+    dataset = discover(root, label_map=load_label_map(tmp_path / "map.yaml"))
+    assert dataset.labels == ["glass", "plastic"]
+    assert dataset.counts()["plastic"] == 4
+
+
+def test_explicit_label_order_is_kept_and_checked(photo_folder):
+    assert discover(photo_folder, labels=["metal", "glass", "cardboard"]).labels == ["metal", "glass", "cardboard"]
+    with pytest.raises(DataError, match="no images for labels paper"):
+        discover(photo_folder, labels=["metal", "glass", "cardboard", "paper"])
+
+
+def test_missing_folder_and_empty_class_are_clear_errors(tmp_path, photo_folder):
+    with pytest.raises(DataError, match="not found"):
+        discover(tmp_path / "nowhere")
+    (photo_folder / "paper").mkdir()
+    with pytest.raises(DataError, match="paper: class folder has no images"):
+        discover(photo_folder)
+
+
+def test_corrupt_images_are_listed_and_skipped(photo_folder):
+    (photo_folder / "glass" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    dataset = discover(photo_folder, verify=True)
+    assert dataset.unreadable == ["glass/broken.jpg"]
+    assert "glass/broken.jpg" not in dict(dataset.items)
+
+
+def test_check_reports_counts_corrupt_files_and_cross_label_duplicates(photo_folder, capsys):
+    (photo_folder / "glass" / "broken.jpg").write_bytes(b"junk")
+    (photo_folder / "metal" / "copy.jpg").write_bytes((photo_folder / "glass" / "glass_0.jpg").read_bytes())
+    report = check_report(photo_folder)
+    assert "| glass | 8 |" in report and "| metal | 9 |" in report
+    assert "glass/broken.jpg" in report
+    assert "carrying two labels: 1" in report and "glass/glass_0.jpg = metal/copy.jpg" in report
+    assert "imbalance ratio" in report and "64x48" in report
+
+
+def test_check_command_exits_2_on_a_missing_folder(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "nowhere")]) == 2
+    assert "data folder not found" in capsys.readouterr().err

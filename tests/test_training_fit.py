@@ -1,0 +1,55 @@
+"""``python -m training.fit`` end to end on a tiny generated dataset, and its errors."""
+
+import json
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from tests.conftest import write_class_folders  # noqa: E402
+from training.fit import RUN_FILES, main  # noqa: E402
+
+TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "1",
+        "--finetune-epochs", "1", "--finetune-layers", "6", "--max-train-steps", "2"]
+
+
+@pytest.mark.slow
+def test_fit_writes_the_whole_run_folder(tmp_path):
+    data = write_class_folders(tmp_path / "data", per_class=10)
+    (data / "glass" / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "run"
+    assert main(["--data", str(data), "--out", str(out), *TINY]) == 0
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "macro_f1", "micro_f1", "per_class", "confusion_matrix"} <= metrics.keys()
+    assert len(metrics["confusion_matrix"]) == 3
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+    split = json.loads((out / "split.json").read_text())
+    assert "glass/broken.jpg" not in sum(split["splits"].values(), [])
+    assert (out / "labels.txt").read_text().split() == ["cardboard", "glass", "metal"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{tmp}/nowhere"], "data folder not found"),
+    (["--data", "{data}", "--backbone", "vgg99"], "unknown backbone"),
+    (["--data", "{data}", "--weights", "{tmp}/no/preset"], "preset folder not found"),
+    (["--data", "{data}", "--split-file", "{tmp}/split.json"], "not in"),
+    (["--data", "{data}", "--config", "{tmp}/bad.yaml"], "unknown keys learning_rate"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["glass/x.jpg"], "val": [], "test": []}))
+    (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
+    args = [a.format(tmp=tmp_path, data=data) for a in args]
+    assert main([*TINY, *args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.keras").write_text("precious")
+    assert main(["--data", str(tmp_path), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err

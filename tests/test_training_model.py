@@ -1,0 +1,53 @@
+"""Backbones build with random init; phase 1 freezes the backbone, phase 2 unfreezes it (BatchNorm stays frozen)."""
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.backbones import REGISTRY, build_backbone, resolve_weights  # noqa: E402
+from training.errors import ModelError  # noqa: E402
+from training.model import _leaf_layers, build_classifier, set_phase  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_backbone_builds_with_random_weights_and_takes_raw_rgb(name):
+    model, _ = build_classifier(name, "none", 32, num_classes=4)
+    probs = np.asarray(model(np.full((1, 32, 32, 3), 200.0, np.float32)))
+    assert probs.shape == (1, 4)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_phases_set_trainable_flags():
+    model, backbone = build_classifier("efficientnet_lite0", "none", 32, num_classes=3)
+    assert set_phase(backbone, "head") == 0
+    assert not backbone.trainable_weights
+    assert model.trainable_weights  # the head
+    all_layers = set_phase(backbone, "finetune", 0)
+    batchnorms = [l for l in _leaf_layers(backbone) if isinstance(l, keras.layers.BatchNormalization)]
+    assert all_layers > 0 and all(not bn.trainable for bn in batchnorms)
+    top = set_phase(backbone, "finetune", 10)
+    assert 0 < top <= 10 < all_layers
+    leaves = _leaf_layers(backbone)
+    assert not leaves[0].trainable and leaves[-2].trainable  # stem frozen, top conv trainable
+
+
+def test_unknown_backbone_and_bad_weights_are_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="unknown backbone"):
+        build_backbone("vgg99", None, 32)
+    with pytest.raises(ModelError, match="not found"):
+        build_backbone("efficientnet_lite0", str(tmp_path / "missing" / "preset"), 32)
+
+
+def test_weights_default_means_each_backbones_imagenet_weights():
+    assert resolve_weights("efficientnet_lite0", "default") == "efficientnet_lite0_ra_imagenet"
+    assert resolve_weights("mobilenet_v3_small", "default") == "imagenet"
+    assert resolve_weights("resnet50", "none") is None
+
+
+def test_lite0_preset_loads_when_shared_weights_exist(shared_dir):
+    preset = shared_dir / "weights" / "efficientnet_lite0_imagenet"
+    backbone = build_backbone("efficientnet_lite0", str(preset), 64)
+    assert backbone.count_params() == 3_413_024

@@ -1,0 +1,52 @@
+"""Splits: stratified, seeded, duplicates kept together; split files checked against the data."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import write_class_folders
+from training.data import discover
+from training.errors import DataError
+from training.split import load_split, make_split, save_split
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = write_class_folders(tmp_path / "d", per_class=20)
+    # a duplicate within a class and one across classes
+    shutil.copy(root / "glass" / "glass_0.jpg", root / "glass" / "glass_dup.jpg")
+    shutil.copy(root / "metal" / "metal_0.jpg", root / "cardboard" / "cardboard_dup.jpg")
+    return discover(root)
+
+
+def test_split_is_stratified_and_covers_every_file_once(dataset):
+    split = make_split(dataset, 0.2, 0.2, seed=1)
+    names = [rel for part in split.values() for rel, _ in part]
+    assert sorted(names) == sorted(dict(dataset.items))
+    for label in dataset.labels:
+        in_test = sum(1 for _, lab in split["test"] if lab == label)
+        assert 3 <= in_test <= 5
+
+
+def test_identical_files_share_a_split_and_cross_label_ones_go_to_train(dataset):
+    split = make_split(dataset, 0.2, 0.2, seed=1)
+    where = {rel: name for name, part in split.items() for rel, _ in part}
+    assert where["glass/glass_0.jpg"] == where["glass/glass_dup.jpg"]
+    assert where["metal/metal_0.jpg"] == where["cardboard/cardboard_dup.jpg"] == "train"
+
+
+def test_same_seed_same_split(dataset):
+    assert make_split(dataset, seed=3) == make_split(dataset, seed=3)
+    assert make_split(dataset, seed=3) != make_split(dataset, seed=4)
+
+
+def test_split_file_round_trips_and_absent_files_are_named(dataset, tmp_path):
+    split = make_split(dataset, seed=0)
+    save_split(split, tmp_path / "split.json", str(dataset.root))
+    assert load_split(tmp_path / "split.json", dataset) == split
+    data = json.loads((tmp_path / "split.json").read_text())
+    data["splits"]["test"].append("glass/missing.jpg")
+    (tmp_path / "split.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="glass/missing.jpg"):
+        load_split(tmp_path / "split.json", dataset)

@@ -1,0 +1,79 @@
+"""Training augmentation from Keras 3 core preprocessing layers, applied to uint8-valued batches.
+
+Per-image geometry and colour run on each batch; MixUp and CutMix mix whole batches and
+their one-hot labels. Every layer keeps shape and the 0..255 value range.
+
+Usage:
+    augmenter = Augmenter(AugmentConfig(mixup=0.5), seed=0)
+    images, labels = augmenter(images, one_hot_labels)   # inside tf.data, on float32 batches
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from training.config import AugmentConfig
+
+VALUE_RANGE = (0, 255)
+
+
+def rotate90(images: tf.Tensor, seed_generator: keras.random.SeedGenerator) -> tf.Tensor:
+    """Turns each image by a random multiple of 90 degrees (square images keep their shape)."""
+    turns = keras.random.randint((tf.shape(images)[0],), 0, 4, seed=seed_generator)
+    return tf.map_fn(lambda pair: tf.image.rot90(pair[0], pair[1]), (images, turns),
+                     fn_output_signature=images.dtype)
+
+
+class Augmenter:
+    """Builds the layers once and applies them to ``(images, one_hot_labels)`` batches."""
+
+    def __init__(self, config: AugmentConfig, seed: int = 0):
+        self.config = config
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.layers = self._per_image_layers(config, seed)
+        self.mixup = keras.layers.MixUp(alpha=0.2, seed=seed) if config.mixup > 0 else None
+        self.cutmix = keras.layers.CutMix(factor=1.0, seed=seed) if config.cutmix > 0 else None
+
+    @staticmethod
+    def _per_image_layers(config: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+        layers = []
+        if config.flip:
+            layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed))
+        if config.rotation:
+            layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="reflect", seed=seed))
+        if config.zoom:
+            layers.append(keras.layers.RandomZoom((-config.zoom, config.zoom), fill_mode="reflect", seed=seed))
+        if config.translation:
+            layers.append(keras.layers.RandomTranslation(config.translation, config.translation,
+                                                         fill_mode="reflect", seed=seed))
+        if config.rand_augment:
+            layers.append(keras.layers.RandAugment(value_range=VALUE_RANGE, num_ops=2, factor=0.5, seed=seed))
+        elif any((config.brightness, config.contrast, config.saturation, config.hue)):
+            layers.append(keras.layers.RandomColorJitter(
+                value_range=VALUE_RANGE, brightness_factor=config.brightness or None,
+                contrast_factor=config.contrast or None, saturation_factor=config.saturation or None,
+                hue_factor=config.hue or None, seed=seed))
+        if config.blur:
+            layers.append(keras.layers.RandomGaussianBlur(factor=config.blur, kernel_size=3, sigma=1.0,
+                                                          value_range=VALUE_RANGE, seed=seed))
+        if config.erasing:
+            layers.append(keras.layers.RandomErasing(factor=config.erasing, scale=(0.02, 0.2),
+                                                     fill_value=127.0, value_range=VALUE_RANGE, seed=seed))
+        return layers
+
+    def __call__(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images = tf.cast(images, tf.float32)
+        if self.config.rotate90:
+            images = rotate90(images, self.seed_generator)
+        for layer in self.layers:
+            images = layer(images, training=True)
+        images = tf.clip_by_value(images, *VALUE_RANGE)
+        labels = tf.cast(labels, tf.float32)
+        for layer, probability in ((self.mixup, self.config.mixup), (self.cutmix, self.config.cutmix)):
+            if layer is not None:
+                mixed = layer({"images": images, "labels": labels}, training=True)
+                apply = keras.random.uniform((), seed=self.seed_generator) < probability
+                images = tf.where(apply, mixed["images"], images)
+                labels = tf.where(apply, tf.cast(mixed["labels"], tf.float32), labels)
+        return images, labels

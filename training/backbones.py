@@ -1,0 +1,136 @@
+"""Backbone registry: each entry builds an ImageNet-style feature extractor that takes raw RGB 0..255.
+
+Every backbone's own input normalisation is part of the returned model, so the exported
+model takes raw RGB on the device.
+
+Usage:
+    backbone = build_backbone("efficientnet_lite0", weights="../shared/weights/efficientnet_lite0_imagenet",
+                              image_size=224)
+    features = backbone(images)   # (batch, h, w, channels)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from training.errors import ModelError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone."""
+
+    build: Callable[[str | None, int], keras.Model]
+    default_weights: str            # what ``--weights default`` means
+    description: str
+
+
+# EfficientNet-Lite0 as keras-hub's preset "efficientnet_lite0_ra_imagenet" defines it, for weights=none.
+LITE0_ARGS = dict(
+    stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7, dropout=0,
+    depth_divisor=8, min_depth=None, activation="relu6",
+    stackwise_kernel_sizes=[3, 3, 5, 3, 5, 5, 3], stackwise_num_repeats=[1, 2, 2, 3, 3, 4, 1],
+    stackwise_input_filters=[32, 16, 24, 40, 80, 112, 192],
+    stackwise_output_filters=[16, 24, 40, 80, 112, 192, 320],
+    stackwise_expansion_ratios=[1, 6, 6, 6, 6, 6, 6], stackwise_squeeze_and_excite_ratios=[0] * 7,
+    stackwise_strides=[1, 2, 2, 2, 1, 2, 1], stackwise_block_types=["v1"] * 7,
+    stackwise_force_input_filters=[0] * 7, include_stem_padding=False, use_depth_divisor_as_min_depth=True,
+    cap_round_filter_decrease=True, stem_conv_padding="same", batch_norm_momentum=0.9,
+    batch_norm_epsilon=0.001, projection_activation=None, num_features=1280,
+)
+
+
+def _wrap(name: str, image_size: int, preprocess: list[keras.layers.Layer], core) -> keras.Model:
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    for layer in preprocess:
+        x = layer(x)
+    return keras.Model(inputs, core(x), name=name)
+
+
+def _efficientnet_lite0(weights: str | None, image_size: int) -> keras.Model:
+    import keras_hub
+
+    if weights:
+        try:
+            core = keras_hub.models.Backbone.from_preset(weights)
+        except Exception as err:  # keras-hub raises several kinds for a bad preset
+            raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {err}") from None
+    else:
+        core = keras_hub.models.EfficientNetBackbone(input_shape=(None, None, 3), **LITE0_ARGS)
+    # (pixel - 127) / 128: the preset's image_converter.json (scale 1/128, offset -127/128)
+    rescale = keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name="rescale")
+    return _wrap("efficientnet_lite0", image_size, [rescale], core)
+
+
+def _keras_app(factory_name: str, **extra):
+    def build(weights: str | None, image_size: int) -> keras.Model:
+        factory = getattr(keras.applications, factory_name)
+        if weights not in (None, "imagenet") and not Path(weights).is_file():
+            raise ModelError(f"--weights {weights}: use imagenet, none, or a .weights.h5 file for {factory_name}")
+        core = factory(include_top=False, weights="imagenet" if weights == "imagenet" else None,
+                       input_shape=(image_size, image_size, 3), **extra)
+        if weights not in (None, "imagenet"):
+            core.load_weights(weights)
+        return core
+    return build
+
+
+def _resnet50(weights: str | None, image_size: int) -> keras.Model:
+    core = _keras_app("ResNet50")(weights, image_size)
+    # "caffe" preprocessing (RGB -> BGR, minus the ImageNet mean) as a fixed 1x1 convolution,
+    # so the saved model needs no custom layer.
+    caffe = keras.layers.Conv2D(3, 1, name="caffe_preprocess", trainable=False)
+    caffe.build((None, image_size, image_size, 3))
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    for rgb, bgr in ((0, 2), (1, 1), (2, 0)):
+        kernel[0, 0, rgb, bgr] = 1.0
+    caffe.set_weights([kernel, -np.array([103.939, 116.779, 123.68], np.float32)])
+    return _wrap("resnet50", image_size, [caffe], core)
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec(_efficientnet_lite0, "efficientnet_lite0_ra_imagenet",
+                                       "EfficientNet-Lite0 (keras-hub), ReLU6, no SE: INT8 and Edge TPU friendly"),
+    # MobileNetV3 and EfficientNetB0 in keras.applications rescale inside (include_preprocessing).
+    "mobilenet_v3_small": BackboneSpec(_keras_app("MobileNetV3Small", include_preprocessing=True),
+                                       "imagenet", "MobileNetV3-Small (keras.applications)"),
+    "mobilenet_v3_large": BackboneSpec(_keras_app("MobileNetV3Large", include_preprocessing=True),
+                                       "imagenet", "MobileNetV3-Large (keras.applications)"),
+    "efficientnet_b0": BackboneSpec(_keras_app("EfficientNetB0"), "imagenet",
+                                    "EfficientNet-B0 (keras.applications), for comparison"),
+    "resnet50": BackboneSpec(_resnet50, "imagenet", "ResNet-50 (keras.applications), for comparison"),
+}
+
+
+def resolve_weights(backbone: str, weights: str | None) -> str | None:
+    """``none`` -> None; ``default`` -> the backbone's usual ImageNet weights; anything else as given."""
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if weights == "default":
+        return REGISTRY[backbone].default_weights
+    return str(weights)
+
+
+def build_backbone(name: str, weights: str | None, image_size: int) -> keras.Model:
+    """Builds a registered backbone that maps raw RGB images to a feature map.
+
+    Raises:
+        ModelError: unknown backbone, or weights that cannot be loaded.
+    """
+    if name not in REGISTRY:
+        raise ModelError(f"unknown backbone {name!r}; choose one of {', '.join(REGISTRY)}")
+    resolved = resolve_weights(name, weights)
+    if resolved and name == "efficientnet_lite0" and "/" in resolved and not Path(resolved).is_dir():
+        raise ModelError(f"--weights {resolved}: preset folder not found")
+    try:
+        return REGISTRY[name].build(resolved, image_size)
+    except ModelError:
+        raise
+    except Exception as err:  # a download that fails offline, a shape mismatch in a weights file, ...
+        raise ModelError(f"backbone {name} with weights {resolved}: {err}") from None

@@ -1,0 +1,87 @@
+"""Training callbacks: validation macro-F1 with best checkpoint and early stopping, and tqdm bars.
+
+Usage:
+    best = BestMacroF1(val_ds, val_targets, labels, run_dir / "model.keras", patience=5)
+    model.fit(train_ds, epochs=10, callbacks=[TqdmProgress("fine-tune"), best])
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from training.metrics import classification_metrics
+
+
+def predict(model: keras.Model, dataset, desc: str = "predicting") -> np.ndarray:
+    """Probabilities for every batch of ``dataset`` (images first in each element), with a progress bar."""
+    outputs = []
+    for batch in tqdm(dataset, desc=desc, unit="batch", leave=False, file=sys.stderr):
+        outputs.append(np.asarray(model(batch[0], training=False)))
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))
+
+
+class BestMacroF1(keras.callbacks.Callback):
+    """Scores the validation split after each epoch; keeps and saves the best model by macro-F1.
+
+    Adds ``val_macro_f1`` and ``val_accuracy_f1cb`` to the epoch logs (so they land in history.csv),
+    stops training after ``patience`` epochs without improvement, and restores the best weights
+    at the end of each phase. The best score carries across phases.
+    """
+
+    def __init__(self, val_ds, val_targets, labels, checkpoint: Path, patience: int = 5, to_save=None):
+        super().__init__()
+        self.to_save = to_save  # the full model, when training runs on a cached-feature sub-model
+        self.val_ds, self.val_targets, self.labels = val_ds, np.asarray(val_targets), list(labels)
+        self.checkpoint, self.patience = Path(checkpoint), patience
+        self.best_f1, self.best_weights, self.best_epoch, self.wait = -1.0, None, None, 0
+        self.phase = ""
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        report = classification_metrics(self.val_targets, predict(self.model, self.val_ds, "validating"),
+                                        self.labels)
+        if logs is not None:
+            logs["val_macro_f1"] = report["macro_f1"]
+            logs["val_acc"] = report["accuracy"]
+        if report["macro_f1"] > self.best_f1:
+            self.best_f1, self.best_epoch, self.wait = report["macro_f1"], f"{self.phase} {epoch + 1}", 0
+            self.best_weights = self.model.get_weights()
+            (self.to_save or self.model).save(self.checkpoint)
+        else:
+            self.wait += 1
+            if self.patience and self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class TqdmProgress(keras.callbacks.Callback):
+    """One tqdm bar per epoch with the running loss (readable in a log file too)."""
+
+    def __init__(self, desc: str, steps: int | None = None):
+        super().__init__()
+        self.desc, self.steps, self.bar = desc, steps, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, desc=f"{self.desc} epoch {epoch + 1}", unit="step",
+                        file=sys.stderr, mininterval=5)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            shown = {k: f"{float(v):.4f}" for k, v in (logs or {}).items() if k in ("loss", "val_macro_f1", "val_acc")}
+            self.bar.set_postfix(shown)
+            self.bar.close()

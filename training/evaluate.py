@@ -1,0 +1,92 @@
+"""Re-evaluate a saved run: its own test split, or every image of another class-folder dataset.
+
+Writes ``eval-metrics.json``, ``eval-confusion_matrix.png`` and ``eval-report.md`` into the run
+folder (or ``--out``), so the run's original figures are never overwritten.
+
+Usage:
+    python -m training.evaluate runs/trashnet-lite0
+    python -m training.evaluate runs/trashnet-lite0 --data my_bin_photos/ --out runs/trashnet-lite0/on-my-bin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.errors import DataError, TrainingError
+
+
+def load_run(run_dir: Path):
+    """The run's model, labels, config and split; raises TrainingError when something is missing."""
+    import yaml
+
+    for name in ("model.keras", "labels.txt", "config.yaml", "split.json"):
+        if not (run_dir / name).is_file():
+            raise TrainingError(f"{run_dir}: not a run folder ({name} missing)")
+    import keras
+    import keras_hub  # noqa: F401  registers keras-hub layers for deserialisation
+
+    import training.losses  # noqa: F401  registers the focal loss
+    import training.schedules  # noqa: F401
+
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    labels = [line.strip() for line in (run_dir / "labels.txt").read_text().splitlines() if line.strip()]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    split = json.loads((run_dir / "split.json").read_text())
+    return model, labels, config, split
+
+
+def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None):
+    """(root, items): the run's test split, or all images of ``data`` (labels must match the run's)."""
+    from training.data import discover
+
+    if data:
+        dataset = discover(data, verify=True)
+        unknown = sorted({label for _, label in dataset.items} - set(labels))
+        if unknown:
+            raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels")
+        return dataset.root, dataset.items
+    root = Path(split["data"])
+    if not root.is_absolute() and not root.is_dir():
+        root = run_dir.parent / root
+    if not root.is_dir():
+        raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
+    label_of = split.get("labels", {})
+    return root, [(rel, label_of.get(rel, rel.split("/")[0])) for rel in split["splits"]["test"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a run folder written by python -m training.fit")
+    parser.add_argument("--data", help="evaluate on every image of this class-folder dataset instead")
+    parser.add_argument("--out", help="folder for the evaluation files (default: the run folder)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    try:
+        model, labels, config, split = load_run(run_dir)
+        root, items = evaluation_items(run_dir, split, labels, args.data)
+        from training.callbacks import predict
+        from training.metrics import classification_metrics
+        from training.pipeline import make_dataset
+        from training.report import write_evaluation
+
+        dataset = make_dataset(root, items, labels, int(config["image_size"]), args.batch_size, cache=False)
+        index = {label: i for i, label in enumerate(labels)}
+        metrics = classification_metrics([index[label] for _, label in items], predict(model, dataset, "evaluating"),
+                                         labels)
+        metrics["data"] = str(args.data or split["data"])
+        out = Path(args.out) if args.out else run_dir
+        out.mkdir(parents=True, exist_ok=True)
+        write_evaluation(out, metrics, "Re-evaluation", [f"Run `{run_dir}` on `{metrics['data']}`."], prefix="eval-")
+        print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1", "n")}))
+        return 0
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

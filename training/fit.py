@@ -1,0 +1,245 @@
+"""Fine-tune an ImageNet backbone on class-folder photos and evaluate it on a held-out test split.
+
+Phase 1 trains a new softmax head on the frozen backbone; phase 2 unfreezes the backbone
+(or its top N layers) at a lower learning rate. The best epoch by validation macro-F1 is kept;
+the test split is only used once, at the end.
+
+Usage:
+    python -m training.fit --data ../shared/data/trashnet --split-file ../shared/data/trashnet-split.json \
+        --weights ../shared/weights/efficientnet_lite0_imagenet --out runs/lite0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from training.config import TrainConfig
+from training.errors import TrainingError
+
+RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
+             "confusion_matrix.png", "curves.png", "report.md")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.fit",
+        description="Fine-tune a backbone on ROOT/<class>/<image> photos and write a run folder "
+                    f"({', '.join(RUN_FILES)}).",
+        epilog="Settings come from defaults, then --config YAML, then these options. "
+               "Example: python -m training.fit --data photos/ --weights none --image-size 96 --out runs/try",
+    )
+    parser.add_argument("--data", help="dataset folder: DATA/<class>/<image> (env SMARTBIN_DATA)")
+    parser.add_argument("--out", required=True, help="run folder to write (created; must be empty or new)")
+    parser.add_argument("--config", help="YAML file with any TrainConfig keys (see training/config.py)")
+    parser.add_argument("--split-file", help="JSON with train/val/test lists (paths relative to --data); "
+                                             "default: a stratified, seeded split")
+    parser.add_argument("--labels", help="comma-separated class order (default: sorted folder names)")
+    parser.add_argument("--label-map", help="YAML mapping source_folder: class (merges or renames classes)")
+    parser.add_argument("--backbone", help="efficientnet_lite0 (default), mobilenet_v3_small, "
+                                           "mobilenet_v3_large, efficientnet_b0, resnet50")
+    parser.add_argument("--weights", help="keras-hub preset name, local preset folder, 'imagenet', "
+                                          "'none' (random init) or 'default'")
+    parser.add_argument("--image-size", type=int, help="square input size in pixels (default 224)")
+    parser.add_argument("--head-epochs", type=int, help="phase 1 epochs (frozen backbone)")
+    parser.add_argument("--finetune-epochs", type=int, help="phase 2 epochs (0 = linear head only)")
+    parser.add_argument("--finetune-layers", type=int, help="unfreeze only the top N backbone layers (0 = all)")
+    parser.add_argument("--cache-views", type=int, help="CPU speed-up: cache the frozen lower backbone for K "
+                                                        "augmented views per image and train the top on them")
+    parser.add_argument("--cache-cut", help="layer where the cached frozen part ends (default per backbone)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seeds", help="comma-separated seeds: repeat the run, report mean ± std")
+    parser.add_argument("--max-train-steps", type=int, help="cap steps per epoch (smoke tests)")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    config = config.override(
+        data=args.data or (None if config.data else os.environ.get("SMARTBIN_DATA")),
+        split_file=args.split_file, label_map=args.label_map, backbone=args.backbone, weights=args.weights,
+        image_size=args.image_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
+        finetune_layers=args.finetune_layers, batch_size=args.batch_size, seed=args.seed,
+        cache_views=args.cache_views, cache_cut=args.cache_cut,
+        labels=args.labels.split(",") if args.labels else None,
+    )
+    if not config.data:
+        raise TrainingError("--data is required (or set SMARTBIN_DATA)")
+    from training.backbones import REGISTRY
+    from training.errors import ModelError
+
+    # Checked before any image is read, so a typo fails in a second, not after the data scan.
+    if config.backbone not in REGISTRY:
+        raise ModelError(f"unknown backbone {config.backbone!r}; choose one of {', '.join(REGISTRY)}")
+    weights = str(config.weights)
+    if ("/" in weights or weights.startswith(".")) and not Path(weights).exists():
+        raise ModelError(f"--weights {weights}: preset folder not found")
+    return config
+
+
+def prepare_data(config: TrainConfig):
+    """Dataset discovery (unreadable files listed and skipped) and the split."""
+    from training.data import discover, load_label_map
+    from training.split import load_split, make_split
+
+    dataset = discover(config.data, labels=config.labels, label_map=load_label_map(config.label_map),
+                       verify=True)
+    for rel in dataset.unreadable:
+        print(f"warning: skipping unreadable image {rel}", file=sys.stderr)
+    if config.split_file:
+        split = load_split(config.split_file, dataset)
+    else:
+        split = make_split(dataset, config.val_fraction, config.test_fraction, config.seed)
+    for name in ("train", "val", "test"):
+        if not split[name]:
+            raise TrainingError(f"split: the {name} list is empty (too few images?)")
+    return dataset, split
+
+
+def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = None) -> dict:
+    """Trains and evaluates one seeded run into ``run_dir``; returns the test metrics."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training.augment import Augmenter
+    from training.callbacks import BestMacroF1, TqdmProgress, predict
+    from training.losses import FocalLoss, class_weights
+    from training.metrics import classification_metrics
+    from training.model import build_classifier, set_phase
+    from training.pipeline import make_dataset
+    from training.report import plot_curves, write_evaluation, write_history
+    from training.schedules import make_optimizer, make_schedule
+    from training.split import save_split
+
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    dataset, split = prepare_data(config)
+    labels = dataset.labels
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.yaml")
+    (run_dir / "labels.txt").write_text("\n".join(labels) + "\n")
+    save_split(split, run_dir / "split.json", config.data)
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if config.mixed_precision == "on" or (config.mixed_precision == "auto" and gpus):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+    counts = [sum(1 for _, label in split["train"] if label == name) for name in labels]
+    weights = class_weights(counts, config.class_weights, config.effective_beta) \
+        if config.class_weights != "none" else None
+    index = {label: i for i, label in enumerate(labels)}
+    common = dict(root=dataset.root, labels=labels, size=config.image_size, batch_size=config.batch_size,
+                  cache=config.cache)
+    augmenter = Augmenter(config.augment, seed=config.seed)
+    train_ds = make_dataset(items=split["train"], training=True, augmenter=augmenter,
+                            class_weights=weights if config.loss != "focal" else None, seed=config.seed, **common)
+    val_ds = make_dataset(items=split["val"], **common)
+    test_ds = make_dataset(items=split["test"], **common)
+    if max_train_steps:
+        train_ds = train_ds.take(max_train_steps)
+    steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else len(split["train"]) // config.batch_size
+
+    with strategy.scope():
+        model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),
+                                           config.dropout)
+    if config.loss == "focal":
+        alpha = (weights / weights.sum()).tolist() if weights is not None else None
+        loss = FocalLoss(alpha=alpha, gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    val_targets = [index[label] for _, label in split["val"]]
+    trainer, train_data, val_data, steps = model, train_ds, val_ds, steps
+    if config.cache_views > 0:
+        trainer, train_data, val_data, steps = cached_training_data(config, model, backbone, train_ds, val_ds)
+    best = BestMacroF1(val_data, val_targets, labels, run_dir / "model.keras",
+                       patience=config.early_stopping_patience, to_save=model)
+    rows: list[dict] = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: rows.append({"phase": best.phase, "epoch": epoch + 1,
+                                                      **{k: float(v) for k, v in (logs or {}).items()}}))
+    phases = [("head", config.head_epochs, config.head_lr), ("finetune", config.finetune_epochs, config.finetune_lr)]
+    for phase, epochs, peak in phases:
+        if epochs <= 0:
+            continue
+        trainable = set_phase(backbone, phase, config.finetune_layers)
+        print(f"phase {phase}: {epochs} epochs, {trainable} trainable backbone layers, peak lr {peak}",
+              file=sys.stderr)
+        best.phase = phase
+        schedule = make_schedule(config.schedule, peak, epochs * steps, int(config.warmup_epochs * steps))
+        with strategy.scope():
+            trainer.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay,
+                                                     config.clipnorm), loss=loss)
+        trainer.fit(train_data, epochs=epochs, verbose=0, callbacks=[best, TqdmProgress(phase, steps), recorder])
+    if best.best_weights is None:
+        raise TrainingError("no training epochs were run (head-epochs and finetune-epochs are both 0)")
+
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    test_targets = [index[label] for _, label in split["test"]]
+    metrics = classification_metrics(test_targets, predict(model, test_ds, "testing"), labels)
+    metrics.update(split="test", best_epoch=best.best_epoch, val_macro_f1=best.best_f1,
+                   backbone=config.backbone, image_size=config.image_size,
+                   train_seconds=round(time.time() - started, 1))
+    write_history(rows, run_dir / "history.csv")
+    plot_curves(rows, run_dir / "curves.png")
+    notes = [f"Backbone `{config.backbone}` ({config.weights}), {config.image_size} px, seed {config.seed}; "
+             f"data `{config.data}`; best epoch by val macro-F1: {best.best_epoch} "
+             f"(val macro-F1 {best.best_f1:.4f}); {len(split['train'])}/{len(split['val'])}/{len(split['test'])} "
+             f"train/val/test images; {metrics['train_seconds']:.0f} s."]
+    write_evaluation(run_dir, metrics, "Test evaluation", notes)
+    return metrics
+
+
+def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds):
+    """Caches the frozen lower backbone for ``cache_views`` augmented views; returns what to fit on."""
+    import tensorflow as tf
+
+    from training.feature_cache import DEFAULT_CUTS, cache_views, head_on_features, split_backbone
+
+    lower, upper = split_backbone(backbone, config.cache_cut or DEFAULT_CUTS[config.backbone])
+    features, targets, weights = cache_views(lower, train_ds, config.cache_views, "caching train views")
+    val_features, _, _ = cache_views(lower, val_ds, 1, "caching val")
+    arrays = (features, targets) if weights is None else (features, targets, weights)
+    train_data = (tf.data.Dataset.from_tensor_slices(arrays).shuffle(len(features), seed=config.seed)
+                  .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
+    val_data = tf.data.Dataset.from_tensor_slices((val_features,)).batch(config.batch_size)
+    steps = -(-len(features) // config.batch_size)
+    print(f"cached {len(features)} train views of shape {features.shape[1:]} at {upper.input.name}",
+          file=sys.stderr)
+    return head_on_features(upper, model), train_data, val_data, steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = resolve_config(args)
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise TrainingError(f"{out}: run folder exists and is not empty (choose a new --out)")
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+        if not seeds:
+            metrics = train_one(config, out, args.max_train_steps)
+            print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1")}))
+            return 0
+        from training.metrics import summarize_runs
+
+        reports = [train_one(config.override(seed=seed), out / f"seed-{seed}", args.max_train_steps)
+                   for seed in seeds]
+        summary = {"seeds": seeds, "metrics": summarize_runs(reports)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for key, value in summary["metrics"].items():
+            print(f"{key}: {value['mean']:.4f} ± {value['std']:.4f}")
+        return 0
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

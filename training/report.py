@@ -1,0 +1,83 @@
+"""Run outputs people read: metrics.json, history.csv, confusion_matrix.png, curves.png, report.md.
+
+Usage:
+    write_outputs(run_dir, metrics, history_rows, labels, summary_lines)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # runs on headless workstations and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def write_history(rows: list[dict], path: Path) -> None:
+    keys = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("phase", "epoch"), k))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_confusion(matrix, labels, path: Path, title: str = "Confusion matrix (test)") -> None:
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = range(1, len(rows) + 1)
+    loss_ax.plot(steps, [r.get("loss", np.nan) for r in rows], label="train loss")
+    score_ax.plot(steps, [r.get("val_macro_f1", np.nan) for r in rows], label="val macro-F1")
+    score_ax.plot(steps, [r.get("val_acc", np.nan) for r in rows], label="val accuracy")
+    boundary = next((i for i, r in enumerate(rows) if r.get("phase") == "finetune"), None)
+    for ax in (loss_ax, score_ax):
+        if boundary:
+            ax.axvline(boundary + 0.5, color="grey", linestyle="--", label="fine-tuning starts")
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    loss_ax.set_title("training loss")
+    score_ax.set_title("validation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_markdown(metrics: dict, title: str, notes: list[str]) -> str:
+    lines = [f"# {title}", ""] + notes + ["",
+             "| metric | value |", "|---|---|"]
+    for key in ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "top2_accuracy", "n"):
+        value = metrics[key]
+        lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, row in metrics["per_class"].items():
+        lines.append(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+    lines += ["", "Confusion matrix (rows true, columns predicted): `confusion_matrix.png`; "
+              "training curves: `curves.png`; per-epoch figures: `history.csv`.", ""]
+    return "\n".join(lines)
+
+
+def write_evaluation(run_dir: Path, metrics: dict, title: str, notes: list[str], prefix: str = "") -> None:
+    """Writes ``{prefix}metrics.json``, ``{prefix}confusion_matrix.png`` and ``{prefix}report.md``."""
+    (run_dir / f"{prefix}metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_confusion(metrics["confusion_matrix"], metrics["labels"], run_dir / f"{prefix}confusion_matrix.png")
+    (run_dir / f"{prefix}report.md").write_text(report_markdown(metrics, title, notes))

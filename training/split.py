@@ -1,0 +1,91 @@
+"""Train/val/test splits: read a split file, or make a stratified, seeded one.
+
+Byte-identical files always land in one split (a duplicate in train and test would
+inflate the test score); files that carry two labels go to train only.
+
+Usage:
+    split = load_split("../shared/data/trashnet-split.json", dataset)
+    split = make_split(dataset, val_fraction=0.15, test_fraction=0.15, seed=0)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from training.data import Dataset, duplicate_groups
+from training.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, str]]]:
+    """Reads ``{"splits": {"train": [...], "val": [...], "test": [...]}}`` (or the lists at top level).
+
+    Returns:
+        split name -> list of (relative path, label), labels taken from the dataset.
+
+    Raises:
+        DataError: unreadable file, a missing list, or paths absent from the data folder.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read split file: {err}") from None
+    lists = data.get("splits", data) if isinstance(data, dict) else None
+    if not isinstance(lists, dict) or any(not isinstance(lists.get(name), list) for name in SPLITS):
+        raise DataError(f"{path}: a split file needs lists 'train', 'val' and 'test'")
+    label_of = dict(dataset.items)
+    unreadable = set(dataset.unreadable)
+    absent = [rel for name in SPLITS for rel in lists[name] if rel not in label_of and rel not in unreadable]
+    if absent:
+        shown = ", ".join(absent[:5]) + (f" (+{len(absent) - 5} more)" if len(absent) > 5 else "")
+        raise DataError(f"{path}: {len(absent)} files named in the split are not in {dataset.root}: {shown}")
+    return {name: [(rel, label_of[rel]) for rel in lists[name] if rel in label_of] for name in SPLITS}
+
+
+def make_split(dataset: Dataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
+               seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """A stratified split that keeps byte-identical files together.
+
+    Groups of identical files are placed as one unit, per class; a group whose files carry
+    different labels goes to train.
+    """
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise DataError("split: val_fraction and test_fraction must be in [0, 1) and sum below 1")
+    label_of = dict(dataset.items)
+    groups = duplicate_groups(dataset.root, list(label_of))
+    grouped = {rel for group in groups for rel in group}
+    units = [[rel] for rel in label_of if rel not in grouped] + groups
+    by_label = defaultdict(list)
+    split = {name: [] for name in SPLITS}
+    for unit in units:
+        labels = {label_of[rel] for rel in unit}
+        if len(labels) > 1:
+            split["train"].extend(unit)
+        else:
+            by_label[labels.pop()].append(sorted(unit))
+    rng = random.Random(seed)
+    for label in sorted(by_label):
+        class_units = sorted(by_label[label])
+        rng.shuffle(class_units)
+        total = sum(len(u) for u in class_units)
+        want = {"test": round(total * test_fraction), "val": round(total * val_fraction)}
+        for unit in class_units:
+            name = next((n for n in ("test", "val") if want[n] >= len(unit)), "train")
+            if name != "train":
+                want[name] -= len(unit)
+            split[name].extend(unit)
+    return {name: [(rel, label_of[rel]) for rel in sorted(split[name])] for name in SPLITS}
+
+
+def save_split(split: dict[str, list[tuple[str, str]]], path: str | Path, data: str) -> None:
+    """Writes the split used by a run, with each file's label (after label mapping)."""
+    payload = {
+        "data": data,
+        "splits": {name: [rel for rel, _ in split[name]] for name in SPLITS},
+        "labels": {rel: label for name in SPLITS for rel, label in split[name]},
+    }
+    Path(path).write_text(json.dumps(payload, indent=1) + "\n")
