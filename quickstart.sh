@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One command from a fresh checkout to a running virtual bin: creates .venv, installs smartbin's
+# device side, and sorts replayed photos with the shipped model and a simulated flap.
+#
+#   ./quickstart.sh [PHOTO_FOLDER] [extra `smartbin run` options, e.g. --mqtt 127.0.0.1:1883]
+#
+# PHOTO_FOLDER defaults to $SMARTBIN_DATA, then ../shared/data/trashnet; class subfolders become
+# each item's `truth`. Without any photos it makes a few plain demo pictures so the pipeline runs.
+set -euo pipefail
+cd "$(dirname "$0")"
+photos="${1:-${SMARTBIN_DATA:-../shared/data/trashnet}}"
+[ $# -gt 0 ] && shift
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[edge]"
+
+if [ ! -d "$photos" ]; then
+  photos=state/demo-photos
+  echo "No photo folder found; replaying generated demo pictures from $photos (labels will be guesses)."
+  .venv/bin/python - "$photos" <<'PY'
+import sys, pathlib, cv2, numpy as np
+root = pathlib.Path(sys.argv[1])
+rng = np.random.default_rng(0)
+for name, colour in (("cardboard", (60, 120, 170)), ("glass", (90, 160, 80)), ("metal", (170, 170, 175))):
+    (root / name).mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        image = np.full((512, 384, 3), 235, np.uint8)
+        cv2.ellipse(image, (192, 256), (110 + 10 * i, 160), 0, 0, 360, colour, -1)
+        image = cv2.add(image, rng.integers(0, 12, image.shape, dtype=np.uint8))
+        cv2.imwrite(str(root / name / f"{name}{i}.jpg"), image)
+PY
+fi
+
+exec .venv/bin/smartbin run --replay "$photos" --replay-fps 0 --mock-gpio --state-dir state "$@"
