@@ -20,7 +20,7 @@ from converter.runfolder import Item
 
 
 def tensorflow_images(items: list[Item], size: int) -> np.ndarray | None:
-    """The photos as a ``tf.data`` training pipeline makes them (uint8, rounded); ``None`` if one fails."""
+    """The photos as ``training.pipeline.load_image`` makes them (uint8, rounded); ``None`` if one fails."""
     import tensorflow as tf
 
     images = []

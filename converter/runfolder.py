@@ -118,14 +118,13 @@ class RunFolder:
         Raises:
             ConverterError: class folders that do not match ``labels.txt``, or split files that are missing.
         """
-        if not self.file_labels:
-            folders = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-            missing = [label for label in self.labels if label not in folders]
-            if missing:
-                raise ConverterError(
-                    f"{data_dir}: data folder has classes {', '.join(folders) or '(none)'} "
-                    f"but labels.txt names {', '.join(self.labels)}"
-                )
+        folders = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        # Source class folders may differ from labels.txt when training merged classes with a label map.
+        needed = sorted({name.replace("\\", "/").split("/", 1)[0] for split in splits for name in self.splits[split]})
+        if any(folder not in folders for folder in needed):
+            expected = (f"labels.txt names {', '.join(self.labels)}" if set(needed) <= set(self.labels)
+                        else f"the run's split uses class folders {', '.join(needed)}")
+            raise ConverterError(f"{data_dir}: data folder has classes {', '.join(folders) or '(none)'} but {expected}")
         absent = [name for split in splits for name in self.splits.get(split, []) if not (data_dir / name).is_file()]
         if absent:
             raise ConverterError(

@@ -46,7 +46,10 @@ def write_run_folder(root: Path, model=None, labels=TINY_LABELS, run_name: str =
     else:
         model.save(run / "model.keras")
     (run / "labels.txt").write_text("\n".join(labels) + "\n")
-    (run / "split.json").write_text(json.dumps({"data": data_name, "splits": split_entries(labels)}))
+    splits = split_entries(labels)
+    # training.fit always records each file's label (after label mapping) beside the lists.
+    file_labels = {name: name.split("/", 1)[0] for names in splits.values() for name in names}
+    (run / "split.json").write_text(json.dumps({"data": data_name, "splits": splits, "labels": file_labels}))
     (run / "config.yaml").write_text(f"backbone: tiny_cnn\nimage_size: {TINY_SIZE}\ndata: {data_name}\n")
     (run / "metrics.json").write_text(json.dumps({"accuracy": 1.0, "macro_f1": 1.0, "micro_f1": 1.0}))
     return run

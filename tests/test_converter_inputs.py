@@ -90,6 +90,15 @@ class TestBadInputExitsTwo:
         line = error_line(capsys)
         assert "has classes paper, plastic but labels.txt names cardboard, glass, metal" in line
 
+    def test_merged_classes_need_their_source_folders(self, run_dir, tmp_path, capsys):
+        split = json.loads((run_dir / "split.json").read_text())
+        split["splits"]["test"].append("bottles/bottle_1.jpg")
+        split["labels"]["bottles/bottle_1.jpg"] = "glass"  # a label map merged "bottles" into glass
+        (run_dir / "split.json").write_text(json.dumps(split))
+        assert main([str(run_dir), "--out", str(tmp_path / "b")]) == 2
+        assert ("data folder has classes cardboard, glass, metal but the run's split uses class folders "
+                "bottles, cardboard, glass, metal") in error_line(capsys)
+
     def test_data_folder_missing_split_files(self, run_dir, tmp_path, capsys):
         (run_dir.parent / "photos" / "glass" / "glass_7.jpg").unlink()
         assert main([str(run_dir), "--out", str(tmp_path / "b")]) == 2
