@@ -25,8 +25,15 @@ def _cv2():
     return cv2
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_image(data: bytes, min_side: int | None = None) -> np.ndarray:
     """Decodes encoded image bytes (JPEG, PNG, BMP, WebP) into RGB uint8.
+
+    Args:
+        data: the encoded image.
+        min_side: when given, a large JPEG is decoded at 1/2, 1/4 or 1/8 of its size
+            (libjpeg's DCT scaling: cheaper, and the full-size pixels never exist in memory)
+            as long as its shorter side stays at least ``min_side``. Pass the model's larger
+            input side. ``None`` (the default) decodes at full size, pixel for pixel.
 
     Raises:
         ValueError: ``"not a readable image"`` for empty, truncated or foreign bytes.
@@ -36,16 +43,17 @@ def decode_image(data: bytes) -> np.ndarray:
     cv2 = _cv2()
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(buffer, _decode_flag(data, min_side))
     except cv2.error:
         bgr = None
     if bgr is None or bgr.ndim != 3 or bgr.size == 0:
         raise ValueError("not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    # In place: a second full-size array would double the peak memory of a large photo.
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file into RGB uint8.
+def read_image(path: str | os.PathLike, min_side: int | None = None) -> np.ndarray:
+    """Reads an image file into RGB uint8 (``min_side`` as in ``decode_image``).
 
     Raises:
         ValueError: the file cannot be read or is not an image; the message names the path.
@@ -56,9 +64,56 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as err:
         raise ValueError(f"{path}: cannot read: {err.strerror}") from None
     try:
-        return decode_image(data)
+        return decode_image(data, min_side)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+
+
+def _decode_flag(data: bytes, min_side: int | None) -> int:
+    """The ``imdecode`` flag: the strongest JPEG reduction that keeps the shorter side >= ``min_side``."""
+    cv2 = _cv2()
+    size = jpeg_size(data) if min_side else None
+    if size is None:
+        return cv2.IMREAD_COLOR
+    shorter = min(size)
+    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                         (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if -(-shorter // factor) >= min_side:  # libjpeg rounds scaled sizes up
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+# Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header without decoding it; None if not a readable JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    position, end = 2, len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in _SOF_MARKERS:
+            if length < 7 or position + 9 > end:
+                return None
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return (height, width) if height and width else None
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image or scan data before any frame header
+            return None
+        position += 2 + length
+    return None
 
 
 def resize_for_model(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -38,6 +38,53 @@ def test_read_image_names_the_path_of_a_bad_file(tmp_path):
         imaging.read_image(tmp_path / "missing.jpg")
 
 
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    return cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def test_decode_without_min_side_is_pixel_exact_at_full_size():
+    data = jpeg_bytes(make_photo(1, size=(120, 160)))
+    expected = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(imaging.decode_image(data), expected)
+
+
+@pytest.mark.parametrize("min_side, shape", [
+    (150, (150, 200, 3)),    # 1/8 still leaves 150 on the shorter side
+    (151, (300, 400, 3)),    # 1/8 would be too small: 1/4
+    (300, (300, 400, 3)),
+    (301, (600, 800, 3)),    # 1/2
+    (601, (1200, 1600, 3)),  # no reduction keeps 601: full size
+])
+def test_decode_with_min_side_shrinks_a_large_jpeg_as_far_as_the_shorter_side_allows(min_side, shape):
+    data = jpeg_bytes(make_photo(2, size=(1200, 1600)))
+    decoded = imaging.decode_image(data, min_side=min_side)
+    assert decoded.shape == shape and decoded.dtype == np.uint8
+    # Still the same photo in RGB order: class 2 is mostly blue.
+    assert decoded[..., 2].mean() > 150 > decoded[..., 0].mean()
+
+
+def test_decode_with_min_side_keeps_other_formats_and_small_photos_at_full_size():
+    photo = make_photo(0, size=(200, 300))
+    np.testing.assert_array_equal(imaging.decode_image(png_bytes(photo), min_side=20), photo)
+    assert imaging.decode_image(jpeg_bytes(photo), min_side=224).shape == (200, 300, 3)
+
+
+def test_read_image_passes_min_side_on(tmp_path):
+    path = tmp_path / "big.jpg"
+    path.write_bytes(jpeg_bytes(make_photo(0, size=(800, 600))))
+    assert imaging.read_image(path, min_side=75).shape == (100, 75, 3)
+    assert imaging.read_image(path).shape == (800, 600, 3)
+
+
+def test_jpeg_size_reads_the_frame_header_without_decoding():
+    assert imaging.jpeg_size(jpeg_bytes(make_photo(0, size=(48, 64)))) == (48, 64)
+    progressive = cv2.imencode(".jpg", make_photo(0, size=(30, 70)), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    assert imaging.jpeg_size(progressive.tobytes()) == (30, 70)
+    assert imaging.jpeg_size(png_bytes(make_photo(0))) is None
+    assert imaging.jpeg_size(b"\xff\xd8garbage") is None
+    assert imaging.jpeg_size(jpeg_bytes(make_photo(0))[:20]) is None
+
+
 def test_resize_for_model_stretches_the_whole_image_bilinearly():
     rgb = make_photo(1, size=(48, 64))
     spec = InputSpec(height=32, width=32)
