@@ -172,7 +172,9 @@ class WebServer:
         try:
             start = time.perf_counter()
             try:
-                rgb = imaging.decode_image(photo.data)
+                # A phone photo is shrunk while decoding (never held at 12 MP); the model sees no less.
+                spec = self.classifier.bundle.manifest.input
+                rgb = imaging.decode_image(photo.data, min_side=max(spec.height, spec.width))
             except ValueError:
                 raise UploadError(415, f"'{photo.filename or 'image'}' is not a readable image") from None
             prediction = self.classifier.classify(rgb)
