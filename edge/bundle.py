@@ -278,6 +278,7 @@ def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manife
     manifest.validate()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes 0700; the daemon may run as another user (systemd User=smartbin)
     (staging / manifest.model_file).write_bytes(model_bytes)
     (staging / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
     for name, content in (extra_files or {}).items():

@@ -40,5 +40,9 @@ class FlapError(SmartbinError, RuntimeError):
     """The sorting flap cannot be driven (bad pin factory, unknown bin)."""
 
 
+class StoreError(SmartbinError, OSError):
+    """The state database (counts and outbox) cannot be opened or written."""
+
+
 class CommandError(SmartbinError, ValueError):
     """A remote command is malformed, unknown or failed."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import SmartbinError
+from edge.errors import StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -90,7 +90,7 @@ class Store:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('installed_at', ?)", (str(time.time()),))
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
         except sqlite3.Error as err:
-            raise SmartbinError(f"{self.path}: cannot open the state database: {err}") from None
+            raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
 
     def record_item(self, event: dict[str, Any], topic: str | None = "item") -> dict[str, Any]:
         """Stores an item, bumps its counts and queues its event, atomically.

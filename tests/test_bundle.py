@@ -84,3 +84,7 @@ def test_importing_edge_pulls_in_no_tensorflow():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'keras_hub')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bundle_folder_is_readable_by_other_users(bundle_dir):
+    assert bundle_dir.stat().st_mode & 0o755 == 0o755
