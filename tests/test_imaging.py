@@ -112,3 +112,17 @@ def test_to_small_grey_gives_float32_at_the_requested_width_and_height():
     assert grey.dtype == np.float32 and grey.shape == (48, 64)
     white = imaging.to_small_grey(np.full((10, 10, 3), 255, np.uint8), size=(5, 5))
     assert np.allclose(white, 255.0)
+
+
+@pytest.mark.parametrize("height, width", [(512, 384), (1080, 1920), (100, 70)])
+def test_to_small_grey_is_an_area_average_of_the_frame(height, width):
+    rgb = cv2.resize(make_photo(1, size=(60, 80), seed=3), (width, height), interpolation=cv2.INTER_LINEAR)
+    direct = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (64, 48), interpolation=cv2.INTER_AREA)
+    difference = np.abs(imaging.to_small_grey(rgb, size=(64, 48)) - direct)
+    assert difference.max() <= 3 and difference.mean() < 0.5
+
+
+def test_to_small_grey_of_a_whole_multiple_frame_is_exactly_the_area_average():
+    rgb = make_photo(2, size=(480, 640), seed=4)
+    direct = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (64, 48), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(imaging.to_small_grey(rgb, size=(64, 48)), direct.astype(np.float32))
