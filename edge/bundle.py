@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,12 +121,28 @@ class Manifest:
     def validate(self) -> None:
         """Checks the values; raises ``BundleError`` naming the first bad key."""
         check_labels(self.labels)
+        # A hand-edited manifest must fail with its key named, not with a TypeError further down.
+        for key, value, kinds in (
+            ("model_file", self.model_file, str), ("backbone", self.backbone, str),
+            ("quantization", self.quantization, str), ("created_at", self.created_at, str),
+            ("source_run", self.source_run, str), ("versions", self.versions, dict),
+            ("metrics", self.metrics, dict), ("edgetpu", self.edgetpu, (dict, type(None))),
+            ("input.height", self.input.height, int), ("input.width", self.input.width, int),
+            ("input.scale", self.input.scale, (int, float)), ("input.zero_point", self.input.zero_point, int),
+            ("output.scale", self.output.scale, (int, float)), ("output.zero_point", self.output.zero_point, int),
+        ):
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise BundleError(f"manifest.{key}: {value!r} has the wrong type")
         if self.quantization not in QUANTIZATION_MODES:
             raise BundleError(f"manifest.quantization: {self.quantization!r} is not one of {QUANTIZATION_MODES}")
-        if not isinstance(self.sha256, str) or len(self.sha256) != 64:
+        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
             raise BundleError("manifest.sha256: must be a 64-character hex digest")
-        if not self.model_file or "/" in self.model_file or "\\" in self.model_file:
-            raise BundleError("manifest.model_file: must be a plain file name inside the bundle")
+        names = [("model_file", self.model_file)]
+        if self.edgetpu and "model_file" in self.edgetpu:
+            names.append(("edgetpu.model_file", self.edgetpu["model_file"]))
+        for key, name in names:
+            if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+                raise BundleError(f"manifest.{key}: must be a plain file name inside the bundle")
         spec = self.input
         if spec.height <= 0 or spec.width <= 0:
             raise BundleError("manifest.input: height and width must be positive")

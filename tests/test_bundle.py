@@ -56,6 +56,13 @@ def test_bad_labels_file_is_refused(bundle_dir, labels_text, problem):
     ("schema_version", 99, "unknown schema_version"),
     ("quantization", "int4", "quantization"),
     ("surprise", 1, "unknown keys surprise"),
+    ("sha256", "z" * 64, "sha256"),
+    ("model_file", 5, "model_file"),
+    ("metrics", [0.9], "metrics"),
+    ("edgetpu", "yes", "edgetpu"),
+    ("edgetpu", {"model_file": "../elsewhere.tflite"}, "edgetpu.model_file"),
+    ("input", {"height": "32", "width": 32}, "input.height"),
+    ("output", {"scale": "1/256"}, "output.scale"),
 ])
 def test_bad_manifest_is_refused(bundle_dir, key, value, problem):
     path = bundle_dir / "manifest.json"
