@@ -1,0 +1,110 @@
+"""Where the daemon's per-item time goes: the replay of ``edge_replay.py`` run in-process, parts timed.
+
+``edge_replay.py`` measures the daemon from outside; this runs the same ``Daemon`` (shipped config,
+``flap.settle_s: 0``, a real mosquitto unless ``--no-mqtt``) in this process and wraps its parts
+with timers, so the per-item wall time splits into inference, item detector, photo decoding,
+SQLite commit (one fsync per item), flap and the MQTT thread's own SQLite work. Timers add a few
+microseconds per call; the figures are for finding the big parts, not for the targets.
+
+Usage:
+    python benchmarks/edge_profile.py --model models/trashnet-efficientnet-lite0-int8 --limit 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from edge_replay import DEFAULT_DATA, DEFAULT_MODEL, SHIPPED_CONFIG, link_replay_folder, start_broker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle folder (default: the shipped one)")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("SMARTBIN_DATA", DEFAULT_DATA)),
+                        help="folder holding trashnet/ and trashnet-split.json (default: $SMARTBIN_DATA, "
+                             "else ../shared/data)")
+    parser.add_argument("--limit", type=int, default=60, help="test photos, spread over the list (default 60)")
+    parser.add_argument("--no-mqtt", action="store_true", help="run without a broker (MQTT off)")
+    args = parser.parse_args(argv)
+    split_file, photo_root = args.data / "trashnet-split.json", args.data / "trashnet"
+    if not split_file.is_file() or not photo_root.is_dir():
+        print(f"skipped: TrashNet not found under {args.data} (set SMARTBIN_DATA or --data)", file=sys.stderr)
+        return 0
+    test = json.loads(split_file.read_text())["splits"]["test"]
+    test = [test[i * len(test) // args.limit] for i in range(min(args.limit, len(test)))]
+    with tempfile.TemporaryDirectory(prefix="smartbin-profile-") as scratch:
+        work = Path(scratch)
+        replay = link_replay_folder(photo_root, test, work / "replay")
+        broker = None if args.no_mqtt else start_broker(shutil.which("mosquitto") or "/usr/sbin/mosquitto", work)
+        try:
+            spent, calls, items, total = profile(args.model, replay, work / "state", broker.port if broker else None)
+        finally:
+            if broker:
+                broker.process.terminate()
+                broker.process.wait(timeout=10)
+    print(f"{items} items, {total * 1000 / items:.2f} ms per item of loop wall time "
+          f"({'without' if args.no_mqtt else 'with'} MQTT)")
+    for name, seconds in sorted(spent.items(), key=lambda pair: -pair[1]):
+        print(f"  {name:52s} {seconds * 1000 / items:7.2f} ms/item  ({calls[name] / items:.1f} calls/item)")
+    return 0
+
+
+def profile(model: Path, replay: Path, state: Path, port: int | None):
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    overrides = {"camera.type": "replay", "camera.replay.path": str(replay), "camera.replay.fps": 0,
+                 "flap.pin_factory": "mock", "flap.settle_s": 0, "device.id": "profile",
+                 "device.state_dir": str(state), "model.path": str(model.resolve()), "mqtt.enabled": port is not None}
+    if port is not None:
+        overrides["mqtt.port"] = port
+    daemon = Daemon(load_config(SHIPPED_CONFIG, overrides))
+    daemon.start()
+    spent: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter = collections.Counter()
+    loop_thread = threading.current_thread()
+
+    def wrap(owner, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                key = name if threading.current_thread() is loop_thread else f"{name} (MQTT thread)"
+                spent[key] += time.perf_counter() - started
+                calls[key] += 1
+
+        setattr(owner, attribute, timed)
+
+    wrap(daemon.source, "read", "camera read, photo decode included")
+    wrap(daemon.source, "_decode", "  of which photo decode (full size)")
+    wrap(daemon.trigger, "update", "item detector (every frame)")
+    wrap(daemon.classifier, "classify_frames", "classify K frames")
+    wrap(daemon.classifier._interpreter, "invoke", "  of which interpreter invoke")
+    wrap(daemon.store, "record_item", "SQLite record_item (commit + fsync)")
+    wrap(daemon.store, "mark_delivered", "SQLite mark_delivered (commit + fsync)")
+    wrap(daemon.flap, "move_to", "flap move")
+    wrap(daemon.flap, "neutral", "flap neutral")
+    if daemon.review is not None:
+        wrap(daemon.review, "save", "review photo (rejected items)")
+    daemon.source._frames = daemon.source._generate()  # the generator bound _decode before it was wrapped
+    started = time.perf_counter()
+    daemon.run()
+    return spent, calls, daemon.items, time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    sys.exit(main())
