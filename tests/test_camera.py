@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -134,6 +135,41 @@ def test_opencv_gives_up_on_a_dead_device_after_backing_off():
     with pytest.raises(CameraError, match="cannot open camera 99 .*3 attempts"):
         open_source("opencv", device=99, retries=2, backoff_s=0.02)
     assert time.perf_counter() - start >= 0.02 + 0.04
+
+
+class StalledCapture:
+    """A live camera whose driver hangs in read() until released."""
+
+    def __init__(self):
+        self.released = threading.Event()
+
+    def isOpened(self):  # noqa: N802 - cv2.VideoCapture's name
+        return True
+
+    def read(self):
+        self.released.wait(10)
+        return False, None
+
+    def release(self):
+        self.released.set()
+
+
+def test_opencv_close_ends_a_read_of_a_stalled_camera_at_once(monkeypatch):
+    from edge.camera.opencv import OpenCVSource
+
+    capture = StalledCapture()
+    monkeypatch.setattr(OpenCVSource, "_open", lambda self: capture)
+    source = open_source("opencv", device=0)
+    result = {}
+    reader = threading.Thread(target=lambda: result.setdefault("frame", source.read(timeout=30)))
+    reader.start()
+    time.sleep(0.2)
+    start = time.perf_counter()
+    source.close()  # what SIGTERM does through Daemon.stop
+    reader.join(5)
+    capture.release()
+    assert not reader.is_alive() and result["frame"] is None
+    assert time.perf_counter() - start < 2.0  # not the read's 30 s timeout
 
 
 def test_opencv_missing_file_is_a_clear_error(tmp_path):

@@ -24,6 +24,7 @@ from edge.errors import CameraError
 log = logging.getLogger(__name__)
 
 _END = object()
+CLOSE_POLL_S = 0.1
 
 
 def _cv2():
@@ -162,24 +163,35 @@ class OpenCVSource:
         Raises:
             CameraError: no frame within ``timeout`` seconds, or the camera died.
         """
-        if self._finished is _END:
+        if self._finished is _END or self._stop.is_set():
             return None
         if isinstance(self._finished, CameraError):
             raise self._finished
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise CameraError(f"camera timeout: no frame from {self.device!r} within {timeout:g} s") from None
+        # Short waits, so that close() (e.g. on SIGTERM) ends a read of a stalled camera at once
+        # instead of after the whole timeout.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = CLOSE_POLL_S if deadline is None else min(CLOSE_POLL_S, max(0.0, deadline - time.monotonic()))
+            try:
+                item = self._queue.get(timeout=wait)
+                break
+            except queue.Empty:
+                if self._stop.is_set():
+                    return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise CameraError(f"camera timeout: no frame from {self.device!r} within {timeout:g} s") from None
         if item is _END or isinstance(item, CameraError):
             self._finished = item
             return self.read()
         return item
 
     def close(self) -> None:
+        """Stops capturing and ends a waiting ``read`` (which then returns None); safe to call twice."""
         if self._stop.is_set():
             return
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        # A live camera's reader stops within a frame; a hung driver is left behind (the process exits soon).
+        self._thread.join(timeout=1.0)
         if not self._thread.is_alive():  # releasing under a blocked read() can crash the driver
             self._capture.release()
 

@@ -59,7 +59,7 @@ class PiCameraSource:
         return self._camera.wait(job, timeout=timeout)
 
     def read(self, timeout: float | None = None) -> Frame | None:
-        """The next frame, retried with back-off; ``CameraError`` when the camera stays dead."""
+        """The next frame, retried with back-off; None once closed; ``CameraError`` when the camera stays dead."""
         if self._closed:
             return None
         for attempt in range(self._retries + 1):
@@ -70,6 +70,8 @@ class PiCameraSource:
                 problem = f"camera timeout: no frame within {timeout:g} s"
             except Exception as err:  # libcamera reports capture failures as RuntimeError
                 problem = f"capture failed: {err}"
+            if self._closed:
+                return None  # closed while waiting (SIGTERM): end the stream instead of retrying
             if attempt == self._retries:
                 raise CameraError(f"picamera2: {problem} ({self._retries} retries with back-off failed)")
             self._stats["retries"] += 1
