@@ -241,9 +241,9 @@ class MqttLink:
             # Delete from the store first: a crash between the two lines re-sends (at-least-once), never loses.
             self.store.mark_delivered(done)
             with self._lock:
-                for seq in done:
-                    del self._inflight[seq]
-                self.published_events += len(done)
+                # stop() and the pump can both get here for the same messages; count each once.
+                removed = [seq for seq in done if self._inflight.pop(seq, None) is not None]
+                self.published_events += len(removed)
 
     def _maybe_publish_stats(self) -> None:
         now = time.monotonic()

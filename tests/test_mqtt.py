@@ -130,3 +130,26 @@ def test_unusable_tls_files_are_a_config_error(tmp_path):
     settings = MqttConfig(enabled=True, tls={"enabled": True, "ca_file": str(bad_ca)})
     with pytest.raises(ConfigError, match="mqtt.tls: cannot use the TLS files"):
         MqttLink(settings, "bin-t", Store(tmp_path / "db"))
+
+
+class _Acked:
+    def is_published(self) -> bool:
+        return True
+
+
+def test_acknowledgements_seen_by_two_threads_at_once_are_counted_once(tmp_path):
+    store = Store(tmp_path / "smartbin.db")
+    link = MqttLink(MqttConfig(enabled=True), "bin-t", store)
+    link._inflight = {1: _Acked(), 2: _Acked()}
+    deliver = store.mark_delivered
+
+    def mark_delivered_while_the_other_thread_does_too(seqs):
+        deliver(seqs)
+        if link._inflight:  # stop() runs _mark_acked while the pump is between its two steps
+            store.mark_delivered = deliver
+            link._mark_acked()
+
+    store.mark_delivered = mark_delivered_while_the_other_thread_does_too
+    link._mark_acked()
+    assert link._inflight == {} and link.published_events == 2
+    store.close()
