@@ -276,6 +276,7 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
 
 
 def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): nothing off this machine gets in."""
     if host == "localhost":
         return True
     try:

@@ -72,10 +72,6 @@ def build_server(args: argparse.Namespace):
 
     overrides = {key: value for key, value in (
         ("model.path", args.model), ("web.host", args.host), ("web.port", args.port)) if value is not None}
-    # Port 0 ("any free port") is useful here but not a valid config value, so it bypasses validation.
-    port_zero = overrides.get("web.port") == 0
-    if port_zero:
-        del overrides["web.port"]
     config = load_config(args.config, overrides)
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     model_path = resolve_path(config.model.path, config.source_path) if args.model is None else args.model
@@ -83,7 +79,7 @@ def build_server(args: argparse.Namespace):
     rules = config.decision
     decider = Decider(rules.bins, rules.reject_bin, rules.min_confidence)
     web = config.web
-    return WebServer(host=web.host, port=0 if port_zero else web.port, classifier=classifier, decider=decider,
+    return WebServer(host=web.host, port=web.port, classifier=classifier, decider=decider,
                      max_upload_bytes=int(web.max_upload_mb * 1024 * 1024), state_dir=state_dir(config),
                      keep_uploads=web.keep_uploads)
 

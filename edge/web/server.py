@@ -20,7 +20,6 @@ Usage:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from edge.config import is_loopback
 from edge.errors import ConfigError
 from edge.web import payloads
 from edge.web.upload import UploadError, extract_image, keep_upload, read_body
@@ -124,7 +124,7 @@ class WebServer:
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="smartbin-web", daemon=True)
         self._thread.start()
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             log.warning("web page is reachable from the network at %s and has no password", self.url)
         log.info("web page at %s", self.url)
 
@@ -377,12 +377,3 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
     app: WebServer
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
