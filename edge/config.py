@@ -127,7 +127,7 @@ class DecisionConfig(Section):
 
 class FlapConfig(Section):
     pin: int | str = Field(18, description="GPIO of the servo signal (18 = hardware PWM0, header pin 12).")
-    pin_factory: str | None = Field(
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
         None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, native, mock. Empty: "
                           "$GPIOZERO_PIN_FACTORY or gpiozero's own choice.")
     angles: dict[str, float] = Field(

@@ -55,6 +55,11 @@ def test_bad_types_and_values_name_the_key_and_the_value(tmp_path):
     assert "camera.type" in found and "'webcam'" in found["camera.type"]
 
 
+def test_a_misspelt_pin_factory_is_caught_by_validation_not_at_start(tmp_path):
+    found = problems(tmp_path, "flap:\n  pin_factory: lgpoi\n")
+    assert "'lgpoi'" in found["flap.pin_factory"] and "lgpio" in found["flap.pin_factory"]
+
+
 def test_yaml_syntax_errors_give_the_line(tmp_path):
     found = problems(tmp_path, "camera:\n  type: [replay\n")
     assert "line" in found["config"]
