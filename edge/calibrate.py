@@ -38,9 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
+    from edge import parts
     from edge.config import load_config
     from edge.errors import ConfigError, FlapError
-    from edge.gpio import Flap
 
     try:
         config = load_config(args.config, {"flap.pin_factory": "mock"} if args.mock_gpio else {})
@@ -55,11 +55,7 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
         print(f"error: --bin: unknown bin {', '.join(unknown)} (known: {', '.join(settings.angles)})", file=sys.stderr)
         return 2
     try:
-        flap = Flap(pin=settings.pin, angles=settings.angles, neutral_angle=settings.neutral_angle,
-                    min_angle=settings.min_angle, max_angle=settings.max_angle,
-                    min_pulse_width=settings.min_pulse_width, max_pulse_width=settings.max_pulse_width,
-                    frame_width=settings.frame_width, settle_s=settings.settle_s,
-                    detach_when_idle=settings.detach_when_idle, pin_factory=settings.pin_factory or "auto")
+        flap = parts.build_flap(config)
     except FlapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from edge import commands as cmd
-from edge.config import Config, read_mqtt_password, resolve_path, state_dir
-from edge.errors import CameraError, ClassifierError, CommandError, FlapError, SmartbinError
+from edge import parts
+from edge.config import Config, read_mqtt_password, state_dir
+from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
 from edge.stats import Stats
 from edge.store import Store
@@ -78,31 +79,21 @@ class Daemon:
         Raises:
             SmartbinError: a part cannot be built (the message says which and why).
         """
-        from edge.camera import open_source
-        from edge.classifier import Classifier
-        from edge.decision import Decider
-        from edge.detector import make_trigger
-
         config = self.config
         folder = state_dir(config)
         self.store = Store(folder / "smartbin.db")
         self.recent.extend(self.store.recent(RECENT_ITEMS))
         self.counts = self.store.counts()
-        model_path = resolve_path(config.model.path, config.source_path)
-        self.classifier = Classifier.from_path(model_path, threads=config.model.threads,
-                                               use_edgetpu=config.model.edgetpu)
+        self.classifier = parts.load_classifier(config)
         self._warn_unmapped_labels()
-        rules = config.decision
-        self.decider = Decider(rules.bins, rules.reject_bin, rules.min_confidence)
-        if rules.review.enabled:
+        self.decider = parts.build_decider(config)
+        review = config.decision.review
+        if review.enabled:
             from edge.review import ReviewFolder
-            self.review = ReviewFolder(folder / "review", max_files=rules.review.max_files)
-        self.flap = self._build_flap()
-        try:
-            self.trigger = make_trigger(config.detector.type, **self._trigger_options())
-        except ValueError as err:
-            raise SmartbinError(f"detector: {err}") from None
-        self.source = open_source(config.camera.type, **self._camera_options())
+            self.review = ReviewFolder(folder / "review", max_files=review.max_files)
+        self.flap = parts.build_flap(config)
+        self.trigger, self.sensor = parts.build_trigger(config)
+        self.source = parts.open_camera(config)
         if config.mqtt.enabled:
             self._start_mqtt()
         if config.web.enabled:
@@ -112,48 +103,6 @@ class Daemon:
             threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
         log.info("smartbin %s sorting with %s (camera %s, detector %s)", self.device_id,
                  self.classifier.bundle.name, config.camera.type, config.detector.type)
-
-    def _build_flap(self):
-        from edge.gpio import Flap
-
-        flap = self.config.flap
-        factory = flap.pin_factory or "auto"
-        try:
-            return Flap(pin=flap.pin, angles=flap.angles, neutral_angle=flap.neutral_angle,
-                        min_angle=flap.min_angle, max_angle=flap.max_angle, min_pulse_width=flap.min_pulse_width,
-                        max_pulse_width=flap.max_pulse_width, frame_width=flap.frame_width,
-                        settle_s=flap.settle_s, detach_when_idle=flap.detach_when_idle, pin_factory=factory)
-        except FlapError as err:
-            hint = "" if factory == "mock" else " (off a Raspberry Pi use --mock-gpio or flap.pin_factory: mock)"
-            raise FlapError(f"{err}{hint}") from None
-
-    def _trigger_options(self) -> dict[str, Any]:
-        detector = self.config.detector
-        if detector.type == "every_frame":
-            return {}
-        if detector.type == "sensor":
-            from edge.gpio import BeamSensor
-            self.sensor = BeamSensor(pin=detector.sensor_pin, pull_up=detector.sensor_pull_up,
-                                     pin_factory=self.config.flap.pin_factory or "auto")
-            return {"is_active": self.sensor.is_active, "classify_frames": detector.classify_frames,
-                    "settle_frames": detector.sensor_settle_frames}
-        keys = ("roi", "diff_threshold", "occupied_fraction", "still_threshold", "still_frames", "classify_frames",
-                "background_frames", "empty_frames_to_rearm", "background_rate")
-        return {key: getattr(detector, key) for key in keys}
-
-    def _camera_options(self) -> dict[str, Any]:
-        camera = self.config.camera
-        if camera.type == "replay":
-            replay = camera.replay
-            return {"path": str(resolve_path(replay.path, self.config.source_path)), "fps": replay.fps,
-                    "loop": replay.loop, "empty_frames": replay.empty_frames,
-                    "present_frames": replay.present_frames, "tray_size": replay.tray_size}
-        if camera.type == "fake":
-            fake = camera.fake
-            blank = np.full((fake.size[1], fake.size[0], 3), 128, np.uint8)
-            return {"frames": [blank] * fake.frames, "block_after": fake.block_after, "fps": camera.fps}
-        size = {"width": camera.width, "height": camera.height, "fps": camera.fps}
-        return {"device": camera.device, **size} if camera.type == "opencv" else size
 
     def _start_mqtt(self) -> None:
         from edge.hass import discovery_messages
@@ -339,11 +288,8 @@ class Daemon:
         return {"counts": counts}
 
     def _reload_model(self, command) -> dict[str, Any]:
-        from edge.classifier import Classifier
-
-        path = resolve_path(command.path or self.config.model.path, self.config.source_path)
         # Build and validate the new bundle completely before touching the running one.
-        new = Classifier.from_path(path, threads=self.config.model.threads, use_edgetpu=self.config.model.edgetpu)
+        new = parts.load_classifier(self.config, command.path)
         self.classifier = new
         self._warn_unmapped_labels()
         if self.web is not None:

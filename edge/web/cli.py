@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from edge.errors import SmartbinError
 
@@ -65,19 +66,18 @@ def build_server(args: argparse.Namespace):
         ConfigError: the config is invalid.
         BundleError, ClassifierError: the model bundle is missing, corrupt or unloadable.
     """
-    from edge.classifier import Classifier
-    from edge.config import load_config, resolve_path, state_dir
-    from edge.decision import Decider
+    from edge import parts
+    from edge.config import load_config, state_dir
     from edge.web.server import WebServer
 
+    # --model is a path from where the user stands, not from the config file's folder.
+    model = str(Path(args.model).resolve()) if args.model is not None else None
     overrides = {key: value for key, value in (
-        ("model.path", args.model), ("web.host", args.host), ("web.port", args.port)) if value is not None}
+        ("model.path", model), ("web.host", args.host), ("web.port", args.port)) if value is not None}
     config = load_config(args.config, overrides)
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    model_path = resolve_path(config.model.path, config.source_path) if args.model is None else args.model
-    classifier = Classifier.from_path(model_path, threads=config.model.threads)
-    rules = config.decision
-    decider = Decider(rules.bins, rules.reject_bin, rules.min_confidence)
+    classifier = parts.load_classifier(config)
+    decider = parts.build_decider(config)
     web = config.web
     return WebServer(host=web.host, port=web.port, classifier=classifier, decider=decider,
                      max_upload_bytes=int(web.max_upload_mb * 1024 * 1024), state_dir=state_dir(config),

@@ -1,0 +1,63 @@
+"""parts: each config section builds its part, and a part that cannot be built says why."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge import parts
+from edge.config import config_from_dict
+from edge.detector import EveryFrameTrigger, ItemDetector, SensorTrigger
+from edge.errors import FlapError
+
+
+def config(**sections):
+    data = {"flap": {"pin_factory": "mock", "settle_s": 0}}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return config_from_dict(data)
+
+
+def test_each_detector_type_builds_its_trigger_and_only_sensor_a_beam_sensor():
+    trigger, sensor = parts.build_trigger(config(detector={"type": "occupancy", "classify_frames": 4}))
+    assert isinstance(trigger, ItemDetector) and trigger.classify_frames == 4 and sensor is None
+    trigger, sensor = parts.build_trigger(config(detector={"type": "every_frame"}))
+    assert isinstance(trigger, EveryFrameTrigger) and sensor is None
+    trigger, sensor = parts.build_trigger(config(detector={"type": "sensor", "sensor_settle_frames": 1}))
+    try:
+        assert isinstance(trigger, SensorTrigger) and trigger.settle_frames == 1
+        assert trigger.is_active == sensor.is_active
+    finally:
+        sensor.close()
+
+
+def test_the_flap_starts_parked_and_a_bad_factory_suggests_the_mock():
+    flap = parts.build_flap(config(flap={"neutral_angle": 10}))
+    try:
+        assert flap.history[:2] == [10.0, None] and flap.is_detached
+    finally:
+        flap.close()
+    with pytest.raises(FlapError, match="--mock-gpio"):
+        parts.build_flap(config(flap={"pin_factory": "rpigpio"}))  # no RPi.GPIO off a Pi
+
+
+def test_replay_paths_are_resolved_beside_the_config_file(tmp_path):
+    (tmp_path / "photos").mkdir()
+    settings = config_from_dict({"camera": {"type": "replay", "replay": {"path": "photos", "fps": 0}}},
+                                source_path=str(tmp_path / "smartbin.yaml"))
+    options = parts.camera_options(settings)
+    assert options["path"] == str(tmp_path / "photos") and options["fps"] == 0
+
+
+def test_opencv_gets_the_device_and_capture_size_and_picamera2_only_the_size():
+    options = parts.camera_options(config(camera={"type": "opencv", "device": "rtsp://cam/1", "width": 320}))
+    assert options == {"device": "rtsp://cam/1", "width": 320, "height": 480, "fps": 10.0}
+    assert parts.camera_options(config(camera={"type": "picamera2"})) == {"width": 640, "height": 480, "fps": 10.0}
+
+
+def test_the_classifier_and_decider_follow_the_config(tiny_bundle):
+    settings = config(model={"path": str(tiny_bundle), "threads": 1},
+                      decision={"bins": {"glass": "glass"}, "reject_bin": "rest", "min_confidence": 0.7})
+    classifier = parts.load_classifier(settings)
+    assert classifier.labels == ("cardboard", "glass", "metal") and classifier.threads == 1
+    decider = parts.build_decider(settings)
+    assert decider.bins == {"glass": "glass"} and decider.min_confidence == 0.7
