@@ -335,12 +335,15 @@ class Daemon:
 
     @staticmethod
     def _recent_entry(entry: dict[str, Any]) -> dict[str, Any]:
-        # Thumbnails are encoded when someone looks, not per item, to keep the sorting loop lean.
-        image = entry.pop("_image", None)
+        # Thumbnails are encoded when someone looks, not per item, to keep the sorting loop lean. Several
+        # web threads may look at once: the thumbnail is stored before the frame is dropped, so none
+        # of them can see neither.
+        image = entry.get("_image")
         if image is not None:
             from edge import imaging
             entry["thumbnail_jpeg_b64"] = base64.b64encode(
                 imaging.encode_jpeg(image, quality=70, max_side=160)).decode("ascii")
+            entry.pop("_image", None)
         return {key: entry.get(key) for key in ("id", "ts", "label", "confidence", "bin", "rejected", "truth",
                                                 "thumbnail_jpeg_b64")}
 
