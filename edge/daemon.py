@@ -140,8 +140,14 @@ class Daemon:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop the loop; ``run`` then parks the flap and exits 0."""
+        def handle(number, _frame):
+            # The handler interrupts the loop anywhere, maybe while it holds a lock stop() needs (an
+            # Event's, a camera's): stopping from another thread cannot deadlock on it.
+            threading.Thread(target=self.stop, args=(f"signal {signal.Signals(number).name}",),
+                             name="stop", daemon=True).start()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda number, _frame: self.stop(f"signal {signal.Signals(number).name}"))
+            signal.signal(signum, handle)
 
     def stop(self, reason: str = "stop requested") -> None:
         """Asks the loop to end (thread- and signal-safe); a blocked camera read is woken."""

@@ -190,3 +190,26 @@ def test_a_page_looking_while_another_encodes_the_thumbnail_still_gets_one(monke
     assert Daemon._recent_entry(entry)["thumbnail_jpeg_b64"]
     assert other_page[0]["thumbnail_jpeg_b64"]
     assert "_image" not in entry
+
+
+def test_a_signal_arriving_while_the_loop_holds_the_cameras_lock_does_not_deadlock(tmp_path):
+    import signal
+
+    camera_lock = threading.Lock()
+
+    class LockedCamera:
+        def close(self):
+            with camera_lock:
+                pass
+
+    daemon = Daemon(daemon_config(tmp_path, tmp_path / "bundle-not-needed"))
+    daemon.source = LockedCamera()
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.install_signal_handlers()
+        with camera_lock:  # the loop is inside the camera when SIGTERM interrupts it
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert daemon._stop.wait(5)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
