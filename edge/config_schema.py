@@ -1,0 +1,197 @@
+"""The shape of ``smartbin.yaml``: one pydantic model per section, every key with its default and meaning.
+
+Only the schema lives here; reading the file, checks across sections, warnings and paths are in
+``edge.config``, which re-exports every class below (import them from there).
+
+Usage:
+    from edge.config import Config, MqttConfig
+    print(Config().mqtt.topic_root("bin-1"))
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
+TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceConfig(Section):
+    id: str = Field("smartbin-1", pattern=TOPIC_SAFE,
+                    description="Name of this bin in MQTT topics and Home Assistant (letters, digits, - and _).")
+    state_dir: str | None = Field(
+        None, description="Folder for the SQLite store and the review photos. Empty: $STATE_DIRECTORY "
+                          "(set by systemd's StateDirectory=) or ~/.local/state/smartbin.")
+
+
+class ModelConfig(Section):
+    path: str = Field(DEFAULT_MODEL, description="Model bundle folder; a relative path is looked up beside the "
+                                                 "config file, then in the current folder, then in the install.")
+    threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads.")
+    edgetpu: bool = Field(False, description="Use the Coral Edge TPU delegate when the bundle has an Edge TPU model "
+                                             "(falls back to the CPU model with a warning).")
+
+
+class ReplayConfig(Section):
+    path: str | None = Field(None, description="Folder of photos (class subfolders become the `truth` of events).")
+    fps: float = Field(10.0, ge=0, description="Frames per second; 0 replays as fast as the pipeline goes.")
+    loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
+    empty_frames: int = Field(4, ge=1, description="Empty-tray frames shown between two items.")
+    present_frames: int = Field(6, ge=1, description="Frames for which each item lies still on the tray.")
+    tray_size: tuple[int, int] = Field((512, 384), description="Simulated tray frame size [width, height].")
+
+
+class FakeCameraConfig(Section):
+    frames: int = Field(100, ge=0, description="How many plain frames the fake camera delivers.")
+    block_after: int | None = Field(None, ge=0, description="Hang after this many frames (tests the watchdog).")
+    size: tuple[int, int] = Field((64, 48), description="Frame size [width, height].")
+
+
+class CameraConfig(Section):
+    type: Literal["auto", "picamera2", "opencv", "replay", "fake"] = Field(
+        "auto", description="auto tries picamera2, then OpenCV device 0; replay reads a photo folder.")
+    device: int | str = Field(0, description="OpenCV source: USB camera index, video file or RTSP URL.")
+    width: int = Field(640, ge=16, description="Capture width in pixels.")
+    height: int = Field(480, ge=16, description="Capture height in pixels.")
+    fps: float = Field(10.0, gt=0, le=120, description="Capture frame rate.")
+    read_timeout_s: float = Field(5.0, gt=0, description="A read slower than this counts as a camera failure.")
+    replay: ReplayConfig = Field(default_factory=ReplayConfig, description="Replay source options.")
+    fake: FakeCameraConfig = Field(default_factory=FakeCameraConfig, description="Fake source options (tests).")
+
+
+class DetectorConfig(Section):
+    type: Literal["occupancy", "every_frame", "sensor"] = Field(
+        "occupancy", description="occupancy: image difference against the empty tray; sensor: a GPIO break-beam "
+                                 "or button; every_frame: classify every frame (demos).")
+    roi: tuple[float, float, float, float] = Field(
+        (0.0, 0.0, 1.0, 1.0), description="Region of interest [x, y, width, height] as fractions of the frame.")
+    diff_threshold: float = Field(25.0, ge=0, le=255, description="Grey-level difference that marks a pixel changed.")
+    occupied_fraction: float = Field(0.05, gt=0, le=1, description="Changed-pixel fraction that means an item is there.")
+    still_threshold: float = Field(2.0, ge=0, le=255, description="Mean frame-to-frame difference below which the "
+                                                                  "item counts as still.")
+    still_frames: int = Field(2, ge=1, description="Consecutive still frames before classifying.")
+    classify_frames: int = Field(3, ge=1, le=16, description="K: settled frames whose probabilities are averaged.")
+    background_frames: int = Field(3, ge=1, description="Frames averaged into the first empty-tray background.")
+    empty_frames_to_rearm: int = Field(2, ge=1, description="Empty frames needed before the next item is awaited.")
+    background_rate: float = Field(0.05, ge=0, le=1, description="How fast the empty-tray background follows slow "
+                                                                 "light changes.")
+    sensor_pin: int | str = Field(17, description="GPIO of the break-beam sensor or button (type sensor).")
+    sensor_pull_up: bool = Field(True, description="Sensor pulls up (active when it pulls the line low).")
+    sensor_settle_frames: int = Field(0, ge=0, description="Frames skipped after the beam breaks, while the item "
+                                                           "drops into place (type sensor).")
+
+
+class ReviewConfig(Section):
+    enabled: bool = Field(True, description="Save the frame of every rejected item for later labelling.")
+    max_files: int = Field(500, ge=1, description="Oldest review photos are deleted beyond this many.")
+
+
+class DecisionConfig(Section):
+    bins: dict[str, str] = Field(
+        default_factory=lambda: {"cardboard": "paper", "paper": "paper", "glass": "glass", "metal": "packaging",
+                                 "plastic": "packaging", "trash": "rest"},
+        description="Label -> bin; several labels may share a bin.")
+    reject_bin: str = Field("rest", description="Bin for items below min_confidence or with an unmapped label.")
+    min_confidence: float = Field(0.6, ge=0, le=1, description="Below this the item goes to the reject bin.")
+    review: ReviewConfig = Field(default_factory=ReviewConfig, description="Photos of rejected items.")
+
+    @property
+    def bin_names(self) -> list[str]:
+        return sorted({*self.bins.values(), self.reject_bin})
+
+
+class FlapConfig(Section):
+    pin: int | str = Field(18, description="GPIO of the servo signal (18 = hardware PWM0, header pin 12).")
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
+        None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, native, mock. Empty: "
+                          "$GPIOZERO_PIN_FACTORY or gpiozero's own choice.")
+    angles: dict[str, float] = Field(
+        default_factory=lambda: {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0},
+        description="Servo angle per bin in degrees.")
+    neutral_angle: float = Field(0.0, description="Angle at rest, between items.")
+    min_angle: float = Field(-90.0, description="Angle at min_pulse_width.")
+    max_angle: float = Field(90.0, description="Angle at max_pulse_width.")
+    min_pulse_width: float = Field(0.0005, gt=0, description="Pulse width in seconds at min_angle (SG90: 0.0005).")
+    max_pulse_width: float = Field(0.0025, gt=0, description="Pulse width in seconds at max_angle (SG90: 0.0025).")
+    frame_width: float = Field(0.02, gt=0, description="PWM period in seconds (50 Hz servos: 0.02).")
+    settle_s: float = Field(0.4, ge=0, le=5, description="Time the item needs to drop before the flap returns.")
+    detach_when_idle: bool = Field(True, description="Stop the PWM signal at rest so the servo does not jitter.")
+
+
+class TlsConfig(Section):
+    enabled: bool = Field(False, description="Connect with TLS (port 8883 usually).")
+    ca_file: str | None = Field(None, description="CA certificate file; empty: the system's CAs.")
+    certfile: str | None = Field(None, description="Client certificate for mutual TLS (optional).")
+    keyfile: str | None = Field(None, description="Client key for mutual TLS (optional).")
+    insecure: bool = Field(False, description="Skip the host-name check (never in production).")
+
+
+class HomeAssistantConfig(Section):
+    enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+
+
+class MqttConfig(Section):
+    enabled: bool = Field(False, description="Publish events, counts and stats to an MQTT broker.")
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
+    prefix: str = Field("smartbin", pattern=r"^[^#+]+$", description="Topics are <prefix>/<device id>/....")
+    keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "
+                                                          "offline after 1.5 x this.")
+    client_id: str | None = Field(None, description="MQTT client id; empty: smartbin-<device id>.")
+    username: str | None = Field(None, description="Broker user name.")
+    password_file: str | None = Field(
+        None, description="File holding the broker password. Never put the password itself in this YAML; under "
+                          "systemd the credential mqtt_password (LoadCredential=) is used when present.")
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS settings.")
+    stats_interval_s: float = Field(30.0, ge=1, description="Seconds between `stats` messages.")
+    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay; doubles up to reconnect_max_s.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description="Discovery.")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def topic_root(self, device_id: str) -> str:
+        return f"{self.prefix}/{device_id}"
+
+
+class WebConfig(Section):
+    enabled: bool = Field(False, description="Serve the upload-and-classify page and live status inside `run`.")
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 exposes the page to the network.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on; 0 picks a free port.")
+    max_upload_mb: float = Field(10.0, gt=0, le=100, description="Largest accepted upload.")
+    keep_uploads: bool = Field(False, description="Keep uploaded photos under <state_dir>/uploads.")
+
+
+class WatchdogConfig(Section):
+    enabled: bool = Field(True, description="Send systemd watchdog pings (only while frames flow) when systemd "
+                                            "asks for them with WatchdogSec=.")
+    max_frame_gap_s: float = Field(10.0, gt=0, description="No ping when the last frame is older than this.")
+
+
+class Config(Section):
+    """The whole ``smartbin.yaml``."""
+
+    version: Literal[1] = Field(1, description="Config format version.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Logging level.")
+    device: DeviceConfig = Field(default_factory=DeviceConfig, description="This bin.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The classifier bundle.")
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="Frame source.")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Item detection.")
+    decision: DecisionConfig = Field(default_factory=DecisionConfig, description="Label -> bin.")
+    flap: FlapConfig = Field(default_factory=FlapConfig, description="The sorting servo.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT publishing and commands.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Local web page.")
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="systemd watchdog.")
+    source_path: str | None = Field(None, exclude=True, description="The file this config was read from (set by "
+                                                                     "load_config, not a YAML key).")
