@@ -21,6 +21,7 @@ from typing import Any
 
 from edge.errors import FlapError
 
+HISTORY_LIMIT = 1000
 PIN_FACTORIES = {
     "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
     "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
@@ -102,6 +103,8 @@ class Flap:
         self.neutral_angle = float(neutral_angle)
         self.settle_s = max(0.0, float(settle_s))
         self.detach_when_idle = detach_when_idle
+        # Commanded angles (None = detached), newest last, for tests and calibration; trimmed to the
+        # last HISTORY_LIMIT so a bin sorting for months does not grow it without bound.
         self.history: list[float | None] = []
         self._lock = threading.Lock()
         self._factory, self._owns_factory = _resolve_factory(pin_factory)
@@ -176,13 +179,18 @@ class Flap:
 
     def _command(self, angle: float) -> None:
         self._servo.angle = angle
-        self.history.append(angle)
+        self._remember(angle)
         if self.settle_s:
             time.sleep(self.settle_s)
 
     def _detach(self) -> None:
         self._servo.detach()
-        self.history.append(None)
+        self._remember(None)
+
+    def _remember(self, angle: float | None) -> None:
+        self.history.append(angle)
+        if len(self.history) > 2 * HISTORY_LIMIT:  # trimmed in batches: one list copy per HISTORY_LIMIT moves
+            del self.history[:-HISTORY_LIMIT]
 
     def _close_factory(self) -> None:
         if self._owns_factory and self._factory is not None:

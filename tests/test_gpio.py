@@ -107,3 +107,14 @@ def test_auto_honours_gpiozero_pin_factory_mock_with_pwm_pins(monkeypatch):
     with Flap(pin=18, angles=ANGLES, settle_s=0, pin_factory="auto") as flap:
         flap.move_to("metal")
         assert flap.pwm_state() == pytest.approx(pulse_duty(45.0))
+
+
+def test_the_move_history_stays_bounded_on_a_bin_that_sorts_for_months():
+    from edge.gpio import HISTORY_LIMIT
+
+    with Flap(pin=18, angles=ANGLES, settle_s=0) as flap:
+        for _ in range(HISTORY_LIMIT * 2):
+            flap.move_to("glass")
+            flap.neutral()
+        assert len(flap.history) <= 2 * HISTORY_LIMIT
+        assert flap.history[-3:] == [ANGLES["glass"], 0.0, None]
