@@ -73,9 +73,10 @@ class Store:
         store = Store(state_dir / "smartbin.db"); store.counts()["total"]
     """
 
-    def __init__(self, path: str | os.PathLike, max_outbox: int = 100_000):
+    def __init__(self, path: str | os.PathLike, max_outbox: int = 100_000, max_items: int = 100_000):
         self.path = Path(path)
         self.max_outbox = max_outbox
+        self.max_items = max_items
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,12 +105,15 @@ class Store:
         """
         payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
         with self._lock, self._transaction():
-            inserted = self._db.execute(
+            cursor = self._db.execute(
                 "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (event["id"], event["ts"], event["label"], event["bin"], float(event["confidence"]),
                  int(bool(event.get("rejected"))), event.get("truth"), payload),
-            ).rowcount
-            if inserted:
+            )
+            if cursor.rowcount:
+                # The counts table holds the totals; the item log only needs its recent past (the status
+                # page, re-recorded ids), so it must not fill the SD card of a bin that runs for years.
+                self._db.execute("DELETE FROM items WHERE rowid <= ?", (cursor.lastrowid - self.max_items,))
                 for scope in ("install", "reset"):
                     for kind, name in (("label", event["label"]), ("bin", event["bin"]), ("total", "")):
                         self._db.execute(

@@ -109,3 +109,13 @@ def test_kill_9_in_a_write_loop_never_loses_or_double_counts(tmp_path):
     # Every item the child reported as recorded is counted; the counts, items and outbox agree exactly.
     assert counts["total"] >= acknowledged + 1
     assert counts["total"] == items[0] == items[1] == outbox
+
+
+def test_the_item_log_keeps_the_newest_items_while_counts_keep_every_one(tmp_path):
+    store = Store(tmp_path / "smartbin.db", max_items=3)
+    for i in range(5):
+        counts = store.record_item({**event(f"id-{i}"), "ts": float(i)})
+    assert counts["total"] == 5 and store.outbox_size() == 5
+    assert [e["id"] for e in store.recent(10)] == ["id-4", "id-3", "id-2"]
+    assert store.has_item("id-4") and not store.has_item("id-0")
+    store.close()
