@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from edge.errors import SmartbinError
@@ -84,15 +85,28 @@ def build_server(args: argparse.Namespace):
                      keep_uploads=web.keep_uploads)
 
 
+class _Stopped(Exception):
+    """Raised by the SIGTERM handler to end the wait, as Ctrl+C raises KeyboardInterrupt."""
+
+
+def _raise_stopped(*_) -> None:
+    raise _Stopped
+
+
 def _wait_for_stop() -> None:
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # The handler raises rather than setting an Event: setting one from a handler deadlocks when the
+    # signal lands while the main thread itself holds that Event's lock inside wait().
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, _Stopped):
         pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:
