@@ -25,6 +25,8 @@ class Section(BaseModel):
 
 
 class DeviceConfig(Section):
+    """``device:`` this bin's name and where it keeps its state."""
+
     id: str = Field("smartbin-1", pattern=TOPIC_SAFE,
                     description="Name of this bin in MQTT topics and Home Assistant (letters, digits, - and _).")
     state_dir: str | None = Field(
@@ -33,6 +35,8 @@ class DeviceConfig(Section):
 
 
 class ModelConfig(Section):
+    """``model:`` the classifier bundle and how LiteRT runs it."""
+
     path: str = Field(DEFAULT_MODEL, description="Model bundle folder; a relative path is looked up beside the "
                                                  "config file, then in the current folder, then in the install.")
     threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads.")
@@ -41,6 +45,8 @@ class ModelConfig(Section):
 
 
 class ReplayConfig(Section):
+    """``camera.replay:`` a photo folder presented as items on a simulated tray."""
+
     path: str | None = Field(None, description="Folder of photos (class subfolders become the `truth` of events).")
     fps: float = Field(10.0, ge=0, description="Frames per second; 0 replays as fast as the pipeline goes.")
     loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
@@ -50,12 +56,16 @@ class ReplayConfig(Section):
 
 
 class FakeCameraConfig(Section):
+    """``camera.fake:`` plain scripted frames, for tests of the daemon itself."""
+
     frames: int = Field(100, ge=0, description="How many plain frames the fake camera delivers.")
     block_after: int | None = Field(None, ge=0, description="Hang after this many frames (tests the watchdog).")
     size: tuple[int, int] = Field((64, 48), description="Frame size [width, height].")
 
 
 class CameraConfig(Section):
+    """``camera:`` the frame source and its capture settings."""
+
     type: Literal["auto", "picamera2", "opencv", "replay", "fake"] = Field(
         "auto", description="auto tries picamera2, then OpenCV device 0; replay reads a photo folder.")
     device: int | str = Field(0, description="OpenCV source: USB camera index, video file or RTSP URL.")
@@ -68,6 +78,8 @@ class CameraConfig(Section):
 
 
 class DetectorConfig(Section):
+    """``detector:`` when an item is on the tray and still enough to classify."""
+
     type: Literal["occupancy", "every_frame", "sensor"] = Field(
         "occupancy", description="occupancy: image difference against the empty tray; sensor: a GPIO break-beam "
                                  "or button; every_frame: classify every frame (demos).")
@@ -90,11 +102,15 @@ class DetectorConfig(Section):
 
 
 class ReviewConfig(Section):
+    """``decision.review:`` the bounded folder of rejected items' frames."""
+
     enabled: bool = Field(True, description="Save the frame of every rejected item for later labelling.")
     max_files: int = Field(500, ge=1, description="Oldest review photos are deleted beyond this many.")
 
 
 class DecisionConfig(Section):
+    """``decision:`` label -> bin rules and the confidence below which an item is rejected."""
+
     bins: dict[str, str] = Field(
         default_factory=lambda: {"cardboard": "paper", "paper": "paper", "glass": "glass", "metal": "packaging",
                                  "plastic": "packaging", "trash": "rest"},
@@ -109,6 +125,8 @@ class DecisionConfig(Section):
 
 
 class FlapConfig(Section):
+    """``flap:`` the servo, its pulse widths and one angle per bin."""
+
     pin: int | str = Field(18, description="GPIO of the servo signal (18 = hardware PWM0, header pin 12).")
     pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
         None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, native, mock. Empty: "
@@ -127,6 +145,8 @@ class FlapConfig(Section):
 
 
 class TlsConfig(Section):
+    """``mqtt.tls:`` encryption and (optional) client certificates."""
+
     enabled: bool = Field(False, description="Connect with TLS (port 8883 usually).")
     ca_file: str | None = Field(None, description="CA certificate file; empty: the system's CAs.")
     certfile: str | None = Field(None, description="Client certificate for mutual TLS (optional).")
@@ -135,11 +155,15 @@ class TlsConfig(Section):
 
 
 class HomeAssistantConfig(Section):
+    """``mqtt.home_assistant:`` MQTT discovery for Home Assistant."""
+
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
 
 
 class MqttConfig(Section):
+    """``mqtt:`` the broker, topics, credentials and timing."""
+
     enabled: bool = Field(False, description="Publish events, counts and stats to an MQTT broker.")
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
@@ -166,6 +190,8 @@ class MqttConfig(Section):
 
 
 class WebConfig(Section):
+    """``web:`` the upload-and-classify page and live status inside ``run``."""
+
     enabled: bool = Field(False, description="Serve the upload-and-classify page and live status inside `run`.")
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 exposes the page to the network.")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on; 0 picks a free port.")
@@ -174,6 +200,8 @@ class WebConfig(Section):
 
 
 class WatchdogConfig(Section):
+    """``watchdog:`` systemd watchdog pings, sent only while frames flow."""
+
     enabled: bool = Field(True, description="Send systemd watchdog pings (only while frames flow) when systemd "
                                             "asks for them with WatchdogSec=.")
     max_frame_gap_s: float = Field(10.0, gt=0, description="No ping when the last frame is older than this.")

@@ -50,7 +50,11 @@ class Frame:
 
 @runtime_checkable
 class FrameSource(Protocol):
-    """What every camera backend provides."""
+    """What every camera backend provides.
+
+    Usage:
+        source: FrameSource = open_source("replay", path="photos/")
+    """
 
     def read(self, timeout: float | None = None) -> Frame | None:
         """Blocks up to ``timeout`` for the next frame; None at the end of the stream.

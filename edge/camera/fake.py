@@ -29,6 +29,9 @@ class FakeSource:
             frame index that returns an array/Frame, or None to end the stream.
         block_after: after this many frames, every ``read`` blocks until its timeout.
         fps: pace frames like a camera; 0 delivers them as fast as they are read.
+
+    Usage:
+        source = FakeSource([rgb] * 10, block_after=5); frame = source.read(timeout=1)
     """
 
     def __init__(self, frames: Iterable | Callable[[int], object] = (), block_after: int | None = None,

@@ -51,6 +51,9 @@ class OpenCVSource:
 
     Raises:
         CameraError: the device cannot be opened after its retries.
+
+    Usage:
+        source = OpenCVSource(device="rtsp://cam/stream"); frame = source.read(timeout=2.0)
     """
 
     def __init__(self, device: int | str = 0, width: int | None = None, height: int | None = None,

@@ -29,6 +29,9 @@ class PiCameraSource:
 
     Raises:
         CameraError: picamera2 is missing, or no camera could be started.
+
+    Usage:
+        source = PiCameraSource(width=640, height=480); frame = source.read(timeout=2.0)
     """
 
     def __init__(self, width: int = 640, height: int = 480, fps: float | None = None,

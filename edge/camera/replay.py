@@ -69,6 +69,9 @@ class ReplaySource:
 
     Raises:
         CameraError: the folder does not exist or holds no photos.
+
+    Usage:
+        source = ReplaySource("photos/", fps=0); frame = source.read()
     """
 
     def __init__(self, path, fps: float = 0.0, empty_frames: int = 4, present_frames: int = 6,
