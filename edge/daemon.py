@@ -69,6 +69,7 @@ class Daemon:
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_ITEMS)
         self._commands: queue.Queue = queue.Queue(maxsize=32)
         self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
         self._closed = False
 
     # -- building ---------------------------------------------------------------------------
@@ -100,7 +101,8 @@ class Daemon:
             self._start_web(folder)
         self.notifier.ready(f"sorting with {self.classifier.bundle.name}")
         if self.config.watchdog.enabled and self.notifier.watchdog_enabled:
-            threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
+            self._watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
+            self._watchdog.start()
         log.info("smartbin %s sorting with %s (camera %s, detector %s)", self.device_id,
                  self.classifier.bundle.name, config.camera.type, config.detector.type)
 
@@ -360,6 +362,10 @@ class Daemon:
         if self._closed:
             return
         self._closed = True
+        # Also when the source simply ended: no watchdog ping may follow STOPPING=1.
+        self._stop.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=2.0)
         self.notifier.stopping()
         if self.flap is not None:
             try:

@@ -213,3 +213,29 @@ def test_a_signal_arriving_while_the_loop_holds_the_cameras_lock_does_not_deadlo
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_no_watchdog_ping_follows_stopping_once_the_run_is_over(tmp_path, tiny_bundle, photo_folder):
+    import socket
+    import time
+
+    from edge.notify import Notifier
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(tmp_path / "notify"))
+        systemd.settimeout(0.05)
+        notifier = Notifier(str(tmp_path / "notify"), watchdog_usec=100_000)  # a ping every 50 ms
+        config = daemon_config(tmp_path, tiny_bundle, photo_folder)
+        config.camera.replay.fps = 50  # a run of about 0.3 s: several pings while sorting
+        daemon = Daemon(config, max_items=2, notifier=notifier)
+        daemon.start()
+        assert daemon.run() == 0
+        time.sleep(0.3)
+        messages = []
+        try:
+            while True:
+                messages.append(systemd.recv(1024).decode())
+        except TimeoutError:
+            pass
+    assert "WATCHDOG=1" in messages and "STOPPING=1" in messages
+    assert "WATCHDOG=1" not in messages[messages.index("STOPPING=1"):]
