@@ -115,6 +115,9 @@ def run_daemon(args: argparse.Namespace) -> int:
     except (SmartbinError, OSError) as err:
         daemon.close()
         return fail(str(err).splitlines() or [type(err).__name__])
+    except BaseException:
+        daemon.close()  # the flap parks on any fatal error, also one nobody foresaw
+        raise
     daemon.install_signal_handlers()
     return daemon.run()
 

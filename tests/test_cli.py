@@ -113,3 +113,15 @@ def test_calibrate_flap_rejects_an_unknown_bin(tmp_path, capsys):
     path = write_config(tmp_path, "flap: {settle_s: 0}\n")
     assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--bin", "attic"]) == 2
     assert "unknown bin attic" in capsys.readouterr().err
+
+
+def test_an_unforeseen_error_while_starting_still_parks_the_flap(tmp_path, photo_folder, monkeypatch):
+    from edge.daemon import Daemon
+
+    closed = []
+    monkeypatch.setattr(Daemon, "start", lambda self: (_ for _ in ()).throw(RuntimeError("surprise")))
+    monkeypatch.setattr(Daemon, "close", lambda self, flush_s=1.0: closed.append(True))
+    with pytest.raises(RuntimeError, match="surprise"):
+        main(["run", "--config", str(write_config(tmp_path)), "--replay", str(photo_folder), "--mock-gpio",
+              "--state-dir", str(tmp_path / "state")])
+    assert closed == [True]
