@@ -320,6 +320,8 @@ class Daemon:
         data = self.stats.snapshot(outbox=self.link.unacknowledged() if self.link else 0)
         data["dropped_frames"] += source_stats.get("dropped", 0)
         data["unreadable_frames"] += source_stats.get("unreadable", 0)
+        # Events the full outbox had to drop during a very long outage: rare, but never silent.
+        data["outbox_dropped"] = self.store.outbox_dropped if self.store is not None else 0
         return data
 
     def status(self) -> dict[str, Any]:

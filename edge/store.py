@@ -92,6 +92,8 @@ class Store:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
+        # Kept in memory too, so stats and status pages can read it without a query (also after close).
+        self.outbox_dropped = int(self.meta("outbox_dropped", "0"))
 
     def record_item(self, event: dict[str, Any], topic: str | None = "item") -> dict[str, Any]:
         """Stores an item, bumps its counts and queues its event, atomically.
@@ -199,6 +201,7 @@ class Store:
                              (excess,))
             self._db.execute("INSERT INTO meta VALUES ('outbox_dropped', ?) ON CONFLICT (key) DO UPDATE "
                              "SET value = CAST(value AS INTEGER) + ?", (str(excess), excess))
+            self.outbox_dropped += excess
 
     def _transaction(self):
         return _Transaction(self._db)

@@ -78,7 +78,9 @@ def test_a_full_outbox_drops_the_oldest_and_counts_the_drop(tmp_path):
         store.record_item(event(name))
     assert store.outbox_size() == 2
     assert store.counts()["total"] == 4
-    assert store.meta("outbox_dropped") == "2"
+    assert store.meta("outbox_dropped") == "2" and store.outbox_dropped == 2
+    store.close()
+    assert Store(tmp_path / "db").outbox_dropped == 2  # survives a restart
 
 
 @pytest.mark.timeout(60)
