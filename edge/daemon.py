@@ -224,7 +224,9 @@ class Daemon:
         command_at = time.time()
         flap_error = None
         try:
-            self.flap.move_to(decision.bin)
+            # The item is recorded while the servo travels (the next flap command waits out the settle
+            # time): a kill -9 once the flap has moved must still find the item counted.
+            self.flap.move_to(decision.bin, wait=False)
         except FlapError as err:
             flap_error = str(err)
             log.error("flap: %s", err)

@@ -106,6 +106,7 @@ class Flap:
         # Commanded angles (None = detached), newest last, for tests and calibration; trimmed to the
         # last HISTORY_LIMIT so a bin sorting for months does not grow it without bound.
         self.history: list[float | None] = []
+        self._settled_at = 0.0  # monotonic time the last commanded move has settled by
         self._lock = threading.Lock()
         self._factory, self._owns_factory = _resolve_factory(pin_factory)
         from gpiozero import AngularServo
@@ -121,8 +122,13 @@ class Flap:
             raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err or type(err).__name__}") from None
         self.neutral()
 
-    def move_to(self, bin_name: str) -> None:
+    def move_to(self, bin_name: str, wait: bool = True) -> None:
         """Turns the flap to the bin's angle and waits for it to settle.
+
+        Args:
+            bin_name: a bin of ``angles``.
+            wait: ``False`` returns as soon as the servo is commanded, so the caller can do other
+                work while it travels; the next command (or ``wait_settled``) waits out the rest.
 
         Raises:
             FlapError: ``bin_name`` has no angle.
@@ -130,7 +136,13 @@ class Flap:
         if bin_name not in self.angles:
             raise FlapError(f"flap: unknown bin {bin_name!r} (known: {', '.join(self.bins)})")
         with self._lock:
-            self._command(self.angles[bin_name])
+            self._command(self.angles[bin_name], wait=wait)
+
+    def wait_settled(self) -> None:
+        """Sleeps out what is left of the last move's settle time."""
+        remaining = self._settled_at - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
 
     def set_angle(self, angle: float) -> None:
         """Turns the flap to an explicit angle (for calibration) and waits for it to settle."""
@@ -177,11 +189,13 @@ class Flap:
             self._servo.close()
             self._close_factory()
 
-    def _command(self, angle: float) -> None:
+    def _command(self, angle: float, wait: bool = True) -> None:
+        self.wait_settled()  # an item still dropping from the last move must land before the flap turns
         self._servo.angle = angle
         self._remember(angle)
-        if self.settle_s:
-            time.sleep(self.settle_s)
+        self._settled_at = time.monotonic() + self.settle_s
+        if wait:
+            self.wait_settled()
 
     def _detach(self) -> None:
         self._servo.detach()

@@ -239,3 +239,27 @@ def test_no_watchdog_ping_follows_stopping_once_the_run_is_over(tmp_path, tiny_b
             pass
     assert "WATCHDOG=1" in messages and "STOPPING=1" in messages
     assert "WATCHDOG=1" not in messages[messages.index("STOPPING=1"):]
+
+
+def test_the_item_is_counted_while_the_flap_still_travels_not_after_it_settled(tmp_path, tiny_bundle, photo_folder):
+    import time
+
+    settle_s = 0.5
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, flap={"settle_s": settle_s}), max_items=1)
+    daemon.start()
+    moved_at, recorded = [], []
+    move, record = daemon.flap.move_to, daemon.store.record_item
+
+    def move_to(bin_name, **options):
+        moved_at.append(time.monotonic())
+        move(bin_name, **options)
+
+    def record_item(event, **options):
+        recorded.append((time.monotonic() - moved_at[-1], daemon.flap.history[-1], event["bin"]))
+        return record(event, **options)
+
+    daemon.flap.move_to, daemon.store.record_item = move_to, record_item
+    assert daemon.run() == 0
+    (after_s, flap_angle, bin_name), = recorded
+    assert after_s < settle_s and flap_angle == ANGLES[bin_name]  # a kill -9 from here on loses no count
+    assert daemon.flap.history[-2:] == [0.0, None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from edge.errors import FlapError
@@ -76,7 +78,6 @@ def test_close_parks_at_neutral_releases_the_pin_and_can_repeat():
 
 
 def test_waits_settle_time_after_each_move():
-    import time
 
     flap = Flap(pin=18, angles=ANGLES, settle_s=0.05)
     start = time.perf_counter()
@@ -118,3 +119,12 @@ def test_the_move_history_stays_bounded_on_a_bin_that_sorts_for_months():
             flap.neutral()
         assert len(flap.history) <= 2 * HISTORY_LIMIT
         assert flap.history[-3:] == [ANGLES["glass"], 0.0, None]
+
+
+def test_a_move_without_waiting_returns_at_once_and_the_next_command_waits_out_its_settle_time():
+    with Flap(pin=18, angles=ANGLES, settle_s=0.2) as flap:
+        start = time.perf_counter()
+        flap.move_to("glass", wait=False)
+        assert time.perf_counter() - start < 0.15 and flap.angle == ANGLES["glass"]
+        flap.neutral()  # the item must land first: 0.2 s for the move, then 0.2 s for neutral itself
+        assert time.perf_counter() - start >= 0.4
