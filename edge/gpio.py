@@ -14,12 +14,17 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 import time
+import warnings
 from typing import Any
 
 from edge.errors import FlapError
+
+log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 1000
 PIN_FACTORIES = {
@@ -70,6 +75,28 @@ def _resolve_factory(pin_factory: Any) -> tuple[Any, bool]:
     return pin_factory, False
 
 
+@contextlib.contextmanager
+def _fallbacks_logged():
+    """Turns gpiozero's warning per pin factory it could not load (while choosing one itself) into log lines.
+
+    Off a Pi that is four multi-line warnings before our own one-line error; on a Pi the
+    choice it finally made is worth a log line, not a warning on stderr.
+    """
+    from gpiozero.exc import PinFactoryFallback
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PinFactoryFallback)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, PinFactoryFallback):
+                    log.info("gpio: %s", warning.message)
+    for warning in caught:  # anything else gpiozero says is passed on untouched
+        if not issubclass(warning.category, PinFactoryFallback):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def _is_mock(factory: Any) -> bool:
     from gpiozero.pins.mock import MockFactory
 
@@ -112,11 +139,12 @@ class Flap:
         from gpiozero import AngularServo
 
         try:
-            self._servo = AngularServo(
-                pin, initial_angle=None, min_angle=min_angle, max_angle=max_angle,
-                min_pulse_width=min_pulse_width, max_pulse_width=max_pulse_width,
-                frame_width=frame_width, pin_factory=self._factory,
-            )
+            with _fallbacks_logged():
+                self._servo = AngularServo(
+                    pin, initial_angle=None, min_angle=min_angle, max_angle=max_angle,
+                    min_pulse_width=min_pulse_width, max_pulse_width=max_pulse_width,
+                    frame_width=frame_width, pin_factory=self._factory,
+                )
         except Exception as err:  # bad pin name, pin in use, PWM unsupported...
             self._close_factory()
             raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err or type(err).__name__}") from None
@@ -231,7 +259,8 @@ class BeamSensor:
 
         self._factory, self._owns_factory = _resolve_factory(pin_factory)
         try:
-            self._device = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=self._factory)
+            with _fallbacks_logged():
+                self._device = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=self._factory)
         except Exception as err:
             if self._owns_factory and self._factory is not None:
                 self._factory.close()

@@ -128,3 +128,20 @@ def test_a_move_without_waiting_returns_at_once_and_the_next_command_waits_out_i
         assert time.perf_counter() - start < 0.15 and flap.angle == ANGLES["glass"]
         flap.neutral()  # the item must land first: 0.2 s for the move, then 0.2 s for neutral itself
         assert time.perf_counter() - start >= 0.4
+
+
+def test_off_a_pi_gpiozeros_own_factory_choice_fails_in_one_line_without_warnings(monkeypatch):
+    import warnings
+
+    from gpiozero.exc import PinFactoryFallback
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            Flap(pin=18, angles=ANGLES, settle_s=0, pin_factory="auto").close()
+        except FlapError as err:
+            assert "\n" not in str(err)
+        else:
+            pytest.skip("this machine has a working GPIO pin factory")
+    assert not [w for w in caught if issubclass(w.category, PinFactoryFallback)]
