@@ -92,6 +92,8 @@ class Store:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
+        except OSError as err:  # the state folder cannot be made (read-only, wrong owner, ...)
+            raise StoreError(f"{self.path}: cannot open the state database: {err.strerror or err}") from None
         # Kept in memory too, so stats and status pages can read it without a query (also after close).
         self.outbox_dropped = int(self.meta("outbox_dropped", "0"))
 

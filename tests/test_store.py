@@ -121,3 +121,11 @@ def test_the_item_log_keeps_the_newest_items_while_counts_keep_every_one(tmp_pat
     assert [e["id"] for e in store.recent(10)] == ["id-4", "id-3", "id-2"]
     assert store.has_item("id-4") and not store.has_item("id-0")
     store.close()
+
+
+def test_a_state_folder_that_cannot_be_made_is_a_store_error_naming_the_database(tmp_path):
+    from edge.errors import StoreError
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreError, match="smartbin.db: cannot open the state database"):
+        Store(tmp_path / "file" / "state" / "smartbin.db")
