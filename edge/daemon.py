@@ -61,6 +61,7 @@ class Daemon:
         self.notifier = notifier or Notifier.from_environment()
         self.stats = Stats()
         self.items = 0
+        self.truth_seen = self.truth_agreed = 0  # replay only: how often the label matched the folder
         self.started_at = time.time()
         self.source = self.trigger = self.classifier = self.decider = self.flap = None
         self.review = self.sensor = self.link = self.web = None
@@ -189,6 +190,9 @@ class Daemon:
             if frame is None:
                 if not self._stop.is_set():
                     log.info("camera source ended after %d items", self.items)
+                    if self.truth_seen:
+                        log.info("replay: label equals the photo's folder for %d of %d items (%.1f%%)",
+                                 self.truth_agreed, self.truth_seen, 100 * self.truth_agreed / self.truth_seen)
                 return
             if not _is_rgb(frame.image):
                 self.stats.unreadable()
@@ -250,6 +254,13 @@ class Daemon:
         if self.link is not None:
             self.link.wake(counts_changed=True)
         self.items += 1
+        truth_note = ""
+        if last.truth is not None:
+            self.truth_seen += 1
+            self.truth_agreed += int(last.truth == decision.label)
+            truth_note = f" (truth {last.truth})"
+        log.info("item %d: %s %.0f%% -> bin %s%s", self.items, decision.label, 100 * decision.confidence,
+                 decision.bin, truth_note)
         self.stats.item(prediction.latency_ms, event["latency_ms"]["decision"])
         self.recent.appendleft({**event, "_image": last.image})
         if decision.rejected and self.review is not None:
