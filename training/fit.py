@@ -155,7 +155,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     val_targets = [index[label] for _, label in split["val"]]
-    trainer, train_data, val_data, steps = model, train_ds, val_ds, steps
+    trainer, train_data, val_data = model, train_ds, val_ds
     if config.cache_views > 0:
         trainer, train_data, val_data, steps = cached_training_data(config, model, backbone, train_ds, val_ds)
     best = BestMacroF1(val_data, val_targets, labels, run_dir / "model.keras",
@@ -168,8 +168,10 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     for phase, epochs, peak in phases:
         if epochs <= 0:
             continue
-        trainable = set_phase(backbone, phase, config.finetune_layers)
-        print(f"phase {phase}: {epochs} epochs, {trainable} trainable backbone layers, peak lr {peak}",
+        set_phase(backbone, phase, config.finetune_layers)
+        # Counted on what is trained: with feature caching, only the layers above the cut.
+        tensors = len(trainer.trainable_weights)
+        print(f"phase {phase}: {epochs} epochs, {tensors} trainable weight tensors, peak lr {peak}",
               file=sys.stderr)
         best.phase = phase
         schedule = make_schedule(config.schedule, peak, epochs * steps, int(config.warmup_epochs * steps))
