@@ -31,6 +31,7 @@ from edge import parts
 from edge.config import Config, read_mqtt_password, state_dir
 from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
+from edge.recorder import Recorder
 from edge.stats import Stats
 from edge.store import Store
 
@@ -66,6 +67,7 @@ class Daemon:
         self.source = self.trigger = self.classifier = self.decider = self.flap = None
         self.review = self.sensor = self.link = self.web = None
         self.store: Store | None = None
+        self.recorder: Recorder | None = None
         self.counts: dict[str, Any] | None = None  # latest, so status pages never query the database
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_ITEMS)
         self._commands: queue.Queue = queue.Queue(maxsize=32)
@@ -86,6 +88,7 @@ class Daemon:
         self.store = Store(folder / "smartbin.db")
         self.recent.extend(self.store.recent(RECENT_ITEMS))
         self.counts = self.store.counts()
+        self.recorder = Recorder(self.store, on_recorded=self._on_recorded)
         self.classifier = parts.load_classifier(config)
         self._warn_unmapped_labels()
         self.decider = parts.build_decider(config)
@@ -227,9 +230,10 @@ class Daemon:
         item_id = uuid.uuid4().hex  # made once and stored: every re-send of this event carries it
         command_at = time.time()
         flap_error = None
+        self.recorder.wait()  # the previous item is on disk before this one moves the flap
         try:
-            # The item is recorded while the servo travels (the next flap command waits out the settle
-            # time): a kill -9 once the flap has moved must still find the item counted.
+            # The item is recorded from the moment the servo starts (the next flap command waits out the
+            # settle time): a kill -9 once the flap has moved must still find the item counted.
             self.flap.move_to(decision.bin, wait=False)
         except FlapError as err:
             flap_error = str(err)
@@ -250,9 +254,7 @@ class Daemon:
             event["source"] = last.source_id
         if flap_error:
             event["flap_error"] = flap_error
-        self.counts = self.store.record_item(event, topic="item" if self.link is not None else None)
-        if self.link is not None:
-            self.link.wake(counts_changed=True)
+        self.recorder.submit(event, topic="item" if self.link is not None else None)
         self.items += 1
         truth_note = ""
         if last.truth is not None:
@@ -269,6 +271,11 @@ class Daemon:
             except (OSError, ValueError) as err:
                 log.warning("review folder: %s", err)
         self._park()
+
+    def _on_recorded(self, counts: dict[str, Any]) -> None:
+        self.counts = counts
+        if self.link is not None:
+            self.link.wake(counts_changed=True)
 
     def _park(self) -> None:
         try:
@@ -303,6 +310,7 @@ class Daemon:
             self.link.publish_result(reply)
 
     def _reset_counts(self, command) -> dict[str, Any]:
+        self.recorder.wait()
         counts = self.counts = self.store.reset_counts()
         if self.link is not None:
             self.link.wake(counts_changed=True)
@@ -390,6 +398,11 @@ class Daemon:
                 log.error("flap: %s", err)
         if self.source is not None:
             self.source.close()
+        if self.recorder is not None:
+            try:
+                self.recorder.close()
+            except Exception as err:  # noqa: BLE001 -- already fatal in the loop; close the rest anyway
+                log.error("recording the last item failed: %s", err)
         if self.web is not None:
             self.web.stop()
         if self.link is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 
 import pytest
 
@@ -230,6 +231,9 @@ def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, 
         page.goto(daemon.web.url)
         runner.start()
         assert held.finished.wait(60), "the replay did not finish"
+        deadline = time.monotonic() + 5  # the last item's commit runs beside the loop: a few ms behind
+        while daemon.status()["counts"]["total"] < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
         counts = daemon.status()["counts"]
         assert counts["total"] == 6
         page.wait_for_function("() => document.querySelectorAll('#recent li').length === 6")
