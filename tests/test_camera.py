@@ -98,6 +98,29 @@ def test_replay_loops_when_asked(photo_folder):
     assert source.read() is None
 
 
+def test_replay_decodes_the_next_photo_while_the_current_one_is_on_the_tray(photo_folder):
+    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)
+    source.read()
+    deadline = time.monotonic() + 5
+    while source._decoded.empty() and time.monotonic() < deadline:  # the decoder works ahead on its own
+        time.sleep(0.01)
+    assert source._decoded.full()
+    source.close()
+
+
+def test_replay_close_from_another_thread_ends_a_waiting_read(photo_folder):
+    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, loop=True)
+    source.read()
+    closer = threading.Timer(0.2, source.close)
+    closer.start()
+    started = time.monotonic()
+    while source.read() is not None:
+        assert time.monotonic() - started < 5
+    closer.join()
+    source._decoder.join(timeout=2)
+    assert not source._decoder.is_alive()
+
+
 def test_replay_of_a_missing_or_empty_folder_is_a_camera_error(tmp_path):
     with pytest.raises(CameraError, match="replay folder not found"):
         open_source("replay", path=tmp_path / "nope")

@@ -4,7 +4,9 @@ Each photo is one item: ``empty_frames`` frames of the empty tray, then ``presen
 frames that are the decoded photo itself (unchanged, so classifying the settled frame
 equals classifying the photo), then the next photo's empty frames. After the last
 photo, one more run of empty frames, then the end of the stream. The item detector
-therefore sees exactly what a camera over a real tray would give it.
+therefore sees exactly what a camera over a real tray would give it. Like a camera, which
+captures on its own thread while the pipeline works, the replay decodes the next photo on a
+background thread while the current one is on the tray.
 
 Usage:
     source = ReplaySource("data/trashnet-test", fps=0)
@@ -14,6 +16,8 @@ Usage:
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from functools import lru_cache
@@ -95,27 +99,54 @@ class ReplaySource:
         self._index = 0
         self._closed = False
         self._stats = {"frames": 0, "unreadable": 0, "retries": 0, "photos": 0}
+        # One photo decoded ahead: enough to overlap decoding with the pipeline, and a 12 MP photo
+        # costs 36 MB, so no more.
+        self._decoded: queue.Queue = queue.Queue(maxsize=1)
+        self._decoder = threading.Thread(target=self._decode_ahead, name="replay-decoder", daemon=True)
+        self._decoder.start()
         self._frames = self._generate()
 
-    def _generate(self) -> Iterator[tuple[np.ndarray, str | None, str | None]]:
-        size = self._tray_size
-        while True:
+    def _decode_ahead(self) -> None:
+        while not self._closed:
             shown = 0
             for path in self.photos:
                 photo = self._decode(path)
-                if photo is None:
-                    continue
-                size = (photo.shape[1], photo.shape[0])
-                relative = path.relative_to(self.root)
-                truth = relative.parts[0] if len(relative.parts) > 1 else None
-                for _ in range(self.empty_frames):
-                    yield empty_tray(*size), None, None
-                self._stats["photos"] += 1
-                shown += 1
-                for _ in range(self.present_frames):
-                    yield photo, truth, relative.as_posix()
+                shown += photo is not None
+                if photo is not None and not self._hand_over((path, photo)):
+                    return
             if not self.loop or shown == 0:
                 break
+        self._hand_over(None)
+
+    def _hand_over(self, item) -> bool:
+        while not self._closed:
+            try:
+                self._decoded.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _take_decoded(self):
+        while not self._closed:
+            try:
+                return self._decoded.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _generate(self) -> Iterator[tuple[np.ndarray, str | None, str | None]]:
+        size = self._tray_size
+        while (item := self._take_decoded()) is not None:
+            path, photo = item
+            size = (photo.shape[1], photo.shape[0])
+            relative = path.relative_to(self.root)
+            truth = relative.parts[0] if len(relative.parts) > 1 else None
+            for _ in range(self.empty_frames):
+                yield empty_tray(*size), None, None
+            self._stats["photos"] += 1
+            for _ in range(self.present_frames):
+                yield photo, truth, relative.as_posix()
         for _ in range(self.empty_frames):
             yield empty_tray(*size), None, None
 
