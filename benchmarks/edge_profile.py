@@ -2,9 +2,11 @@
 
 ``edge_replay.py`` measures the daemon from outside; this runs the same ``Daemon`` (shipped config,
 ``flap.settle_s: 0``, a real mosquitto unless ``--no-mqtt``) in this process and wraps its parts
-with timers, so the per-item wall time splits into inference, item detector, photo decoding,
-SQLite commit (one fsync per item), flap and the MQTT thread's own SQLite work. Timers add a few
-microseconds per call; the figures are for finding the big parts, not for the targets.
+with timers, so the per-item wall time splits into inference, item detector, flap and the waits on
+the loop's thread; work on other threads (photo decoding on the replay's decoder, the SQLite commit
+with its fsync on the recorder, the outbox on MQTT's) is listed with its thread's name and overlaps
+the loop. Timers add a few microseconds per call; the figures are for finding the big parts, not
+for the targets.
 
 Usage:
     python benchmarks/edge_profile.py --model models/trashnet-efficientnet-lite0-int8 --limit 60
@@ -83,24 +85,25 @@ def profile(model: Path, replay: Path, state: Path, port: int | None):
             try:
                 return original(*args, **kwargs)
             finally:
-                key = name if threading.current_thread() is loop_thread else f"{name} (MQTT thread)"
+                thread = threading.current_thread()
+                key = name if thread is loop_thread else f"{name.strip()} [{thread.name} thread]"
                 spent[key] += time.perf_counter() - started
                 calls[key] += 1
 
         setattr(owner, attribute, timed)
 
-    wrap(daemon.source, "read", "camera read, photo decode included")
-    wrap(daemon.source, "_decode", "  of which photo decode (full size)")
+    wrap(daemon.source, "read", "camera read")
+    wrap(daemon.source, "_decode", "photo decode (full size)")
     wrap(daemon.trigger, "update", "item detector (every frame)")
     wrap(daemon.classifier, "classify_frames", "classify K frames")
     wrap(daemon.classifier._interpreter, "invoke", "  of which interpreter invoke")
     wrap(daemon.store, "record_item", "SQLite record_item (commit + fsync)")
-    wrap(daemon.store, "mark_delivered", "SQLite mark_delivered (commit + fsync)")
+    wrap(daemon.recorder, "wait", "waiting for the previous item's commit")
+    wrap(daemon.store, "mark_delivered", "SQLite mark_delivered (commit, no fsync)")
     wrap(daemon.flap, "move_to", "flap move")
     wrap(daemon.flap, "neutral", "flap neutral")
     if daemon.review is not None:
         wrap(daemon.review, "save", "review photo (rejected items)")
-    daemon.source._frames = daemon.source._generate()  # the generator bound _decode before it was wrapped
     started = time.perf_counter()
     daemon.run()
     return spent, calls, daemon.items, time.perf_counter() - started
