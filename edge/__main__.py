@@ -114,7 +114,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         daemon.start()
     except (SmartbinError, OSError) as err:
         daemon.close()
-        return fail(str(err).splitlines() or [type(err).__name__])
+        return fail([f"error: {line}" for line in str(err).splitlines() or [type(err).__name__]])
     except BaseException:
         daemon.close()  # the flap parks on any fatal error, also one nobody foresaw
         raise
@@ -142,8 +142,9 @@ def validate_config(args: argparse.Namespace) -> int:
 
 
 def fail(lines: list[str]) -> int:
+    """Prints each problem on its own line (config problems as ``key: problem``) and returns exit code 2."""
     for line in lines:
-        print(f"error: {line}", file=sys.stderr)
+        print(line, file=sys.stderr)
     return EXIT_BAD_INPUT
 
 

@@ -42,19 +42,18 @@ def test_validate_config_prints_one_key_problem_line_each_and_exits_2(tmp_path, 
     path = write_config(tmp_path, "camera: {type: webcam}\nflap: {pins: 3}\nmqtt: {password: x}\n")
     assert main(["validate-config", str(path)]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert sorted(line.split(":")[1].strip() for line in lines) == ["camera.type", "flap.pins", "mqtt.password"]
-    assert all(line.startswith("error: ") for line in lines)
+    assert sorted(line.split(":")[0] for line in lines) == ["camera.type", "flap.pins", "mqtt.password"]
 
 
 def test_validate_config_checks_the_model_bundle(tmp_path, capsys):
     path = write_config(tmp_path, f"model: {{path: {tmp_path / 'missing'}}}\n")
     assert main(["validate-config", str(path)]) == 2
-    assert capsys.readouterr().err.startswith("error: model.path: ")
+    assert capsys.readouterr().err.startswith("model.path: ")
 
 
 def test_run_reports_a_bad_config_or_model_in_one_line_and_exits_2(tmp_path, capsys, photo_folder):
     assert main(["run", "--config", str(write_config(tmp_path, "bogus: 1\n"))]) == 2
-    assert capsys.readouterr().err == "error: bogus: unknown key\n"
+    assert capsys.readouterr().err == "bogus: unknown key\n"
     path = write_config(tmp_path, f"model: {{path: {tmp_path / 'missing'}}}\n")
     assert main(["run", "--config", str(path), "--replay", str(photo_folder), "--mock-gpio",
                  "--state-dir", str(tmp_path / "state")]) == 2
