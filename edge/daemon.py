@@ -172,7 +172,7 @@ class Daemon:
             log.exception("fatal error in the sorting loop")
             code = 1
         finally:
-            self.close(flush_s=STOP_FLUSH_S if self._stop.is_set() or code else EXIT_FLUSH_S)
+            self.close(flush_s=STOP_FLUSH_S if self._stop.is_set() or code else EXIT_FLUSH_S, fatal=bool(code))
         return code
 
     def _loop(self) -> None:
@@ -380,8 +380,9 @@ class Daemon:
 
     # -- stopping ---------------------------------------------------------------------------
 
-    def close(self, flush_s: float = STOP_FLUSH_S) -> None:
-        """Parks and detaches the flap, says STOPPING, flushes and publishes ``stopped``; safe to call twice."""
+    def close(self, flush_s: float = STOP_FLUSH_S, fatal: bool = False) -> None:
+        """Parks and detaches the flap, says STOPPING, flushes and publishes ``stopped`` (``offline`` when
+        ``fatal``: systemd will restart us, dashboards should not read it as a stop on purpose); safe twice."""
         if self._closed:
             return
         self._closed = True
@@ -410,7 +411,7 @@ class Daemon:
                 self.link.wait_connected(min(2.0, flush_s))
             if not self.link.flush(flush_s):
                 log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
-            self.link.stop(timeout=1.0)
+            self.link.stop(timeout=1.0, availability="offline" if fatal else "stopped")
         if self.sensor is not None:
             self.sensor.close()
         if self.store is not None:

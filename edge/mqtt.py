@@ -129,18 +129,18 @@ class MqttLink:
             time.sleep(0.02)
         return False
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Publishes ``stopped`` (retained), disconnects cleanly (no Last Will) and stops the threads."""
+    def stop(self, timeout: float = 2.0, availability: str = "stopped") -> None:
+        """Publishes ``availability`` (retained; ``offline`` after a fatal error), disconnects cleanly, stops."""
         self._stopping.set()
         self._wake.set()
         if self._pump is not None:
             self._pump.join(timeout)
         if self.connected:
-            info = self.client.publish(self.topic("availability"), "stopped", qos=1, retain=True)
+            info = self.client.publish(self.topic("availability"), availability, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as err:
-                log.warning("could not publish 'stopped': %s", err)
+                log.warning("could not publish %r: %s", availability, err)
             self._mark_acked()
         self.client.disconnect()
         self.client.loop_stop()

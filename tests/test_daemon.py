@@ -263,3 +263,18 @@ def test_the_item_is_counted_while_the_flap_still_travels_not_after_it_settled(t
     (after_s, flap_angle, bin_name), = recorded
     assert after_s < settle_s and flap_angle == ANGLES[bin_name]  # a kill -9 from here on loses no count
     assert daemon.flap.history[-2:] == [0.0, None]
+
+
+def test_a_fatal_error_parks_the_flap_and_says_offline_not_stopped(tmp_path, tiny_bundle, photo_folder, mosquitto):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto))
+    with Listener(mosquitto.port, f"{ROOT}/availability") as listener:
+        daemon.start()
+
+        def broken_update(frame):
+            raise RuntimeError("detector bug")
+
+        daemon.trigger.update = broken_update
+        assert daemon.run() == 1
+        listener.wait_for(lambda: "offline" in listener.texts(f"{ROOT}/availability"), what="offline")
+    assert listener.texts(f"{ROOT}/availability") == ["online", "offline"]
+    assert daemon.flap.history[-2:] == [0.0, None]
