@@ -64,6 +64,7 @@ class MqttLink:
         self.on_command = on_command
         self.stats_provider = stats_provider
         self.discovery_provider = discovery_provider
+        self._discovery_topics: set[str] = set()  # published by this process, to clear when they go
         self.published_events = 0
         self._lock = threading.Lock()
         # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
@@ -103,10 +104,20 @@ class MqttLink:
         self.client.publish(self.topic("cmd/result"), json.dumps(reply), qos=1)
 
     def publish_discovery(self) -> None:
+        """Publishes the discovery configs (retained) and clears those of entities that are gone.
+
+        A new model with other labels must not leave its predecessor's label sensors behind in
+        Home Assistant: an empty retained config removes an entity.
+        """
         if self.discovery_provider is None:
             return
-        for topic, config in self.discovery_provider():
+        messages = list(self.discovery_provider())
+        current = {topic for topic, _ in messages}
+        for topic in sorted(self._discovery_topics - current):
+            self.client.publish(topic, b"", qos=1, retain=True)
+        for topic, config in messages:
             self.client.publish(topic, json.dumps(config, sort_keys=True), qos=1, retain=True)
+        self._discovery_topics = current
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)

@@ -113,6 +113,23 @@ def test_home_assistant_birth_message_republishes_discovery(tmp_path, mosquitto)
     assert json.loads(retained(mosquitto.port, "homeassistant/sensor/x/y/config").payload) == {"a": 1}
 
 
+def test_entities_gone_from_discovery_are_removed_from_home_assistant(tmp_path, mosquitto):
+    labels = [["glass", "paper"]]
+    link, _ = make_link(tmp_path, mosquitto, discovery_provider=lambda: [
+        (f"homeassistant/sensor/bin_t/label_{label}/config", {"name": label}) for label in labels[0]])
+    link.start()
+    assert link.wait_connected(10)
+    with Listener(mosquitto.port, "homeassistant/#") as listener:
+        listener.wait_for(lambda: listener.on("homeassistant/sensor/bin_t/label_paper/config"), what="discovery")
+        labels[0] = ["glass", "metal"]  # a model with other labels was loaded
+        link.publish_discovery()
+        listener.wait_for(lambda: listener.on("homeassistant/sensor/bin_t/label_metal/config"), what="new label")
+    link.stop()
+    assert retained(mosquitto.port, "homeassistant/sensor/bin_t/label_paper/config", timeout=1) is None
+    assert json.loads(retained(mosquitto.port, "homeassistant/sensor/bin_t/label_glass/config").payload) == {
+        "name": "glass"}
+
+
 def test_stats_are_published_periodically(tmp_path, mosquitto):
     link, _ = make_link(tmp_path, mosquitto, stats_provider=lambda: {"fps": 1.0})
     with Listener(mosquitto.port, f"{ROOT}/stats") as listener:
