@@ -46,3 +46,11 @@ class StoreError(SmartbinError, OSError):
 
 class CommandError(SmartbinError, ValueError):
     """A remote command is malformed, unknown or failed."""
+
+
+class UploadError(SmartbinError, ValueError):
+    """An upload the web page refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edge.errors import UploadError
+
 FIELD = "image"
 # Room for the multipart boundaries and part headers around a file of the full allowed size.
 ENVELOPE_BYTES = 64 * 1024
@@ -36,14 +38,6 @@ _SIGNATURES = (
 )
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.HTTP)
 log = logging.getLogger(__name__)
-
-
-class UploadError(ValueError):
-    """An upload the server refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
