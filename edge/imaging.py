@@ -11,6 +11,7 @@ Usage:
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -18,24 +19,15 @@ import numpy as np
 from edge.bundle import InputSpec
 
 
+@functools.cache
 def _cv2():
     # Imported on first use so that `import edge` stays cheap.
     import cv2
 
-    if not _configured:
-        _configure(cv2)
-    return cv2
-
-
-_configured = False
-
-
-def _configure(cv2) -> None:
-    global _configured
     # Frames here are small: OpenCV's worker threads cost more in hand-offs than they save, and
     # they would compete with the LiteRT interpreter's threads for the same few cores.
     cv2.setNumThreads(1)
-    _configured = True
+    return cv2
 
 
 def decode_image(data: bytes, min_side: int | None = None) -> np.ndarray:
