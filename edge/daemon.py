@@ -266,10 +266,7 @@ class Daemon:
         self.stats.item(prediction.latency_ms, event["latency_ms"]["decision"])
         self.recent.appendleft({**event, "_image": last.image})
         if decision.rejected and self.review is not None:
-            try:
-                self.review.save(last.image, item_id, decision.label, decision.confidence)
-            except (OSError, ValueError) as err:
-                log.warning("review folder: %s", err)
+            self.review.save_later(last.image, item_id, decision.label, decision.confidence)
         self._park()
 
     def _on_recorded(self, counts: dict[str, Any]) -> None:
@@ -404,6 +401,8 @@ class Daemon:
                 self.recorder.close()
             except Exception as err:  # noqa: BLE001 -- already fatal in the loop; close the rest anyway
                 log.error("recording the last item failed: %s", err)
+        if self.review is not None:
+            self.review.close()
         if self.web is not None:
             self.web.stop()
         if self.link is not None:

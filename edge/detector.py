@@ -28,7 +28,7 @@ from edge import imaging
 if TYPE_CHECKING:
     from edge.camera import Frame
 
-GREY_SIZE = (64, 48)  # width, height: small enough to be cheap on a Pi, big enough for a tray
+GREY_SIZE = imaging.THUMBNAIL_SIZE  # width, height of the grey image the detector compares
 
 
 class ItemDetector:
@@ -82,7 +82,8 @@ class ItemDetector:
 
     def update(self, frame: Frame) -> list[Frame] | None:
         """Feeds one frame; returns the K settled frames once per item, else None."""
-        grey = imaging.to_small_grey(frame.image, GREY_SIZE)[self._window]
+        thumb = frame.thumbnail if frame.thumbnail is not None else imaging.thumbnail(frame.image)
+        grey = thumb[self._window]
         previous, self._previous = self._previous, grey
         if self.state == "learning":
             self._learned.append(grey)

@@ -149,7 +149,19 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 85, max_side: int | None = None)
     return encoded.tobytes()
 
 
-def to_small_grey(rgb: np.ndarray, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+# The item detector's view of a frame (width, height): small enough to be cheap on a Pi, big
+# enough for a tray. Camera sources may make it on their capture thread (``Frame.thumbnail``).
+THUMBNAIL_SIZE = (64, 48)
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """The item detector's small grey copy of a frame (``THUMBNAIL_SIZE``, float32)."""
+    thumb = to_small_grey(rgb, THUMBNAIL_SIZE)
+    thumb.setflags(write=False)  # shared by every frame of a replayed photo
+    return thumb
+
+
+def to_small_grey(rgb: np.ndarray, size: tuple[int, int] = THUMBNAIL_SIZE) -> np.ndarray:
     """Shrinks an RGB frame to a small float32 grey image (``size`` is width, height).
 
     The item detector wants an area average (it smooths sensor noise away), but OpenCV's

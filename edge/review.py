@@ -4,16 +4,22 @@ File names sort by time and carry the item id, the predicted label and the confi
 e.g. ``20240501T101530123456_7f3a..._glass_0.41.jpg``; a sorter can move them into class
 folders for the next training run.
 
+The sorting loop hands frames over with ``save_later``: the JPEG is encoded and written
+on the folder's own writer thread, so an unsure item does not delay the next one.
+
 Usage:
     review = ReviewFolder(state_dir / "review", max_files=500)
-    review.save(frame.image, item_id, prediction.label, prediction.confidence)
+    review.save_later(frame.image, item_id, prediction.label, prediction.confidence)
+    review.close()   # waits for the frames still being written
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +27,11 @@ import numpy as np
 
 from edge import imaging
 
+log = logging.getLogger(__name__)
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# Frames waiting for the writer: beyond this, save_later waits (a slow card must not fill the memory).
+MAX_PENDING = 4
 
 
 class ReviewFolder:
@@ -37,6 +47,34 @@ class ReviewFolder:
         self.folder = Path(folder)
         self.max_files = max_files
         self._lock = threading.Lock()
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
+        self._writer: ThreadPoolExecutor | None = None
+
+    def save_later(self, rgb: np.ndarray, item_id: str, label: str, confidence: float) -> None:
+        """``save`` on the writer thread; returns at once unless ``MAX_PENDING`` frames are queued.
+
+        The frame must not be changed afterwards (camera frames are fresh arrays, replay's are
+        read-only). A failed save is logged as a warning: review photos are a convenience, the
+        item itself is already counted.
+        """
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-writer")
+        self._pending.acquire()
+        self._writer.submit(self._save_and_release, rgb, item_id, label, confidence)
+
+    def _save_and_release(self, rgb: np.ndarray, item_id: str, label: str, confidence: float) -> None:
+        try:
+            self.save(rgb, item_id, label, confidence)
+        except (OSError, ValueError) as err:
+            log.warning("review folder: %s", err)
+        finally:
+            self._pending.release()
+
+    def close(self) -> None:
+        """Waits for the frames handed to ``save_later``; safe to call twice."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def save(self, rgb: np.ndarray, item_id: str, label: str, confidence: float) -> Path:
         """Writes the frame as a JPEG (atomically) and returns its path."""

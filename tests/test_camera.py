@@ -52,6 +52,14 @@ def test_replay_present_frames_are_the_decoded_photo_exactly(photo_folder):
         np.testing.assert_array_equal(frame.image, photo)
 
 
+def test_replay_frames_carry_the_detectors_thumbnail_made_off_the_loop(photo_folder):
+    frames = read_all(open_source("replay", path=photo_folder, empty_frames=2, present_frames=2))
+    for frame in frames[:8] + frames[-2:]:
+        assert frame.thumbnail.shape == (48, 64) and frame.thumbnail.dtype == np.float32
+        np.testing.assert_array_equal(frame.thumbnail, imaging.thumbnail(frame.image))
+        assert not frame.thumbnail.flags.writeable  # shared by every frame of the photo
+
+
 def test_replay_empty_tray_is_the_same_every_time_at_the_photo_size(photo_folder):
     frames = read_all(open_source("replay", path=photo_folder))
     empties = [frame.image for frame in frames if frame.truth is None]
@@ -150,6 +158,7 @@ def test_opencv_reads_a_video_file_as_rgb_then_ends(tmp_path):
     image = frames[0].image
     assert image.shape == (48, 64, 3) and image.dtype == np.uint8
     assert image[..., 0].mean() > 200 and image[..., 2].mean() < 40  # red stays red
+    np.testing.assert_array_equal(frames[0].thumbnail, imaging.thumbnail(image))  # made on the capture thread
     assert source.read() is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge import imaging
 from edge.camera import Frame, open_source
 from edge.camera.replay import empty_tray
 from edge.detector import EveryFrameTrigger, ItemDetector, SensorTrigger, make_trigger
@@ -34,6 +35,16 @@ def test_one_item_that_settles_gives_exactly_one_decision_with_k_frames():
     assert len(found) == 1
     assert [frame.index for frame in found[0]] == [4, 5, 6]  # the first three settled frames
     assert detector.state == "empty" and detector.items == 1
+
+
+def test_a_thumbnail_made_by_the_camera_source_is_used_instead_of_the_image():
+    # What the detector sees is the thumbnail: here the images are all blank, the thumbnails show an item.
+    blank = np.zeros_like(TRAY)
+    tray_thumb, item_thumb = imaging.thumbnail(TRAY), imaging.thumbnail(with_item())
+    sequence = [Frame(image=blank, ts=float(i), index=i, thumbnail=thumb)
+                for i, thumb in enumerate([tray_thumb] * 4 + [item_thumb] * 6 + [tray_thumb] * 4)]
+    found = decisions(ItemDetector(classify_frames=3), sequence)
+    assert [[frame.index for frame in settled] for settled in found] == [[4, 5, 6]]
 
 
 def test_a_still_empty_tray_never_triggers():

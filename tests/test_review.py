@@ -27,3 +27,21 @@ def test_names_from_outside_cannot_escape_the_folder(tmp_path):
     path = review.save(make_photo(2), "../../etc/passwd", "a/b", 0.1)
     assert path.parent == tmp_path / "review"
     assert list((tmp_path / "review").iterdir()) == [path]
+
+
+def test_save_later_writes_on_the_writer_thread_and_close_waits_for_it(tmp_path):
+    review = ReviewFolder(tmp_path / "review")
+    for i in range(6):  # more than MAX_PENDING: the extra ones wait for room instead of piling up
+        review.save_later(make_photo(i), f"item-{i}", "paper", 0.2)
+    review.close()
+    review.close()
+    assert len(review.files()) == 6
+
+
+def test_a_failed_background_save_is_a_warning_not_a_crash(tmp_path, caplog):
+    blocker = tmp_path / "review"
+    blocker.write_text("a file where the folder should be")
+    review = ReviewFolder(blocker)
+    review.save_later(make_photo(0), "item-1", "paper", 0.2)
+    review.close()
+    assert "review folder" in caplog.text

@@ -37,8 +37,11 @@ KINDS = (*BACKENDS, "auto")
 class Frame:
     """One camera frame.
 
-    ``truth`` and ``source_id`` are set by replay only: the class subfolder and the
-    path (relative to the replay root) of the photo on the simulated tray.
+    ``thumbnail`` is the item detector's small grey copy (``edge.imaging.thumbnail``) when
+    the source made it off the sorting loop, on its capture or decoder thread, as a camera's
+    low-resolution stream would; otherwise the detector makes it. ``truth`` and ``source_id``
+    are set by replay only: the class subfolder and the path (relative to the replay root)
+    of the photo on the simulated tray.
     """
 
     image: np.ndarray
@@ -46,6 +49,7 @@ class Frame:
     index: int
     truth: str | None = None
     source_id: str | None = None
+    thumbnail: np.ndarray | None = None
 
 
 @runtime_checkable

@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 
+from edge import imaging
 from edge.camera import Frame
 from edge.errors import CameraError
 
@@ -119,8 +120,10 @@ class OpenCVSource:
             if ok and bgr is not None and bgr.ndim == 3:
                 failures = 0
                 self._stats["frames"] += 1
-                frame = Frame(image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ts=time.time(),
-                              index=self._stats["frames"] - 1)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                # The detector's thumbnail is made here, on the capture thread, not on the sorting loop.
+                frame = Frame(image=rgb, ts=time.time(), index=self._stats["frames"] - 1,
+                              thumbnail=imaging.thumbnail(rgb))
                 self._deliver(frame)
                 continue
             if self._is_file:

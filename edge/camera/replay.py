@@ -5,8 +5,9 @@ frames that are the decoded photo itself (unchanged, so classifying the settled 
 equals classifying the photo), then the next photo's empty frames. After the last
 photo, one more run of empty frames, then the end of the stream. The item detector
 therefore sees exactly what a camera over a real tray would give it. Like a camera, which
-captures on its own thread while the pipeline works, the replay decodes the next photo on a
-background thread while the current one is on the tray.
+captures on its own thread while the pipeline works, the replay decodes the next photo (and
+makes the detector's thumbnails of it and of the tray) on a background thread while the
+current one is on the tray.
 
 Usage:
     source = ReplaySource("data/trashnet-test", fps=0)
@@ -58,6 +59,12 @@ def empty_tray(width: int, height: int) -> np.ndarray:
     tray = np.repeat(grey[..., None], 3, axis=2)
     tray.setflags(write=False)
     return tray
+
+
+@lru_cache(maxsize=8)
+def empty_tray_thumbnail(width: int, height: int) -> np.ndarray:
+    """The item detector's view of ``empty_tray(width, height)``, made once per size."""
+    return imaging.thumbnail(empty_tray(width, height))
 
 
 class ReplaySource:
@@ -112,7 +119,13 @@ class ReplaySource:
             for path in self.photos:
                 photo = self._decode(path)
                 shown += photo is not None
-                if photo is not None and not self._hand_over((path, photo)):
+                if photo is None:
+                    continue
+                # The detector's thumbnails are made here too, as a camera's low-resolution
+                # stream would make them, so the sorting loop only compares them.
+                height, width = photo.shape[:2]
+                thumbs = imaging.thumbnail(photo), empty_tray_thumbnail(width, height)
+                if not self._hand_over((path, photo, thumbs)):
                     return
             if not self.loop or shown == 0:
                 break
@@ -135,20 +148,20 @@ class ReplaySource:
                 continue
         return None
 
-    def _generate(self) -> Iterator[tuple[np.ndarray, str | None, str | None]]:
+    def _generate(self) -> Iterator[tuple[np.ndarray, np.ndarray, str | None, str | None]]:
         size = self._tray_size
         while (item := self._take_decoded()) is not None:
-            path, photo = item
+            path, photo, (photo_thumb, tray_thumb) = item
             size = (photo.shape[1], photo.shape[0])
             relative = path.relative_to(self.root)
             truth = relative.parts[0] if len(relative.parts) > 1 else None
             for _ in range(self.empty_frames):
-                yield empty_tray(*size), None, None
+                yield empty_tray(*size), tray_thumb, None, None
             self._stats["photos"] += 1
             for _ in range(self.present_frames):
-                yield photo, truth, relative.as_posix()
+                yield photo, photo_thumb, truth, relative.as_posix()
         for _ in range(self.empty_frames):
-            yield empty_tray(*size), None, None
+            yield empty_tray(*size), empty_tray_thumbnail(*size), None, None
 
     def _decode(self, path: Path) -> np.ndarray | None:
         try:
@@ -173,8 +186,9 @@ class ReplaySource:
         if self._interval:
             time.sleep(max(0.0, self._next_due - time.monotonic()))
             self._next_due = max(self._next_due, time.monotonic()) + self._interval
-        image, truth, source_id = item
-        frame = Frame(image=image, ts=time.time(), index=self._index, truth=truth, source_id=source_id)
+        image, thumb, truth, source_id = item
+        frame = Frame(image=image, ts=time.time(), index=self._index, truth=truth, source_id=source_id,
+                      thumbnail=thumb)
         self._index += 1
         self._stats["frames"] += 1
         return frame
