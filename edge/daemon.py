@@ -97,7 +97,7 @@ class Daemon:
             from edge.review import ReviewFolder
             self.review = ReviewFolder(folder / "review", max_files=review.max_files)
         self.flap = parts.build_flap(config)
-        self.trigger, self.sensor = parts.build_trigger(config)
+        self.trigger, self.sensor = parts.build_trigger(config, pin_factory=self.flap.pin_factory)
         self.source = parts.open_camera(config)
         if config.mqtt.enabled:
             self._start_mqtt()
@@ -388,6 +388,8 @@ class Daemon:
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
         self.notifier.stopping()
+        if self.sensor is not None:
+            self.sensor.close()  # before the flap closes the pin factory they share
         if self.flap is not None:
             try:
                 self.flap.close()  # neutral, detached, pin released
@@ -411,8 +413,6 @@ class Daemon:
             if not self.link.flush(flush_s):
                 log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
             self.link.stop(timeout=1.0, availability="offline" if fatal else "stopped")
-        if self.sensor is not None:
-            self.sensor.close()
         if self.store is not None:
             self.store.close()
         self.notifier.close()

@@ -201,6 +201,11 @@ class Flap:
     def is_detached(self) -> bool:
         return self._servo.value is None
 
+    @property
+    def pin_factory(self) -> Any:
+        """The gpiozero pin factory driving the servo; a beam sensor on the same board should share it."""
+        return self._servo.pin_factory
+
     def pwm_state(self) -> float | None:
         """The mock pin's current duty cycle (0 when detached); None on real hardware."""
         if not _is_mock(self._servo.pin_factory):

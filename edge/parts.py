@@ -67,8 +67,11 @@ def build_flap(config: Config):
         raise FlapError(f"{err}{hint}") from None
 
 
-def build_trigger(config: Config) -> tuple[Any, Any]:
+def build_trigger(config: Config, pin_factory: Any = None) -> tuple[Any, Any]:
     """The item trigger of ``detector.type`` and, for ``sensor``, the beam sensor it reads (else None).
+
+    ``pin_factory`` (the flap's, ``Flap.pin_factory``) lets the sensor share one GPIO chip handle
+    with the flap; without it the sensor opens its own factory of ``flap.pin_factory``.
 
     Raises:
         SmartbinError: the detector options are unusable; FlapError: the sensor pin cannot be read.
@@ -83,7 +86,8 @@ def build_trigger(config: Config) -> tuple[Any, Any]:
         from edge.gpio import BeamSensor
 
         sensor = BeamSensor(pin=detector.sensor_pin, pull_up=detector.sensor_pull_up,
-                            pin_factory=config.flap.pin_factory or "auto")
+                            pin_factory=pin_factory if pin_factory is not None
+                            else config.flap.pin_factory or "auto")
         options = {"is_active": sensor.is_active, "classify_frames": detector.classify_frames,
                    "settle_frames": detector.sensor_settle_frames}
     else:

@@ -278,3 +278,16 @@ def test_a_fatal_error_parks_the_flap_and_says_offline_not_stopped(tmp_path, tin
         listener.wait_for(lambda: "offline" in listener.texts(f"{ROOT}/availability"), what="offline")
     assert listener.texts(f"{ROOT}/availability") == ["online", "offline"]
     assert daemon.flap.history[-2:] == [0.0, None]
+
+
+def test_a_beam_sensor_shares_the_flaps_pin_factory_and_closes_cleanly(tmp_path, tiny_bundle, photo_folder):
+    config = daemon_config(tmp_path, tiny_bundle, photo_folder, detector={"type": "sensor", "sensor_pin": 17})
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        assert daemon.sensor._device.pin_factory is daemon.flap.pin_factory  # one GPIO chip handle
+        daemon.sensor.simulate(True)
+        assert daemon.sensor.is_active()
+    finally:
+        daemon.close()
+    assert daemon.flap._servo.closed and daemon.sensor._device.closed
