@@ -389,7 +389,10 @@ class Daemon:
             self._watchdog.join(timeout=2.0)
         self.notifier.stopping()
         if self.sensor is not None:
-            self.sensor.close()  # before the flap closes the pin factory they share
+            try:
+                self.sensor.close()  # before the flap closes the pin factory they share
+            except Exception as err:  # noqa: BLE001 -- whatever the sensor does, the flap must still park
+                log.error("sensor: %s", err)
         if self.flap is not None:
             try:
                 self.flap.close()  # neutral, detached, pin released

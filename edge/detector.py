@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from edge.camera import Frame
 
 GREY_SIZE = imaging.THUMBNAIL_SIZE  # width, height of the grey image the detector compares
+_GREY_SHAPE = (GREY_SIZE[1], GREY_SIZE[0])
 
 
 class ItemDetector:
@@ -82,8 +83,10 @@ class ItemDetector:
 
     def update(self, frame: Frame) -> list[Frame] | None:
         """Feeds one frame; returns the K settled frames once per item, else None."""
-        thumb = frame.thumbnail if frame.thumbnail is not None else imaging.thumbnail(frame.image)
-        grey = thumb[self._window]
+        thumb = frame.thumbnail
+        if thumb is None or thumb.shape != _GREY_SHAPE:
+            thumb = imaging.thumbnail(frame.image)
+        grey = np.asarray(thumb, np.float32)[self._window]  # float: uint8 differences would wrap
         previous, self._previous = self._previous, grey
         if self.state == "learning":
             self._learned.append(grey)

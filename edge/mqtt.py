@@ -34,6 +34,7 @@ from edge.store import Store
 log = logging.getLogger(__name__)
 
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
+CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
 CommandHandler = Callable[[str, bytes], None]
 Provider = Callable[[], Any]
 
@@ -75,6 +76,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._final_availability = "stopped"
         self._pump: threading.Thread | None = None
         self._last_stats = 0.0
         self.client = self._make_client(device_id, password, config_path)
@@ -142,10 +144,15 @@ class MqttLink:
 
     def stop(self, timeout: float = 2.0, availability: str = "stopped") -> None:
         """Publishes ``availability`` (retained; ``offline`` after a fatal error), disconnects cleanly, stops."""
+        self._final_availability = availability
         self._stopping.set()
         self._wake.set()
         if self._pump is not None:
             self._pump.join(timeout)
+        if not self.connected:
+            # Stopping right after the start, a connection may be on its way; its "online" must not
+            # outlive us, so give it a moment (``_on_connect`` then says ``availability`` itself).
+            self._connected.wait(min(timeout, CONNECTING_GRACE_S))
         if self.connected:
             info = self.client.publish(self.topic("availability"), availability, qos=1, retain=True)
             try:
@@ -164,6 +171,11 @@ class MqttLink:
             log.warning("MQTT broker %s refused the connection: %s", self.settings.address, reason_code)
             return
         log.info("MQTT connected to %s", self.settings.address)
+        if self._stopping.is_set():
+            # Connected while stopping: say how we stop, never "online" with nobody behind it.
+            client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
+            self._connected.set()
+            return
         # Subscribing here (not once after connect) renews the subscriptions after every reconnect.
         subscriptions = [(self.topic("cmd/+"), 1)]
         if self.settings.home_assistant.enabled:

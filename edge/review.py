@@ -60,13 +60,19 @@ class ReviewFolder:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-writer")
         self._pending.acquire()
-        self._writer.submit(self._save_and_release, rgb, item_id, label, confidence)
+        try:
+            self._writer.submit(self._save_and_release, rgb, item_id, label, confidence)
+        except BaseException:
+            self._pending.release()
+            raise
 
     def _save_and_release(self, rgb: np.ndarray, item_id: str, label: str, confidence: float) -> None:
         try:
             self.save(rgb, item_id, label, confidence)
         except (OSError, ValueError) as err:
             log.warning("review folder: %s", err)
+        except Exception:  # noqa: BLE001 -- nobody reads the future: say it here or it is lost
+            log.exception("review folder: saving the frame of item %s failed", item_id)
         finally:
             self._pending.release()
 

@@ -247,3 +247,16 @@ def test_fake_hangs_after_block_after_and_times_out_like_a_stalled_camera():
     assert 0.1 <= time.perf_counter() - start < 1.0
     source.close()
     assert source.read(timeout=5) is None  # closing wakes a blocked reader
+
+
+def test_replay_decoder_failure_reaches_the_reader_instead_of_hanging_it(photo_folder, monkeypatch):
+    from edge.camera import replay
+
+    def out_of_memory(_rgb):
+        raise MemoryError("no room for the thumbnail")
+
+    monkeypatch.setattr(replay.imaging, "thumbnail", out_of_memory)
+    source = open_source("replay", path=photo_folder)
+    with pytest.raises(MemoryError, match="no room"):
+        read_all(source)
+    source.close()

@@ -123,3 +123,12 @@ def test_sensor_trigger_decides_once_per_broken_beam():
     assert isinstance(trigger, SensorTrigger)
     found = decisions(trigger, frames(*[TRAY] * 9))
     assert [[frame.index for frame in settled] for settled in found] == [[2, 3]]
+
+
+def test_a_uint8_thumbnail_is_compared_as_float_so_differences_do_not_wrap():
+    tray_thumb = imaging.thumbnail(TRAY).astype(np.uint8)
+    item_thumb = imaging.thumbnail(with_item()).astype(np.uint8)
+    blank = np.zeros_like(TRAY)
+    sequence = [Frame(image=blank, ts=float(i), index=i, thumbnail=thumb)
+                for i, thumb in enumerate([tray_thumb] * 4 + [item_thumb] * 6 + [tray_thumb] * 4)]
+    assert len(decisions(ItemDetector(classify_frames=3), sequence)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -34,6 +35,19 @@ def test_availability_goes_online_then_stopped_and_is_retained(tmp_path, mosquit
         link.stop()
         listener.wait_for(lambda: "stopped" in listener.texts(f"{ROOT}/availability"), what="stopped")
     assert retained(mosquitto.port, f"{ROOT}/availability").text == "stopped"
+
+
+@pytest.mark.parametrize("availability", ["stopped", "offline"])
+def test_stopping_right_after_the_start_never_leaves_online_retained(tmp_path, mosquitto, availability):
+    # The connection races the stop; these delays put the stop before, during and after connecting.
+    for attempt, delay in enumerate([0, 0.001, 0.002, 0.003, 0.005, 0.008, 0.012, 0.02]):
+        link, store = make_link(tmp_path / str(attempt), mosquitto)
+        link.start()
+        time.sleep(delay)
+        link.stop(availability=availability)
+        store.close()
+        message = retained(mosquitto.port, f"{ROOT}/availability", timeout=0.5)
+        assert message is None or message.text == availability
 
 
 def test_every_outbox_event_is_delivered_and_then_deleted(tmp_path, mosquitto):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from edge import imaging
 from edge.review import ReviewFolder
 from tests.conftest import make_photo
@@ -45,3 +47,10 @@ def test_a_failed_background_save_is_a_warning_not_a_crash(tmp_path, caplog):
     review.save_later(make_photo(0), "item-1", "paper", 0.2)
     review.close()
     assert "review folder" in caplog.text
+
+
+def test_an_unexpected_error_in_the_writer_is_logged_with_its_item(tmp_path, caplog):
+    review = ReviewFolder(tmp_path / "review")
+    review.save_later(np.zeros((10, 10, 2), np.uint8), "item-7", "paper", 0.2)  # not RGB: cv2 refuses
+    review.close()
+    assert review.files() == [] and "item-7" in caplog.text

@@ -114,6 +114,12 @@ class ReplaySource:
         self._frames = self._generate()
 
     def _decode_ahead(self) -> None:
+        try:
+            self._decode_all()
+        except BaseException as err:  # noqa: BLE001 -- the reader must not wait forever: hand it the error
+            self._hand_over(err)
+
+    def _decode_all(self) -> None:
         while not self._closed:
             shown = 0
             for path in self.photos:
@@ -151,6 +157,8 @@ class ReplaySource:
     def _generate(self) -> Iterator[tuple[np.ndarray, np.ndarray, str | None, str | None]]:
         size = self._tray_size
         while (item := self._take_decoded()) is not None:
+            if isinstance(item, BaseException):
+                raise item  # the decoder thread failed (out of memory, ...): as fatal as on this thread
             path, photo, (photo_thumb, tray_thumb) = item
             size = (photo.shape[1], photo.shape[0])
             relative = path.relative_to(self.root)
