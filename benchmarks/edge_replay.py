@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the daemon without -X importtime (start-up without its small overhead; "
                              "the no-TensorFlow check then relies on /proc/PID/maps alone)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    parser.add_argument("--threads", type=int, help="LiteRT threads for the daemon and the raw invokes "
+                        "(default: the shipped config's model.threads)")
     args = parser.parse_args(argv)
+    if args.threads is None:
+        from edge.config import load_config
+
+        args.threads = load_config(SHIPPED_CONFIG).model.threads
     if not (args.model / "manifest.json").is_file():
         print(f"error: no model bundle at {args.model} (pass --model)", file=sys.stderr)
         return 2
@@ -78,16 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="smartbin-bench-") as scratch:
         work = Path(scratch)
         replay = link_replay_folder(photo_root, test, work / "replay")
-        config = write_config(work / "smartbin.yaml")
-        own = classifier_pass(args.model, photo_root, test)
-        raw_before = raw_invoke_ms(args.model, photo_root / test[0], args.raw_invokes)
+        config = write_config(work / "smartbin.yaml", args.threads)
+        own = classifier_pass(args.model, photo_root, test, args.threads)
+        raw_before = raw_invoke_ms(args.model, photo_root / test[0], args.raw_invokes, args.threads)
         broker = start_broker(mosquitto, work)
         try:
             run = run_daemon(args, replay, config, work, broker.port, len(test))
         finally:
             broker.process.terminate()
             broker.process.wait(timeout=10)
-        raw_after = raw_invoke_ms(args.model, photo_root / test[0], args.raw_invokes)
+        raw_after = raw_invoke_ms(args.model, photo_root / test[0], args.raw_invokes, args.threads)
     figures = summarise(args, test, own, raw_before + raw_after, run)
     if args.json:
         print(json.dumps(figures, indent=2))
@@ -107,37 +113,35 @@ def link_replay_folder(photo_root: Path, test: list[str], folder: Path) -> Path:
     return folder
 
 
-def write_config(path: Path) -> Path:
+def write_config(path: Path, threads: int) -> Path:
     """The shipped config with the flap's settle time set to 0 (a physical wait, not pipeline cost)."""
     import yaml
 
     data = yaml.safe_load(SHIPPED_CONFIG.read_text()) or {}
     data.setdefault("flap", {})["settle_s"] = 0
+    data.setdefault("model", {})["threads"] = threads
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def classifier_pass(model: Path, photo_root: Path, test: list[str]) -> dict[str, str]:
+def classifier_pass(model: Path, photo_root: Path, test: list[str], threads: int) -> dict[str, str]:
     """The classifier's own label for every photo, read at full size exactly as the replay reads it."""
     from edge.classifier import Classifier
-    from edge.config import load_config
     from edge.imaging import read_image
 
-    classifier = Classifier.from_path(model, threads=load_config(SHIPPED_CONFIG).model.threads)
+    classifier = Classifier.from_path(model, threads=threads)
     return {relative: classifier.classify(read_image(photo_root / relative)).label for relative in test}
 
 
-def raw_invoke_ms(model: Path, photo: Path, runs: int) -> list[float]:
+def raw_invoke_ms(model: Path, photo: Path, runs: int, threads: int) -> list[float]:
     """Times ``invoke()`` alone on the bundle's model, the way the daemon builds its interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edge.bundle import load_bundle
-    from edge.config import load_config
     from edge.imaging import read_image, resize_for_model
 
     bundle = load_bundle(model)
-    interpreter = Interpreter(model_path=str(bundle.model_path),
-                              num_threads=load_config(SHIPPED_CONFIG).model.threads)
+    interpreter = Interpreter(model_path=str(bundle.model_path), num_threads=threads)
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()[0]
     tensor = resize_for_model(read_image(photo), bundle.manifest.input)[None].astype(details["dtype"])
@@ -333,7 +337,7 @@ def summarise(args, test: list[str], own: dict[str, str], raw_ms: list[float], r
         "model": {"path": str(args.model), "backbone": bundle.manifest.backbone,
                   "quantization": bundle.manifest.quantization, "sha256": bundle.manifest.sha256[:12],
                   "input": f"{bundle.manifest.input.height}x{bundle.manifest.input.width}",
-                  "threads": shipped.model.threads},
+                  "threads": args.threads},
         "photos": len(test), "events": len(run["events"]), "unique_events": len(events),
         "events_for_other_photos": sum(event.get("source") not in own for event in events),
         "availability": run["availability"],
