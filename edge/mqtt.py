@@ -66,6 +66,7 @@ class MqttLink:
         self.stats_provider = stats_provider
         self.discovery_provider = discovery_provider
         self._discovery_topics: set[str] = set()  # published by this process, to clear when they go
+        self._discovery_patterns: set[str] = set()  # this bin's discovery topics, whoever published them
         self.published_events = 0
         self._lock = threading.Lock()
         # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
@@ -109,7 +110,9 @@ class MqttLink:
         """Publishes the discovery configs (retained) and clears those of entities that are gone.
 
         A new model with other labels must not leave its predecessor's label sensors behind in
-        Home Assistant: an empty retained config removes an entity.
+        Home Assistant: an empty retained config removes an entity. Entities this process never
+        published (a bin renamed in the config, then restarted) are found by subscribing to this
+        bin's discovery topics, see ``_clear_stale_discovery``.
         """
         if self.discovery_provider is None:
             return
@@ -120,6 +123,22 @@ class MqttLink:
         for topic, config in messages:
             self.client.publish(topic, json.dumps(config, sort_keys=True), qos=1, retain=True)
         self._discovery_topics = current
+        self._discovery_patterns = {_discovery_pattern(topic) for topic in current}
+
+    def _clear_stale_discovery(self, message) -> bool:
+        """Clears a retained discovery config of this bin that the current configuration lacks.
+
+        The broker hands over retained configs when we subscribe, so those left by an earlier run
+        with other bins or labels arrive here once after each connect. Live echoes of our own
+        publications are not flagged retained, and empty payloads are deletions: both are ignored.
+        """
+        topic = message.topic
+        if not any(mqtt.topic_matches_sub(pattern, topic) for pattern in self._discovery_patterns):
+            return False
+        if message.retain and message.payload and topic not in self._discovery_topics:
+            log.info("clearing Home Assistant entity %s (no longer in this bin's configuration)", topic)
+            self.client.publish(topic, b"", qos=1, retain=True)
+        return True
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -180,9 +199,12 @@ class MqttLink:
         subscriptions = [(self.topic("cmd/+"), 1)]
         if self.settings.home_assistant.enabled:
             subscriptions.append((f"{self.settings.home_assistant.discovery_prefix}/status", 1))
-        client.subscribe(subscriptions)
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         self.publish_discovery()
+        # After publishing, so that every retained config the broker then hands over is either ours
+        # (known) or left over from an earlier configuration (cleared).
+        subscriptions.extend((pattern, 1) for pattern in sorted(self._discovery_patterns))
+        client.subscribe(subscriptions)
         self._counts_dirty = True
         self._connected.set()
         self._wake.set()
@@ -206,6 +228,8 @@ class MqttLink:
                 # Home Assistant restarted and forgot non-retained state: tell it everything again.
                 self.publish_discovery()
                 self.wake(counts_changed=True)
+            return
+        if self._clear_stale_discovery(message):
             return
         prefix = self.topic("cmd/")
         if not topic.startswith(prefix):
@@ -298,3 +322,11 @@ class MqttLink:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
+
+
+def _discovery_pattern(topic: str) -> str:
+    """``<prefix>/<component>/<node>/<object>/config`` -> ``<prefix>/+/<node>/+/config``."""
+    parts = topic.split("/")
+    if len(parts) < 5:
+        return topic
+    return "/".join(parts[:-4] + ["+", parts[-3], "+", "config"])

@@ -144,6 +144,25 @@ def test_entities_gone_from_discovery_are_removed_from_home_assistant(tmp_path, 
         "name": "glass"}
 
 
+def test_entities_left_by_an_earlier_configuration_are_removed_after_a_restart(tmp_path, mosquitto):
+    with Listener(mosquitto.port, "homeassistant/#") as earlier_run:
+        for node, key in (("bin_t", "bin_compost"), ("bin_t", "label_glass"), ("bin_u", "bin_compost")):
+            earlier_run.publish(f"homeassistant/sensor/{node}/{key}/config", json.dumps({"name": key}), retain=True)
+        earlier_run.wait_for(lambda: len(earlier_run.on("homeassistant/sensor/bin_u/bin_compost/config")) == 1,
+                             what="the earlier run's configs")
+    link, _ = make_link(tmp_path, mosquitto, discovery_provider=lambda: [
+        ("homeassistant/sensor/bin_t/label_glass/config", {"name": "Label glass"})])
+    link.start()
+    assert link.wait_connected(10)
+    deadline = time.monotonic() + 10
+    while retained(mosquitto.port, "homeassistant/sensor/bin_t/bin_compost/config", timeout=0.5) is not None:
+        assert time.monotonic() < deadline, "the compost bin of the earlier configuration was not removed"
+    link.stop()
+    assert json.loads(retained(mosquitto.port, "homeassistant/sensor/bin_t/label_glass/config").payload) == {
+        "name": "Label glass"}
+    assert retained(mosquitto.port, "homeassistant/sensor/bin_u/bin_compost/config") is not None  # another bin's
+
+
 def test_stats_are_published_periodically(tmp_path, mosquitto):
     link, _ = make_link(tmp_path, mosquitto, stats_provider=lambda: {"fps": 1.0})
     with Listener(mosquitto.port, f"{ROOT}/stats") as listener:
