@@ -8,8 +8,11 @@
 # each item's `truth`. Without any photos it makes a few plain demo pictures so the pipeline runs.
 set -euo pipefail
 cd "$(dirname "$0")"
-photos="${1:-${SMARTBIN_DATA:-../shared/data/trashnet}}"
-[ $# -gt 0 ] && shift
+photos="${SMARTBIN_DATA:-../shared/data/trashnet}"
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then  # a first argument that is not an option is the folder
+  photos="$1"
+  shift
+fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

@@ -52,7 +52,8 @@ def add_run_parser(commands) -> None:
                     "SIGTERM (flap parked, `stopped` published).",
         epilog="Example: smartbin run --replay data/photos --replay-fps 2 --mock-gpio --mqtt 127.0.0.1:1883")
     run.add_argument("--config", metavar="FILE", type=Path, default=DEFAULT_CONFIG,
-                     help="config file (default: the shipped firmware_config/smartbin.yaml)")
+                     help="config file (default: firmware_config/smartbin.yaml in a checkout, "
+                          "else /etc/smartbin/smartbin.yaml)")
     run.add_argument("--replay", metavar="DIR", type=Path,
                      help="replay a folder of photos as items on a simulated tray instead of a camera")
     run.add_argument("--replay-fps", metavar="N", type=float,

@@ -27,7 +27,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Move the flap to each bin's angle in turn. With --step, adjust each angle interactively "
                     "and get the flap.angles block to paste into the config.")
     parser.add_argument("--config", metavar="FILE", type=Path, default=DEFAULT_CONFIG,
-                        help="config file (default: the shipped firmware_config/smartbin.yaml)")
+                        help="config file (default: firmware_config/smartbin.yaml in a checkout, "
+                             "else /etc/smartbin/smartbin.yaml)")
     parser.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
     parser.add_argument("--step", action="store_true", help="wait at each bin; type an angle or +N/-N to adjust")
     parser.add_argument("--bin", metavar="NAME", action="append", help="only this bin (repeatable)")

@@ -1,9 +1,10 @@
-"""``python -m edge classify --model BUNDLE IMAGE...``: classify photos, one JSON line each.
+"""``python -m edge classify [--model BUNDLE] IMAGE...``: classify photos, one JSON line each.
 
 Each line holds ``path``, ``label``, ``confidence``, ``top3`` (``[label, p]`` pairs) and
 ``latency_ms``; an unreadable image gets a line with ``path`` and ``error`` instead, and
 the command then exits 2 once every image has been tried. A missing or corrupt bundle is
-one line on stderr and exit 2.
+one line on stderr and exit 2. Without ``--model`` the default config's ``model.path`` is used
+(the shipped model in a checkout).
 
 Usage:
     python -m edge classify --model models/trashnet-efficientnet-lite0-int8 photo1.jpg photo2.jpg
@@ -15,7 +16,7 @@ import argparse
 import json
 import sys
 
-from edge.errors import BundleError, ClassifierError
+from edge.errors import BundleError, ClassifierError, ConfigError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -26,7 +27,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "classify", help="classify photos with a model bundle (one JSON line per photo)",
         description="Classify photos with a model bundle; prints one JSON line per photo.")
-    parser.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle folder")
+    parser.add_argument("--model", metavar="BUNDLE",
+                        help="model bundle folder (default: model.path of the default config, the shipped model)")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (default 2)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (jpg, png, bmp, webp)")
     parser.set_defaults(func=run)
@@ -39,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.classifier import Classifier
 
     try:
-        classifier = Classifier.from_path(args.model, threads=getattr(args, "threads", 2))
-    except (BundleError, ClassifierError) as err:
+        classifier = Classifier.from_path(args.model or _configured_model(), threads=getattr(args, "threads", 2))
+    except (BundleError, ClassifierError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     exit_code = EXIT_OK
@@ -60,3 +62,11 @@ def run(args: argparse.Namespace) -> int:
             }
         print(json.dumps(line), flush=True)
     return exit_code
+
+
+def _configured_model() -> str:
+    """``model.path`` of the default config, resolved the way ``smartbin run`` resolves it."""
+    from edge.config import load_config, resolve_path
+
+    config = load_config()
+    return str(resolve_path(config.model.path, config.source_path))

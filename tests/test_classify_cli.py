@@ -78,12 +78,18 @@ def test_runs_as_a_standalone_process_without_tensorflow(tiny_bundle, photo_fold
     assert json.loads(result.stdout)["label"] == "metal"
 
 
-@pytest.mark.skipif(not (REPO_ROOT / "edge" / "__main__.py").exists(), reason="edge/__main__.py not written yet")
 def test_python_m_edge_classify(tiny_bundle, photo_folder):
     image = str(photo_folder / "glass" / "glass_2.jpg")
     result = subprocess.run([sys.executable, "-m", "edge", "classify", "--model", str(tiny_bundle), image],
                             capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
-    if "invalid choice: 'classify'" in result.stderr:
-        pytest.skip("classify is not registered in edge/__main__.py yet")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] == "glass"
+
+
+def test_without_model_the_shipped_model_classifies(photo_folder, tmp_path):
+    shipped = json.loads((REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8" / "manifest.json").read_text())
+    image = str(photo_folder / "glass" / "glass_2.jpg")
+    result = subprocess.run([sys.executable, "-m", "edge", "classify", image],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] in shipped["labels"]

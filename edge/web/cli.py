@@ -34,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
-                        help="smartbin.yaml (default: the shipped firmware_config/smartbin.yaml)")
+                        help="smartbin.yaml (default: firmware_config/smartbin.yaml in a checkout, "
+                             "else /etc/smartbin/smartbin.yaml)")
     parser.add_argument("--model", metavar="BUNDLE", help="model bundle folder (overrides model.path)")
     parser.add_argument("--host", help="address to listen on (overrides web.host; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (overrides web.port)")
