@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         from edge.config import load_config
 
         args.threads = load_config(SHIPPED_CONFIG).model.threads
+    if not 1 <= args.threads <= 16:
+        parser.error("--threads: must be between 1 and 16 (as model.threads)")
     if not (args.model / "manifest.json").is_file():
         print(f"error: no model bundle at {args.model} (pass --model)", file=sys.stderr)
         return 2

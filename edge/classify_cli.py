@@ -41,8 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from edge.classifier import Classifier
 
     try:
-        classifier = Classifier.from_path(args.model or _configured_model(), threads=getattr(args, "threads", 2))
-    except (BundleError, ClassifierError, ConfigError) as err:
+        model = args.model or _configured_model()
+    except ConfigError as err:
+        for key, problem in err.problems:
+            print(f"error: {key}: {problem} (in the default config; pass --model)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        classifier = Classifier.from_path(model, threads=getattr(args, "threads", 2))
+    except (BundleError, ClassifierError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     exit_code = EXIT_OK

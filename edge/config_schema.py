@@ -158,7 +158,7 @@ class HomeAssistantConfig(Section):
     """``mqtt.home_assistant:`` MQTT discovery for Home Assistant."""
 
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
-    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery prefix.")
 
 
 class MqttConfig(Section):

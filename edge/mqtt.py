@@ -67,6 +67,10 @@ class MqttLink:
         self.discovery_provider = discovery_provider
         self._discovery_topics: set[str] = set()  # published by this process, to clear when they go
         self._discovery_patterns: set[str] = set()  # this bin's discovery topics, whoever published them
+        # publish_discovery runs on paho's thread (connect, HA birth) and on the daemon's (reload_model):
+        # without it, a reconnect racing a reload could record the old model's topics last and then
+        # clear the new model's entities as leftovers.
+        self._discovery_lock = threading.RLock()
         self.published_events = 0
         self._lock = threading.Lock()
         # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
@@ -116,14 +120,15 @@ class MqttLink:
         """
         if self.discovery_provider is None:
             return
-        messages = list(self.discovery_provider())
-        current = {topic for topic, _ in messages}
-        for topic in sorted(self._discovery_topics - current):
-            self.client.publish(topic, b"", qos=1, retain=True)
-        for topic, config in messages:
-            self.client.publish(topic, json.dumps(config, sort_keys=True), qos=1, retain=True)
-        self._discovery_topics = current
-        self._discovery_patterns = {_discovery_pattern(topic) for topic in current}
+        with self._discovery_lock:
+            messages = list(self.discovery_provider())
+            current = {topic for topic, _ in messages}
+            for topic in sorted(self._discovery_topics - current):
+                self.client.publish(topic, b"", qos=1, retain=True)
+            for topic, config in messages:
+                self.client.publish(topic, json.dumps(config, sort_keys=True), qos=1, retain=True)
+            self._discovery_topics = current
+            self._discovery_patterns = {_discovery_pattern(topic) for topic in current}
 
     def _clear_stale_discovery(self, message) -> bool:
         """Clears a retained discovery config of this bin that the current configuration lacks.
@@ -133,11 +138,12 @@ class MqttLink:
         publications are not flagged retained, and empty payloads are deletions: both are ignored.
         """
         topic = message.topic
-        if not any(mqtt.topic_matches_sub(pattern, topic) for pattern in self._discovery_patterns):
-            return False
-        if message.retain and message.payload and topic not in self._discovery_topics:
-            log.info("clearing Home Assistant entity %s (no longer in this bin's configuration)", topic)
-            self.client.publish(topic, b"", qos=1, retain=True)
+        with self._discovery_lock:
+            if not any(mqtt.topic_matches_sub(pattern, topic) for pattern in self._discovery_patterns):
+                return False
+            if message.retain and message.payload and topic not in self._discovery_topics:
+                log.info("clearing Home Assistant entity %s (no longer in this bin's configuration)", topic)
+                self.client.publish(topic, b"", qos=1, retain=True)
         return True
 
     def wait_connected(self, timeout: float) -> bool:

@@ -163,6 +163,32 @@ def test_entities_left_by_an_earlier_configuration_are_removed_after_a_restart(t
     assert retained(mosquitto.port, "homeassistant/sensor/bin_u/bin_compost/config") is not None  # another bin's
 
 
+def test_a_reload_racing_a_reconnect_keeps_the_new_models_entities(tmp_path, mosquitto):
+    import threading
+
+    labels = ["glass"]
+    asked_on_connect, reload_done = threading.Event(), threading.Event()
+
+    def provider():
+        current = list(labels)
+        if threading.current_thread() is not threading.main_thread() and not asked_on_connect.is_set():
+            asked_on_connect.set()  # paho's thread read the old labels; the reload tries to overtake it
+            reload_done.wait(1.0)  # with the lock the reload cannot finish meanwhile: this times out
+        return [(f"homeassistant/sensor/bin_t/label_{label}/config", {"name": label}) for label in current]
+
+    link, _ = make_link(tmp_path, mosquitto, discovery_provider=provider)
+    link.start()
+    assert asked_on_connect.wait(10)
+    labels[:] = ["plastic"]  # reload_model swaps the model, then re-publishes discovery
+    link.publish_discovery()
+    reload_done.set()
+    assert link.wait_connected(10)
+    time.sleep(0.5)  # the retained configs the subscription hands back
+    link.stop()
+    assert retained(mosquitto.port, "homeassistant/sensor/bin_t/label_plastic/config") is not None
+    assert retained(mosquitto.port, "homeassistant/sensor/bin_t/label_glass/config", timeout=1) is None
+
+
 def test_stats_are_published_periodically(tmp_path, mosquitto):
     link, _ = make_link(tmp_path, mosquitto, stats_provider=lambda: {"fps": 1.0})
     with Listener(mosquitto.port, f"{ROOT}/stats") as listener:
