@@ -4,15 +4,20 @@
 #
 #   ./quickstart.sh [PHOTO_FOLDER] [extra `smartbin run` options, e.g. --mqtt 127.0.0.1:1883]
 #
-# PHOTO_FOLDER defaults to $SMARTBIN_DATA, then ../shared/data/trashnet; class subfolders become
-# each item's `truth`. Without any photos it makes a few plain demo pictures so the pipeline runs.
+# PHOTO_FOLDER (relative to where you stand; a folder that does not exist is an error) defaults to
+# $SMARTBIN_DATA, then ../shared/data/trashnet beside this checkout; class subfolders become each
+# item's `truth`. Without any of them it makes a few plain demo pictures so the pipeline runs.
 set -euo pipefail
-cd "$(dirname "$0")"
-photos="${SMARTBIN_DATA:-../shared/data/trashnet}"
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then  # a first argument that is not an option is the folder
-  photos="$1"
+  if [ ! -d "$1" ]; then
+    echo "quickstart.sh: $1: no such photo folder" >&2
+    exit 2
+  fi
+  photos="$(cd "$1" && pwd)"  # from where the user stands, before the cd below
   shift
 fi
+cd "$(dirname "$0")"
+photos="${photos:-${SMARTBIN_DATA:-../shared/data/trashnet}}"
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
