@@ -125,7 +125,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
-    from edge.config import config_warnings, load_config, resolve_path
+    from edge.config import config_warnings, load_config, model_dir
     from edge.errors import BundleError, ConfigError
 
     try:
@@ -133,7 +133,7 @@ def validate_config(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return fail([f"{key}: {problem}" for key, problem in err.problems])
     try:
-        load_bundle(resolve_path(config.model.path, config.source_path))
+        load_bundle(model_dir(config))
     except BundleError as err:
         return fail([f"model.path: {err}"])
     for key, warning in config_warnings(config):

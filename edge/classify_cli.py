@@ -72,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _configured_model() -> str:
     """``model.path`` of the default config, resolved the way ``smartbin run`` resolves it."""
-    from edge.config import load_config, resolve_path
+    from edge.config import load_config, model_dir
 
-    config = load_config()
-    return str(resolve_path(config.model.path, config.source_path))
+    return str(model_dir(load_config()))

@@ -145,6 +145,11 @@ def resolve_path(value: str | os.PathLike, config_path: str | os.PathLike | None
     return bases[0] / path
 
 
+def model_dir(config: Config) -> Path:
+    """The model bundle folder of ``model.path`` (relative paths as ``resolve_path`` finds them)."""
+    return resolve_path(config.model.path, config.source_path)
+
+
 def state_dir(config: Config) -> Path:
     """The folder for the store and review photos (created on use by the store)."""
     if config.device.state_dir:

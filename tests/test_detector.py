@@ -37,12 +37,16 @@ def test_one_item_that_settles_gives_exactly_one_decision_with_k_frames():
     assert detector.state == "empty" and detector.items == 1
 
 
+def blank_frames_with_thumbnails(tray_thumb, item_thumb) -> list[Frame]:
+    """Blank images whose thumbnails show the tray, an item for 6 frames, then the tray again."""
+    blank = np.zeros_like(TRAY)
+    return [Frame(image=blank, ts=float(i), index=i, thumbnail=thumb)
+            for i, thumb in enumerate([tray_thumb] * 4 + [item_thumb] * 6 + [tray_thumb] * 4)]
+
+
 def test_a_thumbnail_made_by_the_camera_source_is_used_instead_of_the_image():
     # What the detector sees is the thumbnail: here the images are all blank, the thumbnails show an item.
-    blank = np.zeros_like(TRAY)
-    tray_thumb, item_thumb = imaging.thumbnail(TRAY), imaging.thumbnail(with_item())
-    sequence = [Frame(image=blank, ts=float(i), index=i, thumbnail=thumb)
-                for i, thumb in enumerate([tray_thumb] * 4 + [item_thumb] * 6 + [tray_thumb] * 4)]
+    sequence = blank_frames_with_thumbnails(imaging.thumbnail(TRAY), imaging.thumbnail(with_item()))
     found = decisions(ItemDetector(classify_frames=3), sequence)
     assert [[frame.index for frame in settled] for settled in found] == [[4, 5, 6]]
 
@@ -126,9 +130,6 @@ def test_sensor_trigger_decides_once_per_broken_beam():
 
 
 def test_a_uint8_thumbnail_is_compared_as_float_so_differences_do_not_wrap():
-    tray_thumb = imaging.thumbnail(TRAY).astype(np.uint8)
-    item_thumb = imaging.thumbnail(with_item()).astype(np.uint8)
-    blank = np.zeros_like(TRAY)
-    sequence = [Frame(image=blank, ts=float(i), index=i, thumbnail=thumb)
-                for i, thumb in enumerate([tray_thumb] * 4 + [item_thumb] * 6 + [tray_thumb] * 4)]
+    sequence = blank_frames_with_thumbnails(imaging.thumbnail(TRAY).astype(np.uint8),
+                                            imaging.thumbnail(with_item()).astype(np.uint8))
     assert len(decisions(ItemDetector(classify_frames=3), sequence)) == 1
