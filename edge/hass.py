@@ -13,6 +13,7 @@ Usage:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Iterable
 
@@ -26,8 +27,24 @@ def object_id(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
 
 
+def device_identifier(device_id: str) -> str:
+    """The bin's identifier in Home Assistant's device registry (case and punctuation kept)."""
+    return f"smartbin_{device_id}"
+
+
+def owner_of(payload: bytes) -> str | None:
+    """The smartbin device identifier a discovery config names, or None for anything else."""
+    try:
+        identifiers = json.loads(payload)["device"]["identifiers"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(identifiers, list):
+        return None
+    return next((i for i in identifiers if isinstance(i, str) and i.startswith("smartbin_")), None)
+
+
 def device_block(device_id: str, model_name: str | None = None) -> dict[str, Any]:
-    block = {"identifiers": [f"smartbin_{device_id}"], "name": f"smartbin {device_id}",
+    block = {"identifiers": [device_identifier(device_id)], "name": f"smartbin {device_id}",
              "manufacturer": "smartbin", "model": "smartbin waste sorter", "sw_version": __version__}
     if model_name:
         block["hw_version"] = f"model {model_name}"

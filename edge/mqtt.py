@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
+from edge import hass
 from edge.config import MqttConfig, resolve_path
 from edge.errors import ConfigError
 from edge.store import Store
@@ -71,6 +72,8 @@ class MqttLink:
         # without it, a reconnect racing a reload could record the old model's topics last and then
         # clear the new model's entities as leftovers.
         self._discovery_lock = threading.RLock()
+        self._device_identifier = hass.device_identifier(device_id)
+        self._neighbours_warned: set[str] = set()  # other bins seen on this bin's discovery topics
         self.published_events = 0
         self._lock = threading.Lock()
         # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
@@ -136,15 +139,32 @@ class MqttLink:
         The broker hands over retained configs when we subscribe, so those left by an earlier run
         with other bins or labels arrive here once after each connect. Live echoes of our own
         publications are not flagged retained, and empty payloads are deletions: both are ignored.
+        Only configs whose ``device`` block names this bin are ever cleared: a bin whose id maps to
+        the same Home Assistant node id (``Bin-1`` and ``bin_1``) publishes on these topics too,
+        and is reported instead.
         """
         topic = message.topic
         with self._discovery_lock:
             if not any(mqtt.topic_matches_sub(pattern, topic) for pattern in self._discovery_patterns):
                 return False
-            if message.retain and message.payload and topic not in self._discovery_topics:
+            if not message.payload:
+                return True
+            owner = hass.owner_of(message.payload)
+            if owner != self._device_identifier:
+                self._warn_about_neighbour(owner, topic)
+                return True
+            if message.retain and topic not in self._discovery_topics:
                 log.info("clearing Home Assistant entity %s (no longer in this bin's configuration)", topic)
                 self.client.publish(topic, b"", qos=1, retain=True)
         return True
+
+    def _warn_about_neighbour(self, owner: str | None, topic: str) -> None:
+        if owner is None or owner in self._neighbours_warned:
+            return  # not a smartbin config: somebody else's business
+        self._neighbours_warned.add(owner)
+        log.warning("Home Assistant: %s belongs to another device (%s) whose id gives the same node id as "
+                    "this bin's (%s): the two overwrite each other's entities. Give the bins ids that differ "
+                    "in more than upper/lower case, '-' and '_'", topic, owner, self._device_identifier)
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)

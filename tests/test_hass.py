@@ -58,3 +58,13 @@ def test_the_reset_button_sends_a_valid_reset_counts_command():
     config = dict(messages())["homeassistant/button/bin_1/reset_counts/config"]
     assert config["command_topic"] == f"{ROOT}/cmd/reset_counts"
     assert parse_command("reset_counts", config["payload_press"]).request_id == "home-assistant"
+
+
+def test_the_owner_of_a_discovery_config_is_its_smartbin_device_identifier():
+    from edge.hass import device_identifier, owner_of
+
+    topic, config = discovery_messages("Bin-1", "smartbin/Bin-1", ["glass"], ["glass"])[0]
+    assert owner_of(json.dumps(config).encode()) == device_identifier("Bin-1") == "smartbin_Bin-1"
+    assert owner_of(b'{"device": {"identifiers": ["zigbee_0x12"]}}') is None  # not a smartbin device
+    assert owner_of(b"not json") is None
+    assert owner_of(b'{"name": "no device block"}') is None

@@ -147,7 +147,9 @@ def test_entities_gone_from_discovery_are_removed_from_home_assistant(tmp_path, 
 def test_entities_left_by_an_earlier_configuration_are_removed_after_a_restart(tmp_path, mosquitto):
     with Listener(mosquitto.port, "homeassistant/#") as earlier_run:
         for node, key in (("bin_t", "bin_compost"), ("bin_t", "label_glass"), ("bin_u", "bin_compost")):
-            earlier_run.publish(f"homeassistant/sensor/{node}/{key}/config", json.dumps({"name": key}), retain=True)
+            device = {"identifiers": [f"smartbin_{node.replace('_', '-')}"]}
+            earlier_run.publish(f"homeassistant/sensor/{node}/{key}/config",
+                                json.dumps({"name": key, "device": device}), retain=True)
         earlier_run.wait_for(lambda: len(earlier_run.on("homeassistant/sensor/bin_u/bin_compost/config")) == 1,
                              what="the earlier run's configs")
     link, _ = make_link(tmp_path, mosquitto, discovery_provider=lambda: [
@@ -161,6 +163,29 @@ def test_entities_left_by_an_earlier_configuration_are_removed_after_a_restart(t
     assert json.loads(retained(mosquitto.port, "homeassistant/sensor/bin_t/label_glass/config").payload) == {
         "name": "Label glass"}
     assert retained(mosquitto.port, "homeassistant/sensor/bin_u/bin_compost/config") is not None  # another bin's
+
+
+def test_a_bin_whose_id_maps_to_the_same_node_is_reported_and_never_cleared(tmp_path, mosquitto, caplog):
+    # "Bin_T" and "bin-t" both become the node id bin_t: their discovery topics are shared.
+    neighbour = json.dumps({"name": "Label metal", "device": {"identifiers": ["smartbin_Bin_T"]}})
+    with Listener(mosquitto.port, "homeassistant/#") as other_bin:
+        other_bin.publish("homeassistant/sensor/bin_t/label_metal/config", neighbour, retain=True)
+        other_bin.wait_for(lambda: other_bin.on("homeassistant/sensor/bin_t/label_metal/config"), what="retained")
+    link, _ = make_link(tmp_path, mosquitto, discovery_provider=lambda: [
+        ("homeassistant/sensor/bin_t/label_glass/config", {"name": "Label glass",
+                                                          "device": {"identifiers": ["smartbin_bin-t"]}})])
+    with caplog.at_level("WARNING", logger="edge.mqtt"):
+        link.start()
+        assert link.wait_connected(10)
+        deadline = time.monotonic() + 10
+        while "smartbin_Bin_T" not in caplog.text:
+            assert time.monotonic() < deadline, "the other bin on the same node id was not reported"
+            time.sleep(0.05)
+        link.stop()
+    assert json.loads(retained(mosquitto.port, "homeassistant/sensor/bin_t/label_metal/config").payload) == \
+        json.loads(neighbour)
+    assert "differ in more than upper/lower case" in caplog.text
+    assert caplog.text.count("smartbin_Bin_T") == 1  # once per neighbour, not once per message
 
 
 def test_a_reload_racing_a_reconnect_keeps_the_new_models_entities(tmp_path, mosquitto):
