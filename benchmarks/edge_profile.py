@@ -18,7 +18,6 @@ import argparse
 import collections
 import functools
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -26,22 +25,23 @@ import threading
 import time
 from pathlib import Path
 
-from edge_replay import DEFAULT_DATA, DEFAULT_MODEL, SHIPPED_CONFIG, link_replay_folder, start_broker
+from edge_replay import (DEFAULT_MODEL, SHIPPED_CONFIG, add_data_arguments, link_replay_folder, start_broker,
+                         trashnet_paths)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle folder (default: the shipped one)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("SMARTBIN_DATA", DEFAULT_DATA)),
-                        help="folder holding trashnet/ and trashnet-split.json (default: $SMARTBIN_DATA, "
-                             "else ../shared/data)")
+    add_data_arguments(parser)
     parser.add_argument("--limit", type=int, default=60, help="test photos, spread over the list (default 60)")
     parser.add_argument("--no-mqtt", action="store_true", help="run without a broker (MQTT off)")
     args = parser.parse_args(argv)
-    split_file, photo_root = args.data / "trashnet-split.json", args.data / "trashnet"
-    if not split_file.is_file() or not photo_root.is_dir():
-        print(f"skipped: TrashNet not found under {args.data} (set SMARTBIN_DATA or --data)", file=sys.stderr)
+    found = trashnet_paths(args.data, args.split_file)
+    if found is None:
+        print(f"skipped: TrashNet not found at {args.data} (set SMARTBIN_DATA or --data and --split-file)",
+              file=sys.stderr)
         return 0
+    photo_root, split_file = found
     test = json.loads(split_file.read_text())["splits"]["test"]
     test = [test[i * len(test) // args.limit] for i in range(min(args.limit, len(test)))]
     with tempfile.TemporaryDirectory(prefix="smartbin-profile-") as scratch:

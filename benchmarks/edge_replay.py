@@ -11,7 +11,7 @@ is timed. Targets: events == photos; system accuracy == the classifier's own; pe
 
 Usage:
     python benchmarks/edge_replay.py --model models/trashnet-efficientnet-lite0-int8
-    SMARTBIN_DATA=/data/smartbin python benchmarks/edge_replay.py --limit 20 --model /tmp/bundle
+    SMARTBIN_DATA=/data/trashnet python benchmarks/edge_replay.py --limit 20 --model /tmp/bundle
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from machine import cpu_model, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8"
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "trashnet"
+SPLIT_NAME = "trashnet-split.json"
 SHIPPED_CONFIG = REPO_ROOT / "firmware_config" / "smartbin.yaml"
 DEVICE_ID = "bench"
 COST_RATIO_LIMIT = 1.15
@@ -45,12 +46,30 @@ STARTUP_LIMIT_S = 3.0
 FORBIDDEN_MODULES = ("tensorflow", "keras", "keras_hub", "tf_keras", "training", "converter")
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--split-file`` as training.fit takes them (shared by the edge benchmarks)."""
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("SMARTBIN_DATA", DEFAULT_DATA)),
+                        help="TrashNet class folder, as for training.fit (default: $SMARTBIN_DATA, else "
+                             "../shared/data/trashnet)")
+    parser.add_argument("--split-file", type=Path,
+                        help=f"the official split (default: {SPLIT_NAME} beside the data folder)")
+
+
+def trashnet_paths(data: Path, split_file: Path | None) -> tuple[Path, Path] | None:
+    """(class folder, split file), or None when either is missing.
+
+    A folder holding ``trashnet/`` and the split (the form these scripts took before) works too.
+    """
+    if split_file is None and (data / "trashnet").is_dir() and (data / SPLIT_NAME).is_file():
+        data = data / "trashnet"
+    split_file = split_file or data.parent / SPLIT_NAME
+    return (data, split_file) if data.is_dir() and split_file.is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle folder (default: the shipped one)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("SMARTBIN_DATA", DEFAULT_DATA)),
-                        help="folder holding trashnet/ and trashnet-split.json "
-                             "(default: $SMARTBIN_DATA, else ../shared/data)")
+    add_data_arguments(parser)
     parser.add_argument("--limit", type=int, help="only N test photos, spread over the list (development runs)")
     parser.add_argument("--raw-invokes", type=int, default=100, help="timed raw invokes before and after the run")
     parser.add_argument("--timeout", type=float, default=900, help="give up on the daemon after this many seconds")
@@ -70,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.model / "manifest.json").is_file():
         print(f"error: no model bundle at {args.model} (pass --model)", file=sys.stderr)
         return 2
-    split_file, photo_root = args.data / "trashnet-split.json", args.data / "trashnet"
-    if not split_file.is_file() or not photo_root.is_dir():
-        print(f"skipped: TrashNet not found under {args.data} (needs trashnet/ and trashnet-split.json; "
-              f"set SMARTBIN_DATA or --data)", file=sys.stderr)
+    found = trashnet_paths(args.data, args.split_file)
+    if found is None:
+        print(f"skipped: TrashNet not found at {args.data} (needs its class folders and {SPLIT_NAME}; "
+              f"set SMARTBIN_DATA or pass --data and --split-file)", file=sys.stderr)
         return 0
+    photo_root, split_file = found
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(mosquitto).exists():
         print("error: mosquitto is not installed (apt-get install -y mosquitto)", file=sys.stderr)
