@@ -3,8 +3,9 @@
 Each line holds ``path``, ``label``, ``confidence``, ``top3`` (``[label, p]`` pairs) and
 ``latency_ms``; an unreadable image gets a line with ``path`` and ``error`` instead, and
 the command then exits 2 once every image has been tried. A missing or corrupt bundle is
-one line on stderr and exit 2. Without ``--model`` the default config's ``model.path`` is used
-(the shipped model in a checkout).
+one line on stderr and exit 2. Without ``--model`` the default config's ``model.path`` and
+``model.threads`` are used (the shipped model in a checkout); with it, ``--threads`` defaults to
+the config schema's default, so both paths run the interpreter as ``smartbin run`` would.
 
 Usage:
     python -m edge classify --model models/trashnet-efficientnet-lite0-int8 photo1.jpg photo2.jpg
@@ -29,7 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Classify photos with a model bundle; prints one JSON line per photo.")
     parser.add_argument("--model", metavar="BUNDLE",
                         help="model bundle folder (default: model.path of the default config, the shipped model)")
-    parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (default 2)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="LiteRT interpreter threads (default: model.threads of the default config "
+                             "without --model, the config's default 2 with it)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (jpg, png, bmp, webp)")
     parser.set_defaults(func=run)
     return parser
@@ -41,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from edge.classifier import Classifier
 
     try:
-        model = args.model or _configured_model()
+        model, threads = (args.model, _default_threads()) if args.model else _configured_model()
     except ConfigError as err:
         for key, problem in err.problems:
             print(f"error: {key}: {problem} (in the default config; pass --model)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        classifier = Classifier.from_path(model, threads=getattr(args, "threads", 2))
+        classifier = Classifier.from_path(model, threads=args.threads or threads)
     except (BundleError, ClassifierError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -70,8 +73,23 @@ def run(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def _configured_model() -> str:
-    """``model.path`` of the default config, resolved the way ``smartbin run`` resolves it."""
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _configured_model() -> tuple[str, int]:
+    """``model.path`` (resolved the way ``smartbin run`` resolves it) and ``model.threads`` of the default config."""
     from edge.config import load_config, model_dir
 
-    return str(model_dir(load_config()))
+    config = load_config()
+    return str(model_dir(config)), config.model.threads
+
+
+def _default_threads() -> int:
+    """The schema's default for ``model.threads``, used when ``--model`` names a bundle directly."""
+    from edge.config_schema import ModelConfig
+
+    return ModelConfig.model_fields["threads"].default

@@ -93,3 +93,25 @@ def test_without_model_the_shipped_model_classifies(photo_folder, tmp_path):
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in shipped["labels"]
+
+
+def test_threads_follow_the_config_unless_given(tiny_bundle, photo_folder, monkeypatch, capsys):
+    from edge.classifier import Classifier
+
+    built = []
+    real = Classifier.from_path.__func__
+    monkeypatch.setattr(Classifier, "from_path",
+                        classmethod(lambda cls, path, **kw: built.append(kw["threads"]) or real(cls, path, **kw)))
+    image = str(photo_folder / "glass" / "glass_0.jpg")
+    monkeypatch.setattr(classify_cli, "_configured_model", lambda: (str(tiny_bundle), 3))
+    assert classify_cli.run(parse(["classify", image])) == 0
+    assert classify_cli.run(parse(["classify", "--threads", "1", image])) == 0
+    assert classify_cli.run(parse(["classify", "--model", str(tiny_bundle), image])) == 0
+    assert built == [3, 1, 2]
+
+
+def test_zero_threads_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["classify", "--threads", "0", "x.jpg"])
+    assert exit_info.value.code == 2
+    assert "--threads: must be 1 or more" in capsys.readouterr().err
