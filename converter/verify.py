@@ -8,6 +8,7 @@ Usage:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,9 @@ def classification_metrics(targets: np.ndarray, predicted: np.ndarray, labels: t
 
 def compare(targets: np.ndarray, float_probabilities: np.ndarray, model_probabilities: np.ndarray,
             labels: tuple[str, ...], split: str = "test") -> dict[str, Any]:
-    """The manifest's ``metrics``: both models' figures, top-1 agreement and the accuracy drop in points."""
+    """The manifest's ``metrics``: both models' figures, top-1 agreement, the accuracy drop in points,
+    and the photos behind the drop (``flips``), so a reader can tell a real loss from noise.
+    """
     float_top1 = np.argmax(float_probabilities, axis=1)
     model_top1 = np.argmax(model_probabilities, axis=1)
     float_metrics = classification_metrics(targets, float_top1, labels)
@@ -49,7 +52,33 @@ def compare(targets: np.ndarray, float_probabilities: np.ndarray, model_probabil
         "model": model_metrics,
         "agreement": round(agreement, 6),
         "drop_points": round(100 * (float_metrics["accuracy"] - model_metrics["accuracy"]), 4),
+        "flips": flips(targets, float_top1, model_top1),
     }
+
+
+def flips(targets: np.ndarray, float_top1: np.ndarray, model_top1: np.ndarray) -> dict[str, Any]:
+    """Photos one model gets right and the other wrong, with McNemar's exact two-sided p-value.
+
+    The drop in points is the net of two counts: ``broken`` (float right, converted wrong) and
+    ``fixed`` (the reverse). With a handful of such photos the drop is within the noise of the
+    test split; the p-value (exact binomial test on the ``broken + fixed`` discordant photos)
+    says how likely a split at least this uneven would be if quantisation changed nothing.
+    """
+    targets = np.asarray(targets)
+    float_right = np.asarray(float_top1) == targets
+    model_right = np.asarray(model_top1) == targets
+    broken = int(np.sum(float_right & ~model_right))
+    fixed = int(np.sum(~float_right & model_right))
+    return {"broken": broken, "fixed": fixed, "mcnemar_p": round(mcnemar_exact_p(broken, fixed), 4)}
+
+
+def mcnemar_exact_p(broken: int, fixed: int) -> float:
+    """McNemar's exact test: two-sided binomial p-value of ``broken`` vs ``fixed`` under p = 1/2."""
+    discordant = broken + fixed
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(min(broken, fixed) + 1)) / 2 ** discordant
+    return min(1.0, 2 * tail)
 
 
 def check_gate(metrics: dict[str, Any], max_drop: float) -> None:
@@ -59,7 +88,8 @@ def check_gate(metrics: dict[str, Any], max_drop: float) -> None:
         raise GateError(
             f"accuracy gate failed: the converted model scores {metrics['model']['accuracy']:.4f} "
             f"against the float model's {metrics['float']['accuracy']:.4f} on {metrics['n']} "
-            f"{metrics['split']} photos, a drop of {drop:.2f} points (allowed: {max_drop:g}); no bundle written"
+            f"{metrics['split']} photos, a drop of {drop:.2f} points (allowed: {max_drop:g})"
+            f"{_flips_text(metrics.get('flips'))}; no bundle written"
         )
 
 
@@ -71,7 +101,15 @@ def summary(metrics: dict[str, Any]) -> str:
         f"  float model:     accuracy {f['accuracy']:.4f}  macro-F1 {f['macro_f1']:.4f}\n"
         f"  converted model: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}\n"
         f"  top-1 agreement {metrics['agreement']:.4f}, drop {metrics['drop_points']:.2f} points"
+        f"{_flips_text(metrics.get('flips'))}"
     ) + _preprocessing_line(metrics.get("preprocessing"))
+
+
+def _flips_text(figures: dict[str, Any] | None) -> str:
+    if not figures:  # manifests written before flips were recorded
+        return ""
+    return (f" ({figures['broken']} photos lost, {figures['fixed']} gained; "
+            f"McNemar p = {figures['mcnemar_p']:.2f})")
 
 
 def _preprocessing_line(figures: dict[str, Any] | None) -> str:

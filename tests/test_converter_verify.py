@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from converter import GateError
-from converter.verify import check_gate, classification_metrics, compare
+from converter.verify import check_gate, classification_metrics, compare, mcnemar_exact_p, summary
 
 LABELS = ("cardboard", "glass", "metal")
 
@@ -49,7 +49,8 @@ def test_gate_passes_within_the_allowed_drop():
 
 def test_gate_refuses_a_larger_drop():
     metrics = compare(np.array([0, 1, 2, 2]), one_hot([0, 1, 2, 2]), one_hot([0, 1, 2, 1]), LABELS)
-    with pytest.raises(GateError, match=r"drop of 25.00 points \(allowed: 1\); no bundle written"):
+    with pytest.raises(GateError, match=r"drop of 25.00 points \(allowed: 1\) \(1 photos lost, 0 gained; "
+                                        r"McNemar p = 1.00\); no bundle written"):
         check_gate(metrics, max_drop=1.0)
 
 
@@ -57,3 +58,23 @@ def test_gate_with_an_impossible_threshold_always_refuses():
     metrics = compare(np.array([0]), one_hot([0]), one_hot([0]), LABELS)
     with pytest.raises(GateError):
         check_gate(metrics, max_drop=-1.0)
+
+
+def test_flips_count_the_photos_behind_the_drop():
+    targets = np.array([0, 0, 1, 1, 2, 2])
+    float_probs = one_hot([0, 0, 1, 0, 2, 0])  # right on 0, 1, 2, 4
+    model_probs = one_hot([0, 1, 1, 1, 0, 0])  # right on 0, 2, 3: loses 1 and 4, gains 3
+    metrics = compare(targets, float_probs, model_probs, LABELS)
+    assert metrics["flips"]["broken"] == 2 and metrics["flips"]["fixed"] == 1
+    assert metrics["drop_points"] == pytest.approx(100 * (4 - 3) / 6, abs=1e-3)
+    assert "2 photos lost, 1 gained" in summary(metrics)
+
+
+def test_mcnemar_exact_p_by_hand():
+    assert mcnemar_exact_p(0, 0) == 1.0
+    assert mcnemar_exact_p(3, 3) == 1.0
+    # 5 vs 0 of 5 discordant: 2 * (1/32)
+    assert mcnemar_exact_p(5, 0) == pytest.approx(2 / 32)
+    # 7 vs 2 of 9: 2 * (C(9,0) + C(9,1) + C(9,2)) / 512 = 2 * 46 / 512
+    assert mcnemar_exact_p(7, 2) == pytest.approx(92 / 512)
+    assert mcnemar_exact_p(2, 7) == mcnemar_exact_p(7, 2)
