@@ -46,3 +46,58 @@ def test_augmenter_runs_inside_tf_data(batch):
     ds = tf.data.Dataset.from_tensor_slices(batch).batch(2).map(augmenter)
     shapes = [tuple(x.shape) for x, _ in ds]
     assert shapes == [(2, 32, 32, 3), (2, 32, 32, 3)]
+
+
+def test_saturation_scales_by_one_plus_or_minus_the_strength():
+    import tensorflow as tf
+
+    from training.augment import saturation_factor
+
+    low, high = saturation_factor(0.2)
+    assert low / (1 - low) == pytest.approx(0.8) and high / (1 - high) == pytest.approx(1.2)
+    rng = np.random.default_rng(0)
+    # Strongly coloured images: red-ish pixels, saturation about 0.75.
+    images = np.stack([np.full((16, 16, 3), (200, 60, 50), np.float32)] * 64)
+    images += rng.normal(0, 3, images.shape).astype(np.float32)
+    before = tf.image.rgb_to_hsv(images / 255.0)[..., 1].numpy().mean(axis=(1, 2))
+    augmenter = Augmenter(AugmentConfig(**{**OFF, "saturation": 0.2}), seed=3)
+    after_images, _ = augmenter(images, np.eye(3, dtype=np.float32)[[0] * 64])
+    after = tf.image.rgb_to_hsv(np.asarray(after_images) / 255.0)[..., 1].numpy().mean(axis=(1, 2))
+    ratio = after / before
+    assert ratio.min() > 0.75 and ratio.max() < 1.25  # never the near-grey images of factor=0.2
+    assert ratio.std() > 0.03                          # and it does vary
+
+
+def test_every_random_layer_has_its_own_seed():
+    config = AugmentConfig(**{**OFF, "flip": True, "rotation": 0.1, "zoom": 0.2, "translation": 0.1,
+                              "brightness": 0.2, "erasing": 0.5, "mixup": 0.5, "cutmix": 0.5})
+    augmenter = Augmenter(config, seed=7)
+    seeds = [layer.seed for layer in augmenter.layers] + [augmenter.mixup.seed, augmenter.cutmix.seed]
+    assert len(seeds) == 8 and len(set(seeds)) == len(seeds)
+
+
+def test_zoom_and_rotation_draw_independent_numbers():
+    config = AugmentConfig(**{**OFF, "rotation": 0.1, "zoom": 0.2})
+    augmenter = Augmenter(config, seed=0)
+    rotation, zoom = augmenter.layers
+    images = np.zeros((256, 8, 8, 3), np.float32)
+    angles = np.asarray(rotation.get_random_transformation(images)["angle"]).ravel()
+    zooms = np.asarray(zoom.get_random_transformation(images)["height_zoom"]).ravel()
+    assert abs(np.corrcoef(angles, zooms)[0, 1]) < 0.3
+
+
+def test_one_seed_reproduces_the_augmented_batches(photo_folder):
+    from training.data import discover
+    from training.pipeline import make_dataset
+
+    dataset = discover(photo_folder)
+    items = dataset.items
+
+    def first_batches():
+        augmenter = Augmenter(AugmentConfig(mixup=0.5, cutmix=0.5), seed=4)
+        ds = make_dataset(photo_folder, items, list(dataset.labels), 32, 4, training=True,
+                          augmenter=augmenter, seed=4)
+        return [np.asarray(x) for x, _ in ds.take(3)]
+
+    for once, again in zip(first_batches(), first_batches()):
+        np.testing.assert_array_equal(once, again)

@@ -26,10 +26,10 @@ class AugmentConfig:
     rotation: float = 0.05            # extra small rotation, fraction of a full turn
     zoom: float = 0.15                # random zoom in/out (crop-like)
     translation: float = 0.1          # random shift, fraction of the size
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.03
+    brightness: float = 0.2           # shift by up to +-20 % of the value range
+    contrast: float = 0.2             # scale contrast by 1 +- 0.2
+    saturation: float = 0.2           # scale saturation by 1 +- 0.2 (below 1)
+    hue: float = 0.03                 # turn the hue by up to +-1.5 % of the colour circle
     blur: float = 0.0                 # probability of Gaussian blur
     erasing: float = 0.25             # probability of random erasing (Cutout)
     rand_augment: bool = False        # RandAugment (2 ops) instead of the hand-set colour jitter

@@ -47,7 +47,9 @@ def make_dataset(root: str | Path, items: list[tuple[str, str]], labels: list[st
     ds = ds.batch(batch_size, drop_remainder=training and len(items) >= batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augmenter is not None:
-        ds = ds.map(augmenter, num_parallel_calls=AUTOTUNE)
+        # Sequential on purpose: the augmenter's random state is shared, and parallel calls would
+        # draw it in a different order every run, so one seed would not reproduce a run.
+        ds = ds.map(augmenter)
     if class_weights is not None:
         weights = tf.constant(np.asarray(class_weights, np.float32))
         ds = ds.map(lambda x, y: (x, y, tf.reduce_sum(y * weights, axis=-1)), num_parallel_calls=AUTOTUNE)
