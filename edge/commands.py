@@ -80,6 +80,8 @@ def parse_command(name: str, payload: bytes | str | None) -> Command:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as err:
             raise CommandError(f"payload is not valid JSON: {err}") from None
+        except RecursionError:  # a few thousand nested brackets fit in the size limit
+            raise CommandError("payload is nested too deeply") from None
     if not isinstance(data, dict):
         raise CommandError("payload must be a JSON object")
     if "name" in data:

@@ -36,7 +36,7 @@ def owner_of(payload: bytes) -> str | None:
     """The smartbin device identifier a discovery config names, or None for anything else."""
     try:
         identifiers = json.loads(payload)["device"]["identifiers"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # anybody can publish anything here
         return None
     if not isinstance(identifiers, list):
         return None

@@ -74,6 +74,7 @@ class MqttLink:
         self._discovery_lock = threading.RLock()
         self._device_identifier = hass.device_identifier(device_id)
         self._neighbours_warned: set[str] = set()  # other bins seen on this bin's discovery topics
+        self._retained_commands_warned: set[str] = set()
         self.published_events = 0
         self._lock = threading.Lock()
         # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
@@ -248,6 +249,12 @@ class MqttLink:
         self._wake.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        try:
+            self._handle_message(message)
+        except Exception:  # noqa: BLE001 -- an exception here would kill paho's network thread
+            log.exception("MQTT message on %s could not be handled", message.topic)
+
+    def _handle_message(self, message) -> None:
         topic = message.topic
         if topic == f"{self.settings.home_assistant.discovery_prefix}/status":
             if message.payload == b"online":
@@ -263,6 +270,14 @@ class MqttLink:
         name = topic[len(prefix):]
         if name == "result" or self.on_command is None:
             return  # our own replies come back through the cmd/+ subscription
+        if message.retain:
+            # A retained command would run again after every reconnect and restart (zeroing the
+            # counts, moving the flap); commands act once, so only live messages are obeyed.
+            if topic not in self._retained_commands_warned:
+                self._retained_commands_warned.add(topic)
+                log.warning("ignoring the retained command on %s: commands must be published without retain "
+                            "(clear it with: mosquitto_pub -r -n -t %s)", topic, topic)
+            return
         try:
             self.on_command(name, message.payload)
         except Exception:  # noqa: BLE001 -- an exception here would kill paho's network thread
@@ -300,17 +315,32 @@ class MqttLink:
             if room <= 0 or not self.connected:
                 break
             info = self.client.publish(self.topic(message.topic), message.payload, qos=1)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                # The link dropped between our check and the publish. paho keeps a QoS 1 message and
+                # sends it after the reconnect, but its is_published() raises for ever on an info whose
+                # rc says NO_CONN, even once the broker acknowledged it: read it as queued instead.
+                info.rc = mqtt.MQTT_ERR_SUCCESS
+            elif info.rc != mqtt.MQTT_ERR_SUCCESS:
                 log.warning("paho refused an outbox message (rc=%s); retrying later", info.rc)
                 break
-            with self._lock:  # NO_CONN too: paho queued it and sends it on reconnect
+            with self._lock:
                 self._inflight[message.seq] = info
             room -= 1
 
     def _mark_acked(self) -> None:
         with self._lock:
-            done = sorted(seq for seq, info in self._inflight.items() if info.is_published())
+            done, failed = [], []
+            for seq, info in self._inflight.items():
+                try:
+                    if info.is_published():
+                        done.append(seq)
+                except (RuntimeError, ValueError):  # paho gave up on it; it is still in the outbox
+                    failed.append(seq)
+            for seq in failed:
+                log.warning("paho dropped outbox message %d; it will be published again", seq)
+                del self._inflight[seq]
         if done:
+            done.sort()
             # Delete from the store first: a crash between the two lines re-sends (at-least-once), never loses.
             self.store.mark_delivered(done)
             with self._lock:

@@ -27,6 +27,7 @@ def test_valid_commands_parse_into_their_models():
     ("reset_counts", b'{"name": "flap"}', "name: unknown key"),
     ("reload_model", b'{"path": ""}', "path:"),
     ("flap", b'{"bin": "' + b"x" * MAX_PAYLOAD_BYTES + b'"}', "exceeds the 4096-byte limit"),
+    ("flap", b"[" * 4000, "nested too deeply"),
 ])
 def test_malformed_commands_are_rejected_with_a_reason(name, payload, message):
     with pytest.raises(CommandError, match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -254,3 +254,57 @@ def test_acknowledgements_seen_by_two_threads_at_once_are_counted_once(tmp_path)
     link._mark_acked()
     assert link._inflight == {} and link.published_events == 2
     store.close()
+
+
+def test_a_publish_racing_a_disconnect_is_still_acknowledged_and_deleted(tmp_path, mosquitto):
+    # The pump checked `connected`, then paho's socket closed before publish(): paho returns NO_CONN,
+    # keeps the message and sends it after the (re)connect. Here the pump runs before the first connect.
+    link, store = make_link(tmp_path, mosquitto)
+    for i in range(3):
+        store.record_item(event(i))
+    link._connected.set()  # what the pump saw a moment before the link dropped
+    link._publish_pending()
+    link._connected.clear()
+    assert len(link._inflight) == 3
+    with Listener(mosquitto.port, f"{ROOT}/item") as listener:
+        link.start()
+        assert link.wait_connected(10)
+        assert link.flush(10), "acknowledged messages must leave the outbox"
+        listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 3, what="3 items")
+        store.record_item(event(3))
+        link.wake()
+        assert link.flush(10), "the pump must keep delivering afterwards"
+    link.stop()
+    assert store.outbox_size() == 0 and link.published_events == 4
+
+
+def test_a_hostile_retained_discovery_config_does_not_stop_the_link(tmp_path, mosquitto):
+    with Listener(mosquitto.port, "homeassistant/#") as somebody:
+        somebody.publish("homeassistant/sensor/bin_t/label_metal/config", b"[" * 100_000, retain=True)
+        somebody.wait_for(lambda: somebody.on("homeassistant/sensor/bin_t/label_metal/config"), what="the config")
+    link, store = make_link(tmp_path, mosquitto, discovery_provider=lambda: [
+        ("homeassistant/sensor/bin_t/label_glass/config", {"name": "Label glass"})])
+    link.start()
+    assert link.wait_connected(10)
+    time.sleep(0.5)  # the broker hands the retained config over after the subscription
+    store.record_item(event(1))
+    link.wake()
+    assert link.flush(10), "paho's network thread must survive the message"
+    link.stop()
+
+
+def test_retained_commands_are_ignored_and_live_ones_obeyed(tmp_path, mosquitto, caplog):
+    seen = []
+    with Listener(mosquitto.port, f"{ROOT}/#") as somebody:
+        somebody.publish(f"{ROOT}/cmd/reset_counts", b"{}", retain=True)
+        somebody.wait_for(lambda: somebody.on(f"{ROOT}/cmd/reset_counts"), what="the retained command")
+    link, _ = make_link(tmp_path, mosquitto, on_command=lambda name, payload: seen.append(name))
+    with caplog.at_level("WARNING", logger="edge.mqtt"):
+        link.start()
+        assert link.wait_connected(10)
+        with Listener(mosquitto.port, f"{ROOT}/#") as operator:
+            operator.publish(f"{ROOT}/cmd/flap", b'{"bin": "glass"}')
+            operator.wait_for(lambda: seen, what="the live command")
+        link.stop()
+    assert seen == ["flap"]
+    assert "ignoring the retained command" in caplog.text
