@@ -10,12 +10,13 @@ Usage:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
+Pixels = Annotated[int, Field(ge=8, le=8192)]  # one side of a frame
 
 
 class Section(BaseModel):
@@ -52,7 +53,7 @@ class ReplayConfig(Section):
     loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
     empty_frames: int = Field(4, ge=1, description="Empty-tray frames shown between two items.")
     present_frames: int = Field(6, ge=1, description="Frames for which each item lies still on the tray.")
-    tray_size: tuple[int, int] = Field((512, 384), description="Simulated tray frame size [width, height].")
+    tray_size: tuple[Pixels, Pixels] = Field((512, 384), description="Simulated tray frame size [width, height].")
 
 
 class FakeCameraConfig(Section):
@@ -60,7 +61,7 @@ class FakeCameraConfig(Section):
 
     frames: int = Field(100, ge=0, description="How many plain frames the fake camera delivers.")
     block_after: int | None = Field(None, ge=0, description="Hang after this many frames (tests the watchdog).")
-    size: tuple[int, int] = Field((64, 48), description="Frame size [width, height].")
+    size: tuple[Pixels, Pixels] = Field((64, 48), description="Frame size [width, height].")
 
 
 class CameraConfig(Section):
@@ -165,7 +166,7 @@ class MqttConfig(Section):
     """``mqtt:`` the broker, topics, credentials and timing."""
 
     enabled: bool = Field(False, description="Publish events, counts and stats to an MQTT broker.")
-    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
     prefix: str = Field("smartbin", pattern=r"^[^#+]+$", description="Topics are <prefix>/<device id>/....")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "
@@ -202,8 +203,8 @@ class WebConfig(Section):
 class WatchdogConfig(Section):
     """``watchdog:`` systemd watchdog pings, sent only while frames flow."""
 
-    enabled: bool = Field(True, description="Send systemd watchdog pings (only while frames flow) when systemd "
-                                            "asks for them with WatchdogSec=.")
+    enabled: bool = Field(True, description="Tie systemd's watchdog (WatchdogSec=) to the camera: ping only while "
+                                            "frames flow. false: ping whenever the process runs.")
     max_frame_gap_s: float = Field(10.0, gt=0, description="No ping when the last frame is older than this.")
 
 

@@ -104,7 +104,7 @@ class Daemon:
         if config.web.enabled:
             self._start_web(folder)
         self.notifier.ready(f"sorting with {self.classifier.bundle.name}")
-        if self.config.watchdog.enabled and self.notifier.watchdog_enabled:
+        if self.notifier.watchdog_enabled:  # systemd kills a unit with WatchdogSec= that never pings
             self._watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
             self._watchdog.start()
         log.info("smartbin %s sorting with %s (camera %s, detector %s)", self.device_id,
@@ -209,14 +209,19 @@ class Daemon:
                     return
 
     def _watchdog_loop(self) -> None:
-        """Pings systemd while frames flow; a camera (or loop) stuck for max_frame_gap_s stops the pings."""
+        """Pings systemd while frames flow; a camera (or loop) stuck for max_frame_gap_s stops the pings.
+
+        With ``watchdog.enabled: false`` the pings go on regardless of frames: the unit's
+        ``WatchdogSec=`` then only catches a hung process, instead of restarting it every 30 s.
+        """
+        check_frames = self.config.watchdog.enabled
         gap_limit = self.config.watchdog.max_frame_gap_s
         period = min(self.notifier.watchdog_interval_s / 2, 1.0)
         while not self._stop.wait(period):
             age = self.stats.seconds_since_frame()
             if age is None:
                 age = self.stats.uptime_s  # no frame yet: the camera gets max_frame_gap_s to deliver one
-            self.notifier.watchdog(frames_flowing=age < gap_limit)
+            self.notifier.watchdog(frames_flowing=not check_frames or age < gap_limit)
 
     def _sort(self, settled: list) -> None:
         try:

@@ -209,6 +209,70 @@ def test_opencv_missing_file_is_a_clear_error(tmp_path):
         open_source("opencv", device=str(tmp_path / "missing.mp4"))
 
 
+def test_opencv_device_nodes_and_pipelines_are_live_sources_not_missing_files():
+    for device in ("/dev/video97", "videotestsrc num-buffers=0 ! appsink"):
+        with pytest.raises(CameraError, match="cannot open camera") as error:
+            open_source("opencv", device=device, retries=0)
+        assert "video file not found" not in str(error.value)
+
+
+class FramesThen:
+    """A live camera that delivers the given frames, then a frame the thumbnail code chokes on."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def isOpened(self):  # noqa: N802 - cv2.VideoCapture's name
+        return True
+
+    def read(self):
+        if self.frames:
+            return True, self.frames.pop(0)
+        time.sleep(0.01)
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def set(self, *args):
+        return True
+
+    def release(self):
+        pass
+
+
+def test_opencv_converts_grey_and_bgra_frames_and_skips_unusable_ones(monkeypatch):
+    from edge.camera.opencv import OpenCVSource
+
+    grey = np.full((48, 64), 90, np.uint8)
+    bgra = np.zeros((48, 64, 4), np.uint8)
+    bgra[..., 2] = 250  # red in OpenCV's BGRA
+    float_frame = np.zeros((48, 64, 3), np.float32)
+    capture = FramesThen([float_frame, grey, bgra])
+    monkeypatch.setattr(OpenCVSource, "_open", lambda self: capture)
+    source = open_source("opencv", device=0)
+    try:
+        first, second = source.read(timeout=5), source.read(timeout=5)
+    finally:
+        source.close()
+    assert first.image.shape == (48, 64, 3) and (first.image == 90).all()
+    assert second.image[..., 0].min() == 250 and second.image[..., 2].max() == 0
+    assert source.stats["unreadable"] == 1
+
+
+def test_a_failing_capture_thread_reaches_the_reader_as_a_camera_error(monkeypatch):
+    from edge.camera import opencv
+
+    def broken_thumbnail(rgb):
+        raise MemoryError("out of memory in the thumbnail")
+
+    monkeypatch.setattr(opencv.OpenCVSource, "_open", lambda self: FramesThen([]))
+    monkeypatch.setattr(opencv.imaging, "thumbnail", broken_thumbnail)
+    source = open_source("opencv", device=0)
+    try:
+        with pytest.raises(CameraError, match="capture failed on 0: out of memory"):
+            source.read(timeout=5)
+    finally:
+        source.close()
+
+
 # --- auto, fake, registry ---------------------------------------------------------------------
 
 

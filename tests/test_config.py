@@ -169,3 +169,14 @@ def test_the_shipped_yaml_spells_out_every_key():
                 walk(value, have[key], f"{prefix}{key}.")
 
     walk(expected, shipped)
+
+
+@pytest.mark.parametrize("yaml_text, line", [
+    ("mqtt: {host: ''}", "mqtt.host: String should have at least 1 character"),
+    ("camera: {replay: {tray_size: [-5, 0]}}", "camera.replay.tray_size.0: Input should be greater than or equal to 8"),
+    ("camera: {fake: {size: [64, 0]}}", "camera.fake.size.1: Input should be greater than or equal to 8"),
+])
+def test_values_that_would_only_fail_at_run_time_are_config_errors(tmp_path, yaml_text, line):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, yaml_text + "\n"))
+    assert any(f"{key}: {problem}".startswith(line) for key, problem in error.value.problems)

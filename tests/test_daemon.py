@@ -310,3 +310,36 @@ def test_a_failing_sensor_close_still_parks_the_flap(tmp_path, tiny_bundle, phot
     daemon.sensor.close = broken_close
     daemon.close()
     assert daemon.flap._servo.closed
+
+
+def test_with_the_watchdog_off_the_pings_go_on_without_frames(tmp_path, tiny_bundle):
+    """WatchdogSec= in the unit still expects pings: `watchdog.enabled: false` must not mean a restart loop."""
+    import socket
+    import threading
+    import time
+
+    from edge.notify import Notifier
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(tmp_path / "notify"))
+        systemd.settimeout(0.05)
+        notifier = Notifier(str(tmp_path / "notify"), watchdog_usec=100_000)
+        config = daemon_config(tmp_path, tiny_bundle)
+        config.camera.type = "fake"
+        config.camera.fake.block_after = 0  # a camera that never delivers a frame
+        config.watchdog.enabled = False
+        config.watchdog.max_frame_gap_s = 0.1
+        daemon = Daemon(config, notifier=notifier)
+        daemon.start()
+        runner = threading.Thread(target=daemon.run)
+        runner.start()
+        time.sleep(0.6)
+        messages = []
+        try:
+            while True:
+                messages.append(systemd.recv(1024).decode())
+        except TimeoutError:
+            pass
+        daemon.stop()
+        runner.join(10)
+    assert messages.count("WATCHDOG=1") >= 3

@@ -41,6 +41,11 @@ def parse_device(device: int | str) -> int | str:
     return device
 
 
+def _looks_like_a_file(device: str) -> bool:
+    return "://" not in device and "!" not in device and not device.startswith("/dev/") \
+        and not os.path.exists(device)
+
+
 class OpenCVSource:
     """Frames from ``cv2.VideoCapture``, converted from BGR to RGB.
 
@@ -61,8 +66,10 @@ class OpenCVSource:
                  fps: float | None = None, retries: int = 5, backoff_s: float = 0.1,
                  max_backoff_s: float = 2.0):
         self.device = parse_device(device)
-        self._is_file = isinstance(self.device, str) and "://" not in self.device
-        if self._is_file and not os.path.isfile(self.device):
+        # A regular file is a recording, played to its end; a device node (/dev/video0), a URL or a
+        # GStreamer pipeline is a live source, reopened when it fails.
+        self._is_file = isinstance(self.device, str) and os.path.isfile(self.device)
+        if isinstance(self.device, str) and not self._is_file and _looks_like_a_file(self.device):
             raise CameraError(f"opencv: video file not found: {self.device}")
         self._settings = (width, height, fps)
         self._retries = max(0, retries)
@@ -113,18 +120,28 @@ class OpenCVSource:
                           f"(gave up after {attempts} attempt{'s' if attempts > 1 else ''})")
 
     def _pump(self) -> None:
+        try:
+            self._pump_frames()
+        except Exception as err:  # noqa: BLE001 -- a dead capture thread must not leave read() waiting
+            log.exception("opencv: capture thread failed")
+            self._deliver(CameraError(f"opencv: capture failed on {self.device!r}: {err}"))
+
+    def _pump_frames(self) -> None:
         cv2 = _cv2()
         failures = 0
         while not self._stop.is_set():
             ok, bgr = self._capture.read()
-            if ok and bgr is not None and bgr.ndim == 3:
+            rgb = _to_rgb(cv2, bgr) if ok and bgr is not None else None
+            if rgb is not None:
                 failures = 0
                 self._stats["frames"] += 1
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 # The detector's thumbnail is made here, on the capture thread, not on the sorting loop.
                 frame = Frame(image=rgb, ts=time.time(), index=self._stats["frames"] - 1,
                               thumbnail=imaging.thumbnail(rgb))
                 self._deliver(frame)
+                continue
+            if ok and bgr is not None:
+                self._stats["unreadable"] += 1  # a frame in a layout we cannot use: skip it, keep reading
                 continue
             if self._is_file:
                 self._deliver(_END)
@@ -204,3 +221,16 @@ class OpenCVSource:
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
+
+
+def _to_rgb(cv2, frame):
+    """RGB uint8 from OpenCV's BGR, BGRA or grey frames; None for anything else."""
+    if frame.dtype != "uint8":
+        return None
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return None
