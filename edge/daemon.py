@@ -303,6 +303,9 @@ class Daemon:
                 command = self._commands.get_nowait()
             except queue.Empty:
                 return
+            # Outside dispatch, which turns every error into a reply: a failed commit of the last
+            # item must stop the loop here exactly as it would before the next flap move.
+            self.recorder.wait()
             self._reply(cmd.dispatch(command, {"reset_counts": self._reset_counts,
                                                "reload_model": self._reload_model, "flap": self._flap_command}))
 

@@ -343,3 +343,22 @@ def test_with_the_watchdog_off_the_pings_go_on_without_frames(tmp_path, tiny_bun
         daemon.stop()
         runner.join(10)
     assert messages.count("WATCHDOG=1") >= 3
+
+
+def test_a_failed_commit_stops_the_loop_even_when_a_command_comes_first(tmp_path, tiny_bundle):
+    from concurrent.futures import Future
+
+    from edge import commands
+    from edge.errors import StoreError
+
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle))
+    daemon.start()
+    try:
+        failed = Future()
+        failed.set_exception(StoreError("disk full"))
+        daemon.recorder._pending = failed  # the last item's commit failed on the recorder thread
+        daemon._commands.put_nowait(commands.parse_command("reset_counts", b"{}"))
+        with pytest.raises(StoreError, match="disk full"):  # not an error reply to the command
+            daemon._run_commands()
+    finally:
+        daemon.close()
