@@ -27,9 +27,10 @@ examples:
 
 The INT8 model takes raw uint8 RGB (scale 1, zero point 0) and outputs uint8 probabilities.
 Calibration photos come from the run's train split only; the gate evaluates both the float
-Keras model and the converted model on the test split and refuses (exit 1, no bundle) when
-accuracy drops by more than --max-drop points. The float32 .tflite of the run is always
-written to RUN_DIR/model_float32.tflite for `bench`.
+Keras model and the converted model on the val split (every choice is made on val) and
+refuses (exit 1, no bundle) when accuracy drops by more than --max-drop points. A model that
+passes is then measured on the test split for the manifest. The float32 .tflite of the run is
+always written to RUN_DIR/model_float32.tflite for `bench`.
 """
 
 
@@ -76,7 +77,7 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration-samples", type=_positive_int, default=300, metavar="N",
                         help="train photos for INT8 calibration, stratified by class (default: 300)")
     parser.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
-                        help="largest allowed test-accuracy drop against the float model, in points (default: 1.0)")
+                        help="largest allowed val-accuracy drop against the float model, in points (default: 1.0)")
     parser.add_argument("--data", metavar="DIR",
                         help="data folder of the run's split (default: split.json's \"data\", then $SMARTBIN_DATA)")
     parser.add_argument("--edgetpu", action="store_true",

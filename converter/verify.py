@@ -1,9 +1,12 @@
-"""The verification gate: the converted model against the float model on the run's test split.
+"""The verification gate: the converted model against the float model.
+
+The gate decides on the run's val split (every choice is made on val); the same comparison
+on the test split is what the manifest reports.
 
 Usage:
     from converter.verify import compare, check_gate
-    metrics = compare(targets, float_probabilities, model_probabilities, run.labels)
-    check_gate(metrics, max_drop=1.0)   # raises GateError when the drop is too large
+    gate = compare(targets, float_probabilities, model_probabilities, run.labels, split="val")
+    check_gate(gate, max_drop=1.0)   # raises GateError when the drop is too large
 """
 
 from __future__ import annotations
@@ -93,6 +96,13 @@ def check_gate(metrics: dict[str, Any], max_drop: float) -> None:
         )
 
 
+def gate_line(metrics: dict[str, Any]) -> str:
+    """One line: the split, both accuracies and the drop with the photos behind it."""
+    return (f"{metrics['split']} split, {metrics['n']} photos: float {metrics['float']['accuracy']:.4f}, "
+            f"converted {metrics['model']['accuracy']:.4f}, drop {metrics['drop_points']:.2f} points"
+            f"{_flips_text(metrics.get('flips'))}")
+
+
 def summary(metrics: dict[str, Any]) -> str:
     """A few human lines for the terminal."""
     f, m = metrics["float"], metrics["model"]
@@ -102,7 +112,14 @@ def summary(metrics: dict[str, Any]) -> str:
         f"  converted model: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}\n"
         f"  top-1 agreement {metrics['agreement']:.4f}, drop {metrics['drop_points']:.2f} points"
         f"{_flips_text(metrics.get('flips'))}"
-    ) + _preprocessing_line(metrics.get("preprocessing"))
+    ) + _gate_summary(metrics.get("gate")) + _preprocessing_line(metrics.get("preprocessing"))
+
+
+def _gate_summary(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return ""
+    return (f"\n  gate on the {gate['split']} split ({gate['n']} photos): drop {gate['drop_points']:.2f} points, "
+            f"allowed {gate['max_drop']:g}")
 
 
 def _flips_text(figures: dict[str, Any] | None) -> str:

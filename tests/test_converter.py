@@ -84,6 +84,10 @@ def test_manifest_carries_the_gate_figures(bundles):
         100 * (metrics["float"]["accuracy"] - metrics["model"]["accuracy"]))
     assert metrics["drop_points"] <= 1.0
     assert metrics["training_pipeline"]["accuracy"] == 1.0
+    gate = metrics["gate"]  # the decision was made on val; test is only reported
+    assert gate["split"] == "val" and gate["n"] == 3 and gate["max_drop"] == 1.0
+    assert gate["drop_points"] == pytest.approx(100 * (gate["float_accuracy"] - gate["model_accuracy"]))
+    assert set(gate["flips"]) == {"broken", "fixed", "mcnemar_p"}
     pipelines = metrics["preprocessing"]  # OpenCV (the bin) against TensorFlow (training) decode + resize
     assert 0 <= pipelines["pixel_mean_abs_diff"] < 5
     assert 0.0 <= pipelines["float_top1_agreement"] <= 1.0
@@ -169,7 +173,10 @@ def test_gate_refuses_an_impossible_threshold_and_writes_nothing(workspace, caps
     split = json.loads((workspace / "run" / "split.json").read_text())["splits"]
     calibration = dict(loaded)["calibration"]
     assert calibration and set(calibration) <= set(split["train"])
-    assert set(dict(loaded)["test photos"]) == set(split["test"])
+    # The gate refused on val: the test photos were never even loaded.
+    assert set(dict(loaded)["val photos"]) == set(split["val"])
+    assert "test photos" not in dict(loaded)
+    assert "on 3 val photos" in err
 
 
 def test_narrow_calibration_range_still_gives_raw_rgb_input(workspace):
