@@ -42,6 +42,14 @@ def test_corrupt_images_are_listed_and_skipped(photo_folder):
     assert "glass/broken.jpg" not in dict(dataset.items)
 
 
+def test_a_file_tensorflow_cannot_decode_is_skipped_although_pillow_reads_it(photo_folder):
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(photo_folder / "glass" / "tiff_in_disguise.jpg", format="TIFF")
+    dataset = discover(photo_folder, verify=True)
+    assert dataset.unreadable == ["glass/tiff_in_disguise.jpg"]
+
+
 def test_check_reports_counts_corrupt_files_and_cross_label_duplicates(photo_folder, capsys):
     (photo_folder / "glass" / "broken.jpg").write_bytes(b"junk")
     (photo_folder / "metal" / "copy.jpg").write_bytes((photo_folder / "glass" / "glass_0.jpg").read_bytes())

@@ -36,10 +36,17 @@ def test_fit_writes_the_whole_run_folder(tmp_path):
     (["--data", "{data}", "--weights", "{tmp}/no/preset"], "preset folder not found"),
     (["--data", "{data}", "--split-file", "{tmp}/split.json"], "not in"),
     (["--data", "{data}", "--config", "{tmp}/bad.yaml"], "unknown keys learning_rate"),
+    (["--data", "{data}", "--split-file", "{tmp}/leaky.json"], "in more than one of train/val/test: glass/glass_0.jpg"),
+    (["--data", "{data}", "--split-file", "{tmp}/no-metal.json"], "no training images for metal"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     data = write_class_folders(tmp_path / "data", per_class=3)
     (tmp_path / "split.json").write_text(json.dumps({"train": ["glass/x.jpg"], "val": [], "test": []}))
+    files = {label: [f"{label}/{label}_{i}.jpg" for i in range(3)] for label in ("cardboard", "glass", "metal")}
+    (tmp_path / "leaky.json").write_text(json.dumps({
+        "train": files["cardboard"][:2] + files["glass"][:2], "val": [files["glass"][0]], "test": [files["metal"][0]]}))
+    (tmp_path / "no-metal.json").write_text(json.dumps({
+        "train": files["cardboard"][:2] + files["glass"][:2], "val": [files["metal"][1]], "test": [files["metal"][0]]}))
     (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
     args = [a.format(tmp=tmp_path, data=data) for a in args]
     assert main([*TINY, *args, "--out", str(tmp_path / "run")]) == 2
@@ -53,3 +60,16 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     (out / "model.keras").write_text("precious")
     assert main(["--data", str(tmp_path), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_repeated_seeds_share_one_generated_split(tmp_path):
+    from training.config import TrainConfig
+    from training.fit import prepare_data
+
+    data = write_class_folders(tmp_path / "data", per_class=12)
+    base = TrainConfig(data=str(data))
+    _, seed_0 = prepare_data(base.override(seed=0))
+    _, seed_1 = prepare_data(base.override(seed=1))
+    _, seed_1_same_split = prepare_data(base.override(seed=1, split_seed=0))
+    assert seed_0 != seed_1  # a generated split follows the seed ...
+    assert seed_1_same_split == seed_0  # ... unless split_seed pins it, as --seeds does

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import write_class_folders
 from training.data import discover
 from training.errors import DataError
-from training.split import load_split, make_split, save_split
+from training.split import copies_across_splits, load_split, make_split, save_split
 
 
 @pytest.fixture
@@ -50,3 +50,19 @@ def test_split_file_round_trips_and_absent_files_are_named(dataset, tmp_path):
     (tmp_path / "split.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match="glass/missing.jpg"):
         load_split(tmp_path / "split.json", dataset)
+
+
+def test_a_split_file_with_a_photo_in_two_lists_is_refused(dataset, tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["glass/glass_1.jpg", "glass/glass_2.jpg"], "val": ["glass/glass_3.jpg"],
+                                "test": ["glass/glass_1.jpg"]}))
+    with pytest.raises(DataError, match="1 files are in more than one of train/val/test: glass/glass_1.jpg"):
+        load_split(path, dataset)
+
+
+def test_identical_copies_in_different_splits_are_found(dataset, tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["glass/glass_0.jpg", "metal/metal_1.jpg"], "val": ["metal/metal_2.jpg"],
+                                "test": ["glass/glass_dup.jpg"]}))
+    split = load_split(path, dataset)
+    assert copies_across_splits(dataset.root, split) == [["glass/glass_0.jpg", "glass/glass_dup.jpg"]]

@@ -50,6 +50,7 @@ class TrainConfig:
     image_size: int = 224
     batch_size: int = 32
     seed: int = 0
+    split_seed: int | None = None            # seed of the generated split; default: seed (--seeds: the first)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     head_epochs: int = 3

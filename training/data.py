@@ -100,14 +100,20 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     return Dataset(root, list(labels or found), items, unreadable)
 
 
+# What tf.io.decode_image reads; Pillow reads more (a TIFF named .jpg would pass Pillow and then
+# stop training in its first epoch).
+TRAINABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
+
+
 def is_readable(path: Path) -> bool:
-    """True when Pillow can fully decode the file (truncated files fail here, not mid-epoch)."""
+    """True when Pillow can fully decode the file and TensorFlow can too (truncated files or
+    other formats fail here, not mid-epoch)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.load()
-        return True
+            return image.format in TRAINABLE_FORMATS
     except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
         return False
 

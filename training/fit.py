@@ -85,7 +85,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def prepare_data(config: TrainConfig):
     """Dataset discovery (unreadable files listed and skipped) and the split."""
     from training.data import discover, load_label_map
-    from training.split import load_split, make_split
+    from training.split import copies_across_splits, load_split, make_split
 
     dataset = discover(config.data, labels=config.labels, label_map=load_label_map(config.label_map),
                        verify=True)
@@ -94,10 +94,17 @@ def prepare_data(config: TrainConfig):
     if config.split_file:
         split = load_split(config.split_file, dataset)
     else:
-        split = make_split(dataset, config.val_fraction, config.test_fraction, config.seed)
+        split_seed = config.seed if config.split_seed is None else config.split_seed
+        split = make_split(dataset, config.val_fraction, config.test_fraction, split_seed)
     for name in ("train", "val", "test"):
         if not split[name]:
             raise TrainingError(f"split: the {name} list is empty (too few images?)")
+    untrained = sorted(set(dataset.labels) - {label for _, label in split["train"]})
+    if untrained:
+        raise TrainingError(f"split: no training images for {', '.join(untrained)}")
+    if config.split_file:
+        for group in copies_across_splits(dataset.root, split):
+            print(f"warning: identical files in different splits (a leak): {', '.join(group)}", file=sys.stderr)
     return dataset, split
 
 
@@ -231,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from training.metrics import summarize_runs
 
+        # One split for every seed, so the spread measures training, not different test sets.
+        config = config.override(split_seed=config.seed if config.split_seed is None else config.split_seed)
         reports = [train_one(config.override(seed=seed), out / f"seed-{seed}", args.max_train_steps)
                    for seed in seeds]
         summary = {"seeds": seeds, "metrics": summarize_runs(reports)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from training.data import Dataset, duplicate_groups
@@ -43,7 +43,18 @@ def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, 
     if absent:
         shown = ", ".join(absent[:5]) + (f" (+{len(absent) - 5} more)" if len(absent) > 5 else "")
         raise DataError(f"{path}: {len(absent)} files named in the split are not in {dataset.root}: {shown}")
+    in_two = sorted(rel for rel, count in Counter(rel for name in SPLITS for rel in set(lists[name])).items()
+                    if count > 1)
+    if in_two:
+        shown = ", ".join(in_two[:5]) + (f" (+{len(in_two) - 5} more)" if len(in_two) > 5 else "")
+        raise DataError(f"{path}: {len(in_two)} files are in more than one of train/val/test: {shown}")
     return {name: [(rel, label_of[rel]) for rel in lists[name] if rel in label_of] for name in SPLITS}
+
+
+def copies_across_splits(root: Path, split: dict[str, list[tuple[str, str]]]) -> list[list[str]]:
+    """Groups of byte-identical files that sit in different splits (a leak a split file can carry)."""
+    where = {rel: name for name in SPLITS for rel, _ in split[name]}
+    return [group for group in duplicate_groups(root, list(where)) if len({where[rel] for rel in group}) > 1]
 
 
 def make_split(dataset: Dataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
