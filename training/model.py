@@ -23,7 +23,9 @@ def build_classifier(backbone_name: str, weights: str | None, image_size: int, n
     """Returns ``(model, backbone)``; the model takes raw RGB and outputs probabilities."""
     backbone = build_backbone(backbone_name, weights, image_size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    # training=False keeps BatchNorm in inference mode even when its weights are trainable.
+    # BatchNorm stays in inference mode because set_phase() freezes every BatchNormalization layer
+    # (a frozen BN layer always uses its moving statistics in Keras 3). The training=False here does
+    # not do it: Keras 3 passes the outer call's training flag down to nested models regardless.
     features = backbone(inputs, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     if dropout:
