@@ -405,7 +405,7 @@ class Daemon:
             try:
                 self.flap.close()  # neutral, detached, pin released
                 log.info("flap parked at neutral (%g degrees) and detached", self.config.flap.neutral_angle)
-            except FlapError as err:
+            except Exception as err:  # noqa: BLE001 -- a GPIO fault must not cost the `stopped` and the flush
                 log.error("flap: %s", err)
         if self.source is not None:
             self.source.close()

@@ -217,7 +217,8 @@ class Flap:
         if self._servo.closed:
             return
         try:
-            self.neutral()
+            if self.history[-1:] != [None] or self._last_angle() != self.neutral_angle:
+                self.neutral()  # parked already (neutral, detached): no second settle wait on SIGTERM
         finally:
             self._servo.close()
             self._close_factory()
@@ -233,6 +234,9 @@ class Flap:
     def _detach(self) -> None:
         self._servo.detach()
         self._remember(None)
+
+    def _last_angle(self) -> float | None:
+        return next((angle for angle in reversed(self.history) if angle is not None), None)
 
     def _remember(self, angle: float | None) -> None:
         self.history.append(angle)

@@ -77,6 +77,16 @@ def test_close_parks_at_neutral_releases_the_pin_and_can_repeat():
     again.close()
 
 
+def test_closing_a_parked_flap_does_not_wait_another_settle_time():
+    flap = Flap(pin=18, angles=ANGLES, settle_s=0.3)  # parks (neutral, detached) on construction
+    time.sleep(0.3)
+    moves = len(flap.history)
+    start = time.perf_counter()
+    flap.close()  # SIGTERM between items: systemd's TimeoutStopSec must not be spent on settling
+    assert time.perf_counter() - start < 0.1
+    assert len(flap.history) == moves and flap.history[-2:] == [0.0, None]
+
+
 def test_waits_settle_time_after_each_move():
 
     flap = Flap(pin=18, angles=ANGLES, settle_s=0.05)
