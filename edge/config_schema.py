@@ -96,6 +96,9 @@ class DetectorConfig(Section):
     empty_frames_to_rearm: int = Field(2, ge=1, description="Empty frames needed before the next item is awaited.")
     background_rate: float = Field(0.05, ge=0, le=1, description="How fast the empty-tray background follows slow "
                                                                  "light changes.")
+    relearn_after_s: float | None = Field(
+        30.0, gt=0, description="After a decision, a tray that stays changed and still this long becomes the new "
+                                "empty tray (a light switched on, the camera bumped, an item stuck); empty: never.")
     sensor_pin: int | str = Field(17, description="GPIO of the break-beam sensor or button (type sensor).")
     sensor_pull_up: bool = Field(True, description="Sensor pulls up (active when it pulls the line low).")
     sensor_settle_frames: int = Field(0, ge=0, description="Frames skipped after the beam breaks, while the item "

@@ -348,6 +348,8 @@ class Daemon:
         data["unreadable_frames"] += source_stats.get("unreadable", 0)
         # Events the full outbox had to drop during a very long outage: rare, but never silent.
         data["outbox_dropped"] = self.store.outbox_dropped if self.store is not None else 0
+        # A tray relearnt after staying changed: a light change, a bumped camera or a stuck item to check.
+        data["tray_relearned"] = getattr(self.trigger, "relearned", 0)
         return data
 
     def status(self) -> dict[str, Any]:

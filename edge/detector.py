@@ -4,7 +4,9 @@ The occupancy detector compares a small grey copy of each frame with a learned e
 background. When enough of the region of interest differs, the tray is occupied; once
 consecutive frames stop changing, the item has settled and the last K frames are handed
 back for classification. It re-arms only after the tray has been empty for a few frames,
-so one item is one decision however long it stays. Alternatives with the same ``update``
+so one item is one decision however long it stays -- or, when the scene stays changed and
+still for ``relearn_after_s`` after a decision (a light switched on, the camera bumped, an item
+stuck on the tray), by taking that scene as the new empty tray, so the bin never stops sorting. Alternatives with the same ``update``
 contract: ``every_frame`` (each frame is an item) and ``sensor`` (a break-beam says when).
 
 Usage:
@@ -17,6 +19,7 @@ Usage:
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,6 +30,8 @@ from edge import imaging
 
 if TYPE_CHECKING:
     from edge.camera import Frame
+
+log = logging.getLogger(__name__)
 
 GREY_SIZE = imaging.THUMBNAIL_SIZE  # width, height of the grey image the detector compares
 _GREY_SHAPE = (GREY_SIZE[1], GREY_SIZE[0])
@@ -46,7 +51,7 @@ class ItemDetector:
     def __init__(self, *, roi=(0.0, 0.0, 1.0, 1.0), diff_threshold: float = 25.0,
                  occupied_fraction: float = 0.05, still_threshold: float = 2.0, still_frames: int = 2,
                  classify_frames: int = 3, background_frames: int = 3, empty_frames_to_rearm: int = 2,
-                 background_rate: float = 0.05):
+                 background_rate: float = 0.05, relearn_after_s: float | None = 30.0):
         x, y, w, h = (float(value) for value in roi)
         if not (0 <= x < 1 and 0 <= y < 1 and w > 0 and h > 0 and x + w <= 1.0001 and y + h <= 1.0001):
             raise ValueError(f"roi {tuple(roi)} must be x, y, w, h fractions inside the frame")
@@ -55,6 +60,8 @@ class ItemDetector:
                              "still_frames >= 0")
         if not 0 <= background_rate <= 1:
             raise ValueError("background_rate must be between 0 and 1")
+        if relearn_after_s is not None and relearn_after_s <= 0:
+            raise ValueError("relearn_after_s must be positive (or None: never)")
         width, height = GREY_SIZE
         left, top = int(round(x * width)), int(round(y * height))
         self._window = (slice(top, max(top + 1, int(round((y + h) * height)))),
@@ -67,7 +74,9 @@ class ItemDetector:
         self.background_frames = background_frames
         self.empty_frames_to_rearm = empty_frames_to_rearm
         self.background_rate = background_rate
+        self.relearn_after_s = relearn_after_s
         self.items = 0
+        self.relearned = 0  # times a scene that stayed changed became the new empty tray
         self.changed_fraction = 0.0  # last frame's, for status pages and tuning
         self.reset()
 
@@ -80,6 +89,7 @@ class ItemDetector:
         self._settled: deque = deque(maxlen=self.classify_frames)
         self._still_count = 0
         self._empty_count = 0
+        self._unchanged_since: float | None = None
 
     def update(self, frame: Frame) -> list[Frame] | None:
         """Feeds one frame; returns the K settled frames once per item, else None."""
@@ -102,6 +112,7 @@ class ItemDetector:
             return None
         self._empty_count = 0
         if self.state == "decided":
+            self._relearn_if_stuck(grey, previous, frame.ts)
             return None
         if self.state == "empty":
             self.state = "occupied"
@@ -115,11 +126,29 @@ class ItemDetector:
         self._settled.append(frame)
         if self._still_count >= self.still_frames and len(self._settled) >= self.classify_frames:
             self.state = "decided"
+            self._unchanged_since = None
             self.items += 1
             settled = list(self._settled)
             self._settled.clear()
             return settled
         return None
+
+    def _relearn_if_stuck(self, grey: np.ndarray, previous: np.ndarray | None, ts: float) -> None:
+        """After a decision, a scene that stays changed and still for relearn_after_s is the new empty tray."""
+        if self.relearn_after_s is None:
+            return
+        moving = previous is None or float(np.abs(grey - previous).sum()) / grey.size > self.still_threshold
+        if moving or self._unchanged_since is None:
+            self._unchanged_since = ts
+            return
+        if ts - self._unchanged_since >= self.relearn_after_s:
+            self._background = grey.copy()
+            self.state = "empty"
+            self._unchanged_since = None
+            self.relearned += 1
+            log.warning("detector: the tray stayed changed and still for %g s after an item; taking it as the "
+                        "new empty tray (light change, camera moved, or an item stuck on the tray?)",
+                        self.relearn_after_s)
 
     def _on_empty(self, grey: np.ndarray) -> None:
         # Follow slow light changes, but only with frames that show the empty tray.

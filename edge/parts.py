@@ -23,7 +23,8 @@ from edge.config import Config, resolve_path
 from edge.errors import FlapError, SmartbinError
 
 OCCUPANCY_KEYS = ("roi", "diff_threshold", "occupied_fraction", "still_threshold", "still_frames",
-                  "classify_frames", "background_frames", "empty_frames_to_rearm", "background_rate")
+                  "classify_frames", "background_frames", "empty_frames_to_rearm", "background_rate",
+                  "relearn_after_s")
 
 
 def load_classifier(config: Config, path: str | None = None):

@@ -126,7 +126,7 @@ def test_status_has_the_documented_shape(tmp_path, tiny_bundle, photo_folder):
     assert status["counts"]["total"] == 2
     assert len(status["recent"]) == 2 and status["recent"][0]["thumbnail_jpeg_b64"]
     assert {"fps", "items", "inference_ms_mean", "inference_ms_p90", "dropped_frames", "unreadable_frames",
-            "outbox", "outbox_dropped"} <= set(status["stats"])
+            "outbox", "outbox_dropped", "tray_relearned"} <= set(status["stats"])
     assert status["mqtt"] == {"enabled": False, "connected": False, "broker": "127.0.0.1:1883"}
 
 

@@ -133,3 +133,34 @@ def test_a_uint8_thumbnail_is_compared_as_float_so_differences_do_not_wrap():
     sequence = blank_frames_with_thumbnails(imaging.thumbnail(TRAY).astype(np.uint8),
                                             imaging.thumbnail(with_item()).astype(np.uint8))
     assert len(decisions(ItemDetector(classify_frames=3), sequence)) == 1
+
+
+def timed(images, start=0, step_s=0.5) -> list[Frame]:
+    return [Frame(image=image, ts=start + i * step_s, index=start + i) for i, image in enumerate(images)]
+
+
+def test_a_lasting_light_change_becomes_the_new_empty_tray_and_sorting_goes_on():
+    brighter = np.clip(TRAY.astype(np.int16) + 40, 0, 255).astype(np.uint8)
+    detector = ItemDetector(classify_frames=3, relearn_after_s=5.0)
+    before = timed([TRAY] * 4)
+    light_on = timed([brighter] * 20, start=4)  # 10 s of a brighter, still, empty tray
+    first = decisions(detector, before + light_on)
+    assert len(first) == 1  # the light step itself looks like an item once ...
+    assert detector.state == "empty" and detector.relearned == 1  # ... but then the tray is learnt anew
+    item = with_item(brighter)
+    later = timed([item] * 6 + [brighter] * 4 + [item] * 6 + [brighter] * 4, start=24)
+    assert len(decisions(detector, later)) == 2  # two real items, two decisions
+
+
+def test_an_item_that_keeps_moving_on_the_tray_is_never_learnt_as_background():
+    detector = ItemDetector(classify_frames=3, relearn_after_s=2.0)
+    wobble = [with_item(x=16 + (i % 2) * 8) for i in range(40)]  # moves every frame for 20 s
+    found = decisions(detector, timed([TRAY] * 4 + [with_item()] * 6 + wobble))
+    assert len(found) == 1 and detector.relearned == 0 and detector.state == "decided"
+
+
+def test_relearning_can_be_switched_off():
+    brighter = np.clip(TRAY.astype(np.int16) + 40, 0, 255).astype(np.uint8)
+    detector = ItemDetector(classify_frames=3, relearn_after_s=None)
+    decisions(detector, timed([TRAY] * 4 + [brighter] * 200))
+    assert detector.state == "decided" and detector.relearned == 0
