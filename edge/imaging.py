@@ -30,7 +30,7 @@ def _cv2():
     return cv2
 
 
-def decode_image(data: bytes, min_side: int | None = None) -> np.ndarray:
+def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Decodes encoded image bytes (JPEG, PNG, BMP, WebP) into RGB uint8.
 
     Args:
@@ -39,16 +39,22 @@ def decode_image(data: bytes, min_side: int | None = None) -> np.ndarray:
             (libjpeg's DCT scaling: cheaper, and the full-size pixels never exist in memory)
             as long as its shorter side stays at least ``min_side``. Pass the model's larger
             input side. ``None`` (the default) decodes at full size, pixel for pixel.
+        max_pixels: when given, an image that would decode to more pixels is refused from its
+            header, before any memory is spent (a small PNG can unpack to gigabytes).
 
     Raises:
-        ValueError: ``"not a readable image"`` for empty, truncated or foreign bytes.
+        ValueError: ``"not a readable image"`` for empty, truncated or foreign bytes; ``"too
+            large"`` beyond ``max_pixels``.
     """
     if not data:
         raise ValueError("not a readable image")
     cv2 = _cv2()
+    flag = _decode_flag(data, min_side)
+    if max_pixels is not None:
+        _check_pixels(data, flag, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        bgr = cv2.imdecode(buffer, _decode_flag(data, min_side))
+        bgr = cv2.imdecode(buffer, flag)
     except cv2.error:
         bgr = None
     if bgr is None or bgr.ndim != 3 or bgr.size == 0:
@@ -72,6 +78,40 @@ def read_image(path: str | os.PathLike, min_side: int | None = None) -> np.ndarr
         return decode_image(data, min_side)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+
+
+def _check_pixels(data: bytes, flag: int, max_pixels: int) -> None:
+    size = image_size(data)
+    if size is None:
+        return  # unknown header: OpenCV's own limit (2**30 pixels) still applies
+    cv2 = _cv2()
+    factor = {cv2.IMREAD_REDUCED_COLOR_2: 2, cv2.IMREAD_REDUCED_COLOR_4: 4, cv2.IMREAD_REDUCED_COLOR_8: 8}.get(flag, 1)
+    height, width = (-(-side // factor) for side in size)
+    if height * width > max_pixels:
+        raise ValueError(f"too large: {size[1]}x{size[0]} pixels (limit {max_pixels / 1e6:g} megapixels)")
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG, PNG, GIF, BMP or WebP header without decoding; None if unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
+    if data[:2] == b"BM" and len(data) >= 26:
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)  # negative: stored top-down
+        return abs(height), abs(width)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[27:30], "little"), 1 + int.from_bytes(data[24:27], "little")
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + ((bits >> 14) & 0x3FFF), 1 + (bits & 0x3FFF)
+        if chunk == b"VP8 ":
+            return int.from_bytes(data[28:30], "little") & 0x3FFF, int.from_bytes(data[26:28], "little") & 0x3FFF
+        return None
+    return jpeg_size(data)
 
 
 def _decode_flag(data: bytes, min_side: int | None) -> int:

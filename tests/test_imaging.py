@@ -85,6 +85,36 @@ def test_jpeg_size_reads_the_frame_header_without_decoding():
     assert imaging.jpeg_size(jpeg_bytes(make_photo(0))[:20]) is None
 
 
+@pytest.mark.parametrize("ext", [".png", ".bmp", ".webp", ".jpg"])
+def test_image_size_reads_every_format_header(ext):
+    ok, encoded = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
+    assert ok and imaging.image_size(encoded.tobytes()) == (37, 53)
+
+
+def test_image_size_reads_gif_and_lossless_and_alpha_webp():
+    import io
+
+    PIL = pytest.importorskip("PIL.Image")
+    for mode, fmt, options in (("RGB", "GIF", {}), ("RGB", "WEBP", {"lossless": True}), ("RGBA", "WEBP", {})):
+        buffer = io.BytesIO()
+        PIL.fromarray(np.zeros((37, 53, len(mode)), np.uint8), mode).save(buffer, format=fmt, **options)
+        assert imaging.image_size(buffer.getvalue()) == (37, 53), (fmt, options)
+
+
+def test_decode_refuses_an_image_that_would_unpack_past_max_pixels_from_its_header():
+    ok, png = cv2.imencode(".png", np.zeros((2000, 1500, 3), np.uint8))  # 3 MP in a few kB
+    with pytest.raises(ValueError, match=r"too large: 1500x2000 pixels \(limit 1 megapixels\)"):
+        imaging.decode_image(png.tobytes(), max_pixels=1_000_000)
+    assert imaging.decode_image(png.tobytes(), max_pixels=3_000_000).shape == (2000, 1500, 3)
+
+
+def test_max_pixels_counts_a_large_jpeg_at_the_size_it_is_decoded_to():
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((3000, 4000, 3), np.uint8))  # 12 MP, decoded at 1/8
+    assert imaging.decode_image(jpeg.tobytes(), min_side=224, max_pixels=1_000_000).shape == (375, 500, 3)
+    with pytest.raises(ValueError, match="too large"):
+        imaging.decode_image(jpeg.tobytes(), max_pixels=1_000_000)
+
+
 def test_resize_for_model_stretches_the_whole_image_bilinearly():
     rgb = make_photo(1, size=(48, 64))
     spec = InputSpec(height=32, width=32)

@@ -159,6 +159,26 @@ def test_a_chunked_upload_is_stopped_once_it_passes_the_limit(server):
     assert_still_serving(server)
 
 
+def test_a_small_file_that_would_unpack_to_a_huge_image_is_413_before_decoding(server):
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.zeros((8000, 6000, 3), np.uint8))  # 48 MP in ~150 kB
+    status, _, result = upload(server, png.tobytes(), filename="bomb.png", content_type="image/png")
+    assert status == 413 and "6000x8000 pixels (limit 40 megapixels)" in result["error"]
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("size_line", [b"-1000000", b"0x10", b"+10", b" "])
+def test_a_chunk_size_that_is_not_plain_hex_is_400(server, size_line):
+    # A negative size would lower the running total and let an unlimited body into memory.
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    body = size_line + b"\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n"
+    status, result = status_and_json(raw_exchange(server.url, head, body))
+    assert status == 400 and "chunked encoding is malformed" in result["error"]
+    assert_still_serving(server)
+
+
 def test_a_body_cut_off_before_its_content_length_is_400(server):
     body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
     head = (f"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"

@@ -46,6 +46,8 @@ MAX_KEPT_UPLOADS = 500
 # Decoding a 12 MP phone photo takes ~70 MB for a moment; the classifier runs one image at a time
 # anyway, so more than two decodes at once would only add memory, not speed.
 MAX_CONCURRENT_DECODES = 2
+# Pixels one upload may decode to (after a JPEG's DCT shrinking): a 10 MB PNG can unpack to gigabytes.
+MAX_DECODED_PIXELS = 40_000_000
 BUSY_WAIT_S = 30.0
 SOCKET_TIMEOUT_S = 15.0
 # After refusing a body unread, read (and drop) this much of it so the client sees the answer
@@ -174,8 +176,11 @@ class WebServer:
             try:
                 # A phone photo is shrunk while decoding (never held at 12 MP); the model sees no less.
                 spec = self.classifier.bundle.manifest.input
-                rgb = imaging.decode_image(photo.data, min_side=max(spec.height, spec.width))
-            except ValueError:
+                rgb = imaging.decode_image(photo.data, min_side=max(spec.height, spec.width),
+                                           max_pixels=MAX_DECODED_PIXELS)
+            except ValueError as err:
+                if str(err).startswith("too large"):
+                    raise UploadError(413, f"'{photo.filename or 'image'}' is {err}") from None
                 raise UploadError(415, f"'{photo.filename or 'image'}' is not a readable image") from None
             prediction = self.classifier.classify(rgb)
             del rgb  # a large photo's pixels should not outlive the decode slot

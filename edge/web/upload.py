@@ -101,10 +101,12 @@ def _read_chunked(rfile, allowed: int, limit: int) -> bytes:
         size_line = rfile.readline(1024)
         if not size_line:
             raise UploadError(400, "the upload was cut off before the end")
-        try:
-            size = int(size_line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise UploadError(400, "the upload's chunked encoding is malformed") from None
+        digits = size_line.split(b";")[0].strip()
+        # Hex digits only: int(x, 16) also takes "-1000000" or "0x10", and a negative size would
+        # let the running total fall below the limit while the rest of the body piles up in memory.
+        if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+            raise UploadError(400, "the upload's chunked encoding is malformed")
+        size = int(digits, 16)
         if size == 0:
             # Skip trailer lines up to the blank line ending the body.
             while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
