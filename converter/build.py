@@ -11,6 +11,7 @@ Usage:
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -238,5 +239,7 @@ def _edgetpu(model_bytes: bytes, say: Callable[[str], None]) -> tuple[dict[str, 
     compiled, info = edgetpu.compile_model(model_bytes)
     say(f"Edge TPU: {info['ops_on_tpu']} ops on the TPU, {info['ops_on_cpu']} on the CPU "
         f"(compiler {info['compiler_version']})")
-    return {edgetpu.MODEL_FILE: compiled}, {"model_file": edgetpu.MODEL_FILE, **info}
+    # Recorded so the bin can check the compiled file as it checks model.tflite.
+    sha256 = hashlib.sha256(compiled).hexdigest()
+    return {edgetpu.MODEL_FILE: compiled}, {"model_file": edgetpu.MODEL_FILE, "sha256": sha256, **info}
 

@@ -223,10 +223,20 @@ class Bundle:
         return self.path.name
 
     def edgetpu_model_path(self) -> Path | None:
-        """The compiled Edge TPU model beside the CPU model, when the converter made one."""
+        """The compiled Edge TPU model beside the CPU model, when the converter made one.
+
+        Raises:
+            BundleError: the file does not match the ``edgetpu.sha256`` the converter recorded.
+        """
         info = self.manifest.edgetpu or {}
         name = info.get("model_file")
-        return self.path / name if name and (self.path / name).is_file() else None
+        if not name or not (self.path / name).is_file():
+            return None
+        path = self.path / name
+        expected = info.get("sha256")
+        if expected is not None and sha256_file(path) != expected:
+            raise BundleError(f"{path}: sha256 does not match the manifest (corrupt or replaced file)")
+        return path
 
     def check_output_size(self, size: int) -> None:
         """Raises ``BundleError`` when the model's class count differs from the labels'."""

@@ -89,7 +89,11 @@ class Classifier:
     def _edgetpu_interpreter(self, interpreter_class):
         from ai_edge_litert.interpreter import load_delegate
 
-        model = self.bundle.edgetpu_model_path()
+        try:
+            model = self.bundle.edgetpu_model_path()
+        except BundleError as err:
+            log.warning("%s; using the CPU model", err)
+            return None
         if model is None:
             log.warning("%s: no Edge TPU model in the bundle; using the CPU model", self.bundle.path)
             return None

@@ -132,3 +132,14 @@ def test_edgetpu_delegate_missing_falls_back_to_cpu(tiny_bundle, tmp_path, caplo
     classifier = Classifier.from_path(folder, use_edgetpu=True)
     assert classifier.delegate == "cpu"
     assert "Edge TPU unavailable" in caplog.text
+
+
+def test_an_edgetpu_model_that_does_not_match_its_hash_is_not_used(tiny_bundle, tmp_path, caplog):
+    folder = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    shutil.copy(folder / "model.tflite", folder / "model_edgetpu.tflite")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["edgetpu"] = {"model_file": "model_edgetpu.tflite", "sha256": "0" * 64}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    classifier = Classifier.from_path(folder, use_edgetpu=True)
+    assert classifier.delegate == "cpu"
+    assert "model_edgetpu.tflite: sha256 does not match the manifest" in caplog.text
