@@ -18,7 +18,7 @@ PREFIX=/opt/smartbin
 CONF_DIR=/etc/smartbin
 PASSWORD_FILE=""
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mqtt-password-file) PASSWORD_FILE="$2"; shift 2 ;;
