@@ -328,6 +328,22 @@ def test_when_every_decode_slot_is_taken_an_upload_gets_503_not_a_hang(server, m
     assert_still_serving(server)
 
 
+def test_uploads_beyond_the_receiving_limit_get_503_at_once(server):
+    from edge.web.server import MAX_CONCURRENT_UPLOADS
+
+    for _ in range(MAX_CONCURRENT_UPLOADS):  # that many slow clients are still sending their photos
+        server.upload_slots.acquire()
+    try:
+        started = time.monotonic()
+        status, _, result = upload(server, jpeg_bytes(make_photo(0, size=(96, 128))))
+        assert status == 503 and "uploads are already being received" in result["error"]
+        assert time.monotonic() - started < 5
+    finally:
+        for _ in range(MAX_CONCURRENT_UPLOADS):
+            server.upload_slots.release()
+    assert_still_serving(server)
+
+
 def test_a_busy_port_is_a_clear_error(server, classifier):
     port = int(server.url.rsplit(":", 1)[1].strip("/"))
     other = WebServer(port=port, classifier=classifier, decider=Decider(BINS, "rest", 0.6))

@@ -46,6 +46,8 @@ MAX_KEPT_UPLOADS = 500
 # Decoding a 12 MP phone photo takes ~70 MB for a moment; the classifier runs one image at a time
 # anyway, so more than two decodes at once would only add memory, not speed.
 MAX_CONCURRENT_DECODES = 2
+# Uploads being received at once: each holds up to web.max_upload_mb in memory until it is classified.
+MAX_CONCURRENT_UPLOADS = 4
 # Pixels one upload may decode to (after a JPEG's DCT shrinking): a 10 MB PNG can unpack to gigabytes.
 MAX_DECODED_PIXELS = 40_000_000
 BUSY_WAIT_S = 30.0
@@ -102,6 +104,7 @@ class WebServer:
         self.stopping = threading.Event()
         self.event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
         self.decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
+        self.upload_slots = threading.BoundedSemaphore(MAX_CONCURRENT_UPLOADS)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -236,6 +239,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse_body(415, f"expected a photo as multipart/form-data (field 'image'), "
                                    f"got {media_type or 'no content type'}")
             return
+        if not self.app.upload_slots.acquire(blocking=False):
+            self._refuse_body(503, f"{MAX_CONCURRENT_UPLOADS} uploads are already being received; "
+                                   f"try again in a moment")
+            return
+        try:
+            self._classify_upload(content_type)
+        finally:
+            self.app.upload_slots.release()
+
+    def _classify_upload(self, content_type: str) -> None:
         limit = self.app.max_upload_bytes
         try:
             body = read_body(self.rfile, self.headers, limit)
@@ -244,6 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             photo = extract_image(content_type, body, limit)
+            del body  # the photo's bytes are all that is needed now
             result = self.app.classify(photo)
         except UploadError as err:
             self._send_json(err.status, {"error": str(err)})
