@@ -93,7 +93,7 @@ class ReviewFolder:
             partial = path.with_name(f".{name}.part")
             partial.write_bytes(data)
             os.replace(partial, path)
-            self._prune()
+            self._prune(keep=path)
         return path
 
     def files(self) -> list[Path]:
@@ -102,9 +102,11 @@ class ReviewFolder:
             return []
         return sorted(path for path in self.folder.glob("*.jpg") if not path.name.startswith("."))
 
-    def _prune(self) -> None:
-        saved = self.files()
-        for old in saved[: max(0, len(saved) - self.max_files)]:
+    def _prune(self, keep: Path) -> None:
+        # Never the file just written: after the clock stepped back (a Pi without a real-time clock
+        # before NTP), it sorts first and would otherwise be deleted as soon as it was saved.
+        saved = [path for path in self.files() if path != keep]
+        for old in saved[: max(0, len(saved) + 1 - self.max_files)]:
             old.unlink(missing_ok=True)
 
 

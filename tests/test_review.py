@@ -54,3 +54,22 @@ def test_an_unexpected_error_in_the_writer_is_logged_with_its_item(tmp_path, cap
     review.save_later(np.zeros((10, 10, 2), np.uint8), "item-7", "paper", 0.2)  # not RGB: cv2 refuses
     review.close()
     assert review.files() == [] and "item-7" in caplog.text
+
+
+def test_a_photo_saved_after_the_clock_stepped_back_is_kept(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from edge import review
+
+    folder = ReviewFolder(tmp_path / "review", max_files=3)
+    for i in range(3):
+        folder.save(np.zeros((8, 8, 3), np.uint8), f"item-{i}", "glass", 0.4)
+
+    class Past(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2020, 1, 1, tzinfo=timezone.utc)  # before NTP set the clock
+
+    monkeypatch.setattr(review, "datetime", Past)
+    newest = folder.save(np.zeros((8, 8, 3), np.uint8), "item-3", "glass", 0.4)
+    assert newest.exists() and len(folder.files()) == 3
