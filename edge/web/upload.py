@@ -225,9 +225,12 @@ def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: i
     try:
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-        (folder / f"{stem}.{photo.kind}").write_bytes(photo.data)
         (folder / f"{stem}.json").write_text(json.dumps(result) + "\n", encoding="utf-8")
-        for old in sorted(folder.glob("*.json"))[:-max_files]:
+        (folder / f"{stem}.{photo.kind}").write_bytes(photo.data)
+        # Pruned by their answers (written first, so a photo never lacks one); the new upload is
+        # never pruned, even when a clock that stepped back makes its name sort first.
+        kept = [old for old in sorted(folder.glob("*.json")) if old.stem != stem]
+        for old in kept[:max(0, len(kept) + 1 - max_files)]:
             for path in folder.glob(f"{old.stem}.*"):
                 path.unlink(missing_ok=True)
     except OSError as err:
