@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     photo_root, split_file = found
     test = json.loads(split_file.read_text())["splits"]["test"]
-    test = [test[i * len(test) // args.limit] for i in range(min(args.limit, len(test)))]
+    limit = min(args.limit, len(test))  # beyond the split, indices would repeat photos
+    test = [test[i * len(test) // limit] for i in range(limit)]
     with tempfile.TemporaryDirectory(prefix="smartbin-profile-") as scratch:
         work = Path(scratch)
         replay = link_replay_folder(photo_root, test, work / "replay")

@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- preparing -------------------------------------------------------------------------------
 
+def fail(message: str) -> None:
+    """Set-up failures exit 2, so that exit 1 always means a missed target."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def link_replay_folder(photo_root: Path, test: list[str], folder: Path) -> Path:
     """``folder/<class>/<file>`` symlinks to the test photos: the replay's subfolder names are the truth."""
     for relative in test:
@@ -199,7 +205,7 @@ def start_broker(binary: str, work: Path) -> Broker:
         except OSError:
             time.sleep(0.05)
     process.kill()
-    raise SystemExit(f"error: mosquitto did not start on port {port}")
+    fail(f"mosquitto did not start on port {port}")
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -220,7 +226,7 @@ class Collector:
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(10):
-            raise SystemExit("error: cannot subscribe to the benchmark broker")
+            fail("cannot subscribe to the benchmark broker")
 
     def _on_message(self, client, userdata, message):
         with self._lock:
@@ -258,7 +264,7 @@ def run_daemon(args, replay: Path, config: Path, work: Path, port: int, expected
     text = log_path.read_text(errors="replace")
     if process.returncode != 0:
         tail = "\n".join([line for line in text.splitlines() if not line.startswith("import time:")][-15:])
-        raise SystemExit(f"error: the daemon exited with {process.returncode}:\n{tail}")
+        fail(f"the daemon exited with {process.returncode}:\n{tail}")
     online = [at for at, payload in collector.on("availability") if payload == b"online"]
     return {
         "command": " ".join(["python"] + command[1:]),
@@ -283,7 +289,7 @@ def watch_process(process: subprocess.Popen, timeout: float) -> dict:
     while process.poll() is None:
         if time.monotonic() > deadline:
             process.kill()
-            raise SystemExit(f"error: the daemon did not finish within {timeout:g} s")
+            fail(f"the daemon did not finish within {timeout:g} s")
         try:
             peak_rss = max(peak_rss, watched.memory_info().rss / 2**20)
             high_water = max(high_water, _vm_hwm_mb(process.pid))
@@ -385,7 +391,8 @@ def summarise(args, test: list[str], own: dict[str, str], raw_ms: list[float], r
         "forbidden_mapped_files": imported["mapped_files"],
     }
     figures["verdicts"] = {
-        "every_photo_one_event": len(events) == len(test) and figures["events_for_other_photos"] == 0,
+        "every_photo_one_event": len(events) == len(test) and figures["events_for_other_photos"] == 0
+        and len({event.get("source") for event in events}) == len(test),
         "system_equals_classifier": not disagreements and system_correct == own_correct,
         "cost_ratio": figures["cost_ratio"] <= COST_RATIO_LIMIT,
         "peak_rss": peak_rss <= RSS_LIMIT_MB,

@@ -6,6 +6,8 @@ Usage:
 
 from __future__ import annotations
 
+import math
+
 import platform
 from pathlib import Path
 
@@ -22,8 +24,8 @@ def cpu_model() -> str:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
+    """Nearest-rank percentile (``q`` in 0..100): the smallest value with at least q % at or below it."""
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]

@@ -19,6 +19,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -130,14 +131,25 @@ def phone_photo() -> bytes:
 
 
 def start_server(model: Path, threads: int) -> tuple[subprocess.Popen, str]:
+    # The server reads its interpreter threads from the config: a one-line config gives it the
+    # same count as the in-process classifier it is compared with.
+    config = Path(tempfile.mkdtemp(prefix="smartbin-web-bench-")) / "smartbin.yaml"
+    config.write_text(f"model:\n  threads: {int(threads)}\n")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "edge.web", "--model", str(model), "--port", "0"],
+    server = subprocess.Popen([sys.executable, "-m", "edge.web", "--config", str(config), "--model", str(model),
+                               "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO_ROOT)
     line = server.stdout.readline()  # "smartbin web page at http://127.0.0.1:PORT/ (Ctrl+C to stop)"
     if "http://" not in line:
         server.kill()
-        raise SystemExit(f"error: the web server did not start: {line.strip() or 'no output'}")
+        fail(f"the web server did not start: {line.strip() or 'no output'}")
     return server, line.split("at ", 1)[1].split()[0]
+
+
+def fail(message: str) -> None:
+    """Set-up failures exit 2, so that exit 1 always means a missed target."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def post(url: str, photo: bytes) -> dict:
@@ -154,7 +166,7 @@ def post(url: str, photo: bytes) -> dict:
     finally:
         connection.close()
     if response.status != 200:
-        raise SystemExit(f"error: the server answered {response.status}: {data}")
+        fail(f"the server answered {response.status}: {data}")
     return data
 
 

@@ -233,7 +233,6 @@ class Daemon:
         decision = self.decider.decide(prediction)
         last = settled[-1]
         item_id = uuid.uuid4().hex  # made once and stored: every re-send of this event carries it
-        command_at = time.time()
         flap_error = None
         self.recorder.wait()  # the previous item is on disk before this one moves the flap
         try:
@@ -243,6 +242,7 @@ class Daemon:
         except FlapError as err:
             flap_error = str(err)
             log.error("flap: %s", err)
+        command_at = time.time()  # "decision" latency ends when the servo has been commanded
         event = {
             "id": item_id, "device_id": self.device_id, "ts": round(last.ts, 3),
             "label": decision.label, "confidence": round(decision.confidence, 4), "bin": decision.bin,
