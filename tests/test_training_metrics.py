@@ -27,6 +27,15 @@ def test_class_never_predicted_has_zero_precision_not_nan():
     assert report["per_class"]["b"]["precision"] == 0.0 and report["per_class"]["b"]["f1"] == 0.0
 
 
+def test_macro_figures_leave_out_classes_that_never_occur():
+    # A folder with photos of a and b only, all right: c is neither true nor predicted.
+    report = classification_metrics([0, 0, 1], np.eye(3)[[0, 0, 1]], ["a", "b", "c"])
+    assert report["macro_f1"] == 1.0 and report["macro_excluded"] == ["c"]
+    # A class that is predicted but never true still counts (its F1 is 0).
+    report = classification_metrics([0, 1], np.eye(3)[[0, 2]], ["a", "b", "c"])
+    assert report["macro_f1"] == pytest.approx((1 + 0 + 0) / 3) and report["macro_excluded"] == []
+
+
 def test_top_k_accuracy():
     probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]])
     report = classification_metrics([1, 0], probs, ["a", "b", "c"])

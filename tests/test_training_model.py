@@ -20,6 +20,16 @@ def test_every_backbone_builds_with_random_weights_and_takes_raw_rgb(name):
     assert probs.sum() == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_backbone_splits_at_its_default_feature_cache_cut(name):
+    from training.feature_cache import DEFAULT_CUTS, split_backbone
+
+    _, backbone = build_classifier(name, "none", 64, num_classes=4)
+    lower, upper = split_backbone(backbone, DEFAULT_CUTS[name])
+    features = lower(np.zeros((1, 64, 64, 3), np.float32))
+    assert upper(features).shape[0] == 1
+
+
 def test_phases_set_trainable_flags():
     model, backbone = build_classifier("efficientnet_lite0", "none", 32, num_classes=3)
     assert set_phase(backbone, "head") == 0

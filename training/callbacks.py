@@ -28,7 +28,7 @@ def predict(model: keras.Model, dataset, desc: str = "predicting") -> np.ndarray
 class BestMacroF1(keras.callbacks.Callback):
     """Scores the validation split after each epoch; keeps and saves the best model by macro-F1.
 
-    Adds ``val_macro_f1`` and ``val_accuracy_f1cb`` to the epoch logs (so they land in history.csv),
+    Adds ``val_macro_f1`` and ``val_acc`` to the epoch logs (so they land in history.csv),
     stops training after ``patience`` epochs without improvement, and restores the best weights
     at the end of each phase. The best score carries across phases.
     """

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics["data"] = str(args.data or split["data"])
         out = Path(args.out) if args.out else run_dir
         out.mkdir(parents=True, exist_ok=True)
-        write_evaluation(out, metrics, "Re-evaluation", [f"Run `{run_dir}` on `{metrics['data']}`."], prefix="eval-")
+        write_evaluation(out, metrics, "Re-evaluation", [f"Run `{run_dir}` on `{metrics['data']}`."], prefix="eval-",
+                         split_name=Path(args.data).name if args.data else "test")
         print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1", "n")}))
         return 0
     except TrainingError as err:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 DEFAULT_CUTS = {
     "efficientnet_lite0": "block5c_add",      # 14x14x112; blocks 6-7 and the top conv stay trainable
     "efficientnet_b0": "block5c_add",
-    "mobilenet_v3_small": "expanded_conv_8_add",
+    "mobilenet_v3_small": "expanded_conv_7_add",  # the last residual add at stride 16 (block 8 has none)
     "mobilenet_v3_large": "expanded_conv_11_add",
     "resnet50": "conv4_block6_out",
 }

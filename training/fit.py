@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from training.config import TrainConfig
-from training.errors import TrainingError
+from training.errors import ModelError, TrainingError
 
 RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
              "confusion_matrix.png", "curves.png", "report.md")
@@ -71,7 +71,6 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if not config.data:
         raise TrainingError("--data is required (or set SMARTBIN_DATA)")
     from training.backbones import REGISTRY
-    from training.errors import ModelError
 
     # Checked before any image is read, so a typo fails in a second, not after the data scan.
     if config.backbone not in REGISTRY:
@@ -133,6 +132,10 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     (run_dir / "labels.txt").write_text("\n".join(labels) + "\n")
     save_split(split, run_dir / "split.json", config.data)
 
+    # Built before any mixed-precision policy: augmentation must compute in float32 (float16 would
+    # round pixels near 255 to steps of 0.25 and run colour maths in half precision on the CPU).
+    keras.mixed_precision.set_global_policy("float32")  # also after an earlier seed's mixed run
+    augmenter = Augmenter(config.augment, seed=config.seed)
     gpus = tf.config.list_physical_devices("GPU")
     if config.mixed_precision == "on" or (config.mixed_precision == "auto" and gpus):
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -144,7 +147,6 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     index = {label: i for i, label in enumerate(labels)}
     common = dict(root=dataset.root, labels=labels, size=config.image_size, batch_size=config.batch_size,
                   cache=config.cache)
-    augmenter = Augmenter(config.augment, seed=config.seed)
     train_ds = make_dataset(items=split["train"], training=True, augmenter=augmenter,
                             class_weights=weights if config.loss != "focal" else None, seed=config.seed, **common)
     val_ds = make_dataset(items=split["val"], **common)
@@ -164,7 +166,8 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     val_targets = [index[label] for _, label in split["val"]]
     trainer, train_data, val_data = model, train_ds, val_ds
     if config.cache_views > 0:
-        trainer, train_data, val_data, steps = cached_training_data(config, model, backbone, train_ds, val_ds)
+        with strategy.scope():  # the head-on-features model trains the same (mirrored) variables
+            trainer, train_data, val_data, steps = cached_training_data(config, model, backbone, train_ds, val_ds)
     best = BestMacroF1(val_data, val_targets, labels, run_dir / "model.keras",
                        patience=config.early_stopping_patience, to_save=model)
     rows: list[dict] = []
@@ -211,7 +214,10 @@ def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds)
 
     from training.feature_cache import DEFAULT_CUTS, cache_views, head_on_features, split_backbone
 
-    lower, upper = split_backbone(backbone, config.cache_cut or DEFAULT_CUTS[config.backbone])
+    try:
+        lower, upper = split_backbone(backbone, config.cache_cut or DEFAULT_CUTS[config.backbone])
+    except ValueError as err:
+        raise ModelError(str(err)) from None
     features, targets, weights = cache_views(lower, train_ds, config.cache_views, "caching train views")
     val_features, _, _ = cache_views(lower, val_ds, 1, "caching val")
     arrays = (features, targets) if weights is None else (features, targets, weights)

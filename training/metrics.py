@@ -24,7 +24,13 @@ def _ratio(numerator, denominator):
 
 
 def metrics_from_confusion(matrix: np.ndarray, labels) -> dict:
-    """Accuracy, macro and micro precision/recall/F1 and per-class figures from a confusion matrix."""
+    """Accuracy, macro and micro precision/recall/F1 and per-class figures from a confusion matrix.
+
+    Macro figures average over the classes that occur, as truth or as prediction (as
+    scikit-learn does without ``labels=``): a class absent from the photos and never predicted
+    has no F1, and counting it as 0 would cap an evaluation on a folder with 4 of 6 classes at
+    0.67. Classes left out are listed in ``macro_excluded``.
+    """
     matrix = np.asarray(matrix, np.float64)
     true_pos = np.diag(matrix)
     predicted = matrix.sum(axis=0)
@@ -34,11 +40,15 @@ def metrics_from_confusion(matrix: np.ndarray, labels) -> dict:
     f1 = _ratio(2 * precision * recall, precision + recall)
     total = matrix.sum()
     micro = float(true_pos.sum() / total) if total else 0.0
+    occurs = (support + predicted) > 0
+    if not occurs.any():
+        occurs[:] = True
     return {
         "accuracy": micro,
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
+        "macro_precision": float(precision[occurs].mean()),
+        "macro_recall": float(recall[occurs].mean()),
+        "macro_f1": float(f1[occurs].mean()),
+        "macro_excluded": [label for label, present in zip(labels, occurs) if not present],
         # single-label classification: micro precision = micro recall = micro F1 = accuracy
         "micro_precision": micro, "micro_recall": micro, "micro_f1": micro,
         "per_class": {

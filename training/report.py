@@ -62,7 +62,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report_markdown(metrics: dict, title: str, notes: list[str]) -> str:
+def report_markdown(metrics: dict, title: str, notes: list[str], prefix: str = "") -> str:
     lines = [f"# {title}", ""] + notes + ["",
              "| metric | value |", "|---|---|"]
     for key in ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "top2_accuracy", "n"):
@@ -71,13 +71,19 @@ def report_markdown(metrics: dict, title: str, notes: list[str]) -> str:
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, row in metrics["per_class"].items():
         lines.append(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
-    lines += ["", "Confusion matrix (rows true, columns predicted): `confusion_matrix.png`; "
-              "training curves: `curves.png`; per-epoch figures: `history.csv`.", ""]
-    return "\n".join(lines)
+    if metrics.get("macro_excluded"):
+        lines += ["", f"Macro figures leave out {', '.join(metrics['macro_excluded'])}: no photo of it, "
+                      "and never predicted."]
+    lines += ["", f"Confusion matrix (rows true, columns predicted): `{prefix}confusion_matrix.png`."]
+    if not prefix:  # a re-evaluation has no training of its own
+        lines[-1] += " Training curves: `curves.png`; per-epoch figures: `history.csv`."
+    return "\n".join(lines + [""])
 
 
-def write_evaluation(run_dir: Path, metrics: dict, title: str, notes: list[str], prefix: str = "") -> None:
+def write_evaluation(run_dir: Path, metrics: dict, title: str, notes: list[str], prefix: str = "",
+                     split_name: str = "test") -> None:
     """Writes ``{prefix}metrics.json``, ``{prefix}confusion_matrix.png`` and ``{prefix}report.md``."""
     (run_dir / f"{prefix}metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion(metrics["confusion_matrix"], metrics["labels"], run_dir / f"{prefix}confusion_matrix.png")
-    (run_dir / f"{prefix}report.md").write_text(report_markdown(metrics, title, notes))
+    plot_confusion(metrics["confusion_matrix"], metrics["labels"], run_dir / f"{prefix}confusion_matrix.png",
+                   title=f"Confusion matrix ({split_name})")
+    (run_dir / f"{prefix}report.md").write_text(report_markdown(metrics, title, notes, prefix))

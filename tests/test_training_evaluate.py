@@ -1,0 +1,54 @@
+"""``python -m training.evaluate``: re-evaluates a saved run on its test split or on another folder."""
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from tests.conftest import write_class_folders  # noqa: E402
+from training.evaluate import main as evaluate  # noqa: E402
+from training.fit import main as fit  # noqa: E402
+
+TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "1",
+        "--finetune-epochs", "1", "--finetune-layers", "6", "--max-train-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    data = write_class_folders(root / "data", per_class=10)
+    assert fit(["--data", str(data), "--out", str(root / "run"), *TINY]) == 0
+    return root
+
+
+@pytest.mark.slow
+def test_re_evaluating_the_test_split_reproduces_the_runs_figures(run, capsys):
+    assert evaluate([str(run / "run")]) == 0
+    again = json.loads((run / "run" / "eval-metrics.json").read_text())
+    original = json.loads((run / "run" / "metrics.json").read_text())
+    assert again["confusion_matrix"] == original["confusion_matrix"]
+    assert again["accuracy"] == pytest.approx(original["accuracy"])
+    report = (run / "run" / "eval-report.md").read_text()
+    assert "`eval-confusion_matrix.png`" in report and "curves.png" not in report
+    assert (run / "run" / "eval-confusion_matrix.png").is_file()
+    assert json.loads(capsys.readouterr().out)["n"] == original["n"]
+
+
+@pytest.mark.slow
+def test_another_folder_with_fewer_classes_is_scored_on_the_classes_it_has(run, tmp_path):
+    other = shutil.copytree(run / "data", tmp_path / "other")
+    shutil.rmtree(other / "metal")
+    out = tmp_path / "eval"
+    assert evaluate([str(run / "run"), "--data", str(other), "--out", str(out)]) == 0
+    metrics = json.loads((out / "eval-metrics.json").read_text())
+    assert metrics["n"] == 20 and metrics["per_class"]["metal"]["support"] == 0
+    predicted_metal = sum(row[2] for row in metrics["confusion_matrix"])
+    assert metrics["macro_excluded"] == ([] if predicted_metal else ["metal"])
+
+
+def test_a_folder_with_classes_the_run_never_saw_is_exit_2(run, tmp_path, capsys):
+    other = write_class_folders(tmp_path / "other", labels=("glass", "textiles"), per_class=2)
+    assert evaluate([str(run / "run"), "--data", str(other)]) == 2
+    assert "textiles are not among the run's labels" in capsys.readouterr().err
