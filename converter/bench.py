@@ -45,17 +45,21 @@ def resolve_target(path: str | os.PathLike) -> tuple[Path, Bundle | None]:
 def find_float_reference(bundle: Bundle | None) -> Path | None:
     """The float32 ``.tflite`` of the bundle's run, if it can be found.
 
-    Looks at ``<source_run>/model_float32.tflite`` (relative to the working directory, then to
-    the bundle's parent) and at ``<bundle>/../<bundle name>-float32.tflite`` (``--keep-float``).
+    Looks at ``<source_run>/model_float32.tflite`` (the run the converter just wrote it into;
+    a relative ``source_run`` is tried from the working directory, the bundle's parent and the
+    bundle's grandparent, i.e. from the folder that holds ``models/`` and ``runs/``), then at
+    ``<bundle>/../<bundle name>-float32.tflite`` (``--keep-float``).
     """
     if bundle is None:
         return None
-    candidates = [bundle.path.parent / f"{bundle.name}-float32.tflite"]
+    candidates = []
     source = bundle.manifest.source_run
     if source:
         run = Path(source)
         candidates += [run / FLOAT_REFERENCE_FILE] if run.is_absolute() else [
-            run / FLOAT_REFERENCE_FILE, bundle.path.parent / run / FLOAT_REFERENCE_FILE]
+            run / FLOAT_REFERENCE_FILE, bundle.path.parent / run / FLOAT_REFERENCE_FILE,
+            bundle.path.resolve().parent.parent / run / FLOAT_REFERENCE_FILE]
+    candidates.append(bundle.path.parent / f"{bundle.name}-float32.tflite")
     for candidate in candidates:
         if candidate.is_file() and candidate.resolve() != bundle.model_path.resolve():
             return candidate

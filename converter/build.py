@@ -154,10 +154,13 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     )
     bundle = write_bundle(out, model_bytes, manifest, extra_files)
     _make_readable(out)
+    beside = out.parent / f"{out.name}-float32.tflite"
     if options.keep_float:
-        beside = out.parent / f"{out.name}-float32.tflite"
         beside.write_bytes(float_bytes)
         say(f"wrote float32 reference {beside}")
+    elif beside.is_file():
+        beside.unlink()  # an earlier conversion's: bench must never compare this bundle against it
+        say(f"removed {beside} (left by an earlier conversion into {out})")
     size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     say(f"wrote {out} ({size_mb:.2f} MB)")
     return bundle

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from converter import ConverterError, GateError
+from edge.errors import BundleError
 
 EXIT_GATE = 1
 EXIT_BAD_INPUT = 2
@@ -50,6 +52,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):  # drop > nan is always False: the gate would pass everything
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _thread_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -76,7 +98,7 @@ def convert_parser() -> argparse.ArgumentParser:
                              "dynamic = int8 weights, float activations; float32 = no quantisation")
     parser.add_argument("--calibration-samples", type=_positive_int, default=300, metavar="N",
                         help="train photos for INT8 calibration, stratified by class (default: 300)")
-    parser.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+    parser.add_argument("--max-drop", type=_finite_float, default=1.0, metavar="POINTS",
                         help="largest allowed val-accuracy drop against the float model, in points (default: 1.0)")
     parser.add_argument("--data", metavar="DIR",
                         help="data folder of the run's split (default: split.json's \"data\", then $SMARTBIN_DATA)")
@@ -85,7 +107,8 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-float", action="store_true",
                         help="also write the float32 .tflite beside the bundle as <bundle>-float32.tflite")
     parser.add_argument("--threads", type=_positive_int, default=2, help="LiteRT threads for evaluation (default: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample (default: 0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0,
+                        help="seed of the calibration sample (default: 0)")
     return parser
 
 
@@ -122,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except GateError as err:
         print(f"refused: {err}", file=sys.stderr)
         return EXIT_GATE
+    except (OSError, BundleError) as err:  # writing the bundle or reading a model file
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -80,8 +80,10 @@ class RunFolder:
     def resolve_data_dir(self, data: str | os.PathLike | None) -> Path:
         """Finds the data folder: ``--data``, else split.json's ``data``, else ``$SMARTBIN_DATA``.
 
-        A relative ``data`` from split.json is tried as given, then relative to the run
-        folder's parent (runs usually sit beside the data they were trained on).
+        A relative ``data`` from split.json was relative to where training ran: it is tried as
+        given, then relative to the run folder's parent, then to its grandparent (a run in
+        ``runs/NAME`` trained from the folder that holds ``runs/``), so converting works from
+        any directory.
 
         Raises:
             ConverterError: no candidate is an existing folder.
@@ -94,7 +96,8 @@ class RunFolder:
         tried = []
         if self.data_hint:
             hint = Path(self.data_hint)
-            candidates = [hint] if hint.is_absolute() else [hint, self.path.parent / hint]
+            candidates = [hint] if hint.is_absolute() else [
+                hint, self.path.parent / hint, self.path.resolve().parent.parent / hint]
             for folder in candidates:
                 if folder.is_dir():
                     return folder

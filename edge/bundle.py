@@ -300,17 +300,22 @@ def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manife
     Returns:
         The bundle as ``load_bundle`` reads it back.
     """
-    target = Path(folder)
+    # A symlinked --out (models/current -> models/v3) is written where it points, and stays a link.
+    target = Path(folder).resolve() if Path(folder).is_symlink() else Path(folder)
     manifest = dataclasses.replace(manifest, sha256=hashlib.sha256(model_bytes).hexdigest())
     manifest.validate()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes 0700; the daemon may run as another user (systemd User=smartbin)
-    (staging / manifest.model_file).write_bytes(model_bytes)
-    (staging / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
-    for name, content in (extra_files or {}).items():
-        (staging / name).write_bytes(content)
-    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    try:
+        staging.chmod(0o755)  # mkdtemp makes 0700; the daemon may run as another user (systemd User=smartbin)
+        (staging / manifest.model_file).write_bytes(model_bytes)
+        (staging / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except BaseException:  # a full disk or Ctrl-C must not leave a hidden half bundle behind
+        _remove_tree(staging)
+        raise
     if target.exists():
         backup = target.with_name(f".{target.name}.old")
         if backup.exists():

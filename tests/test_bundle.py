@@ -35,6 +35,32 @@ def test_manifest_round_trips_through_json(bundle_dir):
     assert Manifest.from_dict(data).to_dict() == data
 
 
+def test_a_symlinked_bundle_folder_is_written_where_it_points_and_stays_a_link(tmp_path):
+    real = write_bundle(tmp_path / "v1", b"one", manifest()).path
+    (tmp_path / "current").symlink_to(real, target_is_directory=True)
+    for content in (b"two", b"three"):  # twice: the second write used to crash
+        write_bundle(tmp_path / "current", content, manifest())
+    assert (tmp_path / "current").is_symlink()
+    assert load_bundle(tmp_path / "current").model_path.read_bytes() == b"three"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v1"]  # no staging or .old left
+
+
+def test_a_failed_write_leaves_no_half_bundle(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    real_write = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name == "manifest.json":
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError):
+        write_bundle(tmp_path / "b", b"model", manifest())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_replaced_model_file_fails_the_hash_check(bundle_dir):
     (bundle_dir / "model.tflite").write_bytes(b"other")
     with pytest.raises(BundleError, match="sha256"):

@@ -204,6 +204,23 @@ def test_edgetpu_without_compiler_explains_and_writes_the_cpu_bundle(workspace, 
     assert (workspace / "bundles" / "tpu-less-float32.tflite").is_file()
 
 
+def test_a_later_conversion_without_keep_float_removes_the_stale_reference(workspace, capsys):
+    assert convert(workspace, "--out", "bundles/again", "--keep-float") == 0
+    assert (workspace / "bundles" / "again-float32.tflite").is_file()
+    assert convert(workspace, "--out", "bundles/again") == 0
+    assert not (workspace / "bundles" / "again-float32.tflite").exists()  # bench would compare with it
+    assert "removed" in capsys.readouterr().err
+
+
+def test_bench_finds_the_runs_float_reference_from_any_folder(workspace, tmp_path, monkeypatch):
+    from converter.bench import find_float_reference
+
+    bundle = load_bundle(workspace / "bundles" / "tiny-int8")  # source_run "run", relative
+    monkeypatch.chdir(tmp_path)
+    found = find_float_reference(bundle)  # bundles/tiny-int8 -> ../../run, the folder holding both
+    assert found is not None and found.resolve() == (workspace / "run" / "model_float32.tflite").resolve()
+
+
 FAKE_COMPILER = """#!/bin/sh
 # Stands in for Coral's x86-only compiler: copies the model and prints a fully-mapped log.
 out="$3"; model="$4"

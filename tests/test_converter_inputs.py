@@ -54,6 +54,18 @@ class TestRunFolder:
         monkeypatch.chdir(tmp_path.parent)  # "photos" does not exist here, only beside the run
         assert load_run(run_dir).resolve_data_dir(None) == run_dir.parent / "photos"
 
+    def test_data_folder_relative_to_where_training_ran_is_found_from_anywhere(self, tmp_path, monkeypatch):
+        # Trained from the project folder: split.json says "data/photos", the run is runs/run.
+        project = tmp_path / "project"
+        run_dir = write_run_folder(project / "runs", data_name="photos")
+        (project / "runs" / "photos").rename(project / "photos")
+        split = json.loads((run_dir / "split.json").read_text())
+        split["data"] = "photos"
+        (run_dir / "split.json").write_text(json.dumps(split))
+        monkeypatch.chdir(tmp_path)  # converting from somewhere else entirely
+        found = load_run(run_dir).resolve_data_dir(None)
+        assert found.resolve() == (project / "photos").resolve()
+
     def test_data_folder_falls_back_to_smartbin_data(self, run_dir, monkeypatch, tmp_path):
         moved = tmp_path / "elsewhere"
         (run_dir.parent / "photos").rename(moved)
@@ -68,6 +80,14 @@ class TestRunFolder:
 
 
 class TestBadInputExitsTwo:
+    @pytest.mark.parametrize("option, value, message", [
+        ("--max-drop", "nan", "must be a finite number"),
+        ("--seed", "-1", "must be 0 or more"),
+    ])
+    def test_options_the_gate_or_sampler_cannot_use(self, run_dir, capsys, option, value, message):
+        assert main(["run", str(run_dir), option, value]) == 2
+        assert message in capsys.readouterr().err
+
     def test_run_folder_without_model(self, run_dir, tmp_path, capsys):
         (run_dir / "model.keras").unlink()
         assert main([str(run_dir), "--out", str(tmp_path / "b")]) == 2
