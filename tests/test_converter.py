@@ -212,10 +212,10 @@ def test_a_later_conversion_without_keep_float_removes_the_stale_reference(works
     assert "removed" in capsys.readouterr().err
 
 
-def test_bench_finds_the_runs_float_reference_from_any_folder(workspace, tmp_path, monkeypatch):
+def test_bench_finds_the_runs_float_reference_from_any_folder(bundles, workspace, tmp_path, monkeypatch):
     from converter.bench import find_float_reference
 
-    bundle = load_bundle(workspace / "bundles" / "tiny-int8")  # source_run "run", relative
+    bundle = load_bundle(bundles["int8"])  # source_run "run", relative
     monkeypatch.chdir(tmp_path)
     found = find_float_reference(bundle)  # bundles/tiny-int8 -> ../../run, the folder holding both
     assert found is not None and found.resolve() == (workspace / "run" / "model_float32.tflite").resolve()
