@@ -70,10 +70,17 @@ def add_run_parser(commands) -> None:
 
 
 def host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    """``HOST:PORT`` or ``[IPv6]:PORT``."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") > 1:
+        raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets, e.g. [{text}]:1883, got {text!r}")
+    else:
+        host, _, port = text.partition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:1883, got {text!r}")
-    return host.strip("[]"), int(port)
+    return host, int(port)
 
 
 def run_overrides(args: argparse.Namespace) -> dict:

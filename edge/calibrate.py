@@ -21,6 +21,13 @@ from typing import Callable
 from edge.config import DEFAULT_CONFIG
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 60:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0 and 60 seconds, got {text}")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "calibrate-flap", help="move the flap to each bin's angle to check and adjust the angles",
@@ -32,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
     parser.add_argument("--step", action="store_true", help="wait at each bin; type an angle or +N/-N to adjust")
     parser.add_argument("--bin", metavar="NAME", action="append", help="only this bin (repeatable)")
-    parser.add_argument("--hold", metavar="SECONDS", type=float, default=1.5,
+    parser.add_argument("--hold", metavar="SECONDS", type=_seconds, default=1.5,
                         help="seconds at each bin without --step (default 1.5)")
     parser.set_defaults(func=run)
     return parser

@@ -33,6 +33,7 @@ SYSTEM_CONFIG = Path("/etc/smartbin/smartbin.yaml")
 DEFAULT_CONFIG = next((path for path in (PACKAGE_ROOT / "firmware_config" / "smartbin.yaml", SYSTEM_CONFIG)
                        if path.is_file()), PACKAGE_ROOT / "firmware_config" / "smartbin.yaml")
 CREDENTIAL_NAME = "mqtt_password"
+INSTALLED_CONFIG_DIR = Path("/etc/smartbin")  # where install.sh keeps the config and the credential
 UNION_MEMBER = re.compile(r"^(int|str|float|bool|none|tuple\[.*\]|list\[.*\]|dict\[.*\])$")
 
 
@@ -40,14 +41,16 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
     """Problems that involve more than one section (a bin the flap has no angle for, ...)."""
     problems = []
     flap = config.flap
-    if not flap.min_pulse_width < flap.max_pulse_width <= flap.frame_width:
-        problems.append(("flap.max_pulse_width", "need min_pulse_width < max_pulse_width <= frame_width"))
+    if not flap.min_pulse_width < flap.max_pulse_width < flap.frame_width:  # gpiozero's own rule
+        problems.append(("flap.max_pulse_width", "need min_pulse_width < max_pulse_width < frame_width"))
     if flap.min_angle >= flap.max_angle:
         problems.append(("flap.min_angle", "must be below flap.max_angle"))
     for key, angle in [("flap.neutral_angle", flap.neutral_angle)] + [
             (f"flap.angles.{name}", angle) for name, angle in flap.angles.items()]:
         if not flap.min_angle <= angle <= flap.max_angle:
             problems.append((key, f"{angle} is outside [{flap.min_angle}, {flap.max_angle}]"))
+    if config.detector.type == "sensor" and str(config.detector.sensor_pin) == str(flap.pin):
+        problems.append(("detector.sensor_pin", f"pin {flap.pin} already drives the flap (flap.pin)"))
     x, y, width, height = config.detector.roi
     if not (0 <= x < 1 and 0 <= y < 1 and width > 0 and height > 0 and x + width <= 1 and y + height <= 1):
         problems.append(("detector.roi", "must be [x, y, width, height] fractions inside the frame"))
@@ -89,7 +92,8 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
                                              "events and the password cross the network in clear text"))
     if mqtt.enabled and mqtt.tls.insecure:
         warnings.append(("mqtt.tls.insecure", "the broker's host name is not checked"))
-    if mqtt.enabled and mqtt.username and not mqtt.password_file and not credential_path():
+    if mqtt.enabled and mqtt.username and not mqtt.password_file and not credential_path() \
+            and not installed_credential():
         warnings.append(("mqtt.password_file", "a username is set but no password file or systemd credential"))
     if config.web.enabled and not is_loopback(config.web.host):
         warnings.append(("web.host", f"the web page listens on {config.web.host}, reachable from the network"))
@@ -112,6 +116,14 @@ def credential_path() -> Path | None:
     if folder and (Path(folder) / CREDENTIAL_NAME).is_file():
         return Path(folder) / CREDENTIAL_NAME
     return None
+
+
+def installed_credential() -> bool:
+    """True when install.sh's credential source exists and is not empty (checked outside systemd)."""
+    try:
+        return (INSTALLED_CONFIG_DIR / CREDENTIAL_NAME).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def read_mqtt_password(mqtt: MqttConfig, config_path: str | None = None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
@@ -143,7 +143,7 @@ class FlapConfig(Section):
     max_angle: float = Field(90.0, description="Angle at max_pulse_width.")
     min_pulse_width: float = Field(0.0005, gt=0, description="Pulse width in seconds at min_angle (SG90: 0.0005).")
     max_pulse_width: float = Field(0.0025, gt=0, description="Pulse width in seconds at max_angle (SG90: 0.0025).")
-    frame_width: float = Field(0.02, gt=0, description="PWM period in seconds (50 Hz servos: 0.02).")
+    frame_width: float = Field(0.02, ge=0.005, le=0.05, description="PWM period in seconds (50 Hz servos: 0.02).")
     settle_s: float = Field(0.4, ge=0, le=5, description="Time the item needs to drop before the flap returns.")
     detach_when_idle: bool = Field(True, description="Stop the PWM signal at rest so the servo does not jitter.")
 
@@ -169,7 +169,8 @@ class MqttConfig(Section):
     """``mqtt:`` the broker, topics, credentials and timing."""
 
     enabled: bool = Field(False, description="Publish events, counts and stats to an MQTT broker.")
-    host: str = Field("127.0.0.1", min_length=1, description="Broker host name or address.")
+    host: str = Field("127.0.0.1", min_length=1,
+                      description="Broker host name or address (the port goes in mqtt.port).")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
     prefix: str = Field("smartbin", pattern=r"^[^#+]+$", description="Topics are <prefix>/<device id>/....")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "
@@ -185,9 +186,23 @@ class MqttConfig(Section):
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description="Discovery.")
 
+    @field_validator("host")
+    @classmethod
+    def _host_without_port(cls, host: str) -> str:
+        if any(char.isspace() or char in "/[]" for char in host):
+            raise ValueError("a host name or address, without spaces, slashes or brackets")
+        if ":" in host:
+            import ipaddress
+
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError("a host name or address without a port (the port goes in mqtt.port)") from None
+        return host
+
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def topic_root(self, device_id: str) -> str:
         return f"{self.prefix}/{device_id}"

@@ -148,7 +148,12 @@ class Flap:
         except Exception as err:  # bad pin name, pin in use, PWM unsupported...
             self._close_factory()
             raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err or type(err).__name__}") from None
-        self.neutral()
+        try:
+            self.neutral()
+        except Exception as err:  # the first PWM write is where a real pin fails (lgpio errors)
+            self._servo.close()
+            self._close_factory()
+            raise FlapError(f"flap: cannot move the servo on pin {pin!r}: {err or type(err).__name__}") from None
 
     def move_to(self, bin_name: str, wait: bool = True) -> None:
         """Turns the flap to the bin's angle and waits for it to settle.

@@ -11,7 +11,7 @@
 #   3. the source in /opt/smartbin/src and a venv in /opt/smartbin/venv with --system-site-packages
 #      (so the venv sees the apt picamera2/libcamera bindings), then pip install .[edge]
 #   4. /etc/smartbin/smartbin.yaml (kept if it exists) and /etc/smartbin/mqtt_password (0600, root)
-#   5. the systemd unit, enabled and started
+#   5. the systemd unit, enabled and (re)started
 set -euo pipefail
 
 PREFIX=/opt/smartbin
@@ -21,7 +21,9 @@ PASSWORD_FILE=""
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --mqtt-password-file) PASSWORD_FILE="$2"; shift 2 ;;
+        --mqtt-password-file)
+            [[ $# -ge 2 ]] || { echo "--mqtt-password-file needs a FILE (see --help)" >&2; exit 2; }
+            PASSWORD_FILE="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -81,6 +83,8 @@ fi
 echo "== 5/5 systemd service"
 install -m 0644 "$PREFIX/src/systemd/smartbin.service" /etc/systemd/system/smartbin.service
 systemctl daemon-reload
-systemctl enable --now smartbin
+systemctl enable smartbin
+# restart, not start: on a re-run (an upgrade) the old process must not keep running on replaced files
+systemctl restart smartbin
 systemctl --no-pager --lines=5 status smartbin || true
 echo "done: follow the log with  journalctl -u smartbin -f"

@@ -71,11 +71,19 @@ def test_run_options_become_config_overrides(tmp_path):
     assert overrides["device.id"] == "b2" and overrides["device.state_dir"].endswith("st")
 
 
-def test_a_bad_mqtt_address_is_a_usage_error(capsys):
+@pytest.mark.parametrize("address, message", [("nohost", "HOST:PORT"), ("host:99999", "HOST:PORT"),
+                                              ("::1", "in brackets, e.g. [::1]:1883"), ("[::1]", "HOST:PORT")])
+def test_a_bad_mqtt_address_is_a_usage_error(capsys, address, message):
     with pytest.raises(SystemExit) as caught:
-        main(["run", "--mqtt", "nohost"])
+        main(["run", "--mqtt", address])
     assert caught.value.code == 2
-    assert "HOST:PORT" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_an_ipv6_broker_is_written_in_brackets():
+    from edge.__main__ import host_port
+
+    assert host_port("[::1]:1884") == ("::1", 1884) and host_port("broker.local:1883") == ("broker.local", 1883)
 
 
 def test_run_as_a_process_sorts_max_items_then_exits_0(tmp_path, tiny_bundle, photo_folder):

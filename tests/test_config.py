@@ -173,6 +173,11 @@ def test_the_shipped_yaml_spells_out_every_key():
 
 @pytest.mark.parametrize("yaml_text, line", [
     ("mqtt: {host: ''}", "mqtt.host: String should have at least 1 character"),
+    ("mqtt: {host: 'broker:1883'}", "mqtt.host: a host name or address without a port"),
+    ("mqtt: {host: 'my broker'}", "mqtt.host: a host name or address, without spaces"),
+    ("flap: {frame_width: 2}", "flap.frame_width: Input should be less than or equal to 0.05"),
+    ("flap: {max_pulse_width: 0.02}", "flap.max_pulse_width: need min_pulse_width < max_pulse_width < frame_width"),
+    ("detector: {type: sensor, sensor_pin: 18}", "detector.sensor_pin: pin 18 already drives the flap"),
     ("camera: {replay: {tray_size: [-5, 0]}}", "camera.replay.tray_size.0: Input should be greater than or equal to 8"),
     ("camera: {fake: {size: [64, 0]}}", "camera.fake.size.1: Input should be greater than or equal to 8"),
 ])

@@ -65,4 +65,4 @@ def test_the_unit_is_a_watched_notify_service_with_hardening():
 def test_the_install_script_puts_the_binary_where_the_unit_expects_it():
     script = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
     assert "/opt/smartbin/venv" in script
-    assert "systemctl enable --now smartbin" in script
+    assert "systemctl enable smartbin" in script and "systemctl restart smartbin" in script  # re-runs upgrade
