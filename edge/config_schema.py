@@ -93,7 +93,8 @@ class DetectorConfig(Section):
     still_frames: int = Field(2, ge=1, description="Consecutive still frames before classifying.")
     classify_frames: int = Field(3, ge=1, le=16, description="K: settled frames whose probabilities are averaged.")
     background_frames: int = Field(3, ge=1, description="Frames averaged into the first empty-tray background.")
-    empty_frames_to_rearm: int = Field(2, ge=1, description="Empty frames needed before the next item is awaited.")
+    empty_frames_to_rearm: int = Field(2, ge=1, description="Empty frames (below half of occupied_fraction) needed "
+                                                             "before the next item is awaited.")
     background_rate: float = Field(0.05, ge=0, le=1, description="How fast the empty-tray background follows slow "
                                                                  "light changes.")
     relearn_after_s: float | None = Field(

@@ -108,6 +108,12 @@ class ItemDetector:
         # count_nonzero and sum, not np.mean: a third of the cost on arrays this small (every frame counts).
         self.changed_fraction = np.count_nonzero(np.abs(grey - self._background) > self.diff_threshold) / grey.size
         if self.changed_fraction < self.occupied_fraction:
+            if self.state in ("occupied", "decided") and self.changed_fraction >= self.occupied_fraction / 2:
+                # Hysteresis: a faint item (clear plastic) can hover around the threshold. Between half
+                # of it and all of it the tray is not called empty: no re-arm, nothing learnt into the
+                # background, so one item stays one decision.
+                self._empty_count = 0
+                return None
             self._on_empty(grey)
             return None
         self._empty_count = 0

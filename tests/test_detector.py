@@ -164,3 +164,15 @@ def test_relearning_can_be_switched_off():
     detector = ItemDetector(classify_frames=3, relearn_after_s=None)
     decisions(detector, timed([TRAY] * 4 + [brighter] * 200))
     assert detector.state == "decided" and detector.relearned == 0
+
+
+def test_a_faint_item_hovering_around_the_threshold_is_still_one_decision():
+    # Changed fraction of the ROI: 16x12 of 64x48 = 6.25 % (occupied), 12x12 = 4.7 % (just below).
+    faint_big = TRAY.copy()
+    faint_big[12:24, 16:32] = 230
+    faint_small = TRAY.copy()
+    faint_small[12:24, 16:28] = 230
+    detector = ItemDetector(classify_frames=3)
+    hovering = [faint_big] * 6 + ([faint_small] * 2 + [faint_big] * 5) * 3
+    found = decisions(detector, frames(*[TRAY] * 4, *hovering, *[TRAY] * 4, *[faint_big] * 6))
+    assert len(found) == 2  # the hovering item once, then the next item after a really empty tray
