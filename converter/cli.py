@@ -42,34 +42,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _checked(convert, is_ok, problem: str):
+    """An argparse ``type`` that converts, then checks: one line naming the bad value either way."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if convert is int else 'a number'}") from None
+        if not is_ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+    return parse
 
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):  # drop > nan is always False: the gate would pass everything
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+_positive_int = _checked(int, lambda value: value >= 1, "must be at least 1")
+_non_negative_int = _checked(int, lambda value: value >= 0, "must be 0 or more")
+# drop > nan is always False: a NaN --max-drop would let the gate pass everything.
+_finite_float = _checked(float, math.isfinite, "must be a finite number")
 
 
 def _thread_list(text: str) -> list[int]:

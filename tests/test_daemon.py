@@ -40,6 +40,16 @@ def run_in_thread(daemon: Daemon) -> threading.Thread:
     return thread
 
 
+def drain(systemd_socket) -> list[str]:
+    """Every sd_notify message the fake systemd socket has received so far."""
+    messages = []
+    try:
+        while True:
+            messages.append(systemd_socket.recv(1024).decode())
+    except TimeoutError:
+        return messages
+
+
 def photo_count(folder) -> int:
     return sum(1 for path in folder.rglob("*.jpg"))
 
@@ -231,12 +241,7 @@ def test_no_watchdog_ping_follows_stopping_once_the_run_is_over(tmp_path, tiny_b
         daemon.start()
         assert daemon.run() == 0
         time.sleep(0.3)
-        messages = []
-        try:
-            while True:
-                messages.append(systemd.recv(1024).decode())
-        except TimeoutError:
-            pass
+        messages = drain(systemd)
     assert "WATCHDOG=1" in messages and "STOPPING=1" in messages
     assert "WATCHDOG=1" not in messages[messages.index("STOPPING=1"):]
 
@@ -334,12 +339,7 @@ def test_with_the_watchdog_off_the_pings_go_on_without_frames(tmp_path, tiny_bun
         runner = threading.Thread(target=daemon.run)
         runner.start()
         time.sleep(0.6)
-        messages = []
-        try:
-            while True:
-                messages.append(systemd.recv(1024).decode())
-        except TimeoutError:
-            pass
+        messages = drain(systemd)
         daemon.stop()
         runner.join(10)
     assert messages.count("WATCHDOG=1") >= 3
