@@ -129,3 +129,21 @@ def test_the_page_fits_a_phone_and_labels_every_control(browser, server, photo_f
         page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_the_verdict_gives_the_real_reason_an_item_goes_to_the_reject_bin(page):
+    verdict = "(result) => verdictText(result)"
+    unsure = page.evaluate(verdict, {"label": "paper", "bin": "rest", "confidence": 0.5996, "rejected": True,
+                                     "min_confidence": 0.6})
+    assert "(59.9 %), below the 60.0 % needed" in unsure  # rounded down: never "60.0 %, below 60.0 %"
+    no_bin = page.evaluate(verdict, {"label": "textiles", "bin": "rest", "confidence": 0.95, "rejected": True,
+                                     "min_confidence": 0.6})
+    assert "no bin of its own" in no_bin and "below" not in no_bin
+    sure = page.evaluate(verdict, {"label": "glass", "bin": "glass", "confidence": 0.9, "rejected": False,
+                                   "min_confidence": 0.6})
+    assert sure == "This is glass: it goes in the glass bin."
+
+
+def test_sizes_and_counts_are_shown_as_they_are(page):
+    assert page.evaluate("() => [megabytes(524288), megabytes(10485760), megabytes(1572864)]") == ["0.5", "10", "1.5"]
+    assert page.evaluate("() => own({}, 'constructor')") == 0  # a class named like a built-in counts 0, not a function

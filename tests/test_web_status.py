@@ -183,6 +183,41 @@ def test_the_page_shows_the_daemons_counts_items_and_stats_and_follows_changes(b
         context.close()
 
 
+def test_a_status_that_starts_failing_is_shown_as_stale_not_as_live(browser, server, daemon):
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#live-body:not([hidden])")
+        daemon.fail = True  # the stream now sends `event: problem`
+        page.wait_for_function("() => document.querySelector('#live-note').textContent.includes('store is locked')")
+        assert "stale" in page.get_attribute("#live-body", "class")
+        daemon.fail = False
+        page.wait_for_function("() => !document.querySelector('#live-body').classList.contains('stale')")
+        assert "bin-7" in page.inner_text("#live-note")
+    finally:
+        page.close()
+
+
+def test_a_page_refused_a_live_stream_falls_back_to_polling(browser, server, daemon, monkeypatch):
+    import edge.web.server as web_server
+
+    taken = [server.event_streams.acquire(blocking=False) for _ in range(web_server.MAX_EVENT_STREAMS)]
+    assert all(taken)  # eight other tabs hold every stream: this page's gets a 503
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#live-body:not([hidden])")
+        daemon.items.append(("cardboard", "paper", 0.99))
+        page.wait_for_function(
+            "() => document.querySelector('#bin-counts tr[data-bin=\"paper\"] .all-time').textContent === '2'")
+    finally:
+        page.close()
+        for _ in taken:
+            server.event_streams.release()
+
+
 # ---- against a running replay daemon ----------------------------------------------------------
 
 class HoldAtEnd:

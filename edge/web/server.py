@@ -317,6 +317,12 @@ class _Handler(BaseHTTPRequestHandler):
         if 0 < length <= DRAIN_LIMIT_BYTES:
             _drain(self.connection, self.rfile, length)
 
+    def finish(self):
+        try:
+            super().finish()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a closed live page: its last buffered event has nowhere to go
+
     def _stream_events(self):
         if not self.app.event_streams.acquire(blocking=False):
             self._send_json(503, {"error": "too many live pages open; close one or reload later"},

@@ -3,7 +3,7 @@
 // textContent, never parsed as HTML, so a label cannot inject markup.
 "use strict";
 
-const state = { maxUploadBytes: 10 * 1024 * 1024, previewUrl: null };
+const state = { maxUploadBytes: 10 * 1024 * 1024, previewUrl: null, request: 0, polling: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,6 +19,11 @@ function el(tag, props = {}, children = []) {
 }
 
 const percent = (p) => `${(100 * p).toFixed(1)} %`;
+// Rounded down: a confidence of 0.5996 must not read as the 60.0 % it failed to reach.
+const percentDown = (p) => `${(Math.floor(1000 * p) / 10).toFixed(1)} %`;
+// 0.5 MB stays 0.5 MB (toFixed(0) would call it 1 MB and contradict the size check).
+const megabytes = (bytes) => String(Number((bytes / 1048576).toFixed(1)));
+const own = (object, key) => (object && Object.hasOwn(object, key) ? object[key] : 0);
 
 function number(value, digits = 1) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
@@ -56,12 +61,13 @@ async function classify(file) {
     return;
   }
   if (file.size > state.maxUploadBytes) {
-    const limit = (state.maxUploadBytes / 1048576).toFixed(0);
-    showError(`“${file.name}” is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${limit} MB.`);
+    showError(`“${file.name}” is ${megabytes(file.size)} MB; the limit is ${megabytes(state.maxUploadBytes)} MB.`);
     return;
   }
-  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-  state.previewUrl = URL.createObjectURL(file);
+  // Each upload keeps its own preview; only the newest one's answer is shown, so a slow answer
+  // to an earlier photo can never appear beside a later photo.
+  const request = ++state.request;
+  const previewUrl = URL.createObjectURL(file);
   $("busy").hidden = false;
   const form = new FormData();
   form.append("image", file, file.name || "photo.jpg");
@@ -69,25 +75,35 @@ async function classify(file) {
     const response = await fetch("/api/classify", { method: "POST", body: form });
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
+    if (request !== state.request) {
+      URL.revokeObjectURL(previewUrl);
+      return;
+    }
     if (!response.ok) {
       const reason = body && body.error ? body.error : `the server answered ${response.status}`;
       showError(`Could not classify this photo: ${reason}.`);
       $("result").hidden = true;
       return;
     }
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.previewUrl = previewUrl;
     showResult(body);
   } catch (err) {
-    showError("Could not reach the bin. Is it still running? Try again in a moment.");
+    if (request === state.request) showError("Could not reach the bin. Is it still running? Try again in a moment.");
   } finally {
-    $("busy").hidden = true;
+    if (request === state.request) $("busy").hidden = true;
   }
 }
 
 function verdictText(result) {
-  if (result.rejected) {
-    const needed = result.min_confidence != null ? `, below the ${percent(result.min_confidence)} needed` : "";
-    return `Not sure. It looks most like ${result.label} (${percent(result.confidence)})${needed}, ` +
-      `so it would go to the ${result.bin} bin for a person to check.`;
+  const unsure = result.min_confidence != null && result.confidence < result.min_confidence;
+  if (result.rejected && unsure) {
+    return `Not sure. It looks most like ${result.label} (${percentDown(result.confidence)}), below the ` +
+      `${percent(result.min_confidence)} needed, so it would go to the ${result.bin} bin for a person to check.`;
+  }
+  if (result.rejected) {  // sure enough, but no bin is set up for this class
+    return `This looks like ${result.label} (${percent(result.confidence)}), which has no bin of its own, ` +
+      `so it would go to the ${result.bin} bin.`;
   }
   return `This is ${result.label}: it goes in the ${result.bin} bin.`;
 }
@@ -152,8 +168,8 @@ function countRows(tbody, all, sinceReset, key) {
   for (const name of names) {
     tbody.append(el("tr", { [`data-${key}`]: name }, [
       el("th", { scope: "row", text: name }),
-      el("td", { class: "since-reset", text: String((sinceReset || {})[name] || 0) }),
-      el("td", { class: "all-time", text: String((all || {})[name] || 0) }),
+      el("td", { class: "since-reset", text: String(own(sinceReset, name)) }),
+      el("td", { class: "all-time", text: String(own(all, name)) }),
     ]));
   }
   const since = Object.values(sinceReset || {}).reduce((a, b) => a + b, 0);
@@ -292,7 +308,7 @@ function renderModel(status) {
 function render(status) {
   if (status.web && status.web.max_upload_bytes) {
     state.maxUploadBytes = status.web.max_upload_bytes;
-    $("limit-mb").textContent = (state.maxUploadBytes / 1048576).toFixed(0);
+    $("limit-mb").textContent = megabytes(state.maxUploadBytes);
   }
   renderModel(status);
   if (status.live) {
@@ -305,30 +321,59 @@ function render(status) {
   }
 }
 
+// The figures on screen are old: say so, and grey them out, rather than show them as live.
+function stale(reason) {
+  $("live-note").textContent = reason;
+  $("live-body").classList.add("stale");
+}
+
 async function poll() {
   try {
     const response = await fetch("/api/status", { cache: "no-store" });
-    if (response.ok) {
-      const status = await response.json();
-      render(status);
-      return status;
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    if (response.ok && body) {
+      $("live-body").classList.remove("stale");
+      render(body);
+      return body;
     }
+    stale(`The bin cannot report its status${body && body.error ? `: ${body.error}` : ""}; retrying…`);
   } catch (_) {
-    $("live-note").textContent = "Lost contact with the bin; retrying…";
+    stale("Lost contact with the bin; retrying…");
   }
   return null;
+}
+
+function startPolling() {
+  if (state.polling === null) state.polling = setInterval(poll, 2000);
 }
 
 async function follow() {
   const first = await poll();
   if (first && !first.live) return;  // the standalone demo never changes: no stream to keep open
   if (!window.EventSource) {
-    setInterval(poll, 2000);
+    startPolling();
     return;
   }
   const events = new EventSource("/api/events");
-  events.onmessage = (event) => render(JSON.parse(event.data));
-  events.onerror = () => { $("live-note").textContent = "Lost contact with the bin; retrying…"; };
+  events.onmessage = (event) => {
+    $("live-body").classList.remove("stale");
+    render(JSON.parse(event.data));
+  };
+  // The daemon is up but its status failed (a named event, which onmessage does not see).
+  events.addEventListener("problem", (event) => {
+    let reason = "";
+    try { reason = JSON.parse(event.data).error || ""; } catch (_) { reason = ""; }
+    stale(`The bin cannot report its status${reason ? `: ${reason}` : ""}; retrying…`);
+  });
+  events.onerror = () => {
+    stale("Lost contact with the bin; retrying…");
+    // A refused stream (503: too many live pages) is never retried by the browser: poll instead.
+    if (events.readyState === EventSource.CLOSED) {
+      events.close();
+      startPolling();
+    }
+  };
 }
 
 document.addEventListener("DOMContentLoaded", () => {
