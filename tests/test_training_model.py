@@ -39,7 +39,9 @@ def test_phases_set_trainable_flags():
     batchnorms = [l for l in _leaf_layers(backbone) if isinstance(l, keras.layers.BatchNormalization)]
     assert all_layers > 0 and all(not bn.trainable for bn in batchnorms)
     top = set_phase(backbone, "finetune", 10)
-    assert 0 < top <= 10 < all_layers
+    assert top == 10 < all_layers  # ten layers with weights, BatchNorm not counted
+    trained = [layer for layer in _leaf_layers(backbone) if layer.trainable]
+    assert len(trained) == 10 and not any(isinstance(l, keras.layers.BatchNormalization) for l in trained)
     leaves = _leaf_layers(backbone)
     assert not leaves[0].trainable and leaves[-2].trainable  # stem frozen, top conv trainable
 

@@ -48,7 +48,8 @@ def set_phase(backbone: keras.Model, phase: str, finetune_layers: int = 0) -> in
     """Sets trainable flags for ``head`` or ``finetune``; returns the number of trainable backbone layers.
 
     Args:
-        finetune_layers: in phase ``finetune``, 0 unfreezes every layer with weights, N only the top N.
+        finetune_layers: in phase ``finetune``, 0 unfreezes every layer with weights, N the top N
+            of them (BatchNorm and the fixed input normalisation never count: they stay frozen).
     """
     leaves = _leaf_layers(backbone)
     backbone.trainable = phase == "finetune"
@@ -56,11 +57,14 @@ def set_phase(backbone: keras.Model, phase: str, finetune_layers: int = 0) -> in
         return 0
     if phase != "finetune":
         raise ValueError(f"unknown phase {phase!r}")
-    first = 0 if finetune_layers <= 0 else max(0, len(leaves) - finetune_layers)
-    count = 0
-    for i, layer in enumerate(leaves):
-        # Input normalisation (fixed rescale / mean subtraction) is never learned.
+
+    def learnable(layer) -> bool:
+        # Input normalisation (fixed rescale / mean subtraction) and BatchNorm are never learned.
         fixed = isinstance(layer, keras.layers.BatchNormalization) or layer.name in FIXED_LAYERS
-        layer.trainable = i >= first and not fixed
-        count += int(layer.trainable)
-    return count
+        return bool(layer.weights) and not fixed
+
+    candidates = [layer for layer in leaves if learnable(layer)]
+    chosen = set(map(id, candidates if finetune_layers <= 0 else candidates[-finetune_layers:]))
+    for layer in leaves:
+        layer.trainable = id(layer) in chosen
+    return len(chosen)
