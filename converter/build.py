@@ -159,8 +159,11 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
         beside.write_bytes(float_bytes)
         say(f"wrote float32 reference {beside}")
     elif beside.is_file():
-        beside.unlink()  # an earlier conversion's: bench must never compare this bundle against it
-        say(f"removed {beside} (left by an earlier conversion into {out})")
+        try:
+            beside.unlink()  # an earlier conversion's: bench must never compare this bundle against it
+            say(f"removed {beside} (left by an earlier conversion into {out})")
+        except OSError as err:  # the bundle is written; say what is left, do not fail the conversion
+            say(f"warning: could not remove the stale {beside} ({err.strerror}); delete it before `bench`")
     size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     say(f"wrote {out} ({size_mb:.2f} MB)")
     return bundle

@@ -20,20 +20,26 @@ from converter import GateError
 
 
 def classification_metrics(targets: np.ndarray, predicted: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-class F1 (a class with no support and no prediction counts F1 = 0)."""
+    """Accuracy, macro-F1 and per-class F1.
+
+    A class with no photo and no prediction gets per-class F1 0 but is left out of the macro
+    average, as in ``training.metrics`` (so a run's and its bundle's macro-F1 mean the same).
+    """
     targets = np.asarray(targets, np.int64)
     predicted = np.asarray(predicted, np.int64)
-    per_class = {}
+    per_class, occurring = {}, []
     for index, label in enumerate(labels):
         true_positive = int(np.sum((predicted == index) & (targets == index)))
         predicted_count = int(np.sum(predicted == index))
         actual_count = int(np.sum(targets == index))
         denominator = predicted_count + actual_count
         per_class[label] = round(2 * true_positive / denominator, 6) if denominator else 0.0
+        if denominator:
+            occurring.append(per_class[label])
     accuracy = float(np.mean(predicted == targets)) if len(targets) else 0.0
     return {
         "accuracy": round(accuracy, 6),
-        "macro_f1": round(float(np.mean(list(per_class.values()))), 6),
+        "macro_f1": round(float(np.mean(occurring)), 6) if occurring else 0.0,
         "per_class_f1": per_class,
     }
 

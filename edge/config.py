@@ -92,9 +92,10 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
                                              "events and the password cross the network in clear text"))
     if mqtt.enabled and mqtt.tls.insecure:
         warnings.append(("mqtt.tls.insecure", "the broker's host name is not checked"))
-    if mqtt.enabled and mqtt.username and not mqtt.password_file and not credential_path() \
-            and not installed_credential():
-        warnings.append(("mqtt.password_file", "a username is set but no password file or systemd credential"))
+    if mqtt.enabled and mqtt.username and not mqtt.password_file and not credential_path():
+        where = (f"; {INSTALLED_CONFIG_DIR / CREDENTIAL_NAME} reaches the bin only as the systemd credential, so "
+                 "it is used by the service, not by a bin started by hand") if installed_credential() else ""
+        warnings.append(("mqtt.password_file", f"a username is set but no password file or systemd credential{where}"))
     if config.web.enabled and not is_loopback(config.web.host):
         warnings.append(("web.host", f"the web page listens on {config.web.host}, reachable from the network"))
     return warnings

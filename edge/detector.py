@@ -90,6 +90,7 @@ class ItemDetector:
         self._still_count = 0
         self._empty_count = 0
         self._unchanged_since: float | None = None
+        self._old_background: np.ndarray | None = None
 
     def update(self, frame: Frame) -> list[Frame] | None:
         """Feeds one frame; returns the K settled frames once per item, else None."""
@@ -111,12 +112,17 @@ class ItemDetector:
             if self.state in ("occupied", "decided") and self.changed_fraction >= self.occupied_fraction / 2:
                 # Hysteresis: a faint item (clear plastic) can hover around the threshold. Between half
                 # of it and all of it the tray is not called empty: no re-arm, nothing learnt into the
-                # background, so one item stays one decision.
+                # background, so one item stays one decision. A residue or shadow that stays there
+                # is relearnt like any other lasting change.
                 self._empty_count = 0
+                if self.state == "decided":
+                    self._relearn_if_stuck(grey, previous, frame.ts)
                 return None
             self._on_empty(grey)
             return None
         self._empty_count = 0
+        if self.state == "empty" and self._back_to_old_tray(grey):
+            return None
         if self.state == "decided":
             self._relearn_if_stuck(grey, previous, frame.ts)
             return None
@@ -144,10 +150,12 @@ class ItemDetector:
         if self.relearn_after_s is None:
             return
         moving = previous is None or float(np.abs(grey - previous).sum()) / grey.size > self.still_threshold
-        if moving or self._unchanged_since is None:
+        # A clock stepped back (NTP on a Pi without a real-time clock) restarts the wait.
+        if moving or self._unchanged_since is None or ts < self._unchanged_since:
             self._unchanged_since = ts
             return
         if ts - self._unchanged_since >= self.relearn_after_s:
+            self._old_background = self._background  # an item stuck there: its removal must not count
             self._background = grey.copy()
             self.state = "empty"
             self._unchanged_since = None
@@ -155,6 +163,21 @@ class ItemDetector:
             log.warning("detector: the tray stayed changed and still for %g s after an item; taking it as the "
                         "new empty tray (light change, camera moved, or an item stuck on the tray?)",
                         self.relearn_after_s)
+
+    def _back_to_old_tray(self, grey: np.ndarray) -> bool:
+        """After a relearn: a frame that matches the tray from before is that tray again, not an item.
+
+        When a stuck item was relearnt as background, taking it away changes the scene again;
+        without this, the empty tray would be classified as an item.
+        """
+        if self._old_background is None:
+            return False
+        fraction = np.count_nonzero(np.abs(grey - self._old_background) > self.diff_threshold) / grey.size
+        if fraction >= self.occupied_fraction / 2:
+            return False
+        self._background, self._old_background = self._old_background, None
+        self.changed_fraction = fraction
+        return True
 
     def _on_empty(self, grey: np.ndarray) -> None:
         # Follow slow light changes, but only with frames that show the empty tray.

@@ -25,9 +25,10 @@ def test_metrics_by_hand():
     assert metrics["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3, abs=1e-6)
 
 
-def test_class_absent_from_truth_and_predictions_scores_zero():
+def test_class_absent_from_truth_and_predictions_scores_zero_but_is_left_out_of_the_macro():
     metrics = classification_metrics(np.array([0, 1]), np.array([0, 1]), LABELS)
     assert metrics["per_class_f1"]["metal"] == 0.0
+    assert metrics["macro_f1"] == 1.0  # as training.metrics averages it
 
 
 def test_compare_reports_both_models_agreement_and_drop():

@@ -176,3 +176,24 @@ def test_a_faint_item_hovering_around_the_threshold_is_still_one_decision():
     hovering = [faint_big] * 6 + ([faint_small] * 2 + [faint_big] * 5) * 3
     found = decisions(detector, frames(*[TRAY] * 4, *hovering, *[TRAY] * 4, *[faint_big] * 6))
     assert len(found) == 2  # the hovering item once, then the next item after a really empty tray
+
+
+def test_a_residue_just_below_the_threshold_is_relearnt_and_sorting_goes_on():
+    residue = TRAY.copy()
+    residue[12:24, 16:28] = 230  # 4.7 % of the frame: between half the threshold and the threshold
+    detector = ItemDetector(classify_frames=3, relearn_after_s=5.0)
+    found = decisions(detector, timed([TRAY] * 4 + [with_item()] * 6 + [residue] * 20))
+    assert len(found) == 1 and detector.relearned == 1 and detector.state == "empty"
+    item = with_item(residue, x=40, y=20, size=20)
+    assert len(decisions(detector, timed([item] * 6 + [residue] * 4, start=30))) == 1
+
+
+def test_taking_away_an_item_that_was_relearnt_is_not_an_item():
+    detector = ItemDetector(classify_frames=3, relearn_after_s=5.0)
+    stuck = with_item()
+    found = decisions(detector, timed([TRAY] * 4 + [stuck] * 20))  # 10 s on the tray: relearnt
+    assert len(found) == 1 and detector.relearned == 1
+    found = decisions(detector, timed([TRAY] * 6, start=24))  # somebody takes it away
+    assert found == [] and detector.state == "empty"
+    later = timed([with_item(x=40, y=20, size=20)] * 6 + [TRAY] * 4, start=30)
+    assert len(decisions(detector, later)) == 1  # and the next real item is one decision

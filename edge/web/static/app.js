@@ -23,7 +23,8 @@ const percent = (p) => `${(100 * p).toFixed(1)} %`;
 const percentDown = (p) => `${(Math.floor(1000 * p) / 10).toFixed(1)} %`;
 // 0.5 MB stays 0.5 MB (toFixed(0) would call it 1 MB and contradict the size check).
 const megabytes = (bytes) => String(Number((bytes / 1048576).toFixed(1)));
-const own = (object, key) => (object && Object.hasOwn(object, key) ? object[key] : 0);
+// hasOwnProperty, not Object.hasOwn: phones older than iOS 15.4 lack the latter.
+const own = (object, key) => (object && Object.prototype.hasOwnProperty.call(object, key) ? object[key] : 0);
 
 function number(value, digits = 1) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
@@ -80,6 +81,7 @@ async function classify(file) {
       return;
     }
     if (!response.ok) {
+      URL.revokeObjectURL(previewUrl);
       const reason = body && body.error ? body.error : `the server answered ${response.status}`;
       showError(`Could not classify this photo: ${reason}.`);
       $("result").hidden = true;
@@ -89,6 +91,7 @@ async function classify(file) {
     state.previewUrl = previewUrl;
     showResult(body);
   } catch (err) {
+    if (previewUrl !== state.previewUrl) URL.revokeObjectURL(previewUrl);
     if (request === state.request) showError("Could not reach the bin. Is it still running? Try again in a moment.");
   } finally {
     if (request === state.request) $("busy").hidden = true;
