@@ -147,3 +147,33 @@ def test_the_verdict_gives_the_real_reason_an_item_goes_to_the_reject_bin(page):
 def test_sizes_and_counts_are_shown_as_they_are(page):
     assert page.evaluate("() => [megabytes(524288), megabytes(10485760), megabytes(1572864)]") == ["0.5", "10", "1.5"]
     assert page.evaluate("() => own({}, 'constructor')") == 0  # a class named like a built-in counts 0, not a function
+
+
+def test_a_big_photo_is_shrunk_in_the_browser_before_upload(browser, tiny_bundle, tmp_path):
+    import numpy as np
+
+    from tests.web_support import png_bytes
+
+    state = tmp_path / "state"
+    web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
+                    decider=Decider(BINS, "rest", 0.6), state_dir=state, keep_uploads=True)
+    web.start()
+    noisy = np.random.default_rng(0).integers(0, 256, (1500, 2600, 3)).astype(np.uint8)  # ~11 MB as PNG
+    big = tmp_path / "huge.png"
+    big.write_bytes(png_bytes(noisy))
+    assert big.stat().st_size > 10 * 1024 * 1024  # over the default upload limit as it is
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(web.url)
+        page.set_input_files("#file-input", str(big))
+        page.wait_for_selector("#result:not([hidden])")
+        kept = [path for path in (state / "uploads").iterdir() if path.suffix != ".json"]
+        assert len(kept) == 1 and kept[0].suffix == ".jpeg"  # what the server received
+        from edge import imaging
+
+        height, width = imaging.image_size(kept[0].read_bytes())
+        assert max(height, width) == 2048 and kept[0].stat().st_size < 10 * 1024 * 1024
+    finally:
+        page.close()
+        web.stop()

@@ -50,9 +50,35 @@ function clearError() {
   $("error").textContent = "";
 }
 
-async function classify(file) {
+// A phone photo of 48 MP or more can pass the upload limit, and the model only needs a few hundred
+// pixels: photos over SHRINK_ABOVE_BYTES are shrunk in the browser to at most SHRINK_TO_SIDE pixels
+// (EXIF orientation applied) and sent as JPEG. Formats the browser cannot draw go as they are.
+const SHRINK_ABOVE_BYTES = 2 * 1048576;
+const SHRINK_TO_SIDE = 2048;
+
+async function shrink(file) {
+  if (file.size <= SHRINK_ABOVE_BYTES || !window.createImageBitmap) return file;
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(1, SHRINK_TO_SIDE / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+    if (!blob || blob.size >= file.size) return file;
+    const name = (file.name || "photo").replace(/\.[^.]*$/, "") + ".jpg";
+    return new File([blob], name, { type: "image/jpeg" });
+  } catch (_) {
+    return file;  // e.g. HEIC in a browser that cannot decode it: the server gives the reason
+  }
+}
+
+async function classify(original) {
   clearError();
-  if (!file) return;
+  if (!original) return;
+  const file = original.type && !original.type.startsWith("image/") ? original : await shrink(original);
   if (file.type && !file.type.startsWith("image/")) {
     showError(`“${file.name}” is not a photo (${file.type}). Choose a JPEG, PNG or WebP image.`);
     return;
