@@ -93,8 +93,7 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     check_output_folder(out)
     data_dir = run.resolve_data_dir(options.data)
     gate_split = "val" if run.splits.get("val") else "test"
-    run.check_data(data_dir, tuple(dict.fromkeys(
-        (("train",) if options.quantize == "int8" else ()) + (gate_split, "test"))))
+    run.check_data(data_dir, ("train", "val", "test") if options.quantize == "int8" else ("val", "test"))
 
     # TensorFlow is imported only now that the inputs are known to be good.
     from converter import keras_model, quantize
@@ -169,35 +168,39 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     return bundle
 
 
-def _compare_on(split: str, run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
-                say: Callable[[str], None]) -> dict:
-    """Float Keras model against the converted model on one split (the gate's figures on val)."""
+def _both_models_on(split: str, run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
+                    say: Callable[[str], None]):
+    """One split's photos through the bin's preprocessing, classified by the float and the converted model.
+
+    Returns ``(items, images, targets, skipped, float_probabilities, metrics)``.
+    """
     from converter import keras_model
     from converter.dataset import load_images
     from converter.verify import compare
 
-    images, targets, skipped = load_images(run.items(split, data_dir), pixels, desc=f"{split} photos")
+    items = run.items(split, data_dir)
+    images, targets, skipped = load_images(items, pixels, desc=f"{split} photos")
     _report_skipped(say, skipped)
     if not len(images):
         raise ConverterError(f"{data_dir}: none of the {split} split's photos could be read")
-    return compare(targets, keras_model.predict(model, images), lite.predict(images), run.labels, split=split)
+    float_probabilities = keras_model.predict(model, images)
+    metrics = compare(targets, float_probabilities, lite.predict(images), run.labels, split=split)
+    return items, images, targets, skipped, float_probabilities, metrics
+
+
+def _compare_on(split: str, run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
+                say: Callable[[str], None]) -> dict:
+    """Float Keras model against the converted model on one split (the gate's figures on val)."""
+    return _both_models_on(split, run, model, lite, data_dir, pixels, say)[-1]
 
 
 def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
               say: Callable[[str], None]) -> dict:
     """The manifest's figures: float Keras model and converted model on the test split."""
-    from converter import keras_model
-    from converter.dataset import load_images
     from converter.preprocessing import measure as measure_preprocessing
-    from converter.verify import compare
 
-    test_items = run.items("test", data_dir)
-    test_images, targets, skipped = load_images(test_items, pixels, desc="test photos")
-    _report_skipped(say, skipped)
-    if not len(test_images):
-        raise ConverterError(f"{data_dir}: none of the test split's photos could be read")
-    float_probabilities = keras_model.predict(model, test_images)
-    metrics = compare(targets, float_probabilities, lite.predict(test_images), run.labels)
+    test_items, test_images, targets, skipped, float_probabilities, metrics = _both_models_on(
+        "test", run, model, lite, data_dir, pixels, say)
     if skipped:
         metrics["skipped"] = len(skipped)
     # The figures above use the bin's OpenCV pipeline; say how far training's TensorFlow one is.

@@ -123,7 +123,7 @@ class RunFolder:
         """
         folders = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         # Source class folders may differ from labels.txt when training merged classes with a label map.
-        needed = sorted({name.replace("\\", "/").split("/", 1)[0] for split in splits for name in self.splits[split]})
+        needed = sorted({name.replace("\\", "/").split("/", 1)[0] for split in splits for name in self.splits.get(split, [])})
         if any(folder not in folders for folder in needed):
             expected = (f"labels.txt names {', '.join(self.labels)}" if set(needed) <= set(self.labels)
                         else f"the run's split uses class folders {', '.join(needed)}")
