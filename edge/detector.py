@@ -6,8 +6,8 @@ consecutive frames stop changing, the item has settled and the last K frames are
 back for classification. It re-arms only after the tray has been empty for a few frames,
 so one item is one decision however long it stays -- or, when the scene stays changed and
 still for ``relearn_after_s`` after a decision (a light switched on, the camera bumped, an item
-stuck on the tray), by taking that scene as the new empty tray, so the bin never stops sorting. Alternatives with the same ``update``
-contract: ``every_frame`` (each frame is an item) and ``sensor`` (a break-beam says when).
+stuck on the tray), by taking that scene as the new empty tray, so the bin never stops sorting.
+Alternatives with the same ``update`` contract: ``every_frame`` (each frame is an item) and ``sensor`` (a break-beam says when).
 
 Usage:
     trigger = make_trigger("occupancy", roi=(0.1, 0.1, 0.8, 0.8))
@@ -106,8 +106,7 @@ class ItemDetector:
                 self._learned = []
                 self.state = "empty"
             return None
-        # count_nonzero and sum, not np.mean: a third of the cost on arrays this small (every frame counts).
-        self.changed_fraction = np.count_nonzero(np.abs(grey - self._background) > self.diff_threshold) / grey.size
+        self.changed_fraction = self._changed(grey, self._background)
         if self.changed_fraction < self.occupied_fraction:
             if self.state in ("occupied", "decided") and self.changed_fraction >= self.occupied_fraction / 2:
                 # Hysteresis: a faint item (clear plastic) can hover around the threshold. Between half
@@ -130,7 +129,7 @@ class ItemDetector:
             self.state = "occupied"
             self._settled.clear()
             self._still_count = 0
-        elif float(np.abs(grey - previous).sum()) / grey.size <= self.still_threshold:
+        elif self._still(grey, previous):
             self._still_count += 1
         else:
             self._settled.clear()
@@ -149,9 +148,8 @@ class ItemDetector:
         """After a decision, a scene that stays changed and still for relearn_after_s is the new empty tray."""
         if self.relearn_after_s is None:
             return
-        moving = previous is None or float(np.abs(grey - previous).sum()) / grey.size > self.still_threshold
         # A clock stepped back (NTP on a Pi without a real-time clock) restarts the wait.
-        if moving or self._unchanged_since is None or ts < self._unchanged_since:
+        if previous is None or not self._still(grey, previous) or self._unchanged_since is None or ts < self._unchanged_since:
             self._unchanged_since = ts
             return
         if ts - self._unchanged_since >= self.relearn_after_s:
@@ -172,12 +170,21 @@ class ItemDetector:
         """
         if self._old_background is None:
             return False
-        fraction = np.count_nonzero(np.abs(grey - self._old_background) > self.diff_threshold) / grey.size
+        fraction = self._changed(grey, self._old_background)
         if fraction >= self.occupied_fraction / 2:
             return False
         self._background, self._old_background = self._old_background, None
         self.changed_fraction = fraction
         return True
+
+    def _changed(self, grey: np.ndarray, background: np.ndarray) -> float:
+        """Share of pixels that differ from ``background`` by more than ``diff_threshold``."""
+        # count_nonzero and sum, not np.mean: a third of the cost on arrays this small (every frame counts).
+        return np.count_nonzero(np.abs(grey - background) > self.diff_threshold) / grey.size
+
+    def _still(self, grey: np.ndarray, previous: np.ndarray) -> bool:
+        """The mean frame-to-frame difference is within ``still_threshold``."""
+        return float(np.abs(grey - previous).sum()) / grey.size <= self.still_threshold
 
     def _on_empty(self, grey: np.ndarray) -> None:
         # Follow slow light changes, but only with frames that show the empty tray.
