@@ -19,6 +19,10 @@ import numpy as np
 from edge.bundle import InputSpec
 
 
+class ImageTooLarge(ValueError):
+    """The image would decode to more pixels than allowed (read from its header, nothing decoded)."""
+
+
 @functools.cache
 def _cv2():
     # Imported on first use so that `import edge` stays cheap.
@@ -49,9 +53,14 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     if not data:
         raise ValueError("not a readable image")
     cv2 = _cv2()
-    flag = _decode_flag(data, min_side)
-    if max_pixels is not None:
-        _check_pixels(data, flag, max_pixels)
+    size = image_size(data) if min_side or max_pixels is not None else None  # the header, read once
+    factor = _jpeg_reduction(data, size, min_side)
+    if max_pixels is not None and size is not None:
+        height, width = (-(-side // factor) for side in size)  # libjpeg rounds scaled sizes up
+        if height * width > max_pixels:
+            raise ImageTooLarge(f"too large: {size[1]}x{size[0]} pixels (limit {max_pixels / 1e6:g} megapixels)")
+    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buffer, flag)
@@ -80,17 +89,6 @@ def read_image(path: str | os.PathLike, min_side: int | None = None) -> np.ndarr
         raise ValueError(f"{path}: {err}") from None
 
 
-def _check_pixels(data: bytes, flag: int, max_pixels: int) -> None:
-    size = image_size(data)
-    if size is None:
-        return  # unknown header: OpenCV's own limit (2**30 pixels) still applies
-    cv2 = _cv2()
-    factor = {cv2.IMREAD_REDUCED_COLOR_2: 2, cv2.IMREAD_REDUCED_COLOR_4: 4, cv2.IMREAD_REDUCED_COLOR_8: 8}.get(flag, 1)
-    height, width = (-(-side // factor) for side in size)
-    if height * width > max_pixels:
-        raise ValueError(f"too large: {size[1]}x{size[0]} pixels (limit {max_pixels / 1e6:g} megapixels)")
-
-
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(height, width) from a JPEG, PNG, GIF, BMP or WebP header without decoding; None if unknown."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
@@ -114,18 +112,15 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return jpeg_size(data)
 
 
-def _decode_flag(data: bytes, min_side: int | None) -> int:
-    """The ``imdecode`` flag: the strongest JPEG reduction that keeps the shorter side >= ``min_side``."""
-    cv2 = _cv2()
-    size = jpeg_size(data) if min_side else None
-    if size is None:
-        return cv2.IMREAD_COLOR
+def _jpeg_reduction(data: bytes, size: tuple[int, int] | None, min_side: int | None) -> int:
+    """libjpeg's strongest DCT reduction (8, 4, 2, else 1) that keeps a JPEG's shorter side >= ``min_side``.
+
+    Other formats (and unknown sizes) are decoded at full size: only JPEG can shrink while decoding.
+    """
+    if not min_side or size is None or data[:2] != b"\xff\xd8":
+        return 1
     shorter = min(size)
-    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                         (2, cv2.IMREAD_REDUCED_COLOR_2)):
-        if -(-shorter // factor) >= min_side:  # libjpeg rounds scaled sizes up
-            return flag
-    return cv2.IMREAD_COLOR
+    return next((factor for factor in (8, 4, 2) if -(-shorter // factor) >= min_side), 1)  # rounded up
 
 
 # Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.

@@ -181,9 +181,9 @@ class WebServer:
                 spec = self.classifier.bundle.manifest.input
                 rgb = imaging.decode_image(photo.data, min_side=max(spec.height, spec.width),
                                            max_pixels=MAX_DECODED_PIXELS)
-            except ValueError as err:
-                if str(err).startswith("too large"):
-                    raise UploadError(413, f"'{photo.filename or 'image'}' is {err}") from None
+            except imaging.ImageTooLarge as err:
+                raise UploadError(413, f"'{photo.filename or 'image'}' is {err}") from None
+            except ValueError:
                 raise UploadError(415, f"'{photo.filename or 'image'}' is not a readable image") from None
             prediction = self.classifier.classify(rgb)
             del rgb  # a large photo's pixels should not outlive the decode slot
