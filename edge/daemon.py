@@ -233,23 +233,12 @@ class Daemon:
         decision = self.decider.decide(prediction)
         last = settled[-1]
         item_id = uuid.uuid4().hex  # made once and stored: every re-send of this event carries it
-        flap_error = None
-        self.recorder.wait()  # the previous item is on disk before this one moves the flap
-        try:
-            # The item is recorded from the moment the servo starts (the next flap command waits out the
-            # settle time): a kill -9 once the flap has moved must still find the item counted.
-            self.flap.move_to(decision.bin, wait=False)
-        except FlapError as err:
-            flap_error = str(err)
-            log.error("flap: %s", err)
-        command_at = time.time()  # "decision" latency ends when the servo has been commanded
         event = {
             "id": item_id, "device_id": self.device_id, "ts": round(last.ts, 3),
             "label": decision.label, "confidence": round(decision.confidence, 4), "bin": decision.bin,
             "rejected": decision.rejected,
             "top3": [[label, round(p, 4)] for label, p in prediction.top3],
-            "latency_ms": {"classify": round(prediction.latency_ms, 2), "invoke": round(prediction.invoke_ms, 2),
-                           "decision": round((command_at - last.ts) * 1000, 2)},
+            "latency_ms": {"classify": round(prediction.latency_ms, 2), "invoke": round(prediction.invoke_ms, 2)},
             "frames": len(settled),
             "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
         }
@@ -257,9 +246,20 @@ class Daemon:
             event["truth"] = last.truth
         if last.source_id is not None:
             event["source"] = last.source_id
-        if flap_error:
-            event["flap_error"] = flap_error
-        self.recorder.submit(event, topic="item" if self.link is not None else None)
+        # The previous item's fsync ends first, so a power cut can take at most the last item.
+        self.recorder.wait()
+        # "decision" latency ends as the item is committed and the flap commanded (the commit without
+        # fsync takes well under a millisecond; it is the last thing before the command).
+        event["latency_ms"]["decision"] = round((time.time() - last.ts) * 1000, 2)
+        # Counted BEFORE the flap moves: a kill -9 from here on finds the item counted, and a failed
+        # write (disk full) stops the bin with the item still on the tray instead of sorting it uncounted.
+        self.recorder.record(event, topic="item" if self.link is not None else None)
+        try:
+            self.flap.move_to(decision.bin, wait=False)
+        except FlapError as err:
+            log.error("flap: %s", err)
+            event["flap_error"] = str(err)
+            self.store.amend_item(item_id, flap_error=event["flap_error"])
         self.items += 1
         truth_note = ""
         if last.truth is not None:

@@ -2,9 +2,13 @@
 
 ``record_item`` writes the item, its counts and its outbox message in ONE transaction, so a
 kill -9 or a power cut either keeps all three or none of them; an item id seen before is
-counted once. The MQTT side reads ``pending`` messages and deletes them with
-``mark_delivered`` once the broker acknowledged them, which makes delivery at-least-once
-with stable ids across restarts.
+counted once. Each write says how durable it must be: ``durable=True`` ends in an fsync (it
+survives a power cut), ``durable=False`` only reaches the operating system (it survives a kill
+-9 in well under a millisecond) until ``sync`` or the next durable write fsyncs the log, which
+covers every earlier commit. The MQTT side reads ``pending`` messages and deletes them with
+``mark_delivered`` once the broker acknowledged them, which makes delivery at-least-once with
+stable ids across restarts. Every SQLite failure (disk full, read-only, I/O error) is raised
+as a ``StoreError`` naming the file.
 
 Usage:
     store = Store("/var/lib/smartbin/smartbin.db")
@@ -15,6 +19,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -81,53 +86,91 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: in WAL mode every commit fsyncs the log, so an item counted survives a power cut, not
-            # only a crash (NORMAL would survive kill -9 but may lose the last commits on power loss).
-            # One fsync per sorted item costs a few ms at most a few times a second.
-            self._db.execute("PRAGMA synchronous=FULL")
+            # WAL: a commit appends to the log, so the durability of each write can be chosen (see
+            # _Transaction) and readers never wait for a writer. Some file systems cannot do it.
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: this file system cannot hold SQLite's write-ahead log "
+                                 f"(journal mode stays {mode!r}); put the state folder on a local disk")
             self._db.executescript(SCHEMA)
-            with self._transaction():
+            with self._transaction(durable=True):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('installed_at', ?)", (str(time.time()),))
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
+            # Kept in memory, so stats and status pages read them without a query (also after close).
+            self._outbox_size = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'outbox_dropped'").fetchone()
+            self.outbox_dropped = int(row[0]) if row else 0
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
         except OSError as err:  # the state folder cannot be made (read-only, wrong owner, ...)
             raise StoreError(f"{self.path}: cannot open the state database: {err.strerror or err}") from None
-        # Kept in memory too, so stats and status pages can read it without a query (also after close).
-        self.outbox_dropped = int(self.meta("outbox_dropped", "0"))
 
-    def record_item(self, event: dict[str, Any], topic: str | None = "item") -> dict[str, Any]:
+    def record_item(self, event: dict[str, Any], topic: str | None = "item", durable: bool = True) -> dict[str, Any]:
         """Stores an item, bumps its counts and queues its event, atomically.
 
         Args:
             event: JSON-ready item event with at least ``id``, ``ts``, ``label``, ``bin``, ``confidence``.
             topic: outbox topic, relative to the device's topic root; ``None`` queues nothing (MQTT off).
+            durable: fsync before returning (survives a power cut); ``False`` survives a kill -9 and
+                waits for ``sync`` to survive a power cut.
 
         Returns:
             The counts after this item (unchanged when the id was recorded before).
+
+        Raises:
+            StoreError: the write failed (disk full, read-only, I/O error); nothing of the item was kept.
         """
         payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
-        with self._lock, self._transaction():
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (event["id"], event["ts"], event["label"], event["bin"], float(event["confidence"]),
-                 int(bool(event.get("rejected"))), event.get("truth"), payload),
-            )
-            if cursor.rowcount:
-                # The counts table holds the totals; the item log only needs its recent past (the status
-                # page, re-recorded ids), so it must not fill the SD card of a bin that runs for years.
-                self._db.execute("DELETE FROM items WHERE rowid <= ?", (cursor.lastrowid - self.max_items,))
-                for scope in ("install", "reset"):
-                    for kind, name in (("label", event["label"]), ("bin", event["bin"]), ("total", "")):
-                        self._db.execute(
-                            "INSERT INTO counts VALUES (?, ?, ?, 1) "
-                            "ON CONFLICT (scope, kind, name) DO UPDATE SET n = n + 1", (scope, kind, name))
-                if topic is not None:
-                    self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
-                                     (topic, payload, time.time()))
-                    self._trim_outbox()
-            return self._counts()
+        queued = dropped = 0
+        with self._lock:
+            with self._writing("record an item", durable):
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (event["id"], event["ts"], event["label"], event["bin"], float(event["confidence"]),
+                     int(bool(event.get("rejected"))), event.get("truth"), payload),
+                )
+                if cursor.rowcount:
+                    # The counts table holds the totals; the item log only needs its recent past (the status
+                    # page, re-recorded ids), so it must not fill the SD card of a bin that runs for years.
+                    self._db.execute("DELETE FROM items WHERE rowid <= ?", (cursor.lastrowid - self.max_items,))
+                    for scope in ("install", "reset"):
+                        for kind, name in (("label", event["label"]), ("bin", event["bin"]), ("total", "")):
+                            self._db.execute(
+                                "INSERT INTO counts VALUES (?, ?, ?, 1) "
+                                "ON CONFLICT (scope, kind, name) DO UPDATE SET n = n + 1", (scope, kind, name))
+                    if topic is not None:
+                        self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
+                                         (topic, payload, time.time()))
+                        queued, dropped = 1, self._trim_outbox()
+                counts = self._counts()
+            self._outbox_size += queued - dropped  # after the commit: a rolled-back item changed nothing
+            self.outbox_dropped += dropped
+        return counts
+
+    def sync(self) -> None:
+        """Makes every commit so far survive a power cut: one small durable commit, whose fsync of the
+        log covers the earlier ``durable=False`` ones.
+
+        Raises:
+            StoreError: the write failed.
+        """
+        with self._lock, self._writing("sync the state database", durable=True):
+            self._db.execute("INSERT INTO meta VALUES ('synced_at', ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = excluded.value", (str(time.time()),))
+
+    def amend_item(self, item_id: str, **fields: Any) -> None:
+        """Adds ``fields`` to a recorded item's stored event and to its outbox message, durably.
+
+        For facts known only after the item was recorded (a flap that failed to move). A message the
+        MQTT link read from the outbox before the amendment goes out without the new fields.
+        """
+        with self._lock, self._writing("amend an item", durable=True):
+            row = self._db.execute("SELECT event FROM items WHERE id = ?", (item_id,)).fetchone()
+            if row is None:
+                return
+            amended = json.dumps({**json.loads(row[0]), **fields}, separators=(",", ":"), sort_keys=True)
+            self._db.execute("UPDATE items SET event = ? WHERE id = ?", (amended, item_id))
+            self._db.execute("UPDATE outbox SET payload = ? WHERE payload = ?", (amended, row[0]))
 
     def pending(self, limit: int = 100, after: int = 0) -> list[OutboxMessage]:
         """The oldest undelivered messages with ``seq > after``."""
@@ -140,20 +183,17 @@ class Store:
         """Deletes acknowledged messages from the outbox."""
         if not seqs:
             return
+        # Not durable: losing a delete in a power cut only re-sends an event with the same id, which
+        # consumers de-duplicate, and the next durable write fsyncs it anyway. This keeps the MQTT
+        # thread from holding the lock through an fsync while the bin is sorting.
         with self._lock:
-            # No fsync for deletes: losing one in a power cut only re-sends an event with the same id,
-            # which consumers de-duplicate. The next item's FULL commit makes it durable anyway. This
-            # keeps the MQTT thread from holding the lock through an fsync while the bin is sorting.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self._transaction():
-                    self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
+            with self._writing("remove delivered messages", durable=False):
+                deleted = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs]).rowcount
+            self._outbox_size -= max(deleted, 0)
 
     def outbox_size(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        """Undelivered messages, counted as they come and go (no query)."""
+        return self._outbox_size
 
     def counts(self) -> dict[str, Any]:
         """Counts since install with a ``since_reset`` block: ``{labels, bins, total, since_reset}``."""
@@ -162,7 +202,7 @@ class Store:
 
     def reset_counts(self) -> dict[str, Any]:
         """Zeroes the since-reset counts (since-install counts are kept) and returns the new counts."""
-        with self._lock, self._transaction():
+        with self._lock, self._writing("reset the counts", durable=True):
             self._db.execute("DELETE FROM counts WHERE scope = 'reset'")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
             return self._counts()
@@ -203,33 +243,58 @@ class Store:
         counts["since_reset"] = {**result["reset"], "reset_at": float(reset_at[0]) if reset_at else None}
         return counts
 
-    def _trim_outbox(self) -> None:
-        # A broker gone for months must not fill the SD card: drop the oldest, and count what was dropped.
-        excess = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.max_outbox
-        if excess > 0:
-            self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
-                             (excess,))
+    def _trim_outbox(self) -> int:
+        # A broker gone for months must not fill the SD card: keep the newest max_outbox sequence
+        # numbers, drop the rest and count them. The rule reads the primary key only, never a COUNT(*)
+        # of a table that is at its largest exactly when this runs.
+        dropped = self._db.execute("DELETE FROM outbox WHERE seq <= (SELECT max(seq) FROM outbox) - ?",
+                                   (self.max_outbox,)).rowcount
+        if dropped > 0:
             self._db.execute("INSERT INTO meta VALUES ('outbox_dropped', ?) ON CONFLICT (key) DO UPDATE "
-                             "SET value = CAST(value AS INTEGER) + ?", (str(excess), excess))
-            self.outbox_dropped += excess
+                             "SET value = CAST(value AS INTEGER) + ?", (str(dropped), dropped))
+        return max(dropped, 0)
 
-    def _transaction(self):
-        return _Transaction(self._db)
+    @contextlib.contextmanager
+    def _writing(self, what: str, durable: bool):
+        """One write transaction (the caller holds the lock); any SQLite failure becomes a StoreError naming the file."""
+        try:
+            with self._transaction(durable):
+                yield
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot {what}: {err}") from None
+
+    def _transaction(self, durable: bool):
+        return _Transaction(self._db, durable)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection runs in autocommit mode)."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection runs in autocommit mode).
 
-    def __init__(self, db: sqlite3.Connection):
+    ``durable`` picks the commit's ``synchronous`` level: in WAL mode FULL fsyncs the log at the
+    commit (a power cut keeps it), NORMAL only writes it (a crash of the process keeps it).
+    """
+
+    def __init__(self, db: sqlite3.Connection, durable: bool):
         self._db = db
+        self._durable = durable
 
     def __enter__(self):
+        self._db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
         self._db.execute("BEGIN IMMEDIATE")
         return self._db
 
     def __exit__(self, kind, value, traceback):
         if kind is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")
+            try:
+                self._db.execute("COMMIT")
+                return False
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
         return False
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite rolls back by itself on a full disk or an I/O error
+            with contextlib.suppress(sqlite3.Error):  # the error being raised is the one that matters
+                self._db.execute("ROLLBACK")

@@ -10,6 +10,7 @@ import pytest
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.errors import BundleError
+from edge.store import Store
 from tests.mqtt_helpers import Listener, retained
 
 pytestmark = pytest.mark.timeout(90)
@@ -246,28 +247,53 @@ def test_no_watchdog_ping_follows_stopping_once_the_run_is_over(tmp_path, tiny_b
     assert "WATCHDOG=1" not in messages[messages.index("STOPPING=1"):]
 
 
-def test_the_item_is_counted_while_the_flap_still_travels_not_after_it_settled(tmp_path, tiny_bundle, photo_folder):
-    import time
-
-    settle_s = 0.5
-    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, flap={"settle_s": settle_s}), max_items=1)
+def test_the_item_is_committed_before_the_flap_moves_so_a_kill_9_cannot_lose_it(tmp_path, tiny_bundle, photo_folder):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, flap={"settle_s": 0.3}), max_items=1)
     daemon.start()
-    moved_at, recorded = [], []
-    move, record = daemon.flap.move_to, daemon.store.record_item
+    seen_by_another_process = []
+    move = daemon.flap.move_to
 
     def move_to(bin_name, **options):
-        moved_at.append(time.monotonic())
+        # What a restarted bin would read if this process were killed now, as the servo starts.
+        other = Store(daemon.store.path)
+        seen_by_another_process.append((other.counts()["total"], other.counts()["bins"]))
+        other.close()
         move(bin_name, **options)
 
-    def record_item(event, **options):
-        recorded.append((time.monotonic() - moved_at[-1], daemon.flap.history[-1], event["bin"]))
-        return record(event, **options)
-
-    daemon.flap.move_to, daemon.store.record_item = move_to, record_item
+    daemon.flap.move_to = move_to
     assert daemon.run() == 0
-    (after_s, flap_angle, bin_name), = recorded
-    assert after_s < settle_s and flap_angle == ANGLES[bin_name]  # a kill -9 from here on loses no count
+    (total, bins), = seen_by_another_process
+    assert total == 1 and bins == {daemon.recent[0]["bin"]: 1}
     assert daemon.flap.history[-2:] == [0.0, None]
+
+
+def test_a_failed_commit_stops_the_bin_before_the_flap_moves(tmp_path, tiny_bundle, photo_folder):
+    from edge.errors import StoreError
+
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=1)
+    daemon.start()
+
+    def full_disk(event, **options):
+        raise StoreError("smartbin.db: cannot record an item: database or disk is full")
+
+    daemon.store.record_item = full_disk
+    assert daemon.run() == 1
+    assert set(daemon.flap.history) <= {0.0, None}  # never left neutral: the item stays on the tray
+
+
+def test_a_flap_that_fails_to_move_is_written_into_the_items_event(tmp_path, tiny_bundle, photo_folder):
+    from edge.errors import FlapError
+
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=1)
+    daemon.start()
+
+    def stuck(bin_name, **options):
+        raise FlapError("GPIO17 is busy")
+
+    daemon.flap.move_to = stuck
+    assert daemon.run() == 0
+    stored = Store(daemon.store.path).recent(1)[0]
+    assert stored["flap_error"] == "GPIO17 is busy" and daemon.recent[0]["flap_error"] == "GPIO17 is busy"
 
 
 def test_a_fatal_error_parks_the_flap_and_says_offline_not_stopped(tmp_path, tiny_bundle, photo_folder, mosquitto):

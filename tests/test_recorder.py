@@ -1,4 +1,4 @@
-"""The recorder: items are committed off the sorting thread, in order, and errors are not lost."""
+"""The recorder: items are committed on the sorting thread, fsynced beside it, and errors are not lost."""
 
 from __future__ import annotations
 
@@ -22,62 +22,87 @@ def store(tmp_path):
     store.close()
 
 
-def test_items_are_committed_in_order_and_reported_with_their_counts(store):
+def test_items_are_committed_in_order_and_reported_with_their_counts_once_synced(store):
     seen = []
     recorder = Recorder(store, on_recorded=lambda counts: seen.append(counts["total"]))
     for number in range(5):
-        recorder.submit(event(f"item-{number}"), topic="item")
+        assert recorder.record(event(f"item-{number}"), topic="item")["total"] == number + 1
     recorder.close()
     assert seen == [1, 2, 3, 4, 5]
     assert [message.payload.count("item-") for message in store.pending()] == [1] * 5
     assert [message.seq for message in store.pending()] == sorted(message.seq for message in store.pending())
 
 
-def test_submit_returns_before_the_commit_and_wait_returns_after_it(store):
+def test_the_item_is_committed_when_record_returns_and_the_fsync_runs_beside_the_loop(store, tmp_path):
     gate = threading.Event()
-    committed = threading.Event()
+    synced = threading.Event()
 
-    class SlowStore:
-        def record_item(self, item, topic):
+    class SlowDisk:
+        def record_item(self, item, topic, durable):
+            assert durable is False  # no fsync on the sorting thread
+            return store.record_item(item, topic=topic, durable=durable)
+
+        def sync(self):
             gate.wait(5)
-            counts = store.record_item(item, topic=topic)
-            committed.set()
-            return counts
+            store.sync()
+            synced.set()
 
-    recorder = Recorder(SlowStore())
-    recorder.submit(event("a"), topic=None)
-    assert not committed.is_set()  # the loop is free while the commit waits for the disk
+    recorder = Recorder(SlowDisk())
+    recorder.record(event("a"), topic=None)
+    other = Store(tmp_path / "smartbin.db")  # what a restarted process would read after a kill -9
+    try:
+        assert other.counts()["total"] == 1 and not synced.is_set()
+    finally:
+        other.close()
     gate.set()
     recorder.wait()
-    assert committed.is_set() and store.counts()["total"] == 1
+    assert synced.is_set()
     recorder.close()
 
 
-def test_at_most_one_item_is_uncommitted_when_the_next_is_submitted(store):
+def test_the_next_item_waits_for_the_previous_fsync(store):
     order = []
 
     class OrderedStore:
-        def record_item(self, item, topic):
-            order.append(("start", item["id"]))
-            counts = store.record_item(item, topic=topic)
-            order.append(("done", item["id"]))
-            return counts
+        def record_item(self, item, topic, durable):
+            order.append(("commit", item["id"]))
+            return store.record_item(item, topic=topic, durable=durable)
+
+        def sync(self):
+            order.append(("fsync start", None))
+            store.sync()
+            order.append(("fsync done", None))
 
     recorder = Recorder(OrderedStore())
-    recorder.submit(event("a"), topic=None)
-    recorder.submit(event("b"), topic=None)
+    recorder.record(event("a"), topic=None)
+    recorder.record(event("b"), topic=None)
     recorder.close()
-    assert order == [("start", "a"), ("done", "a"), ("start", "b"), ("done", "b")]
+    assert order == [("commit", "a"), ("fsync start", None), ("fsync done", None),
+                     ("commit", "b"), ("fsync start", None), ("fsync done", None)]
 
 
-def test_a_failed_commit_is_raised_on_the_sorting_thread_once(store):
-    class BrokenStore:
-        def record_item(self, item, topic):
+def test_a_failed_commit_is_raised_by_record_itself(store):
+    class FullDisk:
+        def record_item(self, item, topic, durable):
             raise StoreError("disk full")
 
-    recorder = Recorder(BrokenStore())
-    recorder.submit(event("a"), topic=None)
+    recorder = Recorder(FullDisk())
     with pytest.raises(StoreError, match="disk full"):
+        recorder.record(event("a"), topic=None)
+    recorder.close()
+
+
+def test_a_failed_fsync_is_raised_on_the_sorting_thread_once(store):
+    class BrokenSync:
+        def record_item(self, item, topic, durable):
+            return store.record_item(item, topic=topic, durable=durable)
+
+        def sync(self):
+            raise StoreError("I/O error")
+
+    recorder = Recorder(BrokenSync())
+    recorder.record(event("a"), topic=None)
+    with pytest.raises(StoreError, match="I/O error"):
         recorder.wait()
     recorder.wait()  # reported once, not again
     recorder.close()

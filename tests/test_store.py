@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -11,6 +12,7 @@ import textwrap
 
 import pytest
 
+from edge.errors import StoreError
 from edge.store import Store
 
 
@@ -77,14 +79,59 @@ def test_a_full_outbox_drops_the_oldest_and_counts_the_drop(tmp_path):
     for name in "abcd":
         store.record_item(event(name))
     assert store.outbox_size() == 2
+    assert [json.loads(message.payload)["id"] for message in store.pending()] == ["c", "d"]
     assert store.counts()["total"] == 4
     assert store.meta("outbox_dropped") == "2" and store.outbox_dropped == 2
     store.close()
     assert Store(tmp_path / "db").outbox_dropped == 2  # survives a restart
 
 
+def test_the_outbox_size_follows_every_insert_delivery_and_drop_without_a_query(tmp_path):
+    store = Store(tmp_path / "db", max_outbox=3)
+    for name in "abcde":
+        store.record_item(event(name))
+    store.record_item(event("f"), topic=None)  # MQTT off: nothing queued
+    store.mark_delivered([store.pending()[0].seq, 10_000])  # an unknown seq deletes nothing
+    real = sqlite3.connect(tmp_path / "db").execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    assert store.outbox_size() == real == 2
+    store.close()
+    assert Store(tmp_path / "db").outbox_size() == 2
+
+
+def test_a_full_disk_is_a_store_error_with_the_real_cause_and_keeps_nothing_of_the_item(store):
+    big = {**event("first"), "top3": "x" * 3000}
+    store.record_item(big)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")  # as if the SD card were full
+    with pytest.raises(StoreError, match=r"smartbin\.db: cannot record an item: database or disk is full"):
+        for number in range(50):
+            store.record_item({**big, "id": f"more-{number}"})
+    counts, queued = store.counts()["total"], store.outbox_size()
+    store._db.execute("PRAGMA max_page_count=1073741823")
+    store.record_item(event("after"))  # the store works again once there is room
+    assert store.counts()["total"] == counts + 1 and store.outbox_size() == queued + 1
+    assert not store.has_item("more-49")
+
+
+def test_a_commit_without_fsync_is_made_durable_by_sync(tmp_path):
+    store = Store(tmp_path / "db")
+    store.record_item(event("a"), durable=False)
+    store.sync()
+    assert store.meta("synced_at") is not None and store.counts()["total"] == 1
+    store.close()
+
+
+def test_an_amended_item_carries_the_new_field_in_its_log_and_its_undelivered_message(store):
+    store.record_item(event("a"))
+    store.amend_item("a", flap_error="GPIO busy")
+    assert store.recent(1)[0]["flap_error"] == "GPIO busy"
+    assert json.loads(store.pending()[0].payload)["flap_error"] == "GPIO busy"
+    store.amend_item("never-recorded", flap_error="x")  # nothing to amend: no error
+
+
 @pytest.mark.timeout(60)
-def test_kill_9_in_a_write_loop_never_loses_or_double_counts(tmp_path):
+@pytest.mark.parametrize("durable", [True, False], ids=["fsynced", "committed-without-fsync"])
+def test_kill_9_in_a_write_loop_never_loses_or_double_counts(tmp_path, durable):
     path = tmp_path / "smartbin.db"
     script = textwrap.dedent(f"""
         import sys
@@ -92,7 +139,8 @@ def test_kill_9_in_a_write_loop_never_loses_or_double_counts(tmp_path):
         store = Store({str(path)!r})
         i = 0
         while True:
-            store.record_item({{"id": f"x{{i}}", "ts": i, "label": "glass", "bin": "glass", "confidence": 1.0}})
+            store.record_item({{"id": f"x{{i}}", "ts": i, "label": "glass", "bin": "glass", "confidence": 1.0}},
+                              durable={durable})
             print(i, flush=True)
             i += 1
     """)
