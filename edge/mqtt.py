@@ -34,6 +34,7 @@ from edge.store import Store
 
 log = logging.getLogger(__name__)
 
+PUMP_ERROR_LOG_INTERVAL_S = 60.0
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
 CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
 CommandHandler = Callable[[str, bytes], None]
@@ -87,6 +88,7 @@ class MqttLink:
         self._stopping = threading.Event()
         self._final_availability = "stopped"
         self._pump: threading.Thread | None = None
+        self._pump_error, self._pump_error_at = "", 0.0
         self._last_stats = 0.0
         self.client = self._make_client(device_id, password, config_path)
 
@@ -300,10 +302,17 @@ class MqttLink:
                     self.client.publish(self.topic("counts"), json.dumps(self.store.counts(), sort_keys=True),
                                         qos=1, retain=True)
                 self._maybe_publish_stats()
-            except Exception:  # noqa: BLE001 -- keep pumping; the outbox keeps the data
-                log.exception("MQTT outbox pump error")
+            except Exception as err:  # noqa: BLE001 -- keep pumping; the outbox keeps the data
+                self._log_pump_error(err)
                 time.sleep(0.5)
         self._mark_acked()
+
+    def _log_pump_error(self, err: Exception) -> None:
+        # A lasting fault (a full disk) repeats every half second: its traceback once a minute is enough.
+        now = time.monotonic()
+        if repr(err) != self._pump_error or now - self._pump_error_at >= PUMP_ERROR_LOG_INTERVAL_S:
+            self._pump_error, self._pump_error_at = repr(err), now
+            log.exception("MQTT outbox pump error (repeats are logged once a minute)")
 
     def _publish_pending(self) -> None:
         room = WINDOW - len(self._inflight)

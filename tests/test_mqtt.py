@@ -308,3 +308,22 @@ def test_retained_commands_are_ignored_and_live_ones_obeyed(tmp_path, mosquitto,
         link.stop()
     assert seen == ["flap"]
     assert "ignoring the retained command" in caplog.text
+
+
+def test_a_lasting_store_fault_is_logged_once_a_minute_not_every_half_second(tmp_path, mosquitto, caplog):
+    from edge.errors import StoreError
+
+    link, store = make_link(tmp_path, mosquitto)
+
+    def full_disk(*args, **kwargs):
+        raise StoreError("smartbin.db: cannot remove delivered messages: database or disk is full")
+
+    store.pending = full_disk
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        time.sleep(1.6)  # at least three failed pump rounds
+    finally:
+        link.stop()
+    logged = [record for record in caplog.records if "outbox pump error" in record.getMessage()]
+    assert len(logged) == 1 and "database or disk is full" in logged[0].exc_text
