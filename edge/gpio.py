@@ -49,7 +49,14 @@ def make_pin_factory(name: str):
         # Honour GPIOZERO_PIN_FACTORY ourselves for the names we know, so that "mock" gets
         # PWM-capable pins (gpiozero's own mock default cannot drive a servo).
         name = os.environ.get("GPIOZERO_PIN_FACTORY", "").strip().lower() or "auto"
-        if name == "auto" or name not in ("mock", *PIN_FACTORIES):
+        if name == "auto":
+            # gpiozero's own first choice is lgpio too; ours sends the servo's pulse unrounded.
+            try:
+                return _lgpio_factory()
+            except Exception as err:  # noqa: BLE001 -- not a Pi, or no lgpio: gpiozero tries the others
+                log.info("gpio: lgpio not available (%s); gpiozero picks a pin factory", err)
+                return None
+        if name not in ("mock", *PIN_FACTORIES):
             return None
     if name == "mock":
         from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -60,12 +67,42 @@ def make_pin_factory(name: str):
         raise FlapError(f"unknown pin factory {name!r} (choose one of {choices})")
     module_name, class_name = PIN_FACTORIES[name]
     try:
+        if name == "lgpio":
+            return _lgpio_factory()
         import importlib
 
         return getattr(importlib.import_module(module_name), class_name)()
     except Exception as err:  # ImportError, BadPinFactory, OSError from a missing /dev/gpiochip...
         raise FlapError(f"pin factory {name!r} is not available here ({err}); "
                         f"use 'mock' (or --mock-gpio) off a Raspberry Pi") from None
+
+
+def _lgpio_factory():
+    """gpiozero's ``LGPIOFactory`` whose pins send lgpio the PWM duty cycle unrounded.
+
+    gpiozero 2.0.1's ``LGPIOPin`` sends ``int(value * 100)`` percent (gpiozero issue #1209, open):
+    at a servo's 50 Hz one percent is 0.2 ms of pulse, 18 degrees of a 0.5-2.5 ms servo, so every
+    angle would be rounded toward the lower pulse and a calibration nudge of a few degrees would do
+    nothing. lgpio's ``tx_pwm`` takes the duty cycle as a float percentage.
+    """
+    import lgpio
+    from gpiozero.exc import PinInvalidState
+    from gpiozero.pins.lgpio import LGPIOFactory, LGPIOPin
+
+    class UnroundedLGPIOPin(LGPIOPin):
+        def _set_state(self, value):
+            if not self._pwm:
+                return super()._set_state(value)
+            self._pwm = (self._pwm[0], value * 100)
+            try:
+                lgpio.tx_pwm(self.factory._handle, self._number, *self._pwm)
+            except lgpio.error:
+                raise PinInvalidState(f'invalid state "{value}" for pin {self!r}') from None
+            return None
+
+    factory = LGPIOFactory()
+    factory.pin_class = UnroundedLGPIOPin
+    return factory
 
 
 def _resolve_factory(pin_factory: Any) -> tuple[Any, bool]:
@@ -120,11 +157,13 @@ class Flap:
                  min_pulse_width: float = 0.0005, max_pulse_width: float = 0.0025,
                  frame_width: float = 0.02, settle_s: float = 0.4, detach_when_idle: bool = True,
                  pin_factory: Any = "mock"):
-        if min_angle >= max_angle:
-            raise FlapError(f"flap: min_angle {min_angle} must be below max_angle {max_angle}")
+        if min_angle == max_angle:
+            raise FlapError(f"flap: min_angle and max_angle are both {min_angle}")
+        # As in gpiozero, min_angle above max_angle reverses the servo (a mirrored mount).
+        self._range = tuple(sorted((float(min_angle), float(max_angle))))
         for name, angle in {**angles, "neutral": neutral_angle}.items():
-            if not min_angle <= angle <= max_angle:
-                raise FlapError(f"flap: angle {angle} for {name!r} is outside {min_angle}..{max_angle}")
+            if not self._range[0] <= angle <= self._range[1]:
+                raise FlapError(f"flap: angle {angle} for {name!r} is outside {self._range[0]}..{self._range[1]}")
         self.angles = {name: float(angle) for name, angle in angles.items()}
         self.bins: tuple[str, ...] = tuple(self.angles)
         self.neutral_angle = float(neutral_angle)
@@ -179,9 +218,8 @@ class Flap:
 
     def set_angle(self, angle: float) -> None:
         """Turns the flap to an explicit angle (for calibration) and waits for it to settle."""
-        if not self._servo.min_angle <= angle <= self._servo.max_angle:
-            raise FlapError(f"flap: angle {angle} is outside "
-                            f"{self._servo.min_angle}..{self._servo.max_angle}")
+        if not self._range[0] <= angle <= self._range[1]:
+            raise FlapError(f"flap: angle {angle} is outside {self._range[0]}..{self._range[1]}")
         with self._lock:
             self._command(float(angle))
 

@@ -155,3 +155,53 @@ def test_off_a_pi_gpiozeros_own_factory_choice_fails_in_one_line_without_warning
         else:
             pytest.skip("this machine has a working GPIO pin factory")
     assert not [w for w in caught if issubclass(w.category, PinFactoryFallback)]
+
+
+@pytest.fixture
+def fake_lgpio(monkeypatch):
+    """lgpio's C binding stood in by a module that records tx_pwm, on a Pi 5 revision code."""
+    import sys
+    import types
+
+    fake = types.ModuleType("lgpio")
+    fake.SET_PULL_NONE, fake.SET_PULL_UP, fake.SET_PULL_DOWN = 0, 1, 2
+    fake.BOTH_EDGES, fake.RISING_EDGE, fake.FALLING_EDGE = 3, 1, 2
+    fake.error = type("error", (Exception,), {})
+    fake.modes, fake.pwm = {}, []
+    fake.gpiochip_open = lambda chip: 7
+    fake.gpiochip_close = lambda handle: None
+    fake.gpio_claim_input = lambda handle, gpio, flags=0: fake.modes.__setitem__(gpio, 0)
+    fake.gpio_claim_output = lambda handle, gpio, level=0, flags=0: fake.modes.__setitem__(gpio, 2)
+    fake.gpio_free = lambda handle, gpio: None
+    fake.gpio_get_mode = lambda handle, gpio: fake.modes.get(gpio, 0)
+    fake.gpio_read = lambda handle, gpio: 0
+    fake.gpio_write = lambda handle, gpio, level: None
+    fake.tx_pwm = lambda handle, gpio, freq, duty, offset=0, cycles=0: fake.pwm.append((freq, duty))
+    monkeypatch.setitem(sys.modules, "lgpio", fake)
+    sys.modules.pop("gpiozero.pins.lgpio", None)
+    from gpiozero.pins.lgpio import LGPIOFactory
+
+    monkeypatch.setattr(LGPIOFactory, "_get_revision", lambda self: 0xD04170)
+    yield fake
+    sys.modules.pop("gpiozero.pins.lgpio", None)  # later tests see the real (absent) lgpio again
+
+
+@pytest.mark.parametrize("factory_name", ["lgpio", "auto"])
+def test_lgpio_gets_the_exact_pulse_for_every_angle_not_whole_percent_steps(fake_lgpio, factory_name, monkeypatch):
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    with Flap(pin=18, angles={"paper": -60.0, "glass": -20.0, "nudged": -55.0}, settle_s=0,
+              pin_factory=factory_name) as flap:
+        for bin_name, angle in (("paper", -60.0), ("glass", -20.0), ("nudged", -55.0)):
+            flap.move_to(bin_name)
+            freq, duty = fake_lgpio.pwm[-1]
+            pulse_ms = duty / 100 / freq * 1000
+            assert pulse_ms == pytest.approx(1.5 + angle / 90, abs=1e-6)  # gpiozero alone: 0.8, 1.2, 0.8 ms
+            assert flap.angle == pytest.approx(angle)
+
+
+def test_a_reversed_angle_range_mirrors_the_servo_as_in_gpiozero():
+    with Flap(pin=18, angles={"glass": -45.0}, min_angle=90, max_angle=-90, settle_s=0) as flap:
+        flap.move_to("glass")
+        assert flap.pwm_state() == pytest.approx(pulse_duty(45.0))  # -45 on a mirrored mount
+    with pytest.raises(FlapError, match="both 10"):
+        Flap(pin=18, angles={"glass": 10.0}, min_angle=10, max_angle=10, settle_s=0)
