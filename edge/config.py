@@ -43,12 +43,13 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
     flap = config.flap
     if not flap.min_pulse_width < flap.max_pulse_width < flap.frame_width:  # gpiozero's own rule
         problems.append(("flap.max_pulse_width", "need min_pulse_width < max_pulse_width < frame_width"))
-    if flap.min_angle >= flap.max_angle:
-        problems.append(("flap.min_angle", "must be below flap.max_angle"))
+    if flap.min_angle == flap.max_angle:
+        problems.append(("flap.min_angle", "must differ from flap.max_angle (greater reverses the servo)"))
+    low, high = sorted((flap.min_angle, flap.max_angle))
     for key, angle in [("flap.neutral_angle", flap.neutral_angle)] + [
             (f"flap.angles.{name}", angle) for name, angle in flap.angles.items()]:
-        if not flap.min_angle <= angle <= flap.max_angle:
-            problems.append((key, f"{angle} is outside [{flap.min_angle}, {flap.max_angle}]"))
+        if not low <= angle <= high:
+            problems.append((key, f"{angle} is outside [{low}, {high}]"))
     if config.detector.type == "sensor" and str(config.detector.sensor_pin) == str(flap.pin):
         problems.append(("detector.sensor_pin", f"pin {flap.pin} already drives the flap (flap.pin)"))
     x, y, width, height = config.detector.roi

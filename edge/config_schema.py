@@ -133,7 +133,7 @@ class DecisionConfig(Section):
 class FlapConfig(Section):
     """``flap:`` the servo, its pulse widths and one angle per bin."""
 
-    pin: int | str = Field(18, description="GPIO of the servo signal (18 = hardware PWM0, header pin 12).")
+    pin: int | str = Field(18, description="GPIO of the servo signal, BCM numbering (18 = header pin 12; any GPIO works).")
     pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
         None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, native, mock. Empty: "
                           "$GPIOZERO_PIN_FACTORY or gpiozero's own choice.")
@@ -141,7 +141,7 @@ class FlapConfig(Section):
         default_factory=lambda: {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0},
         description="Servo angle per bin in degrees.")
     neutral_angle: float = Field(0.0, description="Angle at rest, between items.")
-    min_angle: float = Field(-90.0, description="Angle at min_pulse_width.")
+    min_angle: float = Field(-90.0, description="Angle at min_pulse_width; above max_angle reverses the servo (a mirrored mount).")
     max_angle: float = Field(90.0, description="Angle at max_pulse_width.")
     min_pulse_width: float = Field(0.0005, gt=0, description="Pulse width in seconds at min_angle (SG90: 0.0005).")
     max_pulse_width: float = Field(0.0025, gt=0, description="Pulse width in seconds at max_angle (SG90: 0.0025).")

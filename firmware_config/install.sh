@@ -85,6 +85,6 @@ install -m 0644 "$PREFIX/src/systemd/smartbin.service" /etc/systemd/system/smart
 systemctl daemon-reload
 systemctl enable smartbin
 # restart, not start: on a re-run (an upgrade) the old process must not keep running on replaced files
-systemctl restart smartbin
+systemctl restart smartbin || echo "the service did not start (no camera yet?): see  journalctl -u smartbin" >&2
 systemctl --no-pager --lines=5 status smartbin || true
 echo "done: follow the log with  journalctl -u smartbin -f"
