@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -271,6 +272,101 @@ def test_a_failing_capture_thread_reaches_the_reader_as_a_camera_error(monkeypat
             source.read(timeout=5)
     finally:
         source.close()
+
+
+# --- picamera2 (a stand-in for the module: the real one needs a Pi) ----------------------------
+
+
+class FakePicamera2:
+    """Records what the source asks of picamera2; frames are [B, G, R] (or [R, G, B, X]) like the real one."""
+
+    format_given = "RGB888"
+    start_error: Exception | None = None
+    timeouts = 0
+    last = None
+
+    def __init__(self):
+        self.calls, self.camera_config = [], None
+        FakePicamera2.last = self
+
+    def create_video_configuration(self, main, controls):
+        return {"main": dict(main), "controls": controls}
+
+    def configure(self, config):
+        self.camera_config = {**config, "main": {**config["main"], "format": self.format_given}}
+
+    def start(self):
+        self.calls.append("start")
+        if self.start_error is not None:
+            raise self.start_error
+
+    def capture_array(self, name, wait=True):
+        return name
+
+    def wait(self, job, timeout):
+        if FakePicamera2.timeouts:
+            FakePicamera2.timeouts -= 1
+            raise TimeoutError
+        pixel = [10, 20, 30] if self.format_given in ("RGB888", "XRGB8888") else [30, 20, 10]  # R=30, G=20, B=10
+        pixel += [255] if self.format_given.startswith("X") else []
+        return np.tile(np.array(pixel, np.uint8), (4, 6, 1))
+
+    def cancel_all_and_flush(self):
+        self.calls.append("flush")
+
+    def stop(self):
+        self.calls.append("stop")
+
+    def close(self):
+        self.calls.append("close")
+
+
+@pytest.fixture
+def picamera2(monkeypatch):
+    import types
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = FakePicamera2
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    monkeypatch.setattr(FakePicamera2, "format_given", "RGB888")
+    monkeypatch.setattr(FakePicamera2, "start_error", None)
+    monkeypatch.setattr(FakePicamera2, "timeouts", 0)
+    return FakePicamera2
+
+
+@pytest.mark.parametrize("given", ["RGB888", "XRGB8888", "BGR888", "XBGR8888"])
+def test_picamera_frames_are_rgb_whatever_byte_order_the_camera_was_configured_with(picamera2, given):
+    picamera2.format_given = given
+    source = open_source("picamera2", width=6, height=4)
+    try:
+        frame = source.read(timeout=1)
+    finally:
+        source.close()
+    assert frame.image.shape == (4, 6, 3) and frame.image[0, 0].tolist() == [30, 20, 10]
+
+
+def test_a_picamera_that_fails_to_start_is_closed_so_the_fallback_finds_it_free(picamera2):
+    picamera2.start_error = RuntimeError("Failed to start camera: Device or resource busy")
+    with pytest.raises(CameraError, match="cannot start the camera: Failed to start camera"):
+        open_source("picamera2")
+    assert picamera2.last.calls[-1] == "close"
+
+
+def test_a_picamera_timeout_flushes_the_stuck_capture_then_retries(picamera2):
+    picamera2.timeouts = 1
+    source = open_source("picamera2", width=6, height=4, backoff_s=0.001)
+    try:
+        assert source.read(timeout=0.1) is not None
+        assert picamera2.last.calls == ["start", "flush"] and source.stats["retries"] == 1
+    finally:
+        source.close()
+
+
+def test_closing_a_picamera_flushes_then_closes_without_a_stop_that_could_hang(picamera2):
+    source = open_source("picamera2")
+    source.close()
+    source.close()
+    assert picamera2.last.calls == ["start", "flush", "close"]
 
 
 # --- auto, fake, registry ---------------------------------------------------------------------

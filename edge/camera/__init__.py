@@ -106,7 +106,10 @@ def _open_auto(width: int | None = None, height: int | None = None, fps: float |
         except CameraError as err:
             problems.append(str(err))
             continue
-        log.info("camera auto: using %s", kind)
+        if problems:  # the Pi camera failed: its reason matters when the fallback gives no usable frames
+            log.warning("camera auto: %s; using %s instead", problems[0], kind)
+        else:
+            log.info("camera auto: using %s", kind)
         return source
     raise CameraError("no camera found (" + "; ".join(problems) + "); "
                       "to run without a camera, replay a folder of photos with --replay DIR")

@@ -10,6 +10,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -21,11 +22,17 @@ from edge.errors import CameraError
 log = logging.getLogger(__name__)
 
 
+# picamera2's formats name the pixel as a little-endian word, so in memory (numpy) the
+# channels come the other way round (its manual, "Image formats"): "RGB888" is [B, G, R],
+# "XBGR8888" is [R, G, B, X]. The value says which numpy channels make RGB.
+RGB_CHANNELS = {"RGB888": [2, 1, 0], "XRGB8888": [2, 1, 0], "BGR888": [0, 1, 2], "XBGR8888": [0, 1, 2]}
+
+
 class PiCameraSource:
     """Frames from the first Pi camera as RGB uint8.
 
-    picamera2's ``RGB888`` format yields pixels in [B, G, R] byte order (its manual,
-    "Image formats"), so each frame's channels are reversed here.
+    ``RGB888`` is asked for; the format the camera was really configured with decides which
+    channels make RGB (``RGB_CHANNELS``).
 
     Raises:
         CameraError: picamera2 is missing, or no camera could be started.
@@ -44,14 +51,22 @@ class PiCameraSource:
         self._retries = max(0, retries)
         self._backoff = (backoff_s, max_backoff_s)
         self._stats = {"frames": 0, "unreadable": 0, "retries": 0}
+        self._camera = None
         try:
             self._camera = Picamera2()
             controls = {"FrameRate": float(fps)} if fps else {}
             config = self._camera.create_video_configuration(
                 main={"size": (int(width), int(height)), "format": "RGB888"}, controls=controls)
             self._camera.configure(config)
+            configured = (getattr(self._camera, "camera_config", None) or config)["main"]["format"]
+            if configured not in RGB_CHANNELS:
+                raise RuntimeError(f"the camera gives {configured} frames, not one of {', '.join(RGB_CHANNELS)}")
+            self._channels = RGB_CHANNELS[configured]
             self._camera.start()
         except Exception as err:  # IndexError with no camera attached, RuntimeError from libcamera
+            if self._camera is not None:  # else the device stays busy for the OpenCV fallback of "auto"
+                with contextlib.suppress(Exception):
+                    self._camera.close()
             raise CameraError(f"picamera2: cannot start the camera: {err or type(err).__name__}") from None
         self._closed = False
 
@@ -67,10 +82,14 @@ class PiCameraSource:
             return None
         for attempt in range(self._retries + 1):
             try:
-                bgr = self._capture(timeout)
+                raw = self._capture(timeout)
                 break
             except TimeoutError:
                 problem = f"camera timeout: no frame within {timeout:g} s"
+                # The timed-out capture stays queued in picamera2 and would hold up every later one
+                # (and stop()); cancel_all_and_flush exists for exactly this.
+                with contextlib.suppress(Exception):
+                    self._camera.cancel_all_and_flush()
             except Exception as err:  # libcamera reports capture failures as RuntimeError
                 problem = f"capture failed: {err}"
             if self._closed:
@@ -80,7 +99,7 @@ class PiCameraSource:
             self._stats["retries"] += 1
             log.warning("picamera2: %s; retrying", problem)
             time.sleep(min(self._backoff[1], self._backoff[0] * 2 ** attempt))
-        rgb = np.ascontiguousarray(bgr[..., 2::-1])  # also drops a 4th (X) channel if present
+        rgb = np.ascontiguousarray(raw[..., self._channels])  # also drops a 4th (X) channel
         index = self._stats["frames"]
         self._stats["frames"] += 1
         return Frame(image=rgb, ts=time.time(), index=index)
@@ -89,10 +108,11 @@ class PiCameraSource:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._camera.stop()
-        finally:
-            self._camera.close()
+        # Not stop() first: on a hung camera it waits behind the stuck capture for ever. picamera2's
+        # close() stops the camera itself once the queue is flushed.
+        with contextlib.suppress(Exception):
+            self._camera.cancel_all_and_flush()
+        self._camera.close()
 
     @property
     def stats(self) -> dict[str, int]:
