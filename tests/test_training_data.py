@@ -48,6 +48,8 @@ def test_a_file_tensorflow_cannot_decode_is_skipped_although_pillow_reads_it(pho
     Image.new("RGB", (16, 16), (200, 30, 30)).save(photo_folder / "glass" / "tiff_in_disguise.jpg", format="TIFF")
     dataset = discover(photo_folder, verify=True)
     assert dataset.unreadable == ["glass/tiff_in_disguise.jpg"]
+    report = check_report(photo_folder)  # check lists what training will skip, and does not count it
+    assert "  glass/tiff_in_disguise.jpg" in report and "| glass | 8 |" in report
 
 
 def test_check_reports_counts_corrupt_files_and_cross_label_duplicates(photo_folder, capsys):

@@ -73,3 +73,25 @@ def test_repeated_seeds_share_one_generated_split(tmp_path):
     _, seed_1_same_split = prepare_data(base.override(seed=1, split_seed=0))
     assert seed_0 != seed_1  # a generated split follows the seed ...
     assert seed_1_same_split == seed_0  # ... unless split_seed pins it, as --seeds does
+
+
+@pytest.mark.slow
+def test_seeds_repeat_the_run_on_the_first_seeds_split_and_summarise_mean_and_std(tmp_path, capsys):
+    from training.config import TrainConfig
+    from training.fit import prepare_data
+
+    data = write_class_folders(tmp_path / "data", per_class=10)
+    out = tmp_path / "runs"
+    assert main(["--data", str(data), "--out", str(out), "--seeds", "3,4", *TINY]) == 0
+    splits = [json.loads((out / f"seed-{seed}" / "split.json").read_text())["splits"] for seed in (3, 4)]
+    def paths_of(split):
+        return {name: sorted(path for path, _ in items) for name, items in split.items()}
+
+    first_seeds_split = paths_of(prepare_data(TrainConfig(data=str(data), seed=3))[1])
+    assert first_seeds_split != paths_of(prepare_data(TrainConfig(data=str(data), seed=0))[1])
+    assert {name: sorted(paths) for name, paths in splits[0].items()} == first_seeds_split
+    assert splits[0] == splits[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [3, 4]
+    assert {"mean", "std"} <= summary["metrics"]["accuracy"].keys()
+    assert "accuracy: " in capsys.readouterr().out

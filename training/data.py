@@ -141,9 +141,13 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> s
         try:
             with Image.open(dataset.root / rel) as image:
                 image.load()
-                sizes[image.size] += 1
+                trainable, size = image.format in TRAINABLE_FORMATS, image.size
+        except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
+            trainable = False
+        if trainable:  # the same rule as is_readable, which training applies
+            sizes[size] += 1
             readable.append((rel, label))
-        except Exception:
+        else:
             unreadable.append(rel)
     counts = Counter(label for _, label in readable)
     label_of = dict(readable)

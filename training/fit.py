@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.metrics import summarize_runs
 
         # One split for every seed, so the spread measures training, not different test sets.
-        config = config.override(split_seed=config.seed if config.split_seed is None else config.split_seed)
+        config = config.override(split_seed=seeds[0] if config.split_seed is None else config.split_seed)
         reports = [train_one(config.override(seed=seed), out / f"seed-{seed}", args.max_train_steps)
                    for seed in seeds]
         summary = {"seeds": seeds, "metrics": summarize_runs(reports)}
