@@ -165,6 +165,9 @@ class HomeAssistantConfig(Section):
 
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery prefix.")
+    status_topic: str = Field("homeassistant/status", pattern=r"^[^#+]+$",
+                              description="Home Assistant's birth message topic (its MQTT option; it does not "
+                                          "follow the discovery prefix). On 'online' the bin announces itself again.")
 
 
 class MqttConfig(Section):

@@ -1,10 +1,11 @@
 """Home Assistant MQTT discovery: the retained config messages that make the bin appear in HA.
 
-One message per entity on ``<discovery_prefix>/<component>/<device_id>/<object_id>/config``,
+One message per entity on ``<discovery_prefix>/<component>/<node>/<key>/config`` (``node`` is
+``object_id(device_id)``),
 following HA's documented schema: ``unique_id``, a shared ``device`` block, an ``origin``,
 and availability from the bin's own ``availability`` topic (whose ``stopped`` HA treats as
 ``offline`` through ``availability_template``). The caller publishes them retained after
-connecting and again whenever ``homeassistant/status`` says ``online``.
+connecting and again whenever Home Assistant's status topic says ``online``.
 
 Usage:
     for topic, config in discovery_messages("bin-1", "smartbin/bin-1", labels, bins):
@@ -13,6 +14,8 @@ Usage:
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import re
 from typing import Any, Iterable
@@ -25,6 +28,17 @@ AVAILABILITY_TEMPLATE = "{{ 'online' if value == 'online' else 'offline' }}"
 def object_id(text: str) -> str:
     """A name safe inside topics and entity ids: lower-case letters, digits and '_'."""
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
+
+
+def distinct_keys(names: Iterable[str]) -> dict[str, str]:
+    """An entity key per name, sorted by name: ``object_id(name)``, plus a short hash of the name
+    where two names would give the same key ("Glass" and "glass", or two labels in non-Latin
+    script, which both become "x"), so that neither entity silently overwrites the other."""
+    unique = sorted(set(names))
+    keys = {name: object_id(name) for name in unique}
+    taken = collections.Counter(keys.values())
+    return {name: key if taken[key] == 1 else f"{key}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+            for name, key in keys.items()}
 
 
 def device_identifier(device_id: str) -> str:
@@ -66,11 +80,12 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     """
     device = device_block(device_id, model_name)
     node = object_id(device_id)
-    counts, item, stats = f"{topic_root}/counts", f"{topic_root}/item", f"{topic_root}/stats"
+    # last_item and stats are retained: after a Home Assistant restart these sensors show their value at once.
+    counts, item, stats = f"{topic_root}/counts", f"{topic_root}/last_item", f"{topic_root}/stats"
     messages = []
 
     def add(component: str, key: str, config: dict[str, Any], available_always: bool = False) -> None:
-        payload = {"unique_id": f"smartbin_{node}_{key}", "has_entity_name": True, "device": device,
+        payload = {"unique_id": f"smartbin_{node}_{key}", "device": device,
                    "origin": {"name": "smartbin", "sw_version": __version__}, **config}
         if not available_always:
             payload.update(availability_topic=f"{topic_root}/availability",
@@ -85,11 +100,11 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     count_sensor("total", "Items sorted", "{{ value_json.total }}", "mdi:delete-variant")
     count_sensor("total_since_reset", "Items since reset", "{{ value_json.since_reset.total }}",
                  "mdi:delete-variant")
-    for bin_name in sorted(set(bins)):
-        count_sensor(f"bin_{object_id(bin_name)}", f"Bin {bin_name}",
+    for bin_name, key in distinct_keys(bins).items():
+        count_sensor(f"bin_{key}", f"Bin {bin_name}",
                      f"{{{{ value_json.bins.get({bin_name!r}, 0) }}}}", "mdi:delete")
-    for label in sorted(set(labels)):
-        count_sensor(f"label_{object_id(label)}", f"Label {label}",
+    for label, key in distinct_keys(labels).items():
+        count_sensor(f"label_{key}", f"Label {label}",
                      f"{{{{ value_json.labels.get({label!r}, 0) }}}}", "mdi:tag")
     add("sensor", "last_item", {"name": "Last item", "state_topic": item, "value_template": "{{ value_json.label }}",
                                 "json_attributes_topic": item, "icon": "mdi:recycle"})

@@ -89,6 +89,7 @@ class MqttLink:
         self._final_availability = "stopped"
         self._pump: threading.Thread | None = None
         self._pump_error, self._pump_error_at = "", 0.0
+        self._subscribe_mid: int | None = None
         self._last_stats = 0.0
         self.client = self._make_client(device_id, password, config_path)
 
@@ -227,14 +228,27 @@ class MqttLink:
         # Subscribing here (not once after connect) renews the subscriptions after every reconnect.
         subscriptions = [(self.topic("cmd/+"), 1)]
         if self.settings.home_assistant.enabled:
-            subscriptions.append((f"{self.settings.home_assistant.discovery_prefix}/status", 1))
+            subscriptions.append((self.settings.home_assistant.status_topic, 1))
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         self.publish_discovery()
         # After publishing, so that every retained config the broker then hands over is either ours
         # (known) or left over from an earlier configuration (cleared).
         subscriptions.extend((pattern, 1) for pattern in sorted(self._discovery_patterns))
-        client.subscribe(subscriptions)
         self._counts_dirty = True
+        # "Connected" waits for the SUBACK (_on_subscribe): before it, a command sent to the bin is lost.
+        result, self._subscribe_mid = client.subscribe(subscriptions)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("MQTT subscribe failed (rc=%s); commands will not arrive until the next connection", result)
+            self._connected.set()
+            self._wake.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_code_list if code.is_failure]
+        if refused:
+            log.warning("MQTT broker refused %d subscription(s) (%s): check its ACL for %s",
+                        len(refused), ", ".join(refused), self.topic("cmd/+"))
         self._connected.set()
         self._wake.set()
 
@@ -258,7 +272,7 @@ class MqttLink:
 
     def _handle_message(self, message) -> None:
         topic = message.topic
-        if topic == f"{self.settings.home_assistant.discovery_prefix}/status":
+        if topic == self.settings.home_assistant.status_topic:
             if message.payload == b"online":
                 # Home Assistant restarted and forgot non-retained state: tell it everything again.
                 self.publish_discovery()
@@ -318,11 +332,14 @@ class MqttLink:
         room = WINDOW - len(self._inflight)
         if room <= 0:
             return
+        newest_item = None
         for message in self.store.pending(limit=room + len(self._inflight)):
             if message.seq in self._inflight:
                 continue  # paho re-sends it itself after a reconnect
             if room <= 0 or not self.connected:
                 break
+            if message.topic == "item":
+                newest_item = message.payload
             info = self.client.publish(self.topic(message.topic), message.payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 # The link dropped between our check and the publish. paho keeps a QoS 1 message and
@@ -335,6 +352,10 @@ class MqttLink:
             with self._lock:
                 self._inflight[message.seq] = info
             room -= 1
+        if newest_item is not None:
+            # A retained copy of the newest event, so a dashboard (re)connecting shows the last item at once
+            # instead of nothing until the next one; item itself stays an unretained event stream.
+            self.client.publish(self.topic("last_item"), newest_item, qos=1, retain=True)
 
     def _mark_acked(self) -> None:
         with self._lock:
@@ -362,7 +383,8 @@ class MqttLink:
         if self.stats_provider is None or now - self._last_stats < self.settings.stats_interval_s:
             return
         self._last_stats = now
-        self.client.publish(self.topic("stats"), json.dumps(self.stats_provider()), qos=0)
+        # Retained, so a dashboard that (re)connects has figures at once, not after stats_interval_s.
+        self.client.publish(self.topic("stats"), json.dumps(self.stats_provider()), qos=0, retain=True)
 
     def _make_client(self, device_id: str, password: str | None, config_path: str | None) -> mqtt.Client:
         settings = self.settings
@@ -385,6 +407,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 

@@ -68,3 +68,20 @@ def test_the_owner_of_a_discovery_config_is_its_smartbin_device_identifier():
     assert owner_of(b'{"device": {"identifiers": ["zigbee_0x12"]}}') is None  # not a smartbin device
     assert owner_of(b"not json") is None
     assert owner_of(b'{"name": "no device block"}') is None
+
+
+def test_names_that_would_share_an_entity_key_get_distinct_ones_and_the_others_keep_theirs():
+    configs = dict(discovery_messages("bin-1", ROOT, ["Glass", "glass", "玻璃", "纸", "metal"], ["paper"]))
+    label_keys = [topic.split("/")[3] for topic in configs if "/label_" in topic]
+    assert len(label_keys) == len(set(label_keys)) == 5
+    assert "label_metal" in label_keys  # no collision, no suffix: existing entities keep their ids
+    assert len({config["unique_id"] for config in configs.values()}) == len(configs)
+
+
+def test_item_and_diagnostic_sensors_read_retained_topics_so_they_have_a_value_after_a_restart():
+    configs = dict(messages())
+    assert configs["homeassistant/sensor/bin_1/last_item/config"]["state_topic"] == f"{ROOT}/last_item"
+    assert configs["homeassistant/sensor/bin_1/last_item/config"]["json_attributes_topic"] == f"{ROOT}/last_item"
+    assert configs["homeassistant/sensor/bin_1/last_confidence/config"]["state_topic"] == f"{ROOT}/last_item"
+    assert configs["homeassistant/sensor/bin_1/inference_ms/config"]["state_topic"] == f"{ROOT}/stats"
+    assert all("has_entity_name" not in config for config in configs.values())  # not a discovery option

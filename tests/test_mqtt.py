@@ -64,6 +64,7 @@ def test_every_outbox_event_is_delivered_and_then_deleted(tmp_path, mosquitto):
     assert sorted(set(ids)) == sorted(f"id-{i}" for i in range(120))
     assert store.outbox_size() == 0
     assert retained(mosquitto.port, f"{ROOT}/counts").json()["total"] == 120
+    assert retained(mosquitto.port, f"{ROOT}/last_item").json()["id"] == "id-119"  # the newest, kept for dashboards
 
 
 def test_events_recorded_while_the_broker_is_down_arrive_once_it_starts(tmp_path):
@@ -125,6 +126,25 @@ def test_home_assistant_birth_message_republishes_discovery(tmp_path, mosquitto)
         listener.wait_for(lambda: len(calls) > before, what="republish")
     link.stop()
     assert json.loads(retained(mosquitto.port, "homeassistant/sensor/x/y/config").payload) == {"a": 1}
+
+
+def test_the_birth_message_topic_is_home_assistants_own_not_derived_from_the_discovery_prefix(tmp_path, mosquitto):
+    from edge.config import HomeAssistantConfig
+
+    calls = []
+    store = Store(tmp_path / "state" / "smartbin.db")
+    settings = MqttConfig(enabled=True, host="127.0.0.1", port=mosquitto.port, home_assistant=HomeAssistantConfig(
+        discovery_prefix="discovery", status_topic="homeassistant/status"))
+    link = MqttLink(settings, "bin-t", store,
+                    discovery_provider=lambda: calls.append(1) or [("discovery/sensor/x/y/config", {"a": 1})])
+    link.start()
+    assert link.wait_connected(10)
+    with Listener(mosquitto.port, "discovery/#") as listener:
+        listener.wait_for(lambda: listener.on("discovery/sensor/x/y/config"), what="discovery")
+        before = len(calls)
+        listener.publish("homeassistant/status", "online")
+        listener.wait_for(lambda: len(calls) > before, what="republish on Home Assistant's birth message")
+    link.stop()
 
 
 def test_entities_gone_from_discovery_are_removed_from_home_assistant(tmp_path, mosquitto):
@@ -221,6 +241,7 @@ def test_stats_are_published_periodically(tmp_path, mosquitto):
         listener.wait_for(lambda: listener.on(f"{ROOT}/stats"), timeout=5, what="stats")
     link.stop()
     assert listener.payloads(f"{ROOT}/stats")[0] == {"fps": 1.0}
+    assert retained(mosquitto.port, f"{ROOT}/stats").json() == {"fps": 1.0}  # a dashboard connecting later sees it
 
 
 def test_unusable_tls_files_are_a_config_error(tmp_path):
@@ -303,7 +324,7 @@ def test_retained_commands_are_ignored_and_live_ones_obeyed(tmp_path, mosquitto,
         link.start()
         assert link.wait_connected(10)
         with Listener(mosquitto.port, f"{ROOT}/#") as operator:
-            operator.publish(f"{ROOT}/cmd/flap", b'{"bin": "glass"}')
+            operator.publish(f"{ROOT}/cmd/flap", b'{"bin": "glass"}')  # connected means subscribed: no retry
             operator.wait_for(lambda: seen, what="the live command")
         link.stop()
     assert seen == ["flap"]
