@@ -189,10 +189,10 @@ class Flap:
             raise FlapError(f"flap: cannot drive a servo on pin {pin!r}: {err or type(err).__name__}") from None
         try:
             self.neutral()
-        except Exception as err:  # the first PWM write is where a real pin fails (lgpio errors)
+        except FlapError as err:  # the first PWM write is where a real pin fails (lgpio errors)
             self._servo.close()
             self._close_factory()
-            raise FlapError(f"flap: cannot move the servo on pin {pin!r}: {err or type(err).__name__}") from None
+            raise FlapError(f"{err} (pin {pin!r})") from None
 
     def move_to(self, bin_name: str, wait: bool = True) -> None:
         """Turns the flap to the bin's angle and waits for it to settle.
@@ -268,14 +268,20 @@ class Flap:
 
     def _command(self, angle: float, wait: bool = True) -> None:
         self.wait_settled()  # an item still dropping from the last move must land before the flap turns
-        self._servo.angle = angle
+        try:
+            self._servo.angle = angle
+        except Exception as err:  # gpiozero's PinInvalidState, lgpio's error, OSError: a GPIO fault
+            raise FlapError(f"flap: cannot drive the servo to {angle:g} degrees: {err or type(err).__name__}") from None
         self._remember(angle)
         self._settled_at = time.monotonic() + self.settle_s
         if wait:
             self.wait_settled()
 
     def _detach(self) -> None:
-        self._servo.detach()
+        try:
+            self._servo.detach()
+        except Exception as err:  # as in _command
+            raise FlapError(f"flap: cannot detach the servo: {err or type(err).__name__}") from None
         self._remember(None)
 
     def _last_angle(self) -> float | None:

@@ -33,11 +33,13 @@ def object_id(text: str) -> str:
 def distinct_keys(names: Iterable[str]) -> dict[str, str]:
     """An entity key per name, sorted by name: ``object_id(name)``, plus a short hash of the name
     where two names would give the same key ("Glass" and "glass", or two labels in non-Latin
-    script, which both become "x"), so that neither entity silently overwrites the other."""
+    script, which both become "x"), so that neither entity silently overwrites the other. A name
+    that already is its key ("glass") keeps it, so adding "Glass" later does not rename the entity
+    "glass" had (its history in Home Assistant stays)."""
     unique = sorted(set(names))
     keys = {name: object_id(name) for name in unique}
     taken = collections.Counter(keys.values())
-    return {name: key if taken[key] == 1 else f"{key}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    return {name: key if taken[key] == 1 or name == key else f"{key}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
             for name, key in keys.items()}
 
 

@@ -35,6 +35,7 @@ from edge.store import Store
 log = logging.getLogger(__name__)
 
 PUMP_ERROR_LOG_INTERVAL_S = 60.0
+SUBACK_TIMEOUT_S = 10.0
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
 CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
 CommandHandler = Callable[[str, bytes], None]
@@ -90,6 +91,7 @@ class MqttLink:
         self._pump: threading.Thread | None = None
         self._pump_error, self._pump_error_at = "", 0.0
         self._subscribe_mid: int | None = None
+        self._subscribe_sent_at: float | None = None  # monotonic time of the SUBSCRIBE awaiting its SUBACK
         self._last_stats = 0.0
         self.client = self._make_client(device_id, password, config_path)
 
@@ -202,7 +204,7 @@ class MqttLink:
             # Stopping right after the start, a connection may be on its way; its "online" must not
             # outlive us, so give it a moment (``_on_connect`` then says ``availability`` itself).
             self._connected.wait(min(timeout, CONNECTING_GRACE_S))
-        if self.connected:
+        if self.connected or self.client.is_connected():  # also between CONNACK and SUBACK: say how we stop
             info = self.client.publish(self.topic("availability"), availability, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
@@ -237,6 +239,7 @@ class MqttLink:
         self._counts_dirty = True
         # "Connected" waits for the SUBACK (_on_subscribe): before it, a command sent to the bin is lost.
         result, self._subscribe_mid = client.subscribe(subscriptions)
+        self._subscribe_sent_at = time.monotonic()
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.warning("MQTT subscribe failed (rc=%s); commands will not arrive until the next connection", result)
             self._connected.set()
@@ -245,6 +248,7 @@ class MqttLink:
     def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
         if mid != self._subscribe_mid:
             return
+        self._subscribe_sent_at = None
         refused = [str(code) for code in reason_code_list if code.is_failure]
         if refused:
             log.warning("MQTT broker refused %d subscription(s) (%s): check its ACL for %s",
@@ -309,6 +313,7 @@ class MqttLink:
             try:
                 self._mark_acked()
                 if not self.connected:
+                    self._give_up_waiting_for_suback()
                     continue
                 self._publish_pending()
                 if self._counts_dirty:
@@ -320,6 +325,18 @@ class MqttLink:
                 self._log_pump_error(err)
                 time.sleep(0.5)
         self._mark_acked()
+
+    def _give_up_waiting_for_suback(self) -> None:
+        # A broker that never answers the subscription must not stop delivery for good: after a while
+        # the link counts as connected anyway (commands may then not arrive; the warning says so).
+        subscribed_at = self._subscribe_sent_at
+        if subscribed_at is None or not self.client.is_connected():
+            return
+        if time.monotonic() - subscribed_at > SUBACK_TIMEOUT_S:
+            self._subscribe_sent_at = None
+            log.warning("MQTT broker %s did not confirm the subscriptions within %g s; delivering events anyway, "
+                        "commands may not arrive", self.settings.address, SUBACK_TIMEOUT_S)
+            self._connected.set()
 
     def _log_pump_error(self, err: Exception) -> None:
         # A lasting fault (a full disk) repeats every half second: its traceback once a minute is enough.
@@ -338,8 +355,6 @@ class MqttLink:
                 continue  # paho re-sends it itself after a reconnect
             if room <= 0 or not self.connected:
                 break
-            if message.topic == "item":
-                newest_item = message.payload
             info = self.client.publish(self.topic(message.topic), message.payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 # The link dropped between our check and the publish. paho keeps a QoS 1 message and
@@ -352,6 +367,8 @@ class MqttLink:
             with self._lock:
                 self._inflight[message.seq] = info
             room -= 1
+            if message.topic == "item":
+                newest_item = message.payload
         if newest_item is not None:
             # A retained copy of the newest event, so a dashboard (re)connecting shows the last item at once
             # instead of nothing until the next one; item itself stays an unretained event stream.

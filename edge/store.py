@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+CHECKPOINT_EVERY_WRITES = 200  # a few hundred KB of log between checkpoints
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     """One undelivered message; ``seq`` orders the outbox and names the row to delete."""
@@ -71,8 +74,10 @@ class OutboxMessage:
 class Store:
     """The SQLite state: items, counts since install and since reset, and the outbox.
 
-    One connection shared by the daemon loop and the MQTT thread behind a lock: writes are
-    tiny and rare (one per item), so a lock is simpler than a connection per thread.
+    One connection shared by the daemon loop, the recorder and the MQTT thread behind a lock:
+    writes are tiny and rare (one per item), so a lock is simpler than a connection per thread.
+    SQLite's automatic checkpoint is off: it would run inside whichever commit crosses its
+    threshold, often the sorting loop's just before the flap moves; ``sync`` checkpoints instead.
 
     Usage:
         store = Store(state_dir / "smartbin.db"); store.counts()["total"]
@@ -83,6 +88,7 @@ class Store:
         self.max_outbox = max_outbox
         self.max_items = max_items
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
@@ -92,6 +98,7 @@ class Store:
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: this file system cannot hold SQLite's write-ahead log "
                                  f"(journal mode stays {mode!r}); put the state folder on a local disk")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(SCHEMA)
             with self._transaction(durable=True):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('installed_at', ?)", (str(time.time()),))
@@ -100,10 +107,21 @@ class Store:
             self._outbox_size = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             row = self._db.execute("SELECT value FROM meta WHERE key = 'outbox_dropped'").fetchone()
             self.outbox_dropped = int(row[0]) if row else 0
+            # Outbox rows up to this seq survive a power cut; only those are handed to MQTT, so the
+            # broker never holds an item the bin could still lose. Everything found on opening did survive.
+            self._durable_seq = self._last_seq = self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
+        except StoreError:
+            self._close_quietly()
+            raise
         except sqlite3.Error as err:
+            self._close_quietly()
             raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
         except OSError as err:  # the state folder cannot be made (read-only, wrong owner, ...)
+            self._close_quietly()
             raise StoreError(f"{self.path}: cannot open the state database: {err.strerror or err}") from None
+        self._writes_since_checkpoint = 0
+        self._last_item_seq: tuple[str, int] | None = None  # (item id, its outbox seq), for amend_item
 
     def record_item(self, event: dict[str, Any], topic: str | None = "item", durable: bool = True) -> dict[str, Any]:
         """Stores an item, bumps its counts and queues its event, atomically.
@@ -112,7 +130,7 @@ class Store:
             event: JSON-ready item event with at least ``id``, ``ts``, ``label``, ``bin``, ``confidence``.
             topic: outbox topic, relative to the device's topic root; ``None`` queues nothing (MQTT off).
             durable: fsync before returning (survives a power cut); ``False`` survives a kill -9 and
-                waits for ``sync`` to survive a power cut.
+                waits for ``sync`` to survive a power cut (and to be handed to MQTT).
 
         Returns:
             The counts after this item (unchanged when the id was recorded before).
@@ -121,7 +139,7 @@ class Store:
             StoreError: the write failed (disk full, read-only, I/O error); nothing of the item was kept.
         """
         payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
-        queued = dropped = 0
+        seq = dropped = 0
         with self._lock:
             with self._writing("record an item", durable):
                 cursor = self._db.execute(
@@ -139,30 +157,46 @@ class Store:
                                 "INSERT INTO counts VALUES (?, ?, ?, 1) "
                                 "ON CONFLICT (scope, kind, name) DO UPDATE SET n = n + 1", (scope, kind, name))
                     if topic is not None:
-                        self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
-                                         (topic, payload, time.time()))
-                        queued, dropped = 1, self._trim_outbox()
+                        seq = self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
+                                               (topic, payload, time.time())).lastrowid
+                        dropped = self._trim_outbox()
                 counts = self._counts()
-            self._outbox_size += queued - dropped  # after the commit: a rolled-back item changed nothing
-            self.outbox_dropped += dropped
+            # After the commit: a rolled-back item changed nothing.
+            if seq:
+                self._outbox_size += 1 - dropped
+                self.outbox_dropped += dropped
+                self._last_seq = seq
+                self._last_item_seq = (event["id"], seq)
+                if durable:
+                    self._durable_seq = seq
         return counts
 
     def sync(self) -> None:
-        """Makes every commit so far survive a power cut: one small durable commit, whose fsync of the
-        log covers the earlier ``durable=False`` ones.
+        """Makes every commit so far survive a power cut and hands it to MQTT: one small durable commit,
+        whose fsync of the log covers the earlier ``durable=False`` ones. Checkpoints the log now and
+        then (on the caller's thread, which is the recorder's, not the sorting loop's).
 
         Raises:
             StoreError: the write failed.
         """
-        with self._lock, self._writing("sync the state database", durable=True):
-            self._db.execute("INSERT INTO meta VALUES ('synced_at', ?) ON CONFLICT (key) DO UPDATE "
-                             "SET value = excluded.value", (str(time.time()),))
+        with self._lock:
+            last_seq = self._last_seq
+            with self._writing("sync the state database", durable=True):
+                self._db.execute("INSERT INTO meta VALUES ('synced_at', ?) ON CONFLICT (key) DO UPDATE "
+                                 "SET value = excluded.value", (str(time.time()),))
+            self._durable_seq = max(self._durable_seq, last_seq)
+            if self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
+                with self._reading("checkpoint the write-ahead log"):
+                    # PASSIVE: copies what it can without waiting; it fsyncs the log first and the database after.
+                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self._writes_since_checkpoint = 0
 
     def amend_item(self, item_id: str, **fields: Any) -> None:
-        """Adds ``fields`` to a recorded item's stored event and to its outbox message, durably.
+        """Adds ``fields`` to a recorded item's stored event and, for the newest item, to its outbox
+        message, durably.
 
         For facts known only after the item was recorded (a flap that failed to move). A message the
-        MQTT link read from the outbox before the amendment goes out without the new fields.
+        MQTT link took from the outbox before the amendment goes out without the new fields.
         """
         with self._lock, self._writing("amend an item", durable=True):
             row = self._db.execute("SELECT event FROM items WHERE id = ?", (item_id,)).fetchone()
@@ -170,13 +204,14 @@ class Store:
                 return
             amended = json.dumps({**json.loads(row[0]), **fields}, separators=(",", ":"), sort_keys=True)
             self._db.execute("UPDATE items SET event = ? WHERE id = ?", (amended, item_id))
-            self._db.execute("UPDATE outbox SET payload = ? WHERE payload = ?", (amended, row[0]))
+            if self._last_item_seq is not None and self._last_item_seq[0] == item_id:
+                self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (amended, self._last_item_seq[1]))
 
     def pending(self, limit: int = 100, after: int = 0) -> list[OutboxMessage]:
-        """The oldest undelivered messages with ``seq > after``."""
-        with self._lock:
-            rows = self._db.execute("SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                                    (after, limit)).fetchall()
+        """The oldest undelivered messages with ``seq > after`` that survive a power cut."""
+        with self._lock, self._reading("read the outbox"):
+            rows = self._db.execute("SELECT seq, topic, payload FROM outbox WHERE seq > ? AND seq <= ? "
+                                    "ORDER BY seq LIMIT ?", (after, self._durable_seq, limit)).fetchall()
         return [OutboxMessage(*row) for row in rows]
 
     def mark_delivered(self, seqs: list[int]) -> None:
@@ -197,7 +232,7 @@ class Store:
 
     def counts(self) -> dict[str, Any]:
         """Counts since install with a ``since_reset`` block: ``{labels, bins, total, since_reset}``."""
-        with self._lock:
+        with self._lock, self._reading("read the counts"):
             return self._counts()
 
     def reset_counts(self) -> dict[str, Any]:
@@ -208,24 +243,29 @@ class Store:
             return self._counts()
 
     def has_item(self, item_id: str) -> bool:
-        with self._lock:
+        with self._lock, self._reading("read the item log"):
             return self._db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None
 
     def recent(self, limit: int = 10) -> list[dict[str, Any]]:
         """The last items' events, newest first."""
-        with self._lock:
+        with self._lock, self._reading("read the item log"):
             rows = self._db.execute("SELECT event FROM items ORDER BY ts DESC, rowid DESC LIMIT ?",
                                     (limit,)).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def meta(self, key: str, default: str | None = None) -> str | None:
-        with self._lock:
+        with self._lock, self._reading("read the meta table"):
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
     def _counts(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -244,22 +284,29 @@ class Store:
         return counts
 
     def _trim_outbox(self) -> int:
-        # A broker gone for months must not fill the SD card: keep the newest max_outbox sequence
-        # numbers, drop the rest and count them. The rule reads the primary key only, never a COUNT(*)
-        # of a table that is at its largest exactly when this runs.
-        dropped = self._db.execute("DELETE FROM outbox WHERE seq <= (SELECT max(seq) FROM outbox) - ?",
-                                   (self.max_outbox,)).rowcount
-        if dropped > 0:
-            self._db.execute("INSERT INTO meta VALUES ('outbox_dropped', ?) ON CONFLICT (key) DO UPDATE "
-                             "SET value = CAST(value AS INTEGER) + ?", (str(dropped), dropped))
-        return max(dropped, 0)
+        # A broker gone for months must not fill the SD card: drop the oldest beyond max_outbox and count
+        # them. The size is known without a COUNT(*) of a table that is at its largest exactly now.
+        excess = self._outbox_size + 1 - self.max_outbox  # + 1: the row just inserted
+        if excess <= 0:
+            return 0
+        self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,))
+        self._db.execute("INSERT INTO meta VALUES ('outbox_dropped', ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = CAST(value AS INTEGER) + ?", (str(excess), excess))
+        return excess
 
     @contextlib.contextmanager
     def _writing(self, what: str, durable: bool):
         """One write transaction (the caller holds the lock); any SQLite failure becomes a StoreError naming the file."""
-        try:
+        with self._reading(what):
             with self._transaction(durable):
                 yield
+        self._writes_since_checkpoint += 1
+
+    @contextlib.contextmanager
+    def _reading(self, what: str):
+        """Turns any SQLite failure (a corrupt file, an I/O error) into a StoreError naming the file."""
+        try:
+            yield
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot {what}: {err}") from None
 

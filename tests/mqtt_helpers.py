@@ -8,6 +8,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -120,3 +121,62 @@ def retained(port: int, topic: str, timeout: float = 3.0) -> Received | None:
                 return found[-1]
             time.sleep(0.02)
     return None
+
+
+class NoSubackBroker:
+    """A minimal MQTT 3.1.1 broker that accepts a connection and publishes but never confirms a
+    SUBSCRIBE: for the window between CONNACK and SUBACK, which a real broker closes in a moment.
+    It records ``(topic, payload, retained)`` of every PUBLISH it receives."""
+
+    def __init__(self):
+        self.published: list[tuple[str, bytes, bool]] = []
+        self.subscribed = threading.Event()
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(1)
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self._server.accept()
+            with connection:
+                while header := connection.recv(1):
+                    kind, body = header[0] >> 4, self._read_body(connection)
+                    if kind == 1:  # CONNECT -> CONNACK
+                        connection.sendall(b"\x20\x02\x00\x00")
+                    elif kind == 3:  # PUBLISH (-> PUBACK for QoS 1)
+                        length = int.from_bytes(body[:2], "big")
+                        topic, rest = body[2:2 + length].decode(), body[2 + length:]
+                        if (header[0] >> 1) & 3:
+                            connection.sendall(b"\x40\x02" + rest[:2])
+                            rest = rest[2:]
+                        self.published.append((topic, rest, bool(header[0] & 1)))
+                    elif kind == 8:  # SUBSCRIBE: never answered
+                        self.subscribed.set()
+                    elif kind == 12:  # PINGREQ -> PINGRESP
+                        connection.sendall(b"\xd0\x00")
+                    elif kind == 14:  # DISCONNECT
+                        return
+        except OSError:
+            return
+
+    @staticmethod
+    def _read_body(connection) -> bytes:
+        length, multiplier = 0, 1
+        while True:
+            byte = connection.recv(1)[0]
+            length += (byte & 127) * multiplier
+            multiplier *= 128
+            if not byte & 128:
+                break
+        body = b""
+        while len(body) < length:
+            chunk = connection.recv(length - len(body))
+            if not chunk:
+                raise OSError("connection closed")
+            body += chunk
+        return body
+
+    def close(self) -> None:
+        self._server.close()

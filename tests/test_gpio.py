@@ -205,3 +205,14 @@ def test_a_reversed_angle_range_mirrors_the_servo_as_in_gpiozero():
         assert flap.pwm_state() == pytest.approx(pulse_duty(45.0))  # -45 on a mirrored mount
     with pytest.raises(FlapError, match="both 10"):
         Flap(pin=18, angles={"glass": 10.0}, min_angle=10, max_angle=10, settle_s=0)
+
+
+def test_a_gpio_fault_while_moving_is_a_flap_error_not_a_crash(flap, monkeypatch):
+    from gpiozero.exc import PinInvalidState
+
+    def broken(value):
+        raise PinInvalidState('invalid state "0.04" for pin GPIO18')
+
+    monkeypatch.setattr(flap._servo.pwm_device.pin, "_set_state", broken)
+    with pytest.raises(FlapError, match="cannot drive the servo to -45 degrees: invalid state"):
+        flap.move_to("glass")

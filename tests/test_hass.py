@@ -75,6 +75,7 @@ def test_names_that_would_share_an_entity_key_get_distinct_ones_and_the_others_k
     label_keys = [topic.split("/")[3] for topic in configs if "/label_" in topic]
     assert len(label_keys) == len(set(label_keys)) == 5
     assert "label_metal" in label_keys  # no collision, no suffix: existing entities keep their ids
+    assert "label_glass" in label_keys  # "glass" keeps its key when "Glass" comes along
     assert len({config["unique_id"] for config in configs.values()}) == len(configs)
 
 

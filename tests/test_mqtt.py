@@ -348,3 +348,38 @@ def test_a_lasting_store_fault_is_logged_once_a_minute_not_every_half_second(tmp
         link.stop()
     logged = [record for record in caplog.records if "outbox pump error" in record.getMessage()]
     assert len(logged) == 1 and "database or disk is full" in logged[0].exc_text
+
+
+def test_stopping_between_connack_and_suback_still_says_stopped(tmp_path):
+    from tests.mqtt_helpers import NoSubackBroker
+
+    broker = NoSubackBroker()
+    link, _ = make_link(tmp_path, broker)
+    link.start()
+    try:
+        assert broker.subscribed.wait(10) and not link.connected  # not ready: commands could be lost
+    finally:
+        link.stop(timeout=2)
+        broker.close()
+    availability = [(payload, retained) for topic, payload, retained in broker.published if topic.endswith("/availability")]
+    assert availability[-1] == (b"stopped", True)  # never "online" left behind
+
+
+def test_events_flow_even_when_the_broker_never_confirms_the_subscriptions(tmp_path, monkeypatch):
+    import edge.mqtt
+    from tests.mqtt_helpers import NoSubackBroker
+
+    monkeypatch.setattr(edge.mqtt, "SUBACK_TIMEOUT_S", 0.3)
+    broker = NoSubackBroker()
+    link, store = make_link(tmp_path, broker)
+    store.record_item(event(1))
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(topic.endswith("/item") for topic, _, _ in broker.published) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(json.loads(payload)["id"] == "id-1" for topic, payload, _ in broker.published
+                   if topic.endswith("/item"))
+    finally:
+        link.stop(timeout=2)
+        broker.close()

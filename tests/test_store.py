@@ -177,3 +177,45 @@ def test_a_state_folder_that_cannot_be_made_is_a_store_error_naming_the_database
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(StoreError, match="smartbin.db: cannot open the state database"):
         Store(tmp_path / "file" / "state" / "smartbin.db")
+
+
+def test_an_item_committed_without_fsync_reaches_mqtt_only_once_it_survives_a_power_cut(store):
+    store.record_item(event("a"), durable=False)
+    assert store.pending() == [] and store.outbox_size() == 1
+    store.sync()
+    assert [json.loads(message.payload)["id"] for message in store.pending()] == ["a"]
+
+
+def test_the_outbox_drops_only_when_it_holds_max_outbox_messages_even_with_delivered_gaps(tmp_path):
+    store = Store(tmp_path / "db", max_outbox=4)
+    for name in "abcd":
+        store.record_item(event(name))
+    b, c = store.pending()[1:3]
+    store.mark_delivered([b.seq, c.seq])
+    store.record_item(event("e"))  # 3 queued: nothing to drop
+    assert store.outbox_dropped == 0 and [json.loads(m.payload)["id"] for m in store.pending()] == ["a", "d", "e"]
+    store.record_item(event("f"))
+    store.record_item(event("g"))  # 5 would be queued: the oldest goes
+    assert store.outbox_dropped == 1 and [json.loads(m.payload)["id"] for m in store.pending()] == ["d", "e", "f", "g"]
+    store.close()
+
+
+def test_checkpoints_run_in_sync_never_inside_an_items_commit(store, monkeypatch):
+    import edge.store
+
+    monkeypatch.setattr(edge.store, "CHECKPOINT_EVERY_WRITES", 3)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    for number in range(5):
+        store.record_item(event(f"item-{number}"), durable=False)
+    assert not any("checkpoint" in statement for statement in statements)
+    store.sync()
+    assert any("wal_checkpoint(PASSIVE)" in statement for statement in statements)
+
+
+def test_a_corrupt_database_is_a_store_error_naming_the_file(tmp_path):
+    path = tmp_path / "smartbin.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="smartbin.db: cannot open the state database"):
+        Store(path)
