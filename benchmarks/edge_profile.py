@@ -3,8 +3,8 @@
 ``edge_replay.py`` measures the daemon from outside; this runs the same ``Daemon`` (shipped config,
 ``flap.settle_s: 0``, a real mosquitto unless ``--no-mqtt``) in this process and wraps its parts
 with timers, so the per-item wall time splits into inference, item detector, flap and the waits on
-the loop's thread; work on other threads (photo decoding on the replay's decoder, the SQLite commit
-with its fsync on the recorder, the outbox on MQTT's) is listed with its thread's name and overlaps
+the loop's thread; work on other threads (photo decoding on the replay's decoder, the SQLite fsync
+on the recorder, the outbox on MQTT's) is listed with its thread's name and overlaps
 the loop. Timers add a few microseconds per call; the figures are for finding the big parts, not
 for the targets.
 
@@ -98,8 +98,9 @@ def profile(model: Path, replay: Path, state: Path, port: int | None):
     wrap(daemon.trigger, "update", "item detector (every frame)")
     wrap(daemon.classifier, "classify_frames", "classify K frames")
     wrap(daemon.classifier._interpreter, "invoke", "  of which interpreter invoke")
-    wrap(daemon.store, "record_item", "SQLite record_item (commit + fsync)")
-    wrap(daemon.recorder, "wait", "waiting for the previous item's commit")
+    wrap(daemon.store, "record_item", "SQLite record_item (commit, no fsync)")
+    wrap(daemon.store, "sync", "SQLite sync (fsync of the log)")
+    wrap(daemon.recorder, "wait", "waiting for the previous item's fsync")
     wrap(daemon.store, "mark_delivered", "SQLite mark_delivered (commit, no fsync)")
     wrap(daemon.flap, "move_to", "flap move")
     wrap(daemon.flap, "neutral", "flap neutral")
