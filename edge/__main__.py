@@ -19,6 +19,7 @@ from pathlib import Path
 from edge import __version__
 from edge.config import DEFAULT_CONFIG
 
+EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -106,7 +107,7 @@ def run_overrides(args: argparse.Namespace) -> dict:
 def run_daemon(args: argparse.Namespace) -> int:
     from edge.config import config_warnings, load_config
     from edge.daemon import Daemon
-    from edge.errors import ConfigError, SmartbinError
+    from edge.errors import BundleError, ClassifierError, ConfigError, SmartbinError
 
     if args.max_items is not None and args.max_items < 1:
         return fail(["--max-items: must be at least 1"])
@@ -122,7 +123,13 @@ def run_daemon(args: argparse.Namespace) -> int:
         daemon.start()
     except (SmartbinError, OSError) as err:
         daemon.close()
-        return fail([f"error: {line}" for line in str(err).splitlines() or [type(err).__name__]])
+        lines = [f"error: {line}" for line in str(err).splitlines() or [type(err).__name__]]
+        if isinstance(err, (BundleError, ClassifierError)):
+            return fail(lines)  # bad input: exit 2, which systemd does not retry (RestartPreventExitStatus=2)
+        # The camera, the GPIO chip or the disk: often not ready yet at boot, so exit 1 and let systemd retry.
+        for line in lines:
+            print(line, file=sys.stderr)
+        return EXIT_FAILURE
     except BaseException:
         daemon.close()  # the flap parks on any fatal error, also one nobody foresaw
         raise

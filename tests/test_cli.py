@@ -132,3 +132,10 @@ def test_an_unforeseen_error_while_starting_still_parks_the_flap(tmp_path, photo
         main(["run", "--config", str(write_config(tmp_path)), "--replay", str(photo_folder), "--mock-gpio",
               "--state-dir", str(tmp_path / "state")])
     assert closed == [True]
+
+
+def test_run_exits_1_when_the_camera_is_missing_so_systemd_retries_it(tmp_path, capsys):
+    path = write_config(tmp_path, "camera: {type: opencv, device: /dev/video99}\n")
+    assert main(["run", "--config", str(path), "--mock-gpio", "--state-dir", str(tmp_path / "state")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "/dev/video99" in err and "Traceback" not in err
