@@ -245,7 +245,13 @@ def _edgetpu(model_bytes: bytes, say: Callable[[str], None]) -> tuple[dict[str, 
         say(edgetpu.HOW_TO_GET_COMPILER)
         return {}, None
     say("compiling for the Edge TPU")
-    compiled, info = edgetpu.compile_model(model_bytes)
+    try:
+        compiled, info = edgetpu.compile_model(model_bytes)
+    except ConverterError as err:
+        # The CPU model has passed the gate already; a compiler that refuses it (too new an op version,
+        # a crash) costs only the Edge TPU file, as when the compiler is missing.
+        say(f"warning: {err}; the bundle is written without an Edge TPU model")
+        return {}, None
     say(f"Edge TPU: {info['ops_on_tpu']} ops on the TPU, {info['ops_on_cpu']} on the CPU "
         f"(compiler {info['compiler_version']})")
     # Recorded so the bin can check the compiled file as it checks model.tflite.

@@ -313,6 +313,9 @@ def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manife
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+        # On disk before the rename: after a power cut the folder holds the whole new bundle or the old one.
+        for path in [*staging.iterdir(), staging]:
+            _fsync(path)
     except BaseException:  # a full disk or Ctrl-C must not leave a hidden half bundle behind
         _remove_tree(staging)
         raise
@@ -321,11 +324,25 @@ def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manife
         if backup.exists():
             _remove_tree(backup)
         target.rename(backup)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except BaseException:
+            backup.rename(target)  # the old bundle back in place, not left hidden as .name.old
+            _remove_tree(staging)
+            raise
         _remove_tree(backup)
     else:
         staging.rename(target)
+    _fsync(target.parent)
     return load_bundle(target)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _remove_tree(folder: Path) -> None:

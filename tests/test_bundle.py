@@ -61,6 +61,24 @@ def test_a_failed_write_leaves_no_half_bundle(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_swap_puts_the_old_bundle_back_in_place(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    write_bundle(tmp_path / "b", b"old model", manifest())
+    real_rename = Path.rename
+
+    def refuse_staging(self, target):
+        if self.name.startswith(".b-"):  # the staged new bundle moving in
+            raise OSError(5, "Input/output error")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse_staging)
+    with pytest.raises(OSError):
+        write_bundle(tmp_path / "b", b"new model", manifest())
+    assert load_bundle(tmp_path / "b").model_path.read_bytes() == b"old model"
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no .b.old or staging folder left
+
+
 def test_replaced_model_file_fails_the_hash_check(bundle_dir):
     (bundle_dir / "model.tflite").write_bytes(b"other")
     with pytest.raises(BundleError, match="sha256"):

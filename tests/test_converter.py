@@ -284,3 +284,16 @@ def test_bench_refuses_a_bundle_whose_model_was_replaced(bundles, tmp_path, caps
     (copy / "model.tflite").write_bytes(b"garbage")
     assert main(["bench", str(copy)]) == 2
     assert "sha256 does not match" in capsys.readouterr().err
+
+
+def test_a_compiler_that_refuses_the_model_still_leaves_the_verified_cpu_bundle(workspace, monkeypatch, tmp_path, capsys):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "edgetpu_compiler").write_text(
+        "#!/bin/sh\necho \"ERROR: Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'\" >&2\nexit 1\n")
+    (tools / "edgetpu_compiler").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    assert convert(workspace, "--out", "bundles/tpu-refused", "--edgetpu") == 0
+    bundle = load_bundle(workspace / "bundles" / "tpu-refused")
+    assert bundle.manifest.edgetpu is None and bundle.edgetpu_model_path() is None
+    assert "Didn't find op for builtin opcode" in capsys.readouterr().err
