@@ -101,3 +101,15 @@ def test_one_seed_reproduces_the_augmented_batches(photo_folder):
 
     for once, again in zip(first_batches(), first_batches()):
         np.testing.assert_array_equal(once, again)
+
+
+@pytest.mark.parametrize("key, probability", [("erasing", 0.25), ("blur", 0.5)])
+def test_erasing_and_blur_touch_the_configured_fraction_of_images(key, probability):
+    import tensorflow as tf
+
+    n = 800
+    gradient = np.tile(np.linspace(0, 255, 16, dtype=np.float32)[None, :, None, None], (n, 1, 16, 3))
+    labels = np.eye(3, dtype=np.float32)[np.zeros(n, int)]
+    images, _ = Augmenter(AugmentConfig(**{**OFF, key: probability}), seed=0)(tf.constant(gradient), labels)
+    changed = np.mean(np.abs(np.asarray(images) - gradient).reshape(n, -1).max(axis=1) > 0.5)
+    assert changed == pytest.approx(probability, abs=0.06)  # Keras' factor=p alone gives about p / 2

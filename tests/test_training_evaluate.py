@@ -52,3 +52,27 @@ def test_a_folder_with_classes_the_run_never_saw_is_exit_2(run, tmp_path, capsys
     other = write_class_folders(tmp_path / "other", labels=("glass", "textiles"), per_class=2)
     assert evaluate([str(run / "run"), "--data", str(other)]) == 2
     assert "textiles are not among the run's labels" in capsys.readouterr().err
+
+
+def test_a_label_map_merges_a_raw_folders_classes_into_the_runs(run, tmp_path, capsys):
+    other = write_class_folders(tmp_path / "other", labels=("glass", "tins"), per_class=2)
+    (other / "glass" / "broken.jpg").write_bytes(b"not an image")
+    label_map = tmp_path / "bins.yaml"
+    label_map.write_text("tins: metal\n")
+    out = tmp_path / "eval"
+    assert evaluate([str(run / "run"), "--data", str(other), "--label-map", str(label_map), "--out", str(out)]) == 0
+    metrics = json.loads((out / "eval-metrics.json").read_text())
+    assert metrics["n"] == 4 and metrics["per_class"]["metal"]["support"] == 2
+    assert "skipped 1 unreadable or corrupt files: glass/broken.jpg" in capsys.readouterr().err
+
+
+def test_the_runs_data_folder_is_found_from_any_working_directory(run, tmp_path, monkeypatch, capsys):
+    split = json.loads((run / "run" / "split.json").read_text())
+    monkeypatch.chdir(tmp_path)  # not where training ran
+    split["data"] = "elsewhere/data"  # a relative --data, from a folder that is neither here nor beside the run
+    (run / "run" / "split.json").write_text(json.dumps(split))
+    try:
+        assert evaluate([str(run / "run"), "--out", str(tmp_path / "eval")]) == 0
+    finally:
+        split["data"] = split["data_resolved"]
+        (run / "run" / "split.json").write_text(json.dumps(split))

@@ -38,20 +38,25 @@ def load_run(run_dir: Path):
     return model, labels, config, split
 
 
-def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None):
-    """(root, items): the run's test split, or all images of ``data`` (labels must match the run's)."""
-    from training.data import discover
+def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None, label_map: str | None = None):
+    """(root, items): the run's test split, or all images of ``data`` with ``label_map`` applied (the
+    run's own map by default); its labels must be among the run's."""
+    from training.data import discover, load_label_map
 
     if data:
-        dataset = discover(data, verify=True)
+        dataset = discover(data, label_map=load_label_map(label_map), verify=True)
+        if dataset.unreadable:
+            print(f"skipped {len(dataset.unreadable)} unreadable or corrupt files: "
+                  f"{', '.join(dataset.unreadable[:5])}{' ...' if len(dataset.unreadable) > 5 else ''}", file=sys.stderr)
         unknown = sorted({label for _, label in dataset.items} - set(labels))
         if unknown:
-            raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels")
+            raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels"
+                            f"{'' if label_map else ' (a --label-map can merge or rename them)'}")
         return dataset.root, dataset.items
-    root = Path(split["data"])
-    if not root.is_absolute() and not root.is_dir():
-        root = run_dir.parent / root
-    if not root.is_dir():
+    # As given to training.fit (relative to where it ran), then its absolute form, then beside the run folder.
+    candidates = [Path(split["data"]), Path(split.get("data_resolved") or split["data"]), run_dir.parent / split["data"]]
+    root = next((folder for folder in candidates if folder.is_dir()), None)
+    if root is None:
         raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
     label_of = split.get("labels", {})
     return root, [(rel, label_of.get(rel, rel.split("/")[0])) for rel in split["splits"]["test"]]
@@ -61,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder written by python -m training.fit")
     parser.add_argument("--data", help="evaluate on every image of this class-folder dataset instead")
+    parser.add_argument("--label-map", help="YAML {source_class: bin_class} for --data (default: the run's own)")
     parser.add_argument("--out", help="folder for the evaluation files (default: the run folder)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     try:
         model, labels, config, split = load_run(run_dir)
-        root, items = evaluation_items(run_dir, split, labels, args.data)
+        root, items = evaluation_items(run_dir, split, labels, args.data, args.label_map or config.get("label_map"))
         from training.callbacks import predict
         from training.metrics import classification_metrics
         from training.pipeline import make_dataset

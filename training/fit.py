@@ -159,7 +159,8 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),
                                            config.dropout)
     if config.loss == "focal":
-        alpha = (weights / weights.sum()).tolist() if weights is not None else None
+        # Mean 1, not sum 1: the loss keeps cross-entropy's scale, so clipnorm and SGD's step size mean the same.
+        alpha = (weights / weights.mean()).tolist() if weights is not None else None
         loss = FocalLoss(alpha=alpha, gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -210,14 +211,24 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
 
 def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds):
     """Caches the frozen lower backbone for ``cache_views`` augmented views; returns what to fit on."""
+    import keras
     import tensorflow as tf
 
     from training.feature_cache import DEFAULT_CUTS, cache_views, head_on_features, split_backbone
 
+    cut = config.cache_cut or DEFAULT_CUTS[config.backbone]
     try:
-        lower, upper = split_backbone(backbone, config.cache_cut or DEFAULT_CUTS[config.backbone])
+        lower, upper = split_backbone(backbone, cut)
     except ValueError as err:
         raise ModelError(str(err)) from None
+    above = [layer for layer in upper.layers
+             if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    if config.finetune_layers <= 0 or config.finetune_layers > len(above):
+        # The cached part is fixed, whatever finetune_layers says: say so rather than let config.yaml mislead.
+        print(f"note: with cache_views {config.cache_views}, fine-tuning trains the {len(above)} weighted layers "
+              f"above {cut} at most (finetune_layers {config.finetune_layers} asks for "
+              f"{'all' if config.finetune_layers <= 0 else config.finetune_layers}); "
+              f"cache_views: 0 fine-tunes below it", file=sys.stderr)
     features, targets, weights = cache_views(lower, train_ds, config.cache_views, "caching train views")
     val_features, _, _ = cache_views(lower, val_ds, 1, "caching val")
     arrays = (features, targets) if weights is None else (features, targets, weights)

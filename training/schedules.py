@@ -54,10 +54,19 @@ def make_schedule(kind: str, peak: float, total_steps: int, warmup_steps: int = 
     raise ValueError(f"unknown schedule {kind!r} (cosine, onecycle, constant)")
 
 
+# Biases and BatchNorm's scale and shift are not decayed: shrinking them toward 0 regularises nothing
+# and moves the layer's output (the usual AdamW practice).
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
+
+
 def make_optimizer(kind: str, learning_rate, weight_decay: float, clipnorm: float | None):
     if kind == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm)
-    if kind == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
-                                    weight_decay=weight_decay, clipnorm=clipnorm)
-    raise ValueError(f"unknown optimizer {kind!r} (adamw, sgd)")
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm)
+    elif kind == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
+                                         weight_decay=weight_decay, clipnorm=clipnorm)
+    else:
+        raise ValueError(f"unknown optimizer {kind!r} (adamw, sgd)")
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+    return optimizer

@@ -99,6 +99,7 @@ def save_split(split: dict[str, list[tuple[str, str]]], path: str | Path, data: 
     """Writes the split used by a run, with each file's label (after label mapping)."""
     payload = {
         "data": data,
+        "data_resolved": str(Path(data).resolve()),  # for tools run from another folder (training.evaluate)
         "splits": {name: [rel for rel, _ in split[name]] for name in SPLITS},
         "labels": {rel: label for name in SPLITS for rel, label in split[name]},
     }
