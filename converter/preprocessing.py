@@ -1,8 +1,9 @@
 """How far the bin's preprocessing is from training's: OpenCV vs TensorFlow decode and resize.
 
-Training decodes with TensorFlow's libjpeg and resizes with ``tf.image.resize`` (bilinear);
-the bin decodes and resizes with OpenCV. Both stretch the whole photo, but JPEG decoders and
-bilinear kernels differ by a grey level or two. The converter measures what that costs the
+Training decodes with TensorFlow's libjpeg (the accurate integer DCT, as OpenCV) and resizes with
+``tf.image.resize`` (bilinear); the bin decodes and resizes with OpenCV. Both turn the photo upright
+by its EXIF orientation and stretch the whole of it, but the bilinear kernels differ slightly (and
+models trained before session 7 used TensorFlow's fast DCT, a grey level away). The converter measures what that costs the
 float model on the test split, so the manifest shows it instead of hiding it.
 
 Usage:
@@ -23,14 +24,14 @@ def tensorflow_images(items: list[Item], size: int) -> np.ndarray | None:
     """The photos as ``training.pipeline.load_image`` makes them (uint8, rounded); ``None`` if one fails."""
     import tensorflow as tf
 
+    from training.pipeline import exif_orientation, load_image  # the real thing, so the two cannot drift
+
     images = []
     for item in items:
         try:
-            raw = tf.io.decode_image(tf.io.read_file(str(item.path)), channels=3, expand_animations=False)
+            images.append(load_image(tf.constant(str(item.path)), size, exif_orientation(item.path)).numpy())
         except (tf.errors.OpError, ValueError):
             return None
-        resized = tf.image.resize(raw, (size, size), method="bilinear")
-        images.append(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy())
     return np.stack(images) if images else None
 
 

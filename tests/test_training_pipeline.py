@@ -1,0 +1,60 @@
+"""training.pipeline gives the model the pixels the bin gives it: same JPEG decoder, photos turned upright."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+from edge import imaging  # noqa: E402
+from edge.bundle import InputSpec  # noqa: E402
+from training.pipeline import exif_orientation, load_image, make_dataset  # noqa: E402
+
+
+def photo(path, orientation: int | None = None) -> None:
+    """A 64x48 JPEG whose four quadrants differ, so any turn or flip shows; optionally EXIF-tagged."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:24, :32], pixels[:24, 32:], pixels[24:, :32], pixels[24:, 32:] = (200, 30, 30), (30, 200, 30), \
+        (30, 30, 200), (220, 220, 40)
+    pixels = np.clip(pixels.astype(int) + rng.integers(-20, 20, pixels.shape), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    image.save(path, quality=90, exif=exif)
+
+
+def bin_pixels(path, size: int) -> np.ndarray:
+    spec = InputSpec(height=size, width=size, dtype="uint8", scale=1.0, zero_point=0)
+    return imaging.resize_for_model(imaging.read_image(path), spec).astype(int)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_training_sees_each_exif_orientation_as_the_bin_does(tmp_path, orientation):
+    path = tmp_path / f"o{orientation}.jpg"
+    photo(path, orientation)
+    assert exif_orientation(path) == orientation
+    trained = load_image(tf.constant(str(path)), 32, exif_orientation(path)).numpy().astype(int)
+    assert np.abs(trained - bin_pixels(path, 32)).mean() < 1.0  # bilinear kernels differ by a fraction
+
+
+def test_the_jpeg_decoder_matches_opencvs_exactly(tmp_path):
+    path = tmp_path / "plain.jpg"
+    photo(path)
+    decoded = load_image(tf.constant(str(path)), 48).numpy()  # 64x48 stretched to 48x48
+    same_size = imaging.resize_for_model(imaging.read_image(path), InputSpec(height=48, width=48, dtype="uint8",
+                                                                             scale=1.0, zero_point=0))
+    assert np.abs(decoded.astype(int) - same_size.astype(int)).mean() < 0.5
+
+
+def test_datasets_carry_the_orientation_of_each_file(tmp_path):
+    for name, orientation in (("a", 6), ("b", None)):
+        (tmp_path / "glass").mkdir(exist_ok=True)
+        photo(tmp_path / "glass" / f"{name}.jpg", orientation)
+    ds = make_dataset(tmp_path, [("glass/a.jpg", "glass"), ("glass/b.jpg", "glass")], ["glass"], 32, 2)
+    images = next(iter(ds))[0].numpy()
+    assert np.abs(images[0] - images[1]).mean() > 20  # the tagged one was turned
