@@ -249,7 +249,7 @@ class Daemon:
         # The previous item's fsync ends first, so a power cut can take at most the last item.
         self.recorder.wait()
         # "decision" latency ends as the item is committed and the flap commanded (the commit without
-        # fsync takes well under a millisecond; it is the last thing before the command).
+        # fsync takes under a millisecond; it is the last thing before the command).
         event["latency_ms"]["decision"] = round((time.time() - last.ts) * 1000, 2)
         # Counted BEFORE the flap moves: a kill -9 from here on finds the item counted, and a failed
         # write (disk full) stops the bin with the item still on the tray instead of sorting it uncounted.

@@ -4,7 +4,7 @@
 kill -9 or a power cut either keeps all three or none of them; an item id seen before is
 counted once. Each write says how durable it must be: ``durable=True`` ends in an fsync (it
 survives a power cut), ``durable=False`` only reaches the operating system (it survives a kill
--9 in well under a millisecond) until ``sync`` or the next durable write fsyncs the log, which
+-9 in under a millisecond) until ``sync`` or the next durable write fsyncs the log, which
 covers every earlier commit. The MQTT side reads ``pending`` messages and deletes them with
 ``mark_delivered`` once the broker acknowledged them, which makes delivery at-least-once with
 stable ids across restarts. Every SQLite failure (disk full, read-only, I/O error) is raised
