@@ -267,16 +267,23 @@ def test_the_item_is_committed_before_the_flap_moves_so_a_kill_9_cannot_lose_it(
     assert daemon.flap.history[-2:] == [0.0, None]
 
 
-def test_a_failed_commit_stops_the_bin_before_the_flap_moves(tmp_path, tiny_bundle, photo_folder):
-    from edge.errors import StoreError
-
+def started_with_a_fault(tmp_path, tiny_bundle, photo_folder, part: str, method: str, error: Exception) -> Daemon:
+    """A one-item daemon whose ``part.method`` raises ``error``."""
     daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=1)
     daemon.start()
 
-    def full_disk(event, **options):
-        raise StoreError("smartbin.db: cannot record an item: database or disk is full")
+    def broken(*args, **kwargs):
+        raise error
 
-    daemon.store.record_item = full_disk
+    setattr(getattr(daemon, part), method, broken)
+    return daemon
+
+
+def test_a_failed_commit_stops_the_bin_before_the_flap_moves(tmp_path, tiny_bundle, photo_folder):
+    from edge.errors import StoreError
+
+    daemon = started_with_a_fault(tmp_path, tiny_bundle, photo_folder, "store", "record_item",
+                                  StoreError("smartbin.db: cannot record an item: database or disk is full"))
     assert daemon.run() == 1
     assert set(daemon.flap.history) <= {0.0, None}  # never left neutral: the item stays on the tray
 
@@ -284,13 +291,7 @@ def test_a_failed_commit_stops_the_bin_before_the_flap_moves(tmp_path, tiny_bund
 def test_a_flap_that_fails_to_move_is_written_into_the_items_event(tmp_path, tiny_bundle, photo_folder):
     from edge.errors import FlapError
 
-    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=1)
-    daemon.start()
-
-    def stuck(bin_name, **options):
-        raise FlapError("GPIO17 is busy")
-
-    daemon.flap.move_to = stuck
+    daemon = started_with_a_fault(tmp_path, tiny_bundle, photo_folder, "flap", "move_to", FlapError("GPIO17 is busy"))
     assert daemon.run() == 0
     stored = Store(daemon.store.path).recent(1)[0]
     assert stored["flap_error"] == "GPIO17 is busy" and daemon.recent[0]["flap_error"] == "GPIO17 is busy"

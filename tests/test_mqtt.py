@@ -113,38 +113,25 @@ def test_commands_reach_the_handler_and_malformed_ones_do_not_break_the_link(tmp
     assert seen == [("boom", b"{"), ("flap", b'{"bin": "glass"}')]  # our own cmd/result is not a command
 
 
-def test_home_assistant_birth_message_republishes_discovery(tmp_path, mosquitto):
-    calls = []
-    link, _ = make_link(tmp_path, mosquitto,
-                        discovery_provider=lambda: calls.append(1) or [("homeassistant/sensor/x/y/config", {"a": 1})])
-    link.start()
-    assert link.wait_connected(10)
-    with Listener(mosquitto.port, "homeassistant/#") as listener:
-        listener.wait_for(lambda: listener.on("homeassistant/sensor/x/y/config"), what="discovery")
-        before = len(calls)
-        listener.publish("homeassistant/status", "online")
-        listener.wait_for(lambda: len(calls) > before, what="republish")
-    link.stop()
-    assert json.loads(retained(mosquitto.port, "homeassistant/sensor/x/y/config").payload) == {"a": 1}
-
-
-def test_the_birth_message_topic_is_home_assistants_own_not_derived_from_the_discovery_prefix(tmp_path, mosquitto):
+@pytest.mark.parametrize("prefix", ["homeassistant", "discovery"])
+def test_home_assistants_birth_message_republishes_discovery_whatever_the_prefix(tmp_path, mosquitto, prefix):
+    # The birth topic is Home Assistant's own setting (homeassistant/status); it does not follow the prefix.
     from edge.config import HomeAssistantConfig
 
-    calls = []
-    store = Store(tmp_path / "state" / "smartbin.db")
-    settings = MqttConfig(enabled=True, host="127.0.0.1", port=mosquitto.port, home_assistant=HomeAssistantConfig(
-        discovery_prefix="discovery", status_topic="homeassistant/status"))
-    link = MqttLink(settings, "bin-t", store,
-                    discovery_provider=lambda: calls.append(1) or [("discovery/sensor/x/y/config", {"a": 1})])
+    calls, config_topic = [], f"{prefix}/sensor/x/y/config"
+    settings = MqttConfig(enabled=True, host="127.0.0.1", port=mosquitto.port,
+                          home_assistant=HomeAssistantConfig(discovery_prefix=prefix))
+    link = MqttLink(settings, "bin-t", Store(tmp_path / "state" / "smartbin.db"),
+                    discovery_provider=lambda: calls.append(1) or [(config_topic, {"a": 1})])
     link.start()
     assert link.wait_connected(10)
-    with Listener(mosquitto.port, "discovery/#") as listener:
-        listener.wait_for(lambda: listener.on("discovery/sensor/x/y/config"), what="discovery")
+    with Listener(mosquitto.port, f"{prefix}/#") as listener:
+        listener.wait_for(lambda: listener.on(config_topic), what="discovery")
         before = len(calls)
         listener.publish("homeassistant/status", "online")
         listener.wait_for(lambda: len(calls) > before, what="republish on Home Assistant's birth message")
     link.stop()
+    assert json.loads(retained(mosquitto.port, config_topic).payload) == {"a": 1}
 
 
 def test_entities_gone_from_discovery_are_removed_from_home_assistant(tmp_path, mosquitto):
