@@ -313,7 +313,8 @@ def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manife
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
-        # On disk before the rename: after a power cut the folder holds the whole new bundle or the old one.
+        # On disk before the swap, so a power cut after it cannot leave a bundle with half-written files.
+        # (Between the swap's two renames, a moment, the old bundle is only at .<name>.old.)
         for path in [*staging.iterdir(), staging]:
             _fsync(path)
     except BaseException:  # a full disk or Ctrl-C must not leave a hidden half bundle behind
@@ -338,6 +339,8 @@ def write_bundle(folder: str | os.PathLike, model_bytes: bytes, manifest: Manife
 
 
 def _fsync(path: Path) -> None:
+    if os.name == "nt" and path.is_dir():
+        return  # Windows cannot open a folder to fsync it; NTFS journals the renames itself
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

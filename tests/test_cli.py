@@ -139,3 +139,14 @@ def test_run_exits_1_when_the_camera_is_missing_so_systemd_retries_it(tmp_path, 
     assert main(["run", "--config", str(path), "--mock-gpio", "--state-dir", str(tmp_path / "state")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "/dev/video99" in err and "Traceback" not in err
+
+
+def test_run_exits_2_for_config_problems_found_only_at_start(tmp_path, capsys, photo_folder):
+    not_a_certificate = tmp_path / "ca.pem"
+    not_a_certificate.write_text("not a certificate\n")
+    path = write_config(tmp_path, f"mqtt: {{enabled: true, tls: {{enabled: true, ca_file: {not_a_certificate}}}}}\n")
+    assert main(["run", "--config", str(path), "--replay", str(photo_folder), "--mock-gpio",
+                 "--state-dir", str(tmp_path / "state")]) == 2
+    assert main(["run", "--config", str(path), "--replay", str(tmp_path / "no-photos"), "--mock-gpio",
+                 "--state-dir", str(tmp_path / "state")]) == 2
+    assert "Traceback" not in capsys.readouterr().err

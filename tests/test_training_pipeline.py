@@ -58,3 +58,18 @@ def test_datasets_carry_the_orientation_of_each_file(tmp_path):
     ds = make_dataset(tmp_path, [("glass/a.jpg", "glass"), ("glass/b.jpg", "glass")], ["glass"], 32, 2)
     images = next(iter(ds))[0].numpy()
     assert np.abs(images[0] - images[1]).mean() > 20  # the tagged one was turned
+
+
+def test_a_png_is_not_decoded_just_to_read_its_orientation(tmp_path, monkeypatch):
+    from PIL import Image, PngImagePlugin
+
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(tmp_path / "plain.png")
+
+    decoded, real_load = [], PngImagePlugin.PngImageFile.load
+
+    def counting_load(self, *args, **kwargs):
+        decoded.append(self)
+        return real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting_load)
+    assert exif_orientation(tmp_path / "plain.png") == 1 and decoded == []

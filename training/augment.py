@@ -75,7 +75,7 @@ class Augmenter:
         # factor=(p, p), not p: Keras reads a single number p as a range (0, p), draws the probability from
         # it and so applies the layer to about p/2 of the images, not to the fraction p the config promises.
         if config.blur:
-            layers.append(keras.layers.RandomGaussianBlur(factor=(config.blur, config.blur), kernel_size=3, sigma=1.0,
+            layers.append(keras.layers.RandomGaussianBlur(factor=(config.blur, config.blur), kernel_size=3, sigma=(1.0, 1.0),
                                                           value_range=VALUE_RANGE, seed=next(seeds)))
         if config.erasing:
             layers.append(keras.layers.RandomErasing(factor=(config.erasing, config.erasing), scale=(0.02, 0.2),

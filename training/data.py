@@ -40,6 +40,9 @@ class Dataset:
         return {label: i for i, label in enumerate(self.labels)}
 
 
+LABEL_MAP_FILE = "label_map.yaml"  # the copy of --label-map that training.fit keeps in a run folder
+
+
 def load_label_map(path: str | Path | None) -> dict[str, str]:
     """Reads a YAML label map ``{source_class: bin_class}``; ``{}`` when no path is given."""
     if not path:
@@ -100,9 +103,18 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     return Dataset(root, list(labels or found), items, unreadable)
 
 
-# What tf.io.decode_image reads; Pillow reads more (a TIFF named .jpg would pass Pillow and then
-# stop training in its first epoch).
-TRAINABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
+# What TensorFlow's decoders read; Pillow reads more (a TIFF named .jpg would pass Pillow and then
+# stop training in its first epoch). MPO is a JPEG with extra pictures appended (phones' Ultra HDR,
+# many cameras): it decodes as the JPEG it starts with.
+TRAINABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
+
+
+def trainable(image) -> bool:
+    """True when TensorFlow decodes this opened Pillow image to RGB: a trainable format, and for WebP
+    a single RGB picture (TensorFlow refuses WebP with transparency or animation as 3-channel)."""
+    if image.format not in TRAINABLE_FORMATS:
+        return False
+    return image.format != "WEBP" or (image.mode == "RGB" and getattr(image, "n_frames", 1) == 1)
 
 
 def is_readable(path: Path) -> bool:
@@ -113,7 +125,7 @@ def is_readable(path: Path) -> bool:
     try:
         with Image.open(path) as image:
             image.load()
-            return image.format in TRAINABLE_FORMATS
+            return trainable(image)
     except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
         return False
 
@@ -141,10 +153,10 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> s
         try:
             with Image.open(dataset.root / rel) as image:
                 image.load()
-                trainable, size = image.format in TRAINABLE_FORMATS, image.size
+                usable, size = trainable(image), image.size
         except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
-            trainable = False
-        if trainable:  # the same rule as is_readable, which training applies
+            usable = False
+        if usable:  # the same rule as is_readable, which training applies
             sizes[size] += 1
             readable.append((rel, label))
         else:

@@ -53,8 +53,8 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
             raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels"
                             f"{'' if label_map else ' (a --label-map can merge or rename them)'}")
         return dataset.root, dataset.items
-    # As given to training.fit (relative to where it ran), then its absolute form, then beside the run folder.
-    candidates = [Path(split["data"]), Path(split.get("data_resolved") or split["data"]), run_dir.parent / split["data"]]
+    # Its absolute form, then as given to training.fit (relative to where that ran), then beside the run folder.
+    candidates = [Path(split.get("data_resolved") or split["data"]), Path(split["data"]), run_dir.parent / split["data"]]
     root = next((folder for folder in candidates if folder.is_dir()), None)
     if root is None:
         raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     try:
         model, labels, config, split = load_run(run_dir)
-        root, items = evaluation_items(run_dir, split, labels, args.data, args.label_map or config.get("label_map"))
+        from training.data import LABEL_MAP_FILE
+
+        own_map = run_dir / LABEL_MAP_FILE  # training.fit's copy of the run's --label-map
+        label_map = args.label_map or (str(own_map) if own_map.is_file() else config.get("label_map"))
+        root, items = evaluation_items(run_dir, split, labels, args.data, label_map)
         from training.callbacks import predict
         from training.metrics import classification_metrics
         from training.pipeline import make_dataset

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -129,6 +130,10 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     labels = dataset.labels
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
+    if config.label_map:  # kept with the run: training.evaluate applies it from any folder, and edits later do not count
+        from training.data import LABEL_MAP_FILE
+
+        shutil.copyfile(config.label_map, run_dir / LABEL_MAP_FILE)
     (run_dir / "labels.txt").write_text("\n".join(labels) + "\n")
     save_split(split, run_dir / "split.json", config.data)
 
@@ -159,8 +164,9 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),
                                            config.dropout)
     if config.loss == "focal":
-        # Mean 1, not sum 1: the loss keeps cross-entropy's scale, so clipnorm and SGD's step size mean the same.
-        alpha = (weights / weights.mean()).tolist() if weights is not None else None
+        # The class weights as they are (their mean over the training samples is 1), not scaled to sum 1:
+        # the loss keeps cross-entropy's scale, so clipnorm and SGD's step size mean the same.
+        alpha = weights.tolist() if weights is not None else None
         loss = FocalLoss(alpha=alpha, gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)

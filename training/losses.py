@@ -2,7 +2,7 @@
 
 Usage:
     weights = class_weights([403, 501, 410], "effective", beta=0.999)
-    loss = FocalLoss(alpha=weights / weights.mean(), gamma=2.0, label_smoothing=0.1)
+    loss = FocalLoss(alpha=weights, gamma=2.0, label_smoothing=0.1)
 """
 
 from __future__ import annotations

@@ -26,7 +26,16 @@ def exif_orientation(path: str | Path) -> int:
 
     try:
         with Image.open(path) as image:
-            value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+            if image.format == "PNG":
+                # Pillow's getexif() decodes a whole PNG that has no eXIf chunk before its pixels
+                # (70 ms for 3 MP); the chunk, when there is one, is already in image.info.
+                raw = image.info.get("exif")
+                exif = Image.Exif()
+                if raw:
+                    exif.load(raw)
+            else:
+                exif = image.getexif()
+            value = exif.get(EXIF_ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001 -- unreadable files are listed and skipped elsewhere
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
