@@ -3,8 +3,9 @@
 Training decodes with TensorFlow's libjpeg (the accurate integer DCT, as OpenCV) and resizes with
 ``tf.image.resize`` (bilinear); the bin decodes and resizes with OpenCV. Both turn the photo upright
 by its EXIF orientation and stretch the whole of it, but the bilinear kernels differ slightly (and
-models trained before session 7 used TensorFlow's fast DCT, a grey level away). The converter measures what that costs the
-float model on the test split, so the manifest shows it instead of hiding it.
+models trained before session 7 used TensorFlow's fast DCT, a grey level away). The converter
+measures what that costs the float model on the test split, so the manifest shows it instead of
+hiding it.
 
 Usage:
     from converter.preprocessing import measure

@@ -242,17 +242,20 @@ class MqttLink:
         self._subscribe_sent_at = time.monotonic()
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.warning("MQTT subscribe failed (rc=%s); commands will not arrive until the next connection", result)
-            self._connected.set()
-            self._wake.set()
+            self._ready()
 
     def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:
         if mid != self._subscribe_mid:
             return
-        self._subscribe_sent_at = None
         refused = [str(code) for code in reason_code_list if code.is_failure]
         if refused:
             log.warning("MQTT broker refused %d subscription(s) (%s): check its ACL for %s",
                         len(refused), ", ".join(refused), self.topic("cmd/+"))
+        self._ready()
+
+    def _ready(self) -> None:
+        """Connected and subscribed (or given up waiting for it): the pump may deliver."""
+        self._subscribe_sent_at = None
         self._connected.set()
         self._wake.set()
 
@@ -333,10 +336,9 @@ class MqttLink:
         if subscribed_at is None or not self.client.is_connected():
             return
         if time.monotonic() - subscribed_at > SUBACK_TIMEOUT_S:
-            self._subscribe_sent_at = None
             log.warning("MQTT broker %s did not confirm the subscriptions within %g s; delivering events anyway, "
                         "commands may not arrive", self.settings.address, SUBACK_TIMEOUT_S)
-            self._connected.set()
+            self._ready()
 
     def _log_pump_error(self, err: Exception) -> None:
         # A lasting fault (a full disk) repeats every half second: its traceback once a minute is enough.

@@ -42,12 +42,13 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
     """(root, items): the run's test split, or all images of ``data`` with ``label_map`` applied (the
     run's own map by default); its labels must be among the run's."""
     from training.data import discover, load_label_map
+    from training.split import first_names
 
     if data:
         dataset = discover(data, label_map=load_label_map(label_map), verify=True)
         if dataset.unreadable:
-            print(f"skipped {len(dataset.unreadable)} unreadable or corrupt files: "
-                  f"{', '.join(dataset.unreadable[:5])}{' ...' if len(dataset.unreadable) > 5 else ''}", file=sys.stderr)
+            print(f"skipped {len(dataset.unreadable)} unreadable or corrupt files: {first_names(dataset.unreadable)}",
+                  file=sys.stderr)
         unknown = sorted({label for _, label in dataset.items} - set(labels))
         if unknown:
             raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels"

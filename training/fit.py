@@ -217,18 +217,17 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
 
 def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds):
     """Caches the frozen lower backbone for ``cache_views`` augmented views; returns what to fit on."""
-    import keras
     import tensorflow as tf
 
     from training.feature_cache import DEFAULT_CUTS, cache_views, head_on_features, split_backbone
+    from training.model import learnable
 
     cut = config.cache_cut or DEFAULT_CUTS[config.backbone]
     try:
         lower, upper = split_backbone(backbone, cut)
     except ValueError as err:
         raise ModelError(str(err)) from None
-    above = [layer for layer in upper.layers
-             if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    above = [layer for layer in upper.layers if learnable(layer)]
     if config.finetune_layers <= 0 or config.finetune_layers > len(above):
         # The cached part is fixed, whatever finetune_layers says: say so rather than let config.yaml mislead.
         print(f"note: with cache_views {config.cache_views}, fine-tuning trains the {len(above)} weighted layers "

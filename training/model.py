@@ -34,6 +34,12 @@ def build_classifier(backbone_name: str, weights: str | None, image_size: int, n
     return keras.Model(inputs, outputs, name=f"smartbin_{backbone_name}"), backbone
 
 
+def learnable(layer: keras.layers.Layer) -> bool:
+    """A layer fine-tuning can train: one with weights, except BatchNorm and the fixed input normalisation."""
+    fixed = isinstance(layer, keras.layers.BatchNormalization) or layer.name in FIXED_LAYERS
+    return bool(layer.weights) and not fixed
+
+
 def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
     leaves = []
     for layer in model.layers:
@@ -57,11 +63,6 @@ def set_phase(backbone: keras.Model, phase: str, finetune_layers: int = 0) -> in
         return 0
     if phase != "finetune":
         raise ValueError(f"unknown phase {phase!r}")
-
-    def learnable(layer) -> bool:
-        # Input normalisation (fixed rescale / mean subtraction) and BatchNorm are never learned.
-        fixed = isinstance(layer, keras.layers.BatchNormalization) or layer.name in FIXED_LAYERS
-        return bool(layer.weights) and not fixed
 
     candidates = [layer for layer in leaves if learnable(layer)]
     chosen = set(map(id, candidates if finetune_layers <= 0 else candidates[-finetune_layers:]))

@@ -1,4 +1,5 @@
-"""The tf.data input pipeline: decode -> RGB -> upright (EXIF) -> resize whole image (bilinear, no crop) -> uint8, cached.
+"""The tf.data input pipeline: decode -> RGB -> upright (EXIF) -> resize whole image (bilinear, no
+crop) -> uint8, cached.
 
 Rescaling lives inside the model, so batches hold raw 0..255 RGB values, exactly what the
 exported model takes on the device.

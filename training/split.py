@@ -41,15 +41,15 @@ def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, 
     unreadable = set(dataset.unreadable)
     absent = [rel for name in SPLITS for rel in lists[name] if rel not in label_of and rel not in unreadable]
     if absent:
-        raise DataError(f"{path}: {len(absent)} files named in the split are not in {dataset.root}: {_some(absent)}")
+        raise DataError(f"{path}: {len(absent)} files named in the split are not in {dataset.root}: {first_names(absent)}")
     in_two = sorted(rel for rel, count in Counter(rel for name in SPLITS for rel in set(lists[name])).items()
                     if count > 1)
     if in_two:
-        raise DataError(f"{path}: {len(in_two)} files are in more than one of train/val/test: {_some(in_two)}")
+        raise DataError(f"{path}: {len(in_two)} files are in more than one of train/val/test: {first_names(in_two)}")
     return {name: [(rel, label_of[rel]) for rel in lists[name] if rel in label_of] for name in SPLITS}
 
 
-def _some(names: list[str], shown: int = 5) -> str:
+def first_names(names: list[str], shown: int = 5) -> str:
     """The first few names of a long list, for a one-line error."""
     return ", ".join(names[:shown]) + (f" (+{len(names) - shown} more)" if len(names) > shown else "")
 
