@@ -35,6 +35,7 @@ class ConvertOptions:
     quantize: str = "int8"
     calibration_samples: int = 300
     max_drop: float = 1.0
+    significance: float = 0.05
     edgetpu: bool = False
     data: str | None = None
     name: str | None = None
@@ -133,11 +134,11 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
         say("warning: the run has no val split; the gate falls back to the test split")
     gate = _compare_on(gate_split, run, model, lite, data_dir, pixels, say)
     say(f"gate: {gate_line(gate)}")
-    check_gate(gate, options.max_drop)
+    check_gate(gate, options.max_drop, options.significance)
     metrics = _evaluate(run, model, lite, data_dir, pixels, say)
     metrics["gate"] = {key: gate[key] for key in ("split", "n", "agreement", "drop_points", "flips")} | {
         "float_accuracy": gate["float"]["accuracy"], "model_accuracy": gate["model"]["accuracy"],
-        "max_drop": options.max_drop}
+        "max_drop": options.max_drop, "significance": options.significance}
     say(summary(metrics))
 
     extra_files, edgetpu_info = {}, None

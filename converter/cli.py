@@ -30,7 +30,10 @@ examples:
 The INT8 model takes raw uint8 RGB (scale 1, zero point 0) and outputs uint8 probabilities.
 Calibration photos come from the run's train split only; the gate evaluates both the float
 Keras model and the converted model on the val split (every choice is made on val) and
-refuses (exit 1, no bundle) when accuracy drops by more than --max-drop points. A model that
+refuses (exit 1, no bundle) when accuracy drops by more than --max-drop points, or when the
+converted model loses more photos than it gains and McNemar's exact test puts that below
+--significance (a one-sided loss, however small; a drop of a few close calls going both ways is
+noise and passes). A model that
 passes is then measured on the test split for the manifest. The float32 .tflite of the run is
 always written to RUN_DIR/model_float32.tflite for `bench`.
 """
@@ -60,6 +63,7 @@ _positive_int = _checked(int, lambda value: value >= 1, "must be at least 1")
 _non_negative_int = _checked(int, lambda value: value >= 0, "must be 0 or more")
 # drop > nan is always False: a NaN --max-drop would let the gate pass everything.
 _finite_float = _checked(float, math.isfinite, "must be a finite number")
+_probability = _checked(float, lambda value: 0 <= value <= 1, "must be between 0 and 1")
 
 
 def _thread_list(text: str) -> list[int]:
@@ -90,6 +94,9 @@ def convert_parser() -> argparse.ArgumentParser:
                         help="train photos for INT8 calibration, stratified by class (default: 300)")
     parser.add_argument("--max-drop", type=_finite_float, default=1.0, metavar="POINTS",
                         help="largest allowed val-accuracy drop against the float model, in points (default: 1.0)")
+    parser.add_argument("--significance", type=_probability, default=0.05, metavar="P",
+                        help="refuse a one-sided loss (more val photos lost than gained) whose McNemar "
+                             "exact p-value is below P, even within --max-drop (default: 0.05; 0 turns it off)")
     parser.add_argument("--data", metavar="DIR",
                         help="data folder of the run's split (default: split.json's \"data\", then $SMARTBIN_DATA)")
     parser.add_argument("--edgetpu", action="store_true",
@@ -148,7 +155,8 @@ def _convert(args: argparse.Namespace) -> int:
 
     options = ConvertOptions(
         run_dir=args.run_dir, out=args.out, quantize=args.quantize,
-        calibration_samples=args.calibration_samples, max_drop=args.max_drop, edgetpu=args.edgetpu,
+        calibration_samples=args.calibration_samples, max_drop=args.max_drop,
+        significance=args.significance, edgetpu=args.edgetpu,
         data=args.data, name=args.name, keep_float=args.keep_float, threads=args.threads, seed=args.seed,
     )
     bundle = convert_run(options)

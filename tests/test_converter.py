@@ -85,7 +85,7 @@ def test_manifest_carries_the_gate_figures(bundles):
     assert metrics["drop_points"] <= 1.0
     assert metrics["training_pipeline"]["accuracy"] == 1.0
     gate = metrics["gate"]  # the decision was made on val; test is only reported
-    assert gate["split"] == "val" and gate["n"] == 3 and gate["max_drop"] == 1.0
+    assert gate["split"] == "val" and gate["n"] == 3 and gate["max_drop"] == 1.0 and gate["significance"] == 0.05
     assert gate["drop_points"] == pytest.approx(100 * (gate["float_accuracy"] - gate["model_accuracy"]))
     assert set(gate["flips"]) == {"broken", "fixed", "mcnemar_p"}
     pipelines = metrics["preprocessing"]  # OpenCV (the bin) against TensorFlow (training) decode + resize

@@ -61,6 +61,47 @@ def test_gate_with_an_impossible_threshold_always_refuses():
         check_gate(metrics, max_drop=-1.0)
 
 
+def flipped(n: int, broken: int, fixed: int) -> dict:
+    """``compare`` on n photos of class 0: the float model misses ``fixed`` of them, the converted
+    model misses ``broken`` others and gets those ``fixed`` right."""
+    float_top1 = [0] * n
+    model_top1 = [0] * n
+    for index in range(fixed):
+        float_top1[index] = 1
+    for index in range(fixed, fixed + broken):
+        model_top1[index] = 1
+    return compare(np.zeros(n, np.int64), one_hot(float_top1), one_hot(model_top1), LABELS, split="val")
+
+
+def test_gate_passes_a_small_drop_made_of_close_calls_both_ways():
+    metrics = flipped(378, broken=6, fixed=4)  # session 6's refused 320 px run: 0.53 points, p = 0.75
+    assert metrics["drop_points"] == pytest.approx(0.529, abs=1e-3)
+    check_gate(metrics, max_drop=1.0, significance=0.05)
+
+
+def test_gate_refuses_a_one_sided_loss_within_the_drop_limit():
+    metrics = flipped(5000, broken=30, fixed=10)  # 0.4 points on a large val split, p = 0.002
+    with pytest.raises(GateError, match=r"a drop of 0.40 points \(a one-sided loss: McNemar p below 0.05\) "
+                                        r"\(30 photos lost, 10 gained; McNemar p = 0.00\)"):
+        check_gate(metrics, max_drop=1.0, significance=0.05)
+
+
+def test_gate_with_significance_zero_judges_the_drop_alone():
+    check_gate(flipped(5000, broken=30, fixed=10), max_drop=1.0, significance=0.0)
+
+
+def test_gate_never_refuses_a_one_sided_gain():
+    check_gate(flipped(5000, broken=0, fixed=30), max_drop=1.0, significance=0.05)
+
+
+def test_gate_summary_names_both_rules_and_old_manifests_only_the_drop():
+    metrics = flipped(10, broken=0, fixed=0)
+    gate = {"split": "val", "n": 10, "drop_points": 0.0, "max_drop": 1.0}
+    assert summary(metrics | {"gate": gate}).endswith("drop 0.00 points, allowed 1")
+    assert summary(metrics | {"gate": gate | {"significance": 0.05}}).endswith(
+        "allowed 1; one-sided flips refused below McNemar p 0.05")
+
+
 def test_flips_count_the_photos_behind_the_drop():
     targets = np.array([0, 0, 1, 1, 2, 2])
     float_probs = one_hot([0, 0, 1, 0, 2, 0])  # right on 0, 1, 2, 4
