@@ -150,7 +150,7 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
         backbone=run.backbone, quantization=options.quantize,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         source_run=Path(options.run_dir).as_posix(), versions=keras_model.versions(), metrics=metrics,
-        edgetpu=edgetpu_info,
+        edgetpu=edgetpu_info, label_map=run.folder_labels(),
     )
     bundle = write_bundle(out, model_bytes, manifest, extra_files)
     _make_readable(out)

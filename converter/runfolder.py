@@ -73,6 +73,19 @@ class RunFolder:
         size = self.config.get("image_size")
         return int(size) if isinstance(size, (int, float)) and size > 0 else None
 
+    def folder_labels(self) -> dict[str, str]:
+        """Source class folders whose photos train another label (``label_map.yaml``), folder -> label.
+
+        Goes into the manifest so that a replay of the source folders scores the merged labels.
+        """
+        mapped = {}
+        for entry in (entry for entries in self.splits.values() for entry in entries):
+            parts = entry.replace("\\", "/").split("/", 1)
+            label = self.label_of(entry)
+            if len(parts) == 2 and parts[0] != label:
+                mapped[parts[0]] = label
+        return dict(sorted(mapped.items()))
+
     def label_of(self, name: str) -> str:
         """The class of a split entry after label mapping."""
         return self.file_labels.get(name) or name.replace("\\", "/").split("/", 1)[0]

@@ -140,7 +140,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
-    from edge.config import config_warnings, load_config, model_dir
+    from edge.config import config_warnings, label_warnings, load_config, model_dir
     from edge.errors import BundleError, ConfigError
 
     try:
@@ -148,10 +148,10 @@ def validate_config(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return fail([f"{key}: {problem}" for key, problem in err.problems])
     try:
-        load_bundle(model_dir(config))
+        bundle = load_bundle(model_dir(config))
     except BundleError as err:
         return fail([f"model.path: {err}"])
-    for key, warning in config_warnings(config):
+    for key, warning in config_warnings(config) + label_warnings(config, bundle.labels):
         print(f"warning: {key}: {warning}", file=sys.stderr)
     print(f"{args.file}: ok")
     return 0

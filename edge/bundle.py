@@ -78,12 +78,17 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     edgetpu: dict[str, Any] | None = None
+    # Source class folder -> label, for runs trained with a label map: a replay of the source
+    # folders scores each photo against the label its folder was merged into.
+    label_map: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the manifest as JSON-ready data (labels as a list)."""
         data = dataclasses.asdict(self)
         data["labels"] = list(self.labels)
+        if not self.label_map:
+            del data["label_map"]  # most bundles have none; their manifests stay as before
         return data
 
     @classmethod
@@ -133,6 +138,9 @@ class Manifest:
         ):
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise BundleError(f"manifest.{key}: {value!r} has the wrong type")
+        if not isinstance(self.label_map, dict) or not all(
+                isinstance(key, str) and value in self.labels for key, value in self.label_map.items()):
+            raise BundleError("manifest.label_map: must map folder names to the manifest's labels")
         if self.quantization not in QUANTIZATION_MODES:
             raise BundleError(f"manifest.quantization: {self.quantization!r} is not one of {QUANTIZATION_MODES}")
         if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):

@@ -102,6 +102,26 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     return warnings
 
 
+def label_warnings(config: Config, labels: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    """How the model's labels and ``decision.bins`` disagree, as ``(key, warning)`` pairs.
+
+    Both are legal (an unmapped label goes to the reject bin; a mapped name the model never
+    says is unused), but after retraining on new classes they usually mean the config was not
+    updated: every item would land in the reject bin.
+    """
+    bins = config.decision.bins
+    warnings = []
+    unmapped = [label for label in labels if label not in bins]
+    if unmapped:
+        warnings.append(("decision.bins", f"labels without a bin go to {config.decision.reject_bin!r}: "
+                                          f"{', '.join(unmapped)}"))
+    unknown = [name for name in bins if name not in labels]
+    if unknown:
+        warnings.append(("decision.bins", f"not labels of the model (never used): {', '.join(unknown)}; "
+                                          f"the model's labels are {', '.join(labels)}"))
+    return warnings
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): nothing off this machine gets in."""
     if host == "localhost":

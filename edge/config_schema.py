@@ -48,7 +48,8 @@ class ModelConfig(Section):
 class ReplayConfig(Section):
     """``camera.replay:`` a photo folder presented as items on a simulated tray."""
 
-    path: str | None = Field(None, description="Folder of photos (class subfolders become the `truth` of events).")
+    path: str | None = Field(None, description="Folder of photos (class subfolders become the `truth` of events, "
+                                                "through the bundle's `label_map` if it has one).")
     fps: float = Field(10.0, ge=0, description="Frames per second; 0 replays as fast as the pipeline goes.")
     loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
     empty_frames: int = Field(4, ge=1, description="Empty-tray frames shown between two items.")

@@ -28,7 +28,7 @@ import numpy as np
 
 from edge import commands as cmd
 from edge import parts
-from edge.config import Config, read_mqtt_password, state_dir
+from edge.config import Config, label_warnings, read_mqtt_password, state_dir
 from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
 from edge.recorder import Recorder
@@ -138,9 +138,8 @@ class Daemon:
         self.web.start()
 
     def _warn_unmapped_labels(self) -> None:
-        missing = [label for label in self.classifier.labels if label not in self.config.decision.bins]
-        if missing:
-            log.warning("labels without a bin go to %r: %s", self.config.decision.reject_bin, ", ".join(missing))
+        for key, warning in label_warnings(self.config, self.classifier.labels):
+            log.warning("%s: %s", key, warning)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -242,8 +241,10 @@ class Daemon:
             "frames": len(settled),
             "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
         }
-        if last.truth is not None:
-            event["truth"] = last.truth
+        # A model trained with a label map answers with merged labels ("bottle" folder -> "plastic").
+        truth = None if last.truth is None else self.classifier.bundle.manifest.label_map.get(last.truth, last.truth)
+        if truth is not None:
+            event["truth"] = truth
         if last.source_id is not None:
             event["source"] = last.source_id
         # The previous item's fsync ends first, so a power cut can take at most the last item.
@@ -262,10 +263,10 @@ class Daemon:
             self.store.amend_item(item_id, flap_error=event["flap_error"])
         self.items += 1
         truth_note = ""
-        if last.truth is not None:
+        if truth is not None:
             self.truth_seen += 1
-            self.truth_agreed += int(last.truth == decision.label)
-            truth_note = f" (truth {last.truth})"
+            self.truth_agreed += int(truth == decision.label)
+            truth_note = f" (truth {truth})"
         log.info("item %d: %s %.0f%% -> bin %s%s", self.items, decision.label, 100 * decision.confidence,
                  decision.bin, truth_note)
         self.stats.item(prediction.latency_ms, event["latency_ms"]["decision"])

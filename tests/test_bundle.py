@@ -33,6 +33,12 @@ def test_written_bundle_loads_back_with_its_hash(bundle_dir):
 def test_manifest_round_trips_through_json(bundle_dir):
     data = json.loads((bundle_dir / "manifest.json").read_text())
     assert Manifest.from_dict(data).to_dict() == data
+    assert "label_map" not in data  # only runs trained with a label map carry one
+
+
+def test_a_label_map_maps_source_folders_to_the_models_labels(tmp_path):
+    bundle = write_bundle(tmp_path / "b", b"model-bytes", manifest(label_map={"tin": "metal", "jar": "glass"}))
+    assert load_bundle(bundle.path).manifest.label_map == {"tin": "metal", "jar": "glass"}
 
 
 def test_a_symlinked_bundle_folder_is_written_where_it_points_and_stays_a_link(tmp_path):
@@ -107,6 +113,8 @@ def test_bad_labels_file_is_refused(bundle_dir, labels_text, problem):
     ("edgetpu", {"model_file": "../elsewhere.tflite"}, "edgetpu.model_file"),
     ("input", {"height": "32", "width": 32}, "input.height"),
     ("output", {"scale": "1/256"}, "output.scale"),
+    ("label_map", {"tin": "aluminium"}, "label_map"),
+    ("label_map", ["tin"], "label_map"),
 ])
 def test_bad_manifest_is_refused(bundle_dir, key, value, problem):
     path = bundle_dir / "manifest.json"

@@ -38,6 +38,16 @@ def test_validate_config_accepts_a_good_file_and_prints_warnings(tmp_path, tiny_
     assert captured.err.startswith("warning: mqtt.tls.enabled: broker 192.0.2.10 is not on this machine")
 
 
+def test_validate_config_warns_when_the_bins_do_not_name_the_models_labels(tmp_path, tiny_bundle, capsys):
+    # A model retrained on new classes with the TrashNet bins left in place: every item would go to "rest".
+    path = write_config(tmp_path, "decision: {bins: {cardboard: paper, bottle: paper}}\n", tiny_bundle)
+    assert main(["validate-config", str(path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    labels = [line.removeprefix("warning: decision.bins: ") for line in err if line.startswith("warning: decision.bins: ")]
+    assert labels == ["labels without a bin go to 'rest': glass, metal",
+                      "not labels of the model (never used): bottle; the model's labels are cardboard, glass, metal"]
+
+
 def test_validate_config_prints_one_key_problem_line_each_and_exits_2(tmp_path, capsys):
     path = write_config(tmp_path, "camera: {type: webcam}\nflap: {pins: 3}\nmqtt: {password: x}\n")
     assert main(["validate-config", str(path)]) == 2

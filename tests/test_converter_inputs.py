@@ -50,6 +50,15 @@ class TestRunFolder:
         assert run.label_of("glass/glass_0.jpg") == "metal"
         assert run.label_of("glass/glass_1.jpg") == "glass"
 
+    def test_folders_merged_by_a_label_map_are_listed_for_the_manifest(self, run_dir):
+        split = json.loads((run_dir / "split.json").read_text())
+        split["labels"] = {name: "metal" for name in split["splits"]["train"] if name.startswith("glass/")}
+        (run_dir / "split.json").write_text(json.dumps(split))
+        assert load_run(run_dir).folder_labels() == {"glass": "metal"}
+        split["labels"] = {}
+        (run_dir / "split.json").write_text(json.dumps(split))
+        assert load_run(run_dir).folder_labels() == {}
+
     def test_data_folder_from_split_json_relative_to_the_runs_parent(self, run_dir, monkeypatch, tmp_path):
         monkeypatch.chdir(tmp_path.parent)  # "photos" does not exist here, only beside the run
         assert load_run(run_dir).resolve_data_dir(None) == run_dir.parent / "photos"

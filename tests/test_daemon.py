@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import pytest
@@ -86,6 +87,21 @@ def test_replay_end_to_end_sorts_each_photo_once_and_publishes_everything(tmp_pa
         if angle not in (0.0, None):
             assert history[index + 1] == 0.0
     assert history[-2:] == [0.0, None]  # parked and detached at the end
+
+
+def test_replay_scores_a_label_mapped_model_against_the_merged_label(tmp_path, tiny_bundle, photo_folder):
+    # Trained with "tin" photos merged into "metal": the replayed tin/ folder's truth is "metal".
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps(manifest | {"label_map": {"tin": "metal"}}))
+    (photo_folder / "metal").rename(photo_folder / "tin")
+    daemon = Daemon(daemon_config(tmp_path, bundle, photo_folder))
+    daemon.start()
+    assert daemon.run() == 0
+    tins = [event for event in daemon.recent if event["source"].startswith("tin/")]
+    assert tins and all(event["truth"] == "metal" == event["label"] for event in tins)
+    assert daemon.truth_agreed == daemon.truth_seen == photo_count(photo_folder)
 
 
 def test_commands_run_on_the_loop_and_bad_ones_get_error_replies(tmp_path, tiny_bundle, photo_folder, mosquitto):

@@ -51,7 +51,8 @@ def test_another_folder_with_fewer_classes_is_scored_on_the_classes_it_has(run, 
 def test_a_folder_with_classes_the_run_never_saw_is_exit_2(run, tmp_path, capsys):
     other = write_class_folders(tmp_path / "other", labels=("glass", "textiles"), per_class=2)
     assert evaluate([str(run / "run"), "--data", str(other)]) == 2
-    assert "textiles are not among the run's labels" in capsys.readouterr().err
+    assert ("textiles are not among the run's labels (cardboard, glass, metal); a --label-map can map folders "
+            "onto them") in capsys.readouterr().err
 
 
 def test_a_label_map_merges_a_raw_folders_classes_into_the_runs(run, tmp_path, capsys):

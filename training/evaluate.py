@@ -51,8 +51,10 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
                   file=sys.stderr)
         unknown = sorted({label for _, label in dataset.items} - set(labels))
         if unknown:
-            raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels"
-                            f"{'' if label_map else ' (a --label-map can merge or rename them)'}")
+            # A label map renames the data's folders, not the run's labels: its targets must be those labels.
+            hint = "the label map must map folders onto them" if label_map else "a --label-map can map folders onto them"
+            raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels "
+                            f"({', '.join(labels)}); {hint}")
         return dataset.root, dataset.items
     # Its absolute form, then as given to training.fit (relative to where that ran), then beside the run folder.
     candidates = [Path(split.get("data_resolved") or split["data"]), Path(split["data"]), run_dir.parent / split["data"]]

@@ -241,7 +241,7 @@ def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds)
                   .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
     val_data = tf.data.Dataset.from_tensor_slices((val_features,)).batch(config.batch_size)
     steps = -(-len(features) // config.batch_size)
-    print(f"cached {len(features)} train views of shape {features.shape[1:]} at {upper.input.name}",
+    print(f"cached {len(features)} train views of shape {features.shape[1:]} at {cut}",
           file=sys.stderr)
     return head_on_features(upper, model), train_data, val_data, steps
 
