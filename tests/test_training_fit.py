@@ -1,6 +1,8 @@
 """``python -m training.fit`` end to end on a tiny generated dataset, and its errors."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -28,6 +30,7 @@ def test_fit_writes_the_whole_run_folder(tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert "glass/broken.jpg" not in sum(split["splits"].values(), [])
     assert (out / "labels.txt").read_text().split() == ["cardboard", "glass", "metal"]
+    assert "Skipped 1 unreadable or corrupt files: glass/broken.jpg." in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -52,6 +55,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main([*TINY, *args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["--data", "{tmp}/nowhere"],
+    ["--data", "{data}", "--backbone", "vgg99"],
+    ["--data", "{data}", "--split-file", "{tmp}/split.json"],
+])
+def test_bad_input_fails_before_tensorflow_is_imported(tmp_path, args):
+    # Importing TensorFlow takes seconds: a typo must not wait for it.
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["glass/x.jpg"], "val": [], "test": []}))
+    args = [a.format(tmp=tmp_path, data=data) for a in args] + ["--out", str(tmp_path / "run")]
+    script = ("import sys; from training.fit import main; code = main(sys.argv[1:]); "
+              "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):

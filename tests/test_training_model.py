@@ -12,6 +12,12 @@ from training.errors import ModelError  # noqa: E402
 from training.model import _leaf_layers, build_classifier, set_phase  # noqa: E402
 
 
+def test_the_registry_and_the_names_checked_before_tensorflow_agree():
+    from training.config import BACKBONE_NAMES
+
+    assert tuple(REGISTRY) == BACKBONE_NAMES
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_backbone_builds_with_random_weights_and_takes_raw_rgb(name):
     model, _ = build_classifier(name, "none", 32, num_classes=4)

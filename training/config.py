@@ -16,6 +16,10 @@ import yaml
 
 from training.errors import TrainingError
 
+# The backbone registry's names (training.backbones.REGISTRY, which needs Keras), here so that a typo
+# is refused before TensorFlow is imported; a test keeps the two in step.
+BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+
 
 @dataclass
 class AugmentConfig:
