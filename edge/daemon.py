@@ -259,6 +259,7 @@ class Daemon:
             self.flap.move_to(decision.bin, wait=False)
         except FlapError as err:
             log.error("flap: %s", err)
+            self.stats.flap_error()
             event["flap_error"] = str(err)
             self.store.amend_item(item_id, flap_error=event["flap_error"])
         self.items += 1
@@ -285,6 +286,7 @@ class Daemon:
             self.flap.neutral()
         except FlapError as err:
             log.error("flap cannot return to neutral: %s", err)
+            self.stats.flap_error()
 
     # -- commands ---------------------------------------------------------------------------
 

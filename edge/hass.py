@@ -121,6 +121,10 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     add("sensor", "outbox", {"name": "Undelivered events", "state_topic": stats,
                              "value_template": "{{ value_json.outbox }}", "state_class": "measurement",
                              "entity_category": "diagnostic", "icon": "mdi:tray-full"})
+    # A flap that cannot move still counts items but no longer sorts them: worth an alert on the dashboard.
+    add("sensor", "flap_errors", {"name": "Flap errors", "state_topic": stats,
+                                  "value_template": "{{ value_json.flap_errors }}", "state_class": "total_increasing",
+                                  "entity_category": "diagnostic", "icon": "mdi:alert-circle-outline"})
     # The connectivity sensor must stay available itself, or HA would show "unavailable" instead of "off".
     add("binary_sensor", "online", {"name": "Online", "state_topic": f"{topic_root}/availability",
                                     "value_template": "{{ 'ON' if value == 'online' else 'OFF' }}",

@@ -35,6 +35,7 @@ class Stats:
         self.dropped_frames = 0
         self.unreadable_frames = 0
         self.camera_errors = 0
+        self.flap_errors = 0
         self.last_frame_at: float | None = None  # monotonic
         self._inference_ms: collections.deque[float] = collections.deque(maxlen=window)
         self._decision_ms: collections.deque[float] = collections.deque(maxlen=window)
@@ -70,6 +71,10 @@ class Stats:
         with self._lock:
             self.camera_errors += 1
 
+    def flap_error(self) -> None:
+        with self._lock:
+            self.flap_errors += 1
+
     def seconds_since_frame(self) -> float | None:
         return None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
 
@@ -96,6 +101,7 @@ class Stats:
                 "dropped_frames": self.dropped_frames,
                 "unreadable_frames": self.unreadable_frames,
                 "camera_errors": self.camera_errors,
+                "flap_errors": self.flap_errors,
                 "uptime_s": round(self.uptime_s, 1),
                 "cpu_temperature_c": cpu_temperature(),
             }

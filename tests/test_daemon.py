@@ -311,6 +311,7 @@ def test_a_flap_that_fails_to_move_is_written_into_the_items_event(tmp_path, tin
     assert daemon.run() == 0
     stored = Store(daemon.store.path).recent(1)[0]
     assert stored["flap_error"] == "GPIO17 is busy" and daemon.recent[0]["flap_error"] == "GPIO17 is busy"
+    assert daemon.stats_payload()["flap_errors"] == 1  # dashboards see a flap that no longer sorts
 
 
 def test_a_fatal_error_parks_the_flap_and_says_offline_not_stopped(tmp_path, tiny_bundle, photo_folder, mosquitto):

@@ -25,7 +25,7 @@ def test_topics_follow_the_discovery_pattern_and_ids_are_unique():
 def test_there_is_a_count_sensor_per_bin_per_label_and_the_totals():
     keys = {topic.split("/")[3] for topic, _ in messages()}
     assert {"total", "total_since_reset", "bin_paper", "bin_glass", "bin_rest", "label_cardboard", "label_glass",
-            "last_item", "last_confidence", "inference_ms", "online", "reset_counts"} <= keys
+            "last_item", "last_confidence", "inference_ms", "flap_errors", "online", "reset_counts"} <= keys
 
 
 def test_every_entity_shares_one_device_block():

@@ -235,6 +235,7 @@ function renderLive(status) {
     ["Inference", `${number(stats.inference_ms_mean)} ms mean, ${number(stats.inference_ms_p90)} ms p90`, "stat-inference"],
     ["Items", number(stats.items), "stat-items"],
     ["Dropped / unreadable frames", `${number(stats.dropped_frames)} / ${number(stats.unreadable_frames)}`, "stat-dropped"],
+    ["Flap errors", number(stats.flap_errors), "stat-flap"],
     ["MQTT", mqttText(status.mqtt), "stat-mqtt"],
     ["Waiting to send", number(stats.outbox), "stat-outbox"],
     ["Running for", duration(status.uptime_s), "stat-uptime"],
