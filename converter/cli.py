@@ -32,8 +32,8 @@ Calibration photos come from the run's train split only; the gate evaluates both
 Keras model and the converted model on the val split (every choice is made on val) and
 refuses (exit 1, no bundle) when accuracy drops by more than --max-drop points, or when the
 converted model loses more photos than it gains and McNemar's exact test puts that below
---significance (a one-sided loss, however small; a drop of a few close calls going both ways is
-noise and passes). A model that
+--significance (a loss too one-sided to be chance, even within --max-drop; a drop of a few close
+calls going both ways is noise and passes). A model that
 passes is then measured on the test split for the manifest. The float32 .tflite of the run is
 always written to RUN_DIR/model_float32.tflite for `bench`.
 """

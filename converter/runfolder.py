@@ -76,15 +76,17 @@ class RunFolder:
     def folder_labels(self) -> dict[str, str]:
         """Source class folders whose photos train another label (``label_map.yaml``), folder -> label.
 
-        Goes into the manifest so that a replay of the source folders scores the merged labels.
+        Goes into the manifest so that a replay of the source folders scores the merged labels. A
+        folder whose files carry different labels (a hand-made split.json) is left out: no single
+        label is its truth.
         """
-        mapped = {}
+        labels_of: dict[str, set[str]] = {}
         for entry in (entry for entries in self.splits.values() for entry in entries):
             parts = entry.replace("\\", "/").split("/", 1)
-            label = self.label_of(entry)
-            if len(parts) == 2 and parts[0] != label:
-                mapped[parts[0]] = label
-        return dict(sorted(mapped.items()))
+            if len(parts) == 2:
+                labels_of.setdefault(parts[0], set()).add(self.label_of(entry))
+        return {folder: next(iter(labels)) for folder, labels in sorted(labels_of.items())
+                if len(labels) == 1 and folder not in labels}
 
     def label_of(self, name: str) -> str:
         """The class of a split entry after label mapping."""

@@ -95,16 +95,20 @@ def check_gate(metrics: dict[str, Any], max_drop: float, significance: float = 0
 
     Two rules, either of which refuses: the drop exceeds ``max_drop`` points (a loss too large to
     ship, however it came about), or the converted model loses more photos than it gains and
-    McNemar's exact test puts that imbalance below ``significance`` (a loss too one-sided to be
-    chance, however small: on a large val split a systematic 0.3-point loss is caught). A drop of
-    a few photos made of close calls going both ways passes. On TrashNet's 378 val photos the
+    McNemar's exact two-sided p-value puts that imbalance below ``significance`` (a loss too
+    one-sided to be chance: on a large val split a systematic 0.3-point loss is caught). Only
+    losses refuse, so the chance of refusing a conversion that changed nothing is about
+    ``significance / 2``. A drop of a few photos made of close calls going both ways passes. On TrashNet's 378 val photos the
     first rule is the stricter one: the fewest one-sided flips with p < 0.05 (6 lost, 0 gained)
     already drop 1.6 points.
     """
+    if not 0 <= significance <= 1:  # also NaN, which would silently turn the rule off
+        raise ValueError(f"significance must be between 0 and 1, not {significance!r}")
     drop = metrics["drop_points"]
     figures = metrics.get("flips") or {}
-    one_sided = (figures.get("broken", 0) > figures.get("fixed", 0)
-                 and figures.get("mcnemar_p", 1.0) < significance)
+    broken, fixed = figures.get("broken", 0), figures.get("fixed", 0)
+    # The exact p-value, not the rounded one in the figures (0.04998 must not pass as 0.05).
+    one_sided = broken > fixed and mcnemar_exact_p(broken, fixed) < significance
     if drop > max_drop or one_sided:
         reason = (f"allowed: {max_drop:g}" if drop > max_drop else
                   f"a one-sided loss: McNemar p below {significance:g}")

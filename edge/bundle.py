@@ -26,7 +26,10 @@ from typing import Any
 from edge.errors import BundleError
 
 SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+# Version 2 adds ``label_map``. A manifest says 2 only when it has one, so a bin running an older
+# smartbin still reads every other bundle and refuses a mapped one with a clear message.
+LABEL_MAP_SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
 QUANTIZATION_MODES = ("int8", "float16", "dynamic", "float32")
@@ -87,8 +90,10 @@ class Manifest:
         """Returns the manifest as JSON-ready data (labels as a list)."""
         data = dataclasses.asdict(self)
         data["labels"] = list(self.labels)
-        if not self.label_map:
-            del data["label_map"]  # most bundles have none; their manifests stay as before
+        if self.label_map:
+            data["schema_version"] = max(self.schema_version, LABEL_MAP_SCHEMA_VERSION)
+        else:
+            del data["label_map"]  # most bundles have none; their manifests stay as version 1
         return data
 
     @classmethod

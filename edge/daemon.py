@@ -137,9 +137,11 @@ class Daemon:
                              state_dir=folder, keep_uploads=web.keep_uploads)
         self.web.start()
 
-    def _warn_unmapped_labels(self) -> None:
-        for key, warning in label_warnings(self.config, self.classifier.labels):
-            log.warning("%s: %s", key, warning)
+    def _warn_unmapped_labels(self) -> list[str]:
+        warnings = [f"{key}: {warning}" for key, warning in label_warnings(self.config, self.classifier.labels)]
+        for warning in warnings:
+            log.warning("%s", warning)
+        return warnings
 
     # -- running ----------------------------------------------------------------------------
 
@@ -328,13 +330,14 @@ class Daemon:
         # Build and validate the new bundle completely before touching the running one.
         new = parts.load_classifier(self.config, command.path)
         self.classifier = new
-        self._warn_unmapped_labels()
+        warnings = self._warn_unmapped_labels()
         if self.web is not None:
             from edge.web import payloads
             self.web.classifier, self.web.model = new, payloads.model_block(new)
         if self.link is not None:
             self.link.publish_discovery()
-        return {"model": new.bundle.name, "sha256": new.bundle.manifest.sha256, "labels": list(new.labels)}
+        reply = {"model": new.bundle.name, "sha256": new.bundle.manifest.sha256, "labels": list(new.labels)}
+        return reply | ({"warnings": warnings} if warnings else {})
 
     def _flap_command(self, command) -> dict[str, Any]:
         self.flap.move_to(command.bin)

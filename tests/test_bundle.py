@@ -39,6 +39,13 @@ def test_manifest_round_trips_through_json(bundle_dir):
 def test_a_label_map_maps_source_folders_to_the_models_labels(tmp_path):
     bundle = write_bundle(tmp_path / "b", b"model-bytes", manifest(label_map={"tin": "metal", "jar": "glass"}))
     assert load_bundle(bundle.path).manifest.label_map == {"tin": "metal", "jar": "glass"}
+    # Schema 2: an older smartbin (reads 1) refuses it by version, not with "unknown keys label_map".
+    data = json.loads((bundle.path / "manifest.json").read_text())
+    assert data["schema_version"] == 2 and Manifest.from_dict(data).to_dict() == data
+
+
+def test_a_bundle_without_a_label_map_stays_schema_1(bundle_dir):
+    assert json.loads((bundle_dir / "manifest.json").read_text())["schema_version"] == 1
 
 
 def test_a_symlinked_bundle_folder_is_written_where_it_points_and_stays_a_link(tmp_path):

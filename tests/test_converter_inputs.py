@@ -52,10 +52,17 @@ class TestRunFolder:
 
     def test_folders_merged_by_a_label_map_are_listed_for_the_manifest(self, run_dir):
         split = json.loads((run_dir / "split.json").read_text())
-        split["labels"] = {name: "metal" for name in split["splits"]["train"] if name.startswith("glass/")}
+        split["labels"] = {name: "metal" for names in split["splits"].values() for name in names
+                           if name.startswith("glass/")}
         (run_dir / "split.json").write_text(json.dumps(split))
         assert load_run(run_dir).folder_labels() == {"glass": "metal"}
         split["labels"] = {}
+        (run_dir / "split.json").write_text(json.dumps(split))
+        assert load_run(run_dir).folder_labels() == {}
+
+    def test_a_folder_whose_files_carry_different_labels_has_no_single_truth(self, run_dir):
+        split = json.loads((run_dir / "split.json").read_text())
+        split["labels"] = {"glass/glass_0.jpg": "metal"}  # one file relabelled, the others stay glass
         (run_dir / "split.json").write_text(json.dumps(split))
         assert load_run(run_dir).folder_labels() == {}
 
@@ -92,6 +99,8 @@ class TestBadInputExitsTwo:
     @pytest.mark.parametrize("option, value, message", [
         ("--max-drop", "nan", "must be a finite number"),
         ("--seed", "-1", "must be 0 or more"),
+        ("--significance", "1.5", "must be between 0 and 1"),
+        ("--significance", "nan", "must be between 0 and 1"),
     ])
     def test_options_the_gate_or_sampler_cannot_use(self, run_dir, capsys, option, value, message):
         assert main(["run", str(run_dir), option, value]) == 2

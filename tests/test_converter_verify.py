@@ -86,6 +86,19 @@ def test_gate_refuses_a_one_sided_loss_within_the_drop_limit():
         check_gate(metrics, max_drop=1.0, significance=0.05)
 
 
+def test_gate_uses_the_exact_p_value_not_the_rounded_one():
+    metrics = flipped(20000, broken=150, fixed=117)  # p = 0.04998, shown rounded as 0.05
+    assert metrics["flips"]["mcnemar_p"] == 0.05
+    with pytest.raises(GateError, match="one-sided"):
+        check_gate(metrics, max_drop=1.0, significance=0.05)
+
+
+@pytest.mark.parametrize("significance", [-0.1, 1.5, float("nan")])
+def test_gate_refuses_a_significance_outside_0_to_1(significance):
+    with pytest.raises(ValueError, match="significance"):
+        check_gate(flipped(10, broken=0, fixed=0), max_drop=1.0, significance=significance)
+
+
 def test_gate_with_significance_zero_judges_the_drop_alone():
     check_gate(flipped(5000, broken=30, fixed=10), max_drop=1.0, significance=0.0)
 

@@ -104,6 +104,20 @@ def test_replay_scores_a_label_mapped_model_against_the_merged_label(tmp_path, t
     assert daemon.truth_agreed == daemon.truth_seen == photo_count(photo_folder)
 
 
+def test_reloading_a_model_whose_labels_have_no_bin_says_so_in_the_reply(tmp_path, tiny_bundle):
+    from edge import commands as cmd
+
+    config = daemon_config(tmp_path, tiny_bundle)
+    config.decision.bins = {"cardboard": "paper", "glass": "glass"}  # metal left out
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        reply = daemon._reload_model(cmd.parse_command("reload_model", json.dumps({"path": str(tiny_bundle)})))
+    finally:
+        daemon.close()
+    assert reply["warnings"] == ["decision.bins: labels without a bin go to 'rest': metal"]
+
+
 def test_commands_run_on_the_loop_and_bad_ones_get_error_replies(tmp_path, tiny_bundle, photo_folder, mosquitto):
     config = daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto)
     config.camera.replay.fps = 40

@@ -110,10 +110,11 @@ def prepare_data(config: TrainConfig):
 
 def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = None) -> dict:
     """Trains and evaluates one seeded run into ``run_dir``; returns the test metrics."""
-    started = time.time()
     # The data scan and split come before TensorFlow is imported: a bad folder or split file fails in
     # a second. They draw their own seeded random numbers, untouched by Keras' global seed.
+    scan_started = time.time()
     dataset, split = prepare_data(config)
+    scan_seconds = time.time() - scan_started
     import keras
     import numpy as np
     import tensorflow as tf
@@ -128,6 +129,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     from training.schedules import make_optimizer, make_schedule
     from training.split import save_split
 
+    started = time.time() - scan_seconds  # train_seconds: the scan and the training, not TensorFlow's import
     keras.utils.set_random_seed(config.seed)
     labels = dataset.labels
     run_dir.mkdir(parents=True, exist_ok=True)
