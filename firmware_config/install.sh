@@ -51,7 +51,10 @@ usermod -a -G gpio,video smartbin
 
 echo "== 3/5 source and venv in $PREFIX"
 mkdir -p "$PREFIX"
-rsync -a --delete --exclude .git --exclude '*.egg-info' --exclude __pycache__ "$SRC_DIR/" "$PREFIX/src/"
+# Only what the bin runs: not a checkout's training runs, quick-start venv, local state or test output.
+rsync -a --delete --exclude .git --exclude '*.egg-info' --exclude __pycache__ --exclude .pytest_cache \
+    --exclude /runs --exclude /.venv --exclude /state --exclude /test-artifacts --exclude /build --exclude /dist \
+    "$SRC_DIR/" "$PREFIX/src/"
 if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
     python3 -m venv --system-site-packages "$PREFIX/venv"
 fi

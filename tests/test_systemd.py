@@ -66,3 +66,5 @@ def test_the_install_script_puts_the_binary_where_the_unit_expects_it():
     script = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
     assert "/opt/smartbin/venv" in script
     assert "systemctl enable smartbin" in script and "systemctl restart smartbin" in script  # re-runs upgrade
+    for folder in ("/runs", "/.venv", "/state"):  # a checkout's training runs and quick-start venv stay behind
+        assert f"--exclude {folder} " in script
