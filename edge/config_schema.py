@@ -52,6 +52,9 @@ class ReplayConfig(Section):
                                                 "through the bundle's `label_map` if it has one).")
     fps: float = Field(10.0, ge=0, description="Frames per second; 0 replays as fast as the pipeline goes.")
     loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
+    order: Literal["shuffled", "sorted"] = Field(
+        "shuffled", description="`shuffled`: classes mixed as on a real tray, in the same order every run; "
+                                "`sorted`: by path, one class folder after the other.")
     empty_frames: int = Field(4, ge=1, description="Empty-tray frames shown between two items.")
     present_frames: int = Field(6, ge=1, description="Frames for which each item lies still on the tray.")
     tray_size: tuple[Pixels, Pixels] = Field((512, 384), description="Simulated tray frame size [width, height].")

@@ -107,7 +107,7 @@ def camera_options(config: Config) -> dict[str, Any]:
     if camera.type == "replay":
         replay = camera.replay
         return {"path": str(resolve_path(replay.path, config.source_path)), "fps": replay.fps,
-                "loop": replay.loop, "empty_frames": replay.empty_frames,
+                "loop": replay.loop, "order": replay.order, "empty_frames": replay.empty_frames,
                 "present_frames": replay.present_frames, "tray_size": replay.tray_size}
     if camera.type == "fake":
         fake = camera.fake

@@ -82,6 +82,19 @@ def test_replay_photos_come_sorted_by_path_and_walk_subfolders(tmp_path):
     assert shown == [("a/x.jpeg", "a"), ("a/y.JPG", "a"), ("b/z.png", "b"), ("top.bmp", None)]
 
 
+def test_replay_shuffled_mixes_the_classes_in_the_same_order_every_run(photo_folder):
+    def sources():
+        frames = read_all(open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, order="shuffled"))
+        return [frame.source_id for frame in frames if frame.source_id]
+
+    first = sources()
+    assert first == sources()  # a repeatable experiment
+    assert sorted(first) == sorted(p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*.jpg"))
+    assert len({source.split("/")[0] for source in first[:6]}) > 1  # not one class folder after the other
+    with pytest.raises(CameraError, match="order must be one of shuffled, sorted"):
+        open_source("replay", path=photo_folder, order="random")
+
+
 def test_replay_skips_and_counts_unreadable_photos(photo_folder, caplog):
     (photo_folder / "glass" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)

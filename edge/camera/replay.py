@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ from edge.errors import CameraError
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+REPLAY_ORDERS = ("shuffled", "sorted")
+SHUFFLE_SEED = 0  # fixed: a replay is a repeatable experiment
 
 
 def find_photos(root: Path) -> list[Path]:
@@ -77,6 +80,8 @@ class ReplaySource:
         present_frames: frames showing each photo.
         tray_size: (width, height) of the empty tray before any photo has been read.
         loop: start again from the first photo instead of ending.
+        order: ``shuffled`` (a fixed pseudo-random order: the same every run, classes mixed as on a
+            real tray) or ``sorted`` (by relative path, one class folder after the other).
 
     Raises:
         CameraError: the folder does not exist or holds no photos.
@@ -86,13 +91,17 @@ class ReplaySource:
     """
 
     def __init__(self, path, fps: float = 0.0, empty_frames: int = 4, present_frames: int = 6,
-                 tray_size: tuple[int, int] = (512, 384), loop: bool = False):
+                 tray_size: tuple[int, int] = (512, 384), loop: bool = False, order: str = "sorted"):
         self.root = Path(path)
         if not self.root.is_dir():
             raise CameraError(f"replay folder not found: {self.root}")
         self.photos = find_photos(self.root)
         if not self.photos:
             raise CameraError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) under {self.root}")
+        if order not in REPLAY_ORDERS:
+            raise CameraError(f"replay: order must be one of {', '.join(REPLAY_ORDERS)}, not {order!r}")
+        if order == "shuffled":
+            random.Random(SHUFFLE_SEED).shuffle(self.photos)
         if empty_frames < 1 or present_frames < 1:
             raise CameraError("replay: empty_frames and present_frames must be at least 1")
         if fps < 0:
