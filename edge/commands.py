@@ -20,7 +20,7 @@ import json
 import logging
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from edge.errors import CommandError
 
@@ -34,7 +34,8 @@ class Command(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field("", exclude=True)
-    request_id: str | int | None = Field(None, description="Echoed in the reply so callers can match it.")
+    # Strict: pydantic would otherwise take ``true`` as 1 and echo a value the caller never sent.
+    request_id: StrictStr | StrictInt | None = Field(None, description="Echoed in the reply so callers can match it.")
 
 
 class ResetCounts(Command):
@@ -102,7 +103,8 @@ def request_id_of(payload: bytes | str | None) -> str | int | None:
     except (ValueError, TypeError, UnicodeDecodeError):
         return None
     value = data.get("request_id") if isinstance(data, dict) else None
-    return value if isinstance(value, (str, int)) and len(str(value)) <= 128 else None
+    ok = isinstance(value, (str, int)) and not isinstance(value, bool) and len(str(value)) <= 128
+    return value if ok else None
 
 
 def result(command: str, ok: bool, error: str | None = None, request_id: str | int | None = None,

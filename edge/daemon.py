@@ -427,6 +427,7 @@ class Daemon:
         if self.web is not None:
             self.web.stop()
         if self.link is not None:
+            self.link.begin_shutdown("offline" if fatal else "stopped")
             if not self.link.connected and self.store.outbox_size():
                 self.link.wait_connected(min(2.0, flush_s))
             if not self.link.flush(flush_s):

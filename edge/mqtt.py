@@ -87,6 +87,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._draining = threading.Event()  # shutting down: the backlog still goes out, "online" no more
         self._final_availability = "stopped"
         self._pump: threading.Thread | None = None
         self._pump_error, self._pump_error_at = "", 0.0
@@ -193,8 +194,15 @@ class MqttLink:
             time.sleep(0.02)
         return False
 
+    def begin_shutdown(self, availability: str = "stopped") -> None:
+        """The bin stops sorting: a connection made from now on (to deliver the backlog before ``stop``)
+        says ``availability`` at once instead of ``online``, and takes no commands."""
+        self._final_availability = availability
+        self._draining.set()
+
     def stop(self, timeout: float = 2.0, availability: str = "stopped") -> None:
-        """Publishes ``availability`` (retained; ``offline`` after a fatal error), disconnects cleanly, stops."""
+        """Publishes the last ``stats`` and ``availability`` (retained; ``offline`` after a fatal error),
+        disconnects cleanly, stops."""
         self._final_availability = availability
         self._stopping.set()
         self._wake.set()
@@ -205,6 +213,13 @@ class MqttLink:
             # outlive us, so give it a moment (``_on_connect`` then says ``availability`` itself).
             self._connected.wait(min(timeout, CONNECTING_GRACE_S))
         if self.connected or self.client.is_connected():  # also between CONNACK and SUBACK: say how we stop
+            # The retained stats would otherwise show the figures of up to stats_interval_s ago (an
+            # outbox that has since been delivered) for as long as the bin is stopped.
+            if self.stats_provider is not None:
+                try:
+                    self._publish_stats()
+                except Exception as err:  # noqa: BLE001 -- the last figures must not cost the "stopped"
+                    log.warning("could not publish the last stats: %s", err)
             info = self.client.publish(self.topic("availability"), availability, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
@@ -222,10 +237,12 @@ class MqttLink:
             log.warning("MQTT broker %s refused the connection: %s", self.settings.address, reason_code)
             return
         log.info("MQTT connected to %s", self.settings.address)
-        if self._stopping.is_set():
-            # Connected while stopping: say how we stop, never "online" with nobody behind it.
+        if self._stopping.is_set() or self._draining.is_set():
+            # Connected while stopping: say how we stop, never "online" with nobody behind it. While
+            # draining the pump still delivers the backlog (and the counts) on this connection.
             client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
-            self._connected.set()
+            self._counts_dirty = True
+            self._ready()
             return
         # Subscribing here (not once after connect) renews the subscriptions after every reconnect.
         subscriptions = [(self.topic("cmd/+"), 1)]
@@ -397,13 +414,16 @@ class MqttLink:
                 removed = [seq for seq in done if self._inflight.pop(seq, None) is not None]
                 self.published_events += len(removed)
 
+    def _publish_stats(self) -> None:
+        # Retained, so a dashboard that (re)connects has figures at once, not after stats_interval_s.
+        self.client.publish(self.topic("stats"), json.dumps(self.stats_provider()), qos=0, retain=True)
+
     def _maybe_publish_stats(self) -> None:
         now = time.monotonic()
         if self.stats_provider is None or now - self._last_stats < self.settings.stats_interval_s:
             return
         self._last_stats = now
-        # Retained, so a dashboard that (re)connects has figures at once, not after stats_interval_s.
-        self.client.publish(self.topic("stats"), json.dumps(self.stats_provider()), qos=0, retain=True)
+        self._publish_stats()
 
     def _make_client(self, device_id: str, password: str | None, config_path: str | None) -> mqtt.Client:
         settings = self.settings

@@ -42,6 +42,12 @@ def test_dispatch_turns_handler_results_and_failures_into_replies():
     assert dispatch(ReloadModel(), handlers)["error"] == "not supported by this daemon"
 
 
+def test_a_boolean_request_id_is_refused_not_echoed_as_1():
+    with pytest.raises(CommandError, match="request_id"):
+        parse_command("reset_counts", b'{"request_id": true}')
+    assert request_id_of(b'{"request_id": true}') is None
+
+
 def test_error_replies_still_carry_the_request_id_when_it_can_be_read():
     assert request_id_of(b'{"request_id": "abc", "bin": 5}') == "abc"
     assert request_id_of(b"{broken") is None

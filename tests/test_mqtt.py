@@ -231,6 +231,41 @@ def test_stats_are_published_periodically(tmp_path, mosquitto):
     assert retained(mosquitto.port, f"{ROOT}/stats").json() == {"fps": 1.0}  # a dashboard connecting later sees it
 
 
+def test_the_last_stats_go_out_at_stop_so_a_stopped_bin_shows_its_final_figures(tmp_path, mosquitto):
+    figures = {"items": 0}
+    link, _ = make_link(tmp_path, mosquitto, stats_provider=lambda: dict(figures))
+    link.settings.stats_interval_s = 3600  # only the one at connecting, then the one at stop
+    link.start()
+    assert link.wait_connected(10)
+    figures["items"] = 12
+    link.stop()
+    assert retained(mosquitto.port, f"{ROOT}/stats").json() == {"items": 12}
+
+
+def test_a_connection_made_only_to_deliver_the_backlog_never_says_online(tmp_path):
+    broker = PersistentBroker(tmp_path).start()
+    with Listener(broker.port, f"{ROOT}/#", session="test-drain"):
+        pass  # a kept session: the listener misses nothing the link says after the broker's restart
+    broker.stop()
+    link, store = make_link(tmp_path, broker)
+    link.start()
+    try:
+        for i in range(3):
+            store.record_item(event(i))
+        link.begin_shutdown("stopped")  # sorting is over; the broker comes back while the bin flushes
+        broker.start()
+        with Listener(broker.port, f"{ROOT}/#", session="test-drain") as listener:
+            assert link.wait_connected(10)
+            assert link.flush(10)
+            link.stop()
+            listener.wait_for(lambda: "stopped" in listener.texts(f"{ROOT}/availability"), what="stopped")
+        assert "online" not in listener.texts(f"{ROOT}/availability")
+        assert sorted({p["id"] for p in listener.payloads(f"{ROOT}/item")}) == ["id-0", "id-1", "id-2"]
+        assert retained(broker.port, f"{ROOT}/counts").json()["total"] == 3
+    finally:
+        broker.stop()
+
+
 def test_unusable_tls_files_are_a_config_error(tmp_path):
     from edge.errors import ConfigError
 
