@@ -296,6 +296,9 @@ class Daemon:
         """MQTT thread: validate now (bad input is answered at once), run later on the loop's thread."""
         try:
             command = cmd.parse_command(name, payload)
+            if self._stop.is_set():  # the loop that runs commands is gone: answer now, not never
+                self._reply(cmd.result(name, False, "the bin is stopping", command.request_id))
+                return
             self._commands.put_nowait(command)
         except CommandError as err:
             self._reply(cmd.result(name, False, str(err), cmd.request_id_of(payload)))

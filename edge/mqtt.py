@@ -88,6 +88,8 @@ class MqttLink:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._draining = threading.Event()  # shutting down: the backlog still goes out, "online" no more
+        self._online_info: mqtt.MQTTMessageInfo | None = None  # the last "online" published
+        self._stale_online: mqtt.MQTTMessageInfo | None = None  # an unacknowledged one paho will send again
         self._final_availability = "stopped"
         self._pump: threading.Thread | None = None
         self._pump_error, self._pump_error_at = "", 0.0
@@ -215,6 +217,7 @@ class MqttLink:
         if self.connected or self.client.is_connected():  # also between CONNACK and SUBACK: say how we stop
             # The retained stats would otherwise show the figures of up to stats_interval_s ago (an
             # outbox that has since been delivered) for as long as the bin is stopped.
+            self._mark_acked()  # first, so the last stats count no message the broker has just taken
             if self.stats_provider is not None:
                 try:
                     self._publish_stats()
@@ -240,6 +243,10 @@ class MqttLink:
         if self._stopping.is_set() or self._draining.is_set():
             # Connected while stopping: say how we stop, never "online" with nobody behind it. While
             # draining the pump still delivers the backlog (and the counts) on this connection.
+            # paho re-sends an "online" the broker never acknowledged after this callback: the pump
+            # says the final word again once that stale one has gone through.
+            online = self._online_info
+            self._stale_online = online if online is not None and _still_pending(online) else None
             client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
             self._counts_dirty = True
             self._ready()
@@ -248,7 +255,8 @@ class MqttLink:
         subscriptions = [(self.topic("cmd/+"), 1)]
         if self.settings.home_assistant.enabled:
             subscriptions.append((self.settings.home_assistant.status_topic, 1))
-        client.publish(self.topic("availability"), "online", qos=1, retain=True)
+        self._online_info = _queued(client.publish(self.topic("availability"), "online", qos=1, retain=True))
+        self._last_stats = 0.0  # fresh figures on every (re)connection, not only after stats_interval_s
         self.publish_discovery()
         # After publishing, so that every retained config the broker then hands over is either ours
         # (known) or left over from an earlier configuration (cleared).
@@ -336,6 +344,7 @@ class MqttLink:
                     self._give_up_waiting_for_suback()
                     continue
                 self._publish_pending()
+                self._restate_availability_after_a_stale_online()
                 if self._counts_dirty:
                     self._counts_dirty = False
                     self.client.publish(self.topic("counts"), json.dumps(self.store.counts(), sort_keys=True),
@@ -345,6 +354,12 @@ class MqttLink:
                 self._log_pump_error(err)
                 time.sleep(0.5)
         self._mark_acked()
+
+    def _restate_availability_after_a_stale_online(self) -> None:
+        stale = self._stale_online
+        if stale is not None and not _still_pending(stale):
+            self._stale_online = None
+            self.client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
 
     def _give_up_waiting_for_suback(self) -> None:
         # A broker that never answers the subscription must not stop delivery for good: after a while
@@ -374,13 +389,8 @@ class MqttLink:
                 continue  # paho re-sends it itself after a reconnect
             if room <= 0 or not self.connected:
                 break
-            info = self.client.publish(self.topic(message.topic), message.payload, qos=1)
-            if info.rc == mqtt.MQTT_ERR_NO_CONN:
-                # The link dropped between our check and the publish. paho keeps a QoS 1 message and
-                # sends it after the reconnect, but its is_published() raises for ever on an info whose
-                # rc says NO_CONN, even once the broker acknowledged it: read it as queued instead.
-                info.rc = mqtt.MQTT_ERR_SUCCESS
-            elif info.rc != mqtt.MQTT_ERR_SUCCESS:
+            info = _queued(self.client.publish(self.topic(message.topic), message.payload, qos=1))
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 log.warning("paho refused an outbox message (rc=%s); retrying later", info.rc)
                 break
             with self._lock:
@@ -457,3 +467,23 @@ def _discovery_pattern(topic: str) -> str:
     if len(parts) < 5:
         return topic
     return "/".join(parts[:-4] + ["+", parts[-3], "+", "config"])
+
+
+def _queued(info: mqtt.MQTTMessageInfo) -> mqtt.MQTTMessageInfo:
+    """``info``, with a NO_CONN result read as queued.
+
+    The link dropped between our check and the publish: paho keeps a QoS 1 message and sends it
+    after the reconnect, but its ``is_published()`` raises for ever on an info whose rc says
+    NO_CONN, even once the broker acknowledged it.
+    """
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+        info.rc = mqtt.MQTT_ERR_SUCCESS
+    return info
+
+
+def _still_pending(info: mqtt.MQTTMessageInfo) -> bool:
+    """True while paho still holds the message to send or re-send; False once acknowledged or dropped."""
+    try:
+        return not info.is_published()
+    except (RuntimeError, ValueError):  # refused or given up: paho will not send it
+        return False

@@ -51,8 +51,9 @@ usermod -a -G gpio,video smartbin
 
 echo "== 3/5 source and venv in $PREFIX"
 mkdir -p "$PREFIX"
-# Only what the bin runs: not a checkout's training runs, quick-start venv, local state or test output.
-rsync -a --delete --exclude .git --exclude '*.egg-info' --exclude __pycache__ --exclude .pytest_cache \
+# Only what the bin runs: not a checkout's training runs, quick-start venv, local state or test output
+# (--delete-excluded also removes them from an install made before they were excluded).
+rsync -a --delete --delete-excluded --exclude .git --exclude '*.egg-info' --exclude __pycache__ --exclude .pytest_cache \
     --exclude /runs --exclude /.venv --exclude /state --exclude /test-artifacts --exclude /build --exclude /dist \
     "$SRC_DIR/" "$PREFIX/src/"
 if [[ ! -x "$PREFIX/venv/bin/python" ]]; then

@@ -118,6 +118,17 @@ def test_reloading_a_model_whose_labels_have_no_bin_says_so_in_the_reply(tmp_pat
     assert reply["warnings"] == ["decision.bins: labels without a bin go to 'rest': metal"]
 
 
+def test_a_command_that_arrives_while_the_bin_stops_is_answered_not_dropped(tmp_path, tiny_bundle, monkeypatch):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle))
+    daemon.start()
+    replies = []
+    monkeypatch.setattr(daemon, "_reply", replies.append)
+    daemon.stop("test")  # the loop that runs commands is gone; the MQTT link may still deliver one
+    daemon._on_command("reset_counts", b'{"request_id": "late"}')
+    daemon.close()
+    assert replies == [{"command": "reset_counts", "ok": False, "error": "the bin is stopping", "request_id": "late"}]
+
+
 def test_commands_run_on_the_loop_and_bad_ones_get_error_replies(tmp_path, tiny_bundle, photo_folder, mosquitto):
     config = daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto)
     config.camera.replay.fps = 40

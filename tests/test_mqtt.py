@@ -266,6 +266,28 @@ def test_a_connection_made_only_to_deliver_the_backlog_never_says_online(tmp_pat
         broker.stop()
 
 
+def test_an_online_the_broker_never_acknowledged_is_followed_by_the_final_word(tmp_path):
+    # An "online" from a connection that dropped before its PUBACK: paho sends it again after the next
+    # CONNACK, after on_connect has said "stopped". The retained value must end as "stopped" anyway.
+    broker = PersistentBroker(tmp_path).start()
+    broker.stop()
+    link, _ = make_link(tmp_path, broker)
+    link._online_info = info = link.client.publish(link.topic("availability"), "online", qos=1, retain=True)
+    info.rc = 0  # queued (paho keeps QoS 1 messages while disconnected), as MqttLink reads NO_CONN
+    link.begin_shutdown("stopped")
+    broker.start()
+    try:
+        with Listener(broker.port, f"{ROOT}/availability") as listener:
+            link.start()
+            assert link.wait_connected(10)
+            listener.wait_for(lambda: listener.texts(f"{ROOT}/availability")[-1:] == ["stopped"]
+                              and "online" in listener.texts(f"{ROOT}/availability"), what="online, then stopped")
+            assert retained(broker.port, f"{ROOT}/availability").text == "stopped"  # while still flushing
+            link.stop()
+    finally:
+        broker.stop()
+
+
 def test_unusable_tls_files_are_a_config_error(tmp_path):
     from edge.errors import ConfigError
 
