@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from edge import hass
 from edge.config import MqttConfig, resolve_path
+from edge.discovery import DiscoveryRegistry
 from edge.errors import ConfigError
 from edge.store import Store
 
@@ -67,15 +67,10 @@ class MqttLink:
         self.store = store
         self.on_command = on_command
         self.stats_provider = stats_provider
-        self.discovery_provider = discovery_provider
-        self._discovery_topics: set[str] = set()  # published by this process, to clear when they go
-        self._discovery_patterns: set[str] = set()  # this bin's discovery topics, whoever published them
-        # publish_discovery runs on paho's thread (connect, HA birth) and on the daemon's (reload_model):
-        # without it, a reconnect racing a reload could record the old model's topics last and then
-        # clear the new model's entities as leftovers.
-        self._discovery_lock = threading.RLock()
-        self._device_identifier = hass.device_identifier(device_id)
-        self._neighbours_warned: set[str] = set()  # other bins seen on this bin's discovery topics
+        # Home Assistant discovery bookkeeping (edge.discovery); paho's publish and matcher passed in.
+        self.discovery = None if discovery_provider is None else DiscoveryRegistry(
+            discovery_provider, device_id, publish=lambda topic, payload: self.client.publish(
+                topic, payload, qos=1, retain=True), matches=mqtt.topic_matches_sub)
         self._retained_commands_warned: set[str] = set()
         self.published_events = 0
         self._lock = threading.Lock()
@@ -123,57 +118,9 @@ class MqttLink:
         self.client.publish(self.topic("cmd/result"), json.dumps(reply), qos=1)
 
     def publish_discovery(self) -> None:
-        """Publishes the discovery configs (retained) and clears those of entities that are gone.
-
-        A new model with other labels must not leave its predecessor's label sensors behind in
-        Home Assistant: an empty retained config removes an entity. Entities this process never
-        published (a bin renamed in the config, then restarted) are found by subscribing to this
-        bin's discovery topics, see ``_clear_stale_discovery``.
-        """
-        if self.discovery_provider is None:
-            return
-        with self._discovery_lock:
-            messages = list(self.discovery_provider())
-            current = {topic for topic, _ in messages}
-            for topic in sorted(self._discovery_topics - current):
-                self.client.publish(topic, b"", qos=1, retain=True)
-            for topic, config in messages:
-                self.client.publish(topic, json.dumps(config, sort_keys=True), qos=1, retain=True)
-            self._discovery_topics = current
-            self._discovery_patterns = {_discovery_pattern(topic) for topic in current}
-
-    def _clear_stale_discovery(self, message) -> bool:
-        """Clears a retained discovery config of this bin that the current configuration lacks.
-
-        The broker hands over retained configs when we subscribe, so those left by an earlier run
-        with other bins or labels arrive here once after each connect. Live echoes of our own
-        publications are not flagged retained, and empty payloads are deletions: both are ignored.
-        Only configs whose ``device`` block names this bin are ever cleared: a bin whose id maps to
-        the same Home Assistant node id (``Bin-1`` and ``bin_1``) publishes on these topics too,
-        and is reported instead.
-        """
-        topic = message.topic
-        with self._discovery_lock:
-            if not any(mqtt.topic_matches_sub(pattern, topic) for pattern in self._discovery_patterns):
-                return False
-            if not message.payload:
-                return True
-            owner = hass.owner_of(message.payload)
-            if owner != self._device_identifier:
-                self._warn_about_neighbour(owner, topic)
-                return True
-            if message.retain and topic not in self._discovery_topics:
-                log.info("clearing Home Assistant entity %s (no longer in this bin's configuration)", topic)
-                self.client.publish(topic, b"", qos=1, retain=True)
-        return True
-
-    def _warn_about_neighbour(self, owner: str | None, topic: str) -> None:
-        if owner is None or owner in self._neighbours_warned:
-            return  # not a smartbin config: somebody else's business
-        self._neighbours_warned.add(owner)
-        log.warning("Home Assistant: %s belongs to another device (%s) whose id gives the same node id as "
-                    "this bin's (%s): the two overwrite each other's entities. Give the bins ids that differ "
-                    "in more than upper/lower case, '-' and '_'", topic, owner, self._device_identifier)
+        """Publishes the Home Assistant discovery configs (retained) and clears those of entities that are gone."""
+        if self.discovery is not None:
+            self.discovery.publish_all()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -260,7 +207,8 @@ class MqttLink:
         self.publish_discovery()
         # After publishing, so that every retained config the broker then hands over is either ours
         # (known) or left over from an earlier configuration (cleared).
-        subscriptions.extend((pattern, 1) for pattern in sorted(self._discovery_patterns))
+        if self.discovery is not None:
+            subscriptions.extend((pattern, 1) for pattern in self.discovery.patterns())
         self._counts_dirty = True
         # "Connected" waits for the SUBACK (_on_subscribe): before it, a command sent to the bin is lost.
         result, self._subscribe_mid = client.subscribe(subscriptions)
@@ -310,7 +258,7 @@ class MqttLink:
                 self.publish_discovery()
                 self.wake(counts_changed=True)
             return
-        if self._clear_stale_discovery(message):
+        if self.discovery is not None and self.discovery.handle(topic, message.payload, message.retain):
             return
         prefix = self.topic("cmd/")
         if not topic.startswith(prefix):
@@ -459,14 +407,6 @@ class MqttLink:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
-
-
-def _discovery_pattern(topic: str) -> str:
-    """``<prefix>/<component>/<node>/<object>/config`` -> ``<prefix>/+/<node>/+/config``."""
-    parts = topic.split("/")
-    if len(parts) < 5:
-        return topic
-    return "/".join(parts[:-4] + ["+", parts[-3], "+", "config"])
 
 
 def _queued(info: mqtt.MQTTMessageInfo) -> mqtt.MQTTMessageInfo:
