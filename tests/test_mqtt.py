@@ -27,6 +27,16 @@ def make_link(tmp_path, broker, **kw) -> tuple[MqttLink, Store]:
     return MqttLink(settings, "bin-t", store, **kw), store
 
 
+def stopped_broker_with_a_kept_session(tmp_path, topic: str, session: str) -> PersistentBroker:
+    """A broker, stopped, that keeps ``session``'s subscription to ``topic``: a listener reconnecting
+    with that session after the broker's restart misses nothing published since."""
+    broker = PersistentBroker(tmp_path).start()
+    with Listener(broker.port, topic, session=session):
+        pass
+    broker.stop()
+    return broker
+
+
 def test_availability_goes_online_then_stopped_and_is_retained(tmp_path, mosquitto):
     link, _ = make_link(tmp_path, mosquitto)
     with Listener(mosquitto.port, f"{ROOT}/availability") as listener:
@@ -68,10 +78,7 @@ def test_every_outbox_event_is_delivered_and_then_deleted(tmp_path, mosquitto):
 
 
 def test_events_recorded_while_the_broker_is_down_arrive_once_it_starts(tmp_path):
-    broker = PersistentBroker(tmp_path).start()
-    with Listener(broker.port, f"{ROOT}/item", session="test-mqtt"):
-        pass  # the broker keeps this session, so nothing published after its restart is missed
-    broker.stop()
+    broker = stopped_broker_with_a_kept_session(tmp_path, f"{ROOT}/item", "test-mqtt")
     link, store = make_link(tmp_path, broker)
     link.start()
     try:
@@ -243,10 +250,7 @@ def test_the_last_stats_go_out_at_stop_so_a_stopped_bin_shows_its_final_figures(
 
 
 def test_a_connection_made_only_to_deliver_the_backlog_never_says_online(tmp_path):
-    broker = PersistentBroker(tmp_path).start()
-    with Listener(broker.port, f"{ROOT}/#", session="test-drain"):
-        pass  # a kept session: the listener misses nothing the link says after the broker's restart
-    broker.stop()
+    broker = stopped_broker_with_a_kept_session(tmp_path, f"{ROOT}/#", "test-drain")
     link, store = make_link(tmp_path, broker)
     link.start()
     try:
