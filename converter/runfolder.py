@@ -82,15 +82,14 @@ class RunFolder:
         """
         labels_of: dict[str, set[str]] = {}
         for entry in (entry for entries in self.splits.values() for entry in entries):
-            parts = entry.replace("\\", "/").split("/", 1)
-            if len(parts) == 2:
-                labels_of.setdefault(parts[0], set()).add(self.label_of(entry))
+            if "/" in entry.replace("\\", "/"):
+                labels_of.setdefault(class_folder(entry), set()).add(self.label_of(entry))
         return {folder: next(iter(labels)) for folder, labels in sorted(labels_of.items())
                 if len(labels) == 1 and folder not in labels}
 
     def label_of(self, name: str) -> str:
         """The class of a split entry after label mapping."""
-        return self.file_labels.get(name) or name.replace("\\", "/").split("/", 1)[0]
+        return self.file_labels.get(name) or class_folder(name)
 
     def resolve_data_dir(self, data: str | os.PathLike | None) -> Path:
         """Finds the data folder: ``--data``, else split.json's ``data``, else ``$SMARTBIN_DATA``.
@@ -138,7 +137,7 @@ class RunFolder:
         """
         folders = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         # Source class folders may differ from labels.txt when training merged classes with a label map.
-        needed = sorted({name.replace("\\", "/").split("/", 1)[0] for split in splits for name in self.splits.get(split, [])})
+        needed = sorted({class_folder(name) for split in splits for name in self.splits.get(split, [])})
         if any(folder not in folders for folder in needed):
             expected = (f"labels.txt names {', '.join(self.labels)}" if set(needed) <= set(self.labels)
                         else f"the run's split uses class folders {', '.join(needed)}")
@@ -222,3 +221,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError) as err:
         raise ConverterError(f"{path}: unreadable: {err}".splitlines()[0]) from None
     return data if isinstance(data, dict) else {}
+
+
+def class_folder(entry: str) -> str:
+    """The first folder of a split entry (``glass/glass_1.jpg`` -> ``glass``), either slash."""
+    return entry.replace("\\", "/").split("/", 1)[0]

@@ -98,9 +98,9 @@ def check_gate(metrics: dict[str, Any], max_drop: float, significance: float = 0
     McNemar's exact two-sided p-value puts that imbalance below ``significance`` (a loss too
     one-sided to be chance: on a large val split a systematic 0.3-point loss is caught). Only
     losses refuse, so the chance of refusing a conversion that changed nothing is about
-    ``significance / 2``. A drop of a few photos made of close calls going both ways passes. On TrashNet's 378 val photos the
-    first rule is the stricter one: the fewest one-sided flips with p < 0.05 (6 lost, 0 gained)
-    already drop 1.6 points.
+    ``significance / 2``. A drop of a few photos made of close calls going both ways passes. On
+    TrashNet's 378 val photos the first rule is the stricter one: the fewest one-sided flips with
+    p < 0.05 (6 lost, 0 gained) already drop 1.6 points.
     """
     if not 0 <= significance <= 1:  # also NaN, which would silently turn the rule off
         raise ValueError(f"significance must be between 0 and 1, not {significance!r}")

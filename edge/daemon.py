@@ -90,7 +90,7 @@ class Daemon:
         self.counts = self.store.counts()
         self.recorder = Recorder(self.store, on_recorded=self._on_recorded)
         self.classifier = parts.load_classifier(config)
-        self._warn_unmapped_labels()
+        self._warn_about_labels()
         self.decider = parts.build_decider(config)
         review = config.decision.review
         if review.enabled:
@@ -137,7 +137,7 @@ class Daemon:
                              state_dir=folder, keep_uploads=web.keep_uploads)
         self.web.start()
 
-    def _warn_unmapped_labels(self) -> list[str]:
+    def _warn_about_labels(self) -> list[str]:
         warnings = [f"{key}: {warning}" for key, warning in label_warnings(self.config, self.classifier.labels)]
         for warning in warnings:
             log.warning("%s", warning)
@@ -244,7 +244,8 @@ class Daemon:
             "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
         }
         # A model trained with a label map answers with merged labels ("bottle" folder -> "plastic").
-        truth = None if last.truth is None else self.classifier.bundle.manifest.label_map.get(last.truth, last.truth)
+        label_map = self.classifier.bundle.manifest.label_map
+        truth = None if last.truth is None else label_map.get(last.truth, last.truth)
         if truth is not None:
             event["truth"] = truth
         if last.source_id is not None:
@@ -333,7 +334,7 @@ class Daemon:
         # Build and validate the new bundle completely before touching the running one.
         new = parts.load_classifier(self.config, command.path)
         self.classifier = new
-        warnings = self._warn_unmapped_labels()
+        warnings = self._warn_about_labels()
         if self.web is not None:
             from edge.web import payloads
             self.web.classifier, self.web.model = new, payloads.model_block(new)

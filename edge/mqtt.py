@@ -194,7 +194,7 @@ class MqttLink:
             # says the final word again once that stale one has gone through.
             online = self._online_info
             self._stale_online = online if online is not None and _still_pending(online) else None
-            client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
+            self._say_final_availability()
             self._counts_dirty = True
             self._ready()
             return
@@ -307,7 +307,10 @@ class MqttLink:
         stale = self._stale_online
         if stale is not None and not _still_pending(stale):
             self._stale_online = None
-            self.client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
+            self._say_final_availability()
+
+    def _say_final_availability(self) -> None:
+        self.client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
 
     def _give_up_waiting_for_suback(self) -> None:
         # A broker that never answers the subscription must not stop delivery for good: after a while
