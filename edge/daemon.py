@@ -344,7 +344,13 @@ class Daemon:
         return reply | ({"warnings": warnings} if warnings else {})
 
     def _flap_command(self, command) -> dict[str, Any]:
-        self.flap.move_to(command.bin)
+        if command.bin not in self.flap.angles:  # an operator's typo, not a faulty flap
+            raise CommandError(f"unknown bin {command.bin!r} (known: {', '.join(self.flap.angles)})")
+        try:
+            self.flap.move_to(command.bin)
+        except FlapError:
+            self.stats.flap_error()
+            raise
         angle = self.flap.angles[command.bin]
         self._park()
         return {"bin": command.bin, "angle": angle}

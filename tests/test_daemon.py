@@ -339,6 +339,27 @@ def test_a_flap_that_fails_to_move_is_written_into_the_items_event(tmp_path, tin
     assert daemon.stats_payload()["flap_errors"] == 1  # dashboards see a flap that no longer sorts
 
 
+def test_a_flap_command_that_cannot_move_the_flap_counts_as_a_flap_error_but_a_typo_does_not(tmp_path, tiny_bundle):
+    from edge import commands as cmd
+    from edge.errors import FlapError
+
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle))
+    daemon.start()
+
+    def stuck(*args, **kwargs):
+        raise FlapError("GPIO17 is busy")
+
+    try:
+        typo = cmd.dispatch(cmd.parse_command("flap", b'{"bin": "attic"}'), {"flap": daemon._flap_command})
+        daemon.flap.move_to = stuck
+        fault = cmd.dispatch(cmd.parse_command("flap", b'{"bin": "glass"}'), {"flap": daemon._flap_command})
+    finally:
+        daemon.close()
+    assert not typo["ok"] and "unknown bin 'attic'" in typo["error"]
+    assert fault == {"command": "flap", "ok": False, "error": "GPIO17 is busy"}
+    assert daemon.stats_payload()["flap_errors"] == 1
+
+
 def test_a_fatal_error_parks_the_flap_and_says_offline_not_stopped(tmp_path, tiny_bundle, photo_folder, mosquitto):
     daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto))
     with Listener(mosquitto.port, f"{ROOT}/availability") as listener:
