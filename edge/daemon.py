@@ -14,7 +14,6 @@ Usage:
 
 from __future__ import annotations
 
-import base64
 import collections
 import logging
 import queue
@@ -28,7 +27,7 @@ import numpy as np
 
 from edge import commands as cmd
 from edge import parts
-from edge.config import Config, label_warnings, read_mqtt_password, state_dir
+from edge.config import Config, label_warnings, state_dir
 from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
 from edge.recorder import Recorder
@@ -111,30 +110,24 @@ class Daemon:
                  self.classifier.bundle.name, config.camera.type, config.detector.type)
 
     def _start_mqtt(self) -> None:
-        from edge.hass import discovery_messages
-        from edge.mqtt import MqttLink
-
-        settings = self.config.mqtt
-
-        def discovery():
-            if not settings.home_assistant.enabled:
-                return []
-            return discovery_messages(self.device_id, settings.topic_root(self.device_id), self.classifier.labels,
-                                      self.decider.bin_names, settings.home_assistant.discovery_prefix,
-                                      self.classifier.bundle.name)
-
-        self.link = MqttLink(settings, self.device_id, self.store, password=read_mqtt_password(
-            settings, self.config.source_path), on_command=self._on_command, stats_provider=self.stats_payload,
-            discovery_provider=discovery, config_path=self.config.source_path)
+        self.link = parts.build_link(self.config, self.store, on_command=self._on_command,
+                                     stats_provider=self.stats_payload, discovery_provider=self._discovery_messages)
         self.link.start()
 
-    def _start_web(self, folder) -> None:
-        from edge.web.server import WebServer
+    def _discovery_messages(self) -> list:
+        # Built when (re)published, so a reloaded model's labels reach Home Assistant.
+        if not self.config.mqtt.home_assistant.enabled:
+            return []
+        from edge.hass import discovery_messages
 
-        web = self.config.web
-        self.web = WebServer(host=web.host, port=web.port, classifier=self.classifier, decider=self.decider,
-                             status_provider=self.status, max_upload_bytes=int(web.max_upload_mb * 1024 * 1024),
-                             state_dir=folder, keep_uploads=web.keep_uploads)
+        settings = self.config.mqtt
+        return discovery_messages(self.device_id, settings.topic_root(self.device_id), self.classifier.labels,
+                                  self.decider.bin_names, settings.home_assistant.discovery_prefix,
+                                  self.classifier.bundle.name)
+
+    def _start_web(self, folder) -> None:
+        self.web = parts.build_web(self.config, self.classifier, self.decider, status_provider=self.status,
+                                   state_dir=folder)
         self.web.start()
 
     def _warn_about_labels(self) -> list[str]:
@@ -370,36 +363,20 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """Everything the status page shows (see docs/mqtt.md for the fields)."""
-        bundle = self.classifier.bundle if self.classifier else None
-        manifest = bundle.manifest if bundle else None
+        from edge.web import payloads
+
         settings = self.config.mqtt
         return {
             "device_id": self.device_id,
             "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
-            "model": {"name": bundle.name, "path": str(bundle.path), "sha256": manifest.sha256,
-                      "backbone": manifest.backbone, "quantization": manifest.quantization,
-                      "labels": list(manifest.labels), "metrics": manifest.metrics} if bundle else None,
+            "model": payloads.model_block(self.classifier) if self.classifier else None,
             "counts": self.counts,
-            "recent": [self._recent_entry(entry) for entry in list(self.recent)],
+            "recent": [payloads.recent_entry(entry) for entry in list(self.recent)],
             "stats": self.stats_payload(),
             "mqtt": {"enabled": settings.enabled, "connected": bool(self.link and self.link.connected),
                      "broker": settings.address},
         }
-
-    @staticmethod
-    def _recent_entry(entry: dict[str, Any]) -> dict[str, Any]:
-        # Thumbnails are encoded when someone looks, not per item, to keep the sorting loop lean. Several
-        # web threads may look at once: the thumbnail is stored before the frame is dropped, so none
-        # of them can see neither.
-        image = entry.get("_image")
-        if image is not None:
-            from edge import imaging
-            entry["thumbnail_jpeg_b64"] = base64.b64encode(
-                imaging.encode_jpeg(image, quality=70, max_side=160)).decode("ascii")
-            entry.pop("_image", None)
-        return {key: entry.get(key) for key in ("id", "ts", "label", "confidence", "bin", "rejected", "truth",
-                                                "thumbnail_jpeg_b64")}
 
     # -- stopping ---------------------------------------------------------------------------
 

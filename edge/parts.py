@@ -1,4 +1,5 @@
-"""Builds each part of the bin from its config section: classifier, decider, flap, item trigger, camera.
+"""Builds each part of the bin from its config section: classifier, decider, flap, item trigger, camera,
+MQTT link and web page.
 
 The daemon, ``calibrate-flap`` and ``smartbin web`` all build parts from the same config; doing the
 config-to-constructor translation once, here, keeps them from drifting apart and keeps the daemon
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import Config, resolve_path
+from edge.config import Config, read_mqtt_password, resolve_path
 from edge.errors import FlapError, SmartbinError
 
 OCCUPANCY_KEYS = ("roi", "diff_threshold", "occupied_fraction", "still_threshold", "still_frames",
@@ -126,3 +127,27 @@ def open_camera(config: Config):
     from edge.camera import open_source
 
     return open_source(config.camera.type, **camera_options(config))
+
+
+def build_link(config: Config, store, *, on_command=None, stats_provider=None, discovery_provider=None):
+    """The MQTT link of the ``mqtt`` section (not yet started), delivering ``store``'s outbox.
+
+    Raises:
+        ConfigError: the password file or TLS files cannot be read.
+    """
+    from edge.mqtt import MqttLink
+
+    settings = config.mqtt
+    return MqttLink(settings, config.device.id, store, password=read_mqtt_password(settings, config.source_path),
+                    on_command=on_command, stats_provider=stats_provider, discovery_provider=discovery_provider,
+                    config_path=config.source_path)
+
+
+def build_web(config: Config, classifier, decider, *, status_provider=None, state_dir=None):
+    """The status page and classify API of the ``web`` section (not yet started)."""
+    from edge.web.server import WebServer
+
+    web = config.web
+    return WebServer(host=web.host, port=web.port, classifier=classifier, decider=decider,
+                     status_provider=status_provider, max_upload_bytes=int(web.max_upload_mb * 1024 * 1024),
+                     state_dir=state_dir, keep_uploads=web.keep_uploads)

@@ -224,26 +224,6 @@ def test_an_unreadable_photo_is_skipped_and_counted(tmp_path, tiny_bundle, photo
     assert daemon.stats_payload()["unreadable_frames"] == 1
 
 
-def test_a_page_looking_while_another_encodes_the_thumbnail_still_gets_one(monkeypatch):
-    import numpy as np
-
-    from edge import imaging
-
-    entry = {"id": "a", "label": "glass", "_image": np.zeros((8, 8, 3), np.uint8)}
-    real_encode, other_page = imaging.encode_jpeg, []
-
-    def encode_while_another_page_looks(image, **options):
-        if not other_page:
-            other_page.append(None)
-            other_page[0] = Daemon._recent_entry(entry)  # a second web thread, mid-encode of the first
-        return real_encode(image, **options)
-
-    monkeypatch.setattr(imaging, "encode_jpeg", encode_while_another_page_looks)
-    assert Daemon._recent_entry(entry)["thumbnail_jpeg_b64"]
-    assert other_page[0]["thumbnail_jpeg_b64"]
-    assert "_image" not in entry
-
-
 def test_a_signal_arriving_while_the_loop_holds_the_cameras_lock_does_not_deadlock(tmp_path):
     import signal
 

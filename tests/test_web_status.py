@@ -284,3 +284,24 @@ def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, 
         runner.join(timeout=10)
         daemon.close()
     assert not runner.is_alive()
+
+
+def test_a_page_looking_while_another_encodes_the_thumbnail_still_gets_one(monkeypatch):
+    import numpy as np
+
+    from edge import imaging
+    from edge.web import payloads
+
+    entry = {"id": "a", "label": "glass", "_image": np.zeros((8, 8, 3), np.uint8)}
+    real_encode, other_page = imaging.encode_jpeg, []
+
+    def encode_while_another_page_looks(image, **options):
+        if not other_page:
+            other_page.append(None)
+            other_page[0] = payloads.recent_entry(entry)  # a second web thread, mid-encode of the first
+        return real_encode(image, **options)
+
+    monkeypatch.setattr(imaging, "encode_jpeg", encode_while_another_page_looks)
+    assert payloads.recent_entry(entry)["thumbnail_jpeg_b64"]
+    assert other_page[0]["thumbnail_jpeg_b64"]
+    assert "_image" not in entry

@@ -7,7 +7,10 @@ Usage:
 
 from __future__ import annotations
 
+import base64
 from typing import Any
+
+RECENT_FIELDS = ("id", "ts", "label", "confidence", "bin", "rejected", "truth", "thumbnail_jpeg_b64")
 
 
 def model_block(classifier) -> dict[str, Any]:
@@ -23,6 +26,22 @@ def model_block(classifier) -> dict[str, Any]:
         "labels": list(classifier.labels),
         "metrics": manifest.metrics,
     }
+
+
+def recent_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """One of the status page's recent items; its thumbnail is encoded on the first look.
+
+    Thumbnails are encoded when someone looks, not per item, to keep the sorting loop lean. Several
+    web threads may look at once: the thumbnail is stored before the frame is dropped, so none
+    of them can see neither.
+    """
+    image = entry.get("_image")
+    if image is not None:
+        from edge import imaging
+        entry["thumbnail_jpeg_b64"] = base64.b64encode(
+            imaging.encode_jpeg(image, quality=70, max_side=160)).decode("ascii")
+        entry.pop("_image", None)
+    return {key: entry.get(key) for key in RECENT_FIELDS}
 
 
 def decider_block(decider) -> dict[str, Any]:
