@@ -48,18 +48,52 @@ def test_a_file_tensorflow_cannot_decode_is_skipped_although_pillow_reads_it(pho
     Image.new("RGB", (16, 16), (200, 30, 30)).save(photo_folder / "glass" / "tiff_in_disguise.jpg", format="TIFF")
     dataset = discover(photo_folder, verify=True)
     assert dataset.unreadable == ["glass/tiff_in_disguise.jpg"]
-    report = check_report(photo_folder)  # check lists what training will skip, and does not count it
+    report, _ = check_report(photo_folder)  # check lists what training will skip, and does not count it
     assert "  glass/tiff_in_disguise.jpg" in report and "| glass | 8 |" in report
 
 
 def test_check_reports_counts_corrupt_files_and_cross_label_duplicates(photo_folder, capsys):
     (photo_folder / "glass" / "broken.jpg").write_bytes(b"junk")
     (photo_folder / "metal" / "copy.jpg").write_bytes((photo_folder / "glass" / "glass_0.jpg").read_bytes())
-    report = check_report(photo_folder)
+    report, trainable = check_report(photo_folder)
+    assert trainable
     assert "| glass | 8 |" in report and "| metal | 9 |" in report
     assert "glass/broken.jpg" in report
-    assert "carrying two labels: 1" in report and "glass/glass_0.jpg = metal/copy.jpg" in report
+    assert "carrying two labels: 1" in report and "! glass/glass_0.jpg = metal/copy.jpg" in report
     assert "imbalance ratio" in report and "64x48" in report
+
+
+def test_a_class_folder_whose_every_file_is_unreadable_is_an_error_not_a_vanished_class(photo_folder):
+    wood = photo_folder / "wood"
+    wood.mkdir()
+    (wood / "a.jpg").write_bytes(b"random bytes")
+    with pytest.raises(DataError, match=r"wood: class folder has no readable images \(1 unreadable\)"):
+        discover(photo_folder, verify=True)
+
+
+def test_check_reports_every_problem_without_stopping_at_the_first_and_exits_1(photo_folder, capsys):
+    (photo_folder / "paper").mkdir()  # empty
+    (photo_folder / "wood").mkdir()
+    (photo_folder / "wood" / "a.jpg").write_bytes(b"random bytes")
+    (photo_folder / "map.yaml").write_text("PET: plastic\n")
+    assert main(["check", str(photo_folder), "--label-map", str(photo_folder / "map.yaml")]) == 1
+    report = capsys.readouterr().out
+    assert "  paper: class folder has no images" in report
+    assert "  wood: class folder has no readable images (1 unreadable)" in report
+    assert "  label map: 'PET' names no folder" in report
+    assert "| glass | 8 |" in report  # the rest of the report is still there
+
+
+def test_check_lists_same_class_duplicates_and_size_statistics(photo_folder):
+    (photo_folder / "glass" / "again.jpg").write_bytes((photo_folder / "glass" / "glass_0.jpg").read_bytes())
+    report, _ = check_report(photo_folder)
+    assert "  glass/again.jpg = glass/glass_0.jpg" in report and "carrying two labels: 0" in report
+    assert "  width: min 64, median 64, max 64 px" in report and "  height: min 48, median 48, max 48 px" in report
+
+
+def test_a_label_map_key_that_names_no_folder_is_reported(photo_folder):
+    dataset = discover(photo_folder, label_map={"PET": "plastic", "glass": "glass"})
+    assert dataset.unused_map_keys == ["PET"]
 
 
 def test_check_command_exits_2_on_a_missing_folder(tmp_path, capsys):

@@ -32,6 +32,7 @@ def test_re_evaluating_the_test_split_reproduces_the_runs_figures(run, capsys):
     assert again["accuracy"] == pytest.approx(original["accuracy"])
     report = (run / "run" / "eval-report.md").read_text()
     assert "`eval-confusion_matrix.png`" in report and "curves.png" not in report
+    assert "on the test split of" in report and again["split"] == "test" and again["skipped"] == []
     assert (run / "run" / "eval-confusion_matrix.png").is_file()
     assert json.loads(capsys.readouterr().out)["n"] == original["n"]
 
@@ -40,10 +41,13 @@ def test_re_evaluating_the_test_split_reproduces_the_runs_figures(run, capsys):
 def test_another_folder_with_fewer_classes_is_scored_on_the_classes_it_has(run, tmp_path):
     other = shutil.copytree(run / "data", tmp_path / "other")
     shutil.rmtree(other / "metal")
+    (other / "glass" / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "eval"
     assert evaluate([str(run / "run"), "--data", str(other), "--out", str(out)]) == 0
     metrics = json.loads((out / "eval-metrics.json").read_text())
     assert metrics["n"] == 20 and metrics["per_class"]["metal"]["support"] == 0
+    assert metrics["split"] == "all" and metrics["skipped"] == ["glass/broken.jpg"]
+    assert "Skipped 1 unreadable or corrupt files: glass/broken.jpg." in (out / "eval-report.md").read_text()
     predicted_metal = sum(row[2] for row in metrics["confusion_matrix"])
     assert metrics["macro_excluded"] == ([] if predicted_metal else ["metal"])
 

@@ -46,9 +46,9 @@ def test_confusion_matrix_rows_are_true_classes():
     assert confusion_matrix([0, 1], [1, 1], 2).tolist() == [[0, 1], [0, 1]]
 
 
-def test_seed_summary_has_mean_and_std():
+def test_seed_summary_has_mean_and_sample_std():
     runs = [classification_metrics([0, 1], np.eye(2)[[0, 1]], ["a", "b"]),
             classification_metrics([0, 1], np.eye(2)[[0, 0]], ["a", "b"])]
     summary = summarize_runs(runs)
-    assert summary["accuracy"] == {"mean": 0.75, "std": 0.25}
+    assert summary["accuracy"] == pytest.approx({"mean": 0.75, "std": 0.5 ** 0.5 * 0.5})  # n - 1 in the divisor
     assert "f1_a" in summary

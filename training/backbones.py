@@ -60,7 +60,9 @@ def _efficientnet_lite0(weights: str | None, image_size: int) -> keras.Model:
         try:
             core = keras_hub.models.Backbone.from_preset(weights)
         except Exception as err:  # keras-hub raises several kinds for a bad preset
-            raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {err}") from None
+            # keras-hub's message goes on to list every preset form it knows; its first line says what failed.
+            first_line = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {first_line}") from None
     else:
         core = keras_hub.models.EfficientNetBackbone(input_shape=(None, None, 3), **LITE0_ARGS)
     # (pixel - 127) / 128: the preset's image_converter.json (scale 1/128, offset -127/128)

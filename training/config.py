@@ -7,12 +7,11 @@ Usage:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.errors import TrainingError
 
@@ -21,78 +20,105 @@ from training.errors import TrainingError
 BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet50")
 
 
-@dataclass
-class AugmentConfig:
+class _Settings(BaseModel):
+    # Unknown keys are typos; assignments are checked too, so CLI overrides meet the same rules.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(_Settings):
     """Which augmentations run on training batches (all Keras 3 core layers); 0 or false turns one off."""
 
-    flip: bool = True                 # horizontal and vertical flips
-    rotate90: bool = True             # random 0/90/180/270 degree turns: some TrashNet photos are upside down
-    rotation: float = 0.05            # extra small rotation, fraction of a full turn
-    zoom: float = 0.15                # random zoom in/out (crop-like)
-    translation: float = 0.1          # random shift, fraction of the size
-    brightness: float = 0.2           # shift by up to +-20 % of the value range
-    contrast: float = 0.2             # scale contrast by 1 +- 0.2
-    saturation: float = 0.2           # scale saturation by 1 +- 0.2 (below 1)
-    hue: float = 0.03                 # turn the hue by up to +-1.5 % of the colour circle
-    blur: float = 0.0                 # probability of Gaussian blur
-    erasing: float = 0.25             # probability of random erasing (Cutout)
-    rand_augment: bool = False        # RandAugment (2 ops) instead of the hand-set colour jitter
-    mixup: float = 0.0                # probability that a batch gets MixUp
-    cutmix: float = 0.0               # probability that a batch gets CutMix
+    flip: bool = True                                    # horizontal and vertical flips
+    rotate90: bool = True                                # random 0/90/180/270 degree turns: some TrashNet photos are upside down
+    rotation: float = Field(0.05, ge=0.0, le=0.5)        # extra small rotation, fraction of a full turn
+    zoom: float = Field(0.15, ge=0.0, lt=1.0)            # random zoom in/out (crop-like)
+    translation: float = Field(0.1, ge=0.0, lt=1.0)      # random shift, fraction of the size
+    brightness: float = Field(0.2, ge=0.0, le=1.0)       # shift by up to +-20 % of the value range
+    contrast: float = Field(0.2, ge=0.0, lt=1.0)         # scale contrast by 1 +- 0.2
+    saturation: float = Field(0.2, ge=0.0, le=1.0)       # scale saturation by 1 +- 0.2 (below 1)
+    hue: float = Field(0.03, ge=0.0, le=0.5)             # turn the hue by up to +-1.5 % of the colour circle
+    blur: float = Field(0.0, ge=0.0, le=1.0)             # probability of Gaussian blur
+    erasing: float = Field(0.25, ge=0.0, le=1.0)         # probability of random erasing (Cutout)
+    rand_augment: bool = False                           # RandAugment (2 ops) instead of the hand-set colour jitter
+    mixup: float = Field(0.0, ge=0.0, le=1.0)            # probability that a batch gets MixUp
+    cutmix: float = Field(0.0, ge=0.0, le=1.0)           # probability that a batch gets CutMix
 
 
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; see ``python -m training.fit --help``."""
+class TrainConfig(_Settings):
+    """Every setting of a training run; see ``python -m training.fit --help`` and docs/training.md."""
 
     data: str = ""
     split_file: str | None = None
-    labels: list[str] | None = None          # class order; default: sorted folder names
-    label_map: str | None = None             # YAML {source_class: bin_class}
-    backbone: str = "efficientnet_lite0"
-    weights: str = "default"                 # preset name, local preset folder, "none", or "default"
-    image_size: int = 224
-    batch_size: int = 32
-    seed: int = 0
-    split_seed: int | None = None            # seed of the generated split; default: seed (--seeds: the first)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    head_epochs: int = 3
-    finetune_epochs: int = 12
-    finetune_layers: int = 0                 # 0 = unfreeze the whole backbone, N = the top N layers
-    head_lr: float = 1e-3
-    finetune_lr: float = 2e-4
-    optimizer: str = "adamw"                 # adamw | sgd
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"                 # cosine (with warm-up) | onecycle | constant
-    warmup_epochs: float = 1.0
-    dropout: float = 0.2
-    clipnorm: float | None = 1.0
-    label_smoothing: float = 0.1
-    loss: str = "crossentropy"               # crossentropy | focal
-    focal_gamma: float = 2.0
-    class_weights: str = "none"              # none | inverse | effective
-    effective_beta: float = 0.999
-    early_stopping_patience: int = 5
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    mixed_precision: str = "auto"            # auto (GPU only) | on | off
+    labels: list[str] | None = None                      # class order; default: sorted folder names
+    label_map: str | None = None                         # YAML {source_class: bin_class}
+    backbone: str = "efficientnet_lite0"                  # one of BACKBONE_NAMES
+    weights: str = "default"                             # preset name, local preset folder, "none", or "default"
+    image_size: int = Field(224, ge=32, le=1024)         # the smallest input every backbone takes
+    batch_size: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0)
+    split_seed: int | None = Field(None, ge=0)           # seed of the generated split; default: seed (--seeds: the first)
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    head_epochs: int = Field(3, ge=0)
+    finetune_epochs: int = Field(12, ge=0)
+    finetune_layers: int = Field(0, ge=0)                # 0 = unfreeze the whole backbone, N = the top N layers
+    head_lr: float = Field(1e-3, gt=0.0)
+    finetune_lr: float = Field(2e-4, gt=0.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0.0)
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # cosine has a linear warm-up
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    clipnorm: float | None = Field(1.0, gt=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    loss: Literal["crossentropy", "focal"] = "crossentropy"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    class_weights: Literal["none", "inverse", "effective"] = "none"
+    effective_beta: float = Field(0.999, gt=0.0, lt=1.0)
+    early_stopping_patience: int = Field(5, ge=0)        # 0: no early stopping
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: float16 only when a GPU is present
     cache: bool = True
-    cache_views: int = 0                     # >0: cache the frozen lower backbone for K augmented views (CPU)
-    cache_cut: str = ""                      # layer where the frozen part ends (default per backbone)
+    cache_views: int = Field(0, ge=0)                    # >0: cache the frozen lower backbone for K augmented views (CPU)
+    cache_cut: str = ""                                  # layer where the frozen part ends (default per backbone)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # "glass,metal" in YAML is one string, as on the command line; a list of one string is wrong.
+        if isinstance(value, str):
+            return [label.strip() for label in value.split(",") if label.strip()]
+        return value
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        if value not in BACKBONE_NAMES:
+            raise ValueError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONE_NAMES)}")
+        return value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_none(cls, value: Any) -> Any:
+        return "none" if value is None else value  # YAML "weights: null"
+
+    @model_validator(mode="after")
+    def _something_to_train(self) -> TrainConfig:
+        if self.head_epochs == 0 and self.finetune_epochs == 0:
+            raise ValueError("head_epochs and finetune_epochs are both 0: nothing would be trained")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must stay below 1 (the rest is the train split)")
+        return self
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingError(f"config: unknown keys {', '.join(unknown)}")
-        values = dict(data)
-        augment = values.pop("augment", None) or {}
-        aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
-        bad = sorted(set(augment) - aug_known)
-        if bad:
-            raise TrainingError(f"config: unknown keys {', '.join('augment.' + b for b in bad)}")
-        return cls(**values, augment=AugmentConfig(**augment))
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> TrainConfig:
+        """A validated config; ``TrainingError`` lists every ``key: problem`` on one line after ``where``."""
+        if not isinstance(data, dict):
+            raise TrainingError(f"{where}: expected a mapping of settings")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise TrainingError(f"{where}: {problems(err)}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -102,22 +128,35 @@ class TrainConfig:
             raise TrainingError(f"{path}: cannot read config: {err.strerror}") from None
         except yaml.YAMLError as err:
             raise TrainingError(f"{path}: not valid YAML: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, where=str(path))
 
     def override(self, **changes: Any) -> TrainConfig:
-        """Returns a copy with the non-None changes applied; ``augment.x`` keys reach the augment block."""
-        config = dataclasses.replace(self, augment=dataclasses.replace(self.augment))
+        """Returns a copy with the non-None changes applied (``augment.x`` keys reach the augment block),
+        validated as a whole like a config file (errors begin ``options:``)."""
+        data = self.to_dict()
         for key, value in changes.items():
             if value is None:
                 continue
             if key.startswith("augment."):
-                setattr(config.augment, key.split(".", 1)[1], value)
+                data["augment"][key.split(".", 1)[1]] = value
             else:
-                setattr(config, key, value)
-        return config
+                data[key] = value
+        return self.from_dict(data, where="options")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def problems(err: ValidationError) -> str:
+    """``key: problem; key: problem`` from a pydantic error, in the words a config file's reader needs."""
+    found = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"] if not str(part).startswith(("function-", "literal[")))
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        if item["type"] not in ("extra_forbidden", "missing", "value_error") and not isinstance(item.get("input"), dict):
+            message += f" (got {item.get('input')!r})"
+        found.append(f"{key}: {message}" if key else message)
+    return "; ".join(found)

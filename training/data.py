@@ -1,8 +1,9 @@
 """Class-folder datasets: discovery, label maps, and the ``check`` report.
 
-A dataset is ``ROOT/<class>/<image>`` with jpg, jpeg, png, bmp or webp files. Labels are the
-sorted folder names unless a label list or a label map (YAML ``{source: bin_class}``) says
-otherwise. Unreadable files are listed and skipped everywhere.
+A dataset is ``ROOT/<class>/<image>`` with jpg, jpeg, png, bmp or webp files (images in
+subfolders of a class folder count for that class). Labels are the sorted folder names unless a
+label list or a label map (YAML ``{source: bin_class}``) says otherwise. Unreadable files are
+listed and skipped everywhere; a class folder without one readable image is an error.
 
 Usage:
     python -m training.data check ../shared/data/trashnet
@@ -22,6 +23,7 @@ import yaml
 from training.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+MAX_LISTED_GROUPS = 50  # duplicate groups the check report lists one by one
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Dataset:
     labels: list[str]
     items: list[tuple[str, str]]                 # (path relative to root, label)
     unreadable: list[str] = field(default_factory=list)
+    unused_map_keys: list[str] = field(default_factory=list)  # label-map sources that name no folder (typos?)
+    empty_folders: list[str] = field(default_factory=list)    # only with allow_empty (the check report)
 
     def counts(self) -> Counter:
         return Counter(label for _, label in self.items)
@@ -61,7 +65,7 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[str, str] | None = None,
-             verify: bool = False) -> Dataset:
+             verify: bool = False, allow_empty: bool = False) -> Dataset:
     """Finds the images of a class-folder dataset.
 
     Args:
@@ -69,9 +73,11 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
         labels: the class order to use; default the sorted (mapped) folder names.
         label_map: source folder name -> class name (merges or renames classes).
         verify: decode every image now and list the unreadable ones (slower).
+        allow_empty: list class folders without (readable) images in ``empty_folders`` instead of raising.
 
     Raises:
-        DataError: missing folder, no class folders, a class with no images, a label with no folder.
+        DataError: missing folder, no class folders, a class folder with no (readable) images, a label
+            with no folder.
     """
     root = Path(root)
     if not root.is_dir():
@@ -80,18 +86,24 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root}: no class folders (expected ROOT/<class>/<image>)")
-    items, unreadable = [], []
+    items, unreadable, empty = [], [], []
     for folder in folders:
         files = image_files(folder)
-        if not files:
-            raise DataError(f"{folder}: class folder has no images")
         label = label_map.get(folder.name, folder.name)
+        kept = 0
         for path in files:
             rel = path.relative_to(root).as_posix()
             if verify and not is_readable(path):
                 unreadable.append(rel)
                 continue
             items.append((rel, label))
+            kept += 1
+        if not kept:
+            problem = "class folder has no images" if not files else \
+                f"class folder has no readable images ({len(files)} unreadable)"
+            if not allow_empty:
+                raise DataError(f"{folder}: {problem}")
+            empty.append(f"{folder.name}: {problem}")
     found = sorted({label for _, label in items})
     if labels:
         missing = [label for label in labels if label not in found]
@@ -100,7 +112,8 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
         extra = [label for label in found if label not in labels]
         if extra:
             raise DataError(f"{root}: folders {', '.join(extra)} are not in --labels (map or remove them)")
-    return Dataset(root, list(labels or found), items, unreadable)
+    unused = sorted(set(label_map) - {folder.name for folder in folders})
+    return Dataset(root, list(labels or found), items, unreadable, unused, empty)
 
 
 # What TensorFlow's decoders read; Pillow reads more (a TIFF named .jpg would pass Pillow and then
@@ -142,12 +155,13 @@ def duplicate_groups(root: Path, paths: list[str]) -> list[list[str]]:
     return [sorted(group) for group in by_digest.values() if len(group) > 1]
 
 
-def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> str:
-    """The ``check`` report: counts, imbalance, unreadable files, duplicates, size statistics."""
+def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> tuple[str, bool]:
+    """The ``check`` report (counts, imbalance, unreadable files, duplicates, size statistics) and
+    whether training could start on this folder."""
     from PIL import Image
     from tqdm import tqdm
 
-    dataset = discover(root, label_map=label_map, verify=False)
+    dataset = discover(root, label_map=label_map, verify=False, allow_empty=True)
     readable, unreadable, sizes = [], [], Counter()
     for rel, label in tqdm(dataset.items, desc="checking images", unit="img", file=sys.stderr):
         try:
@@ -167,31 +181,52 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> s
     lines = [f"dataset: {dataset.root}", f"images: {len(readable)} readable, {len(unreadable)} unreadable",
              "", "| class | images |", "|---|---|"]
     lines += [f"| {label} | {counts[label]} |" for label in dataset.labels]
+    smallest = min((counts[label] for label in dataset.labels), default=0)
     if counts:
-        lines += ["", f"imbalance ratio (largest / smallest class): {max(counts.values()) / max(1, min(counts.values())):.2f}"]
+        ratio = f"{max(counts.values()) / smallest:.2f}" if smallest else "infinite (a class has no readable image)"
+        lines += ["", f"imbalance ratio (largest / smallest class): {ratio}"]
+    # Per source folder, as training judges it: a folder whose every file is unreadable stops training.
+    readable_in = Counter(rel.split("/", 1)[0] for rel, _ in readable)
+    unreadable_in = Counter(rel.split("/", 1)[0] for rel in unreadable)
+    refused = dataset.empty_folders + [f"{folder}: class folder has no readable images ({n} unreadable)"
+                                       for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
+    problems = refused + [f"label map: {key!r} names no folder" for key in dataset.unused_map_keys]
+    if problems:
+        lines += ["", "problems (a class folder without a readable image stops training):"]
+        lines += [f"  {problem}" for problem in problems]
     lines += ["", f"unreadable or corrupt files ({len(unreadable)}, skipped everywhere):"]
     lines += [f"  {rel}" for rel in unreadable] or ["  none"]
     cross = [g for g in groups if len({label_of[p] for p in g}) > 1]
-    lines += ["", f"byte-identical duplicate groups: {len(groups)}; carrying two labels: {len(cross)}"]
-    lines += [f"  {' = '.join(g)}" for g in cross]
-    lines += ["", "image sizes (width x height: count):"]
-    lines += [f"  {w}x{h}: {n}" for (w, h), n in sizes.most_common(10)]
-    return "\n".join(lines)
+    lines += ["", f"byte-identical duplicate groups: {len(groups)}; carrying two labels: {len(cross)} (marked !)"]
+    lines += [f"  {'! ' if g in cross else ''}{' = '.join(g)}" for g in groups[:MAX_LISTED_GROUPS]]
+    if len(groups) > MAX_LISTED_GROUPS:
+        lines.append(f"  ... and {len(groups) - MAX_LISTED_GROUPS} more groups")
+    lines += ["", "image sizes:"]
+    if sizes:
+        widths = sorted(w for (w, _), n in sizes.items() for _ in range(n))
+        heights = sorted(h for (_, h), n in sizes.items() for _ in range(n))
+        for name, values in (("width", widths), ("height", heights)):
+            lines.append(f"  {name}: min {values[0]}, median {values[len(values) // 2]}, max {values[-1]} px")
+        lines.append("  most common (width x height: count):")
+        lines += [f"    {w}x{h}: {n}" for (w, h), n in sizes.most_common(10)]
+    return "\n".join(lines), not refused
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="report counts, imbalance, corrupt files and duplicates")
+    check = sub.add_parser("check", help="report counts, imbalance, corrupt files and duplicates; "
+                                         "exit 1 when a class has no readable image")
     check.add_argument("root", help="dataset folder: ROOT/<class>/<image>")
     check.add_argument("--label-map", help="YAML mapping source_class: bin_class")
     args = parser.parse_args(argv)
     try:
-        print(check_report(args.root, load_label_map(args.label_map)))
+        report, trainable_here = check_report(args.root, load_label_map(args.label_map))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    print(report)
+    return 0 if trainable_here else 1
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def load_run(run_dir: Path):
 
 
 def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None, label_map: str | None = None):
-    """(root, items): the run's test split, or all images of ``data`` with ``label_map`` applied (the
-    run's own map by default); its labels must be among the run's."""
+    """(root, items, skipped): the run's test split, or all images of ``data`` with ``label_map``
+    applied (the run's own map by default; its labels must be among the run's) and the unreadable
+    files skipped there."""
     from training.data import discover, load_label_map
     from training.split import first_names
 
@@ -49,20 +50,22 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
         if dataset.unreadable:
             print(f"skipped {len(dataset.unreadable)} unreadable or corrupt files: {first_names(dataset.unreadable)}",
                   file=sys.stderr)
+        for key in dataset.unused_map_keys:
+            print(f"warning: label map: {key!r} names no folder of {data}", file=sys.stderr)
         unknown = sorted({label for _, label in dataset.items} - set(labels))
         if unknown:
             # A label map renames the data's folders, not the run's labels: its targets must be those labels.
             hint = "the label map must map folders onto them" if label_map else "a --label-map can map folders onto them"
             raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels "
                             f"({', '.join(labels)}); {hint}")
-        return dataset.root, dataset.items
+        return dataset.root, dataset.items, dataset.unreadable
     # Its absolute form, then as given to training.fit (relative to where that ran), then beside the run folder.
     candidates = [Path(split.get("data_resolved") or split["data"]), Path(split["data"]), run_dir.parent / split["data"]]
     root = next((folder for folder in candidates if folder.is_dir()), None)
     if root is None:
         raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
     label_of = split.get("labels", {})
-    return root, [(rel, label_of.get(rel, rel.split("/")[0])) for rel in split["splits"]["test"]]
+    return root, [(rel, label_of.get(rel, rel.split("/")[0])) for rel in split["splits"]["test"]], []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         own_map = run_dir / LABEL_MAP_FILE  # training.fit's copy of the run's --label-map
         label_map = args.label_map or (str(own_map) if own_map.is_file() else config.get("label_map"))
-        root, items = evaluation_items(run_dir, split, labels, args.data, label_map)
+        root, items, skipped = evaluation_items(run_dir, split, labels, args.data, label_map)
         from training.callbacks import predict
         from training.metrics import classification_metrics
         from training.pipeline import make_dataset
@@ -91,9 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         metrics = classification_metrics([index[label] for _, label in items], predict(model, dataset, "evaluating"),
                                          labels)
         metrics["data"] = str(args.data or split["data"])
+        metrics["split"] = "all" if args.data else "test"  # every image of --data, or the run's test list
+        metrics["skipped"] = skipped
         out = Path(args.out) if args.out else run_dir
         out.mkdir(parents=True, exist_ok=True)
-        write_evaluation(out, metrics, "Re-evaluation", [f"Run `{run_dir}` on `{metrics['data']}`."], prefix="eval-",
+        what = "every readable image of" if args.data else "the test split of"
+        notes = [f"Run `{run_dir}` on {what} `{metrics['data']}` ({metrics['n']} images)."]
+        if skipped:
+            from training.split import first_names
+
+            notes.append(f"Skipped {len(skipped)} unreadable or corrupt files: {first_names(skipped)}.")
+        write_evaluation(out, metrics, "Re-evaluation", notes, prefix="eval-",
                          split_name=Path(args.data).name if args.data else "test")
         print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1", "n")}))
         return 0

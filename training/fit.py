@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.config import BACKBONE_NAMES, TrainConfig
+from training.config import TrainConfig
 from training.errors import ModelError, TrainingError
 
 RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
@@ -74,8 +74,6 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     # Checked before TensorFlow is imported (8 s) and before any image is read, so a typo fails at once.
     if not Path(config.data).is_dir():
         raise TrainingError(f"{config.data}: data folder not found")
-    if config.backbone not in BACKBONE_NAMES:
-        raise ModelError(f"unknown backbone {config.backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}")
     weights = str(config.weights)
     if ("/" in weights or weights.startswith(".")) and not Path(weights).exists():
         raise ModelError(f"--weights {weights}: preset folder not found")
@@ -91,6 +89,8 @@ def prepare_data(config: TrainConfig):
                        verify=True)
     for rel in dataset.unreadable:
         print(f"warning: skipping unreadable image {rel}", file=sys.stderr)
+    for key in dataset.unused_map_keys:  # "PET: plastic" beside a folder named pet/ would train a class "pet"
+        print(f"warning: label map: {key!r} names no folder of {config.data}", file=sys.stderr)
     if config.split_file:
         split = load_split(config.split_file, dataset)
     else:
@@ -127,19 +127,10 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     from training.pipeline import make_dataset
     from training.report import plot_curves, write_evaluation, write_history
     from training.schedules import make_optimizer, make_schedule
-    from training.split import save_split
 
     started = time.time() - scan_seconds  # train_seconds: the scan and the training, not TensorFlow's import
     keras.utils.set_random_seed(config.seed)
     labels = dataset.labels
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.yaml")
-    if config.label_map:  # kept with the run: training.evaluate applies it from any folder, and edits later do not count
-        from training.data import LABEL_MAP_FILE
-
-        shutil.copyfile(config.label_map, run_dir / LABEL_MAP_FILE)
-    (run_dir / "labels.txt").write_text("\n".join(labels) + "\n")
-    save_split(split, run_dir / "split.json", config.data)
 
     # Built before any mixed-precision policy: augmentation must compute in float32 (float16 would
     # round pixels near 255 to steps of 0.25 and run colour maths in half precision on the CPU).
@@ -179,6 +170,9 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     if config.cache_views > 0:
         with strategy.scope():  # the head-on-features model trains the same (mirrored) variables
             trainer, train_data, val_data, steps = cached_training_data(config, model, backbone, train_ds, val_ds)
+    # The run folder is written only now that the model and its data are built: a bad preset or
+    # setting leaves no half-written folder that would refuse the corrected command.
+    write_run_header(config, run_dir, labels, split)
     best = BestMacroF1(val_data, val_targets, labels, run_dir / "model.keras",
                        patience=config.early_stopping_patience, to_save=model)
     rows: list[dict] = []
@@ -199,7 +193,9 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         with strategy.scope():
             trainer.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay,
                                                      config.clipnorm), loss=loss)
-        trainer.fit(train_data, epochs=epochs, verbose=0, callbacks=[best, TqdmProgress(phase, steps), recorder])
+        # shuffle=False: the tf.data pipelines shuffle themselves (Keras would ignore True and warn each run).
+        trainer.fit(train_data, epochs=epochs, verbose=0, shuffle=False,
+                    callbacks=[best, TqdmProgress(phase, steps), recorder])
     if best.best_weights is None:
         raise TrainingError("no training epochs were run (head-epochs and finetune-epochs are both 0)")
 
@@ -223,6 +219,20 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     print(f"wrote {run_dir}: model.keras, report.md, metrics.json, confusion_matrix.png, curves.png "
           f"(test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f})", file=sys.stderr)
     return metrics
+
+
+def write_run_header(config: TrainConfig, run_dir: Path, labels: list[str], split) -> None:
+    """config.yaml, labels.txt, split.json (and the label map) before the first epoch."""
+    from training.split import save_split
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.yaml")
+    if config.label_map:  # kept with the run: training.evaluate applies it from any folder, and edits later do not count
+        from training.data import LABEL_MAP_FILE
+
+        shutil.copyfile(config.label_map, run_dir / LABEL_MAP_FILE)
+    (run_dir / "labels.txt").write_text("\n".join(labels) + "\n")
+    save_split(split, run_dir / "split.json", config.data)
 
 
 def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds):
@@ -256,6 +266,16 @@ def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds)
     return head_on_features(upper, model), train_data, val_data, steps
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise TrainingError(f"--seeds: expected comma-separated whole numbers such as 0,1,2, got {text!r}") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise TrainingError(f"--seeds: expected distinct seeds of 0 or more, got {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -263,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()):
             raise TrainingError(f"{out}: run folder exists and is not empty (choose a new --out)")
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+        seeds = parse_seeds(args.seeds) if args.seeds else None
         if not seeds:
             metrics = train_one(config, out, args.max_train_steps)
             print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1")}))
@@ -277,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"seeds": seeds, "metrics": summarize_runs(reports)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         for key, value in summary["metrics"].items():
-            print(f"{key}: {value['mean']:.4f} ± {value['std']:.4f}")
+            print(f"{key}: {value['mean']:.4f} ± {value['std']:.4f}", file=sys.stderr)
+        # stdout as for one run, so scripts read either the same way
+        print(json.dumps({k: summary["metrics"][k] for k in ("accuracy", "macro_f1", "micro_f1")}))
         return 0
     except TrainingError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # runs on headless workstations and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -52,7 +53,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     for ax in (loss_ax, score_ax):
         if boundary:
             ax.axvline(boundary + 0.5, color="grey", linestyle="--", label="fine-tuning starts")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (head, then fine-tuning)" if boundary else "epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.2, 1.4 ticks
         ax.legend()
         ax.grid(alpha=0.3)
     loss_ax.set_title("training loss")

@@ -1,0 +1,66 @@
+"""The training settings: typed, range-checked, one ``key: problem`` line per mistake, before TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import TrainConfig
+from training.errors import TrainingError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "training" / "recipes").glob("*.yaml"))
+
+
+def test_every_shipped_recipe_is_a_valid_config():
+    assert RECIPES
+    for recipe in RECIPES:
+        TrainConfig.from_yaml(recipe)
+
+
+def test_numbers_written_like_1e_3_are_numbers(tmp_path):
+    # PyYAML reads "1e-3" (no dot) as a string; the docs and recipes write rates this way.
+    (tmp_path / "recipe.yaml").write_text("head_lr: 1e-3\nweight_decay: 1e-4\n")
+    config = TrainConfig.from_yaml(tmp_path / "recipe.yaml")
+    assert (config.head_lr, config.weight_decay) == (0.001, 0.0001)
+
+
+@pytest.mark.parametrize("setting, problem", [
+    ({"image_size": "big"}, "image_size: Input should be a valid integer"),
+    ({"image_size": 32.5}, "image_size: Input should be a valid integer"),
+    ({"batch_size": 0}, "batch_size: Input should be greater than or equal to 1"),
+    ({"optimizer": "adam"}, "optimizer: Input should be 'adamw' or 'sgd'"),
+    ({"schedule": "linear"}, "schedule: Input should be 'cosine', 'onecycle' or 'constant'"),
+    ({"augment": True}, "augment: Input should be a valid dictionary"),
+    ({"augment": {"mixup": 2}}, "augment.mixup: Input should be less than or equal to 1"),
+    ({"augment": {"sharpen": 0.1}}, "augment.sharpen: unknown key"),
+    ({"learning_rate": 0.1}, "learning_rate: unknown key"),
+    ({"backbone": "vgg99"}, "backbone: unknown backbone 'vgg99'; choose one of efficientnet_lite0"),
+    ({"head_epochs": 0, "finetune_epochs": 0}, "head_epochs and finetune_epochs are both 0"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction + test_fraction must stay below 1"),
+])
+def test_a_bad_setting_is_named_with_its_problem_on_one_line(tmp_path, setting, problem):
+    import yaml
+
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(setting))
+    with pytest.raises(TrainingError) as caught:
+        TrainConfig.from_yaml(tmp_path / "recipe.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'recipe.yaml'}: ") and problem in message
+    assert len(message.splitlines()) == 1
+
+
+def test_command_line_overrides_meet_the_same_rules():
+    with pytest.raises(TrainingError, match=r"^options: image_size: Input should be greater than or equal to 32"):
+        TrainConfig().override(image_size=0)
+    assert TrainConfig().override(**{"augment.mixup": 0.5}).augment.mixup == 0.5
+
+
+def test_labels_may_be_one_comma_separated_string_as_on_the_command_line():
+    assert TrainConfig.from_dict({"labels": "glass, paper,metal"}).labels == ["glass", "paper", "metal"]
+
+
+def test_the_saved_config_loads_back_unchanged(tmp_path):
+    config = TrainConfig.from_dict({"image_size": 96, "augment": {"mixup": 0.25}, "labels": ["a", "b"]})
+    config.save(tmp_path / "config.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "config.yaml") == config
