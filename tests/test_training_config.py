@@ -56,6 +56,18 @@ def test_command_line_overrides_meet_the_same_rules():
     assert TrainConfig().override(**{"augment.mixup": 0.5}).augment.mixup == 0.5
 
 
+def test_a_key_left_empty_in_yaml_means_its_default(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("data:\ncache_cut:\naugment:\nweights:\nclipnorm:\n")
+    config = TrainConfig.from_yaml(tmp_path / "recipe.yaml")
+    assert (config.data, config.cache_cut, config.augment, config.weights, config.clipnorm) == \
+        ("", "", TrainConfig().augment, "none", None)
+
+
+def test_a_saturation_strength_of_1_is_refused_as_augment_refuses_it():
+    with pytest.raises(TrainingError, match="augment.saturation: Input should be less than 1"):
+        TrainConfig.from_dict({"augment": {"saturation": 1.0}})
+
+
 def test_labels_may_be_one_comma_separated_string_as_on_the_command_line():
     assert TrainConfig.from_dict({"labels": "glass, paper,metal"}).labels == ["glass", "paper", "metal"]
 

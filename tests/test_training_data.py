@@ -82,6 +82,7 @@ def test_check_reports_every_problem_without_stopping_at_the_first_and_exits_1(p
     assert "  wood: class folder has no readable images (1 unreadable)" in report
     assert "  label map: 'PET' names no folder" in report
     assert "| glass | 8 |" in report  # the rest of the report is still there
+    assert "| paper | 0 |" in report and "| wood | 0 |" in report and "imbalance ratio (largest / smallest class): infinite" in report
 
 
 def test_check_lists_same_class_duplicates_and_size_statistics(photo_folder):

@@ -135,3 +135,11 @@ def test_seeds_repeat_the_run_on_the_first_seeds_split_and_summarise_mean_and_st
     printed = capsys.readouterr()
     assert "accuracy: 0.8500 ± 0.0707" in printed.err
     assert json.loads(printed.out)["accuracy"] == pytest.approx({"mean": 0.85, "std": 0.0707107})
+
+
+def test_labels_on_the_command_line_are_split_and_trimmed_as_in_a_config_file(tmp_path):
+    from training.fit import parse_args, resolve_config
+
+    data = write_class_folders(tmp_path / "data", per_class=2)
+    args = parse_args(["--data", str(data), "--out", str(tmp_path / "run"), "--labels", "glass, metal,cardboard"])
+    assert resolve_config(args).labels == ["glass", "metal", "cardboard"]

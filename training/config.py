@@ -34,9 +34,9 @@ class AugmentConfig(_Settings):
     zoom: float = Field(0.15, ge=0.0, lt=1.0)            # random zoom in/out (crop-like)
     translation: float = Field(0.1, ge=0.0, lt=1.0)      # random shift, fraction of the size
     brightness: float = Field(0.2, ge=0.0, le=1.0)       # shift by up to +-20 % of the value range
-    contrast: float = Field(0.2, ge=0.0, lt=1.0)         # scale contrast by 1 +- 0.2
-    saturation: float = Field(0.2, ge=0.0, le=1.0)       # scale saturation by 1 +- 0.2 (below 1)
-    hue: float = Field(0.03, ge=0.0, le=0.5)             # turn the hue by up to +-1.5 % of the colour circle
+    contrast: float = Field(0.2, ge=0.0, le=1.0)         # scale contrast by 1 +- 0.2
+    saturation: float = Field(0.2, ge=0.0, lt=1.0)       # scale saturation by 1 +- 0.2 (below 1)
+    hue: float = Field(0.03, ge=0.0, le=1.0)             # turn the hue by up to +-1.5 % of the colour circle
     blur: float = Field(0.0, ge=0.0, le=1.0)             # probability of Gaussian blur
     erasing: float = Field(0.25, ge=0.0, le=1.0)         # probability of random erasing (Cutout)
     rand_augment: bool = False                           # RandAugment (2 ops) instead of the hand-set colour jitter
@@ -101,6 +101,16 @@ class TrainConfig(_Settings):
     @classmethod
     def _weights_none(cls, value: Any) -> Any:
         return "none" if value is None else value  # YAML "weights: null"
+
+    @field_validator("data", "cache_cut", mode="before")
+    @classmethod
+    def _empty_text(cls, value: Any) -> Any:
+        return "" if value is None else value  # a key left empty in YAML means its default
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _empty_block(cls, value: Any) -> Any:
+        return {} if value is None else value  # "augment:" with every line commented out
 
     @model_validator(mode="after")
     def _something_to_train(self) -> TrainConfig:

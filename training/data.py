@@ -35,7 +35,7 @@ class Dataset:
     items: list[tuple[str, str]]                 # (path relative to root, label)
     unreadable: list[str] = field(default_factory=list)
     unused_map_keys: list[str] = field(default_factory=list)  # label-map sources that name no folder (typos?)
-    empty_folders: list[str] = field(default_factory=list)    # only with allow_empty (the check report)
+    empty_folders: list[str] = field(default_factory=list)    # names; only with allow_empty (the check report)
 
     def counts(self) -> Counter:
         return Counter(label for _, label in self.items)
@@ -103,7 +103,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
                 f"class folder has no readable images ({len(files)} unreadable)"
             if not allow_empty:
                 raise DataError(f"{folder}: {problem}")
-            empty.append(f"{folder.name}: {problem}")
+            empty.append(folder.name)
     found = sorted({label for _, label in items})
     if labels:
         missing = [label for label in labels if label not in found]
@@ -180,20 +180,24 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
     groups = duplicate_groups(dataset.root, [rel for rel, _ in readable])
     lines = [f"dataset: {dataset.root}", f"images: {len(readable)} readable, {len(unreadable)} unreadable",
              "", "| class | images |", "|---|---|"]
-    lines += [f"| {label} | {counts[label]} |" for label in dataset.labels]
-    smallest = min((counts[label] for label in dataset.labels), default=0)
+    # Empty folders' classes too: they are the ones that stop training.
+    empty_labels = {(label_map or {}).get(name, name) for name in dataset.empty_folders}
+    shown = sorted(set(dataset.labels) | empty_labels)
+    lines += [f"| {label} | {counts[label]} |" for label in shown]
+    smallest = min((counts[label] for label in shown), default=0)
     if counts:
         ratio = f"{max(counts.values()) / smallest:.2f}" if smallest else "infinite (a class has no readable image)"
         lines += ["", f"imbalance ratio (largest / smallest class): {ratio}"]
     # Per source folder, as training judges it: a folder whose every file is unreadable stops training.
     readable_in = Counter(rel.split("/", 1)[0] for rel, _ in readable)
     unreadable_in = Counter(rel.split("/", 1)[0] for rel in unreadable)
-    refused = dataset.empty_folders + [f"{folder}: class folder has no readable images ({n} unreadable)"
-                                       for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
+    refused = [f"{folder}: class folder has no images" for folder in dataset.empty_folders]
+    refused += [f"{folder}: class folder has no readable images ({n} unreadable)"
+                for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
     problems = refused + [f"label map: {key!r} names no folder" for key in dataset.unused_map_keys]
     if problems:
-        lines += ["", "problems (a class folder without a readable image stops training):"]
-        lines += [f"  {problem}" for problem in problems]
+        lines += ["", "problems:"]
+        lines += [f"  {problem}{' (training stops here)' if problem in refused else ''}" for problem in problems]
     lines += ["", f"unreadable or corrupt files ({len(unreadable)}, skipped everywhere):"]
     lines += [f"  {rel}" for rel in unreadable] or ["  none"]
     cross = [g for g in groups if len({label_of[p] for p in g}) > 1]

@@ -38,7 +38,8 @@ def load_run(run_dir: Path):
     return model, labels, config, split
 
 
-def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None, label_map: str | None = None):
+def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None, label_map: str | None = None,
+                     explicit_map: bool = False):
     """(root, items, skipped): the run's test split, or all images of ``data`` with ``label_map``
     applied (the run's own map by default; its labels must be among the run's) and the unreadable
     files skipped there."""
@@ -50,7 +51,7 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
         if dataset.unreadable:
             print(f"skipped {len(dataset.unreadable)} unreadable or corrupt files: {first_names(dataset.unreadable)}",
                   file=sys.stderr)
-        for key in dataset.unused_map_keys:
+        for key in dataset.unused_map_keys if explicit_map else ():  # the run's own map may name other folders
             print(f"warning: label map: {key!r} names no folder of {data}", file=sys.stderr)
         unknown = sorted({label for _, label in dataset.items} - set(labels))
         if unknown:
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
         own_map = run_dir / LABEL_MAP_FILE  # training.fit's copy of the run's --label-map
         label_map = args.label_map or (str(own_map) if own_map.is_file() else config.get("label_map"))
-        root, items, skipped = evaluation_items(run_dir, split, labels, args.data, label_map)
+        root, items, skipped = evaluation_items(run_dir, split, labels, args.data, label_map,
+                                                explicit_map=bool(args.label_map))
         from training.callbacks import predict
         from training.metrics import classification_metrics
         from training.pipeline import make_dataset

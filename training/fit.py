@@ -67,7 +67,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         image_size=args.image_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
         finetune_layers=args.finetune_layers, batch_size=args.batch_size, seed=args.seed,
         cache_views=args.cache_views, cache_cut=args.cache_cut,
-        labels=args.labels.split(",") if args.labels else None,
+        labels=args.labels,  # "a, b,c": split and trimmed by the config, as in YAML
     )
     if not config.data:
         raise TrainingError("--data is required (or set SMARTBIN_DATA)")
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         for key, value in summary["metrics"].items():
             print(f"{key}: {value['mean']:.4f} ± {value['std']:.4f}", file=sys.stderr)
-        # stdout as for one run, so scripts read either the same way
+        # One JSON line on stdout, as for one run; here each figure is {"mean", "std"}
         print(json.dumps({k: summary["metrics"][k] for k in ("accuracy", "macro_f1", "micro_f1")}))
         return 0
     except TrainingError as err:

@@ -70,7 +70,6 @@ def build_server(args: argparse.Namespace):
     """
     from edge import parts
     from edge.config import load_config, state_dir
-    from edge.web.server import WebServer
 
     # --model is a path from where the user stands, not from the config file's folder.
     model = str(Path(args.model).resolve()) if args.model is not None else None
@@ -78,12 +77,8 @@ def build_server(args: argparse.Namespace):
         ("model.path", model), ("web.host", args.host), ("web.port", args.port)) if value is not None}
     config = load_config(args.config, overrides)
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    classifier = parts.load_classifier(config)
-    decider = parts.build_decider(config)
-    web = config.web
-    return WebServer(host=web.host, port=web.port, classifier=classifier, decider=decider,
-                     max_upload_bytes=int(web.max_upload_mb * 1024 * 1024), state_dir=state_dir(config),
-                     keep_uploads=web.keep_uploads)
+    return parts.build_web(config, parts.load_classifier(config), parts.build_decider(config),
+                           state_dir=state_dir(config))
 
 
 class _Stopped(Exception):
