@@ -40,6 +40,10 @@ class FlapError(SmartbinError, RuntimeError):
     """The sorting flap cannot be driven (bad pin factory, unknown bin)."""
 
 
+class MissingLibraryError(FlapError, ImportError):
+    """A library the configured hardware needs is not installed (restarting cannot help: exit 2)."""
+
+
 class StoreError(SmartbinError, OSError):
     """The state database (counts and outbox) cannot be opened or written."""
 

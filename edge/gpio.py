@@ -22,7 +22,7 @@ import time
 import warnings
 from typing import Any
 
-from edge.errors import FlapError
+from edge.errors import FlapError, MissingLibraryError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,10 @@ def make_pin_factory(name: str):
         import importlib
 
         return getattr(importlib.import_module(module_name), class_name)()
-    except Exception as err:  # ImportError, BadPinFactory, OSError from a missing /dev/gpiochip...
+    except ImportError as err:  # not installed: no retry will install it
+        raise MissingLibraryError(f"pin factory {name!r} is not available here: its library is not installed "
+                                  f"({err}); use 'mock' (or --mock-gpio) off a Raspberry Pi") from None
+    except Exception as err:  # BadPinFactory, OSError from a /dev/gpiochip not there yet at boot...
         raise FlapError(f"pin factory {name!r} is not available here ({err}); "
                         f"use 'mock' (or --mock-gpio) off a Raspberry Pi") from None
 

@@ -65,8 +65,9 @@ def build_flap(config: Config):
                     max_pulse_width=flap.max_pulse_width, frame_width=flap.frame_width,
                     settle_s=flap.settle_s, detach_when_idle=flap.detach_when_idle, pin_factory=factory)
     except FlapError as err:
-        hint = "" if factory == "mock" else " (off a Raspberry Pi use --mock-gpio or flap.pin_factory: mock)"
-        raise FlapError(f"{err}{hint}") from None
+        if factory == "mock" or "--mock-gpio" in str(err):
+            raise
+        raise type(err)(f"{err} (off a Raspberry Pi use --mock-gpio or flap.pin_factory: mock)") from None
 
 
 def build_trigger(config: Config, pin_factory: Any = None) -> tuple[Any, Any]:

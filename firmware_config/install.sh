@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs smartbin as a systemd service on Raspberry Pi OS Bookworm (64-bit recommended).
+# Installs smartbin as a systemd service on Raspberry Pi OS Bookworm, 64-bit (arm64; LiteRT has no 32-bit wheels).
 #
 #   git clone <this repository> smartbin && cd smartbin
 #   sudo firmware_config/install.sh                                  # no broker password
@@ -37,6 +37,12 @@ if [[ -n "$PASSWORD_FILE" && ! -r "$PASSWORD_FILE" ]]; then
     exit 2
 fi
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ARCH="$(dpkg --print-architecture)"
+if [[ "$ARCH" != "arm64" && "$ARCH" != "amd64" ]]; then
+    # ai-edge-litert publishes no armhf wheels: stop before apt, the user and the copy, not at pip.
+    echo "this is a $ARCH system; smartbin needs 64-bit Raspberry Pi OS (arm64): reinstall the SD card with it" >&2
+    exit 2
+fi
 
 echo "== 1/5 apt packages"
 apt-get update
@@ -47,22 +53,28 @@ echo "== 2/5 user smartbin (groups gpio, video)"
 if ! id smartbin >/dev/null 2>&1; then
     useradd --system --user-group --home-dir /var/lib/smartbin --no-create-home --shell /usr/sbin/nologin smartbin
 fi
-usermod -a -G gpio,video smartbin
+# Raspberry Pi OS has the group gpio; plain Debian (a dry run on a PC) does not.
+usermod -a -G "$(getent group gpio >/dev/null && echo gpio,video || echo video)" smartbin
 
 echo "== 3/5 source and venv in $PREFIX"
 mkdir -p "$PREFIX"
 # Only what the bin runs: not a checkout's training runs, quick-start venv, local state or test output
 # (--delete-excluded also removes them from an install made before they were excluded).
-rsync -a --delete --delete-excluded --exclude .git --exclude '*.egg-info' --exclude __pycache__ --exclude .pytest_cache \
+# Owned by root and readable by all, whatever the checkout's owner and umask: the service (user
+# smartbin) must read the model, and must not be able to change the code it runs.
+rsync -a --delete --delete-excluded --chown=root:root --chmod=u=rwX,go=rX \
+    --exclude .git --exclude '*.egg-info' --exclude __pycache__ --exclude .pytest_cache \
     --exclude /runs --exclude /.venv --exclude /state --exclude /test-artifacts --exclude /build --exclude /dist \
     "$SRC_DIR/" "$PREFIX/src/"
-if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
-    python3 -m venv --system-site-packages "$PREFIX/venv"
+# The system's Python (not a pyenv or conda one first on root's PATH): only it sees the apt picamera2.
+if ! grep -qs "include-system-site-packages = true" "$PREFIX/venv/pyvenv.cfg"; then
+    rm -rf "$PREFIX/venv"
+    /usr/bin/python3 -m venv --system-site-packages "$PREFIX/venv"
+    "$PREFIX/venv/bin/pip" install --upgrade pip  # once: a re-run must also work offline if nothing changed
 fi
-"$PREFIX/venv/bin/pip" install --upgrade pip
-# numpy<2: the apt picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x;
-# pip then picks an OpenCV wheel that works with numpy 1.x as well.
-"$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "numpy<2"
+# numpy<2: the apt picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x; OpenCV
+# 4.12 is the first that needs numpy 2, so pinning below it spares pip downloading several to find out.
+"$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "numpy<2" "opencv-python-headless<4.12"
 
 echo "== 4/5 config in $CONF_DIR"
 install -d -m 0755 "$CONF_DIR"
@@ -77,12 +89,14 @@ else
 fi
 # systemd hands this file to the service as the credential mqtt_password (LoadCredential=); it must
 # exist for the service to start, so it is created empty when the broker needs no password.
-if [[ -n "$PASSWORD_FILE" ]]; then
+if [[ -n "$PASSWORD_FILE" && "$(realpath "$PASSWORD_FILE")" != "$CONF_DIR/mqtt_password" ]]; then
     install -m 0600 -o root -g root "$PASSWORD_FILE" "$CONF_DIR/mqtt_password"
 elif [[ ! -f "$CONF_DIR/mqtt_password" ]]; then
     install -m 0600 -o root -g root /dev/null "$CONF_DIR/mqtt_password"
 fi
-"$PREFIX/venv/bin/smartbin" validate-config "$CONF_DIR/smartbin.yaml"
+# As the service will run it: as smartbin, from / (a relative model path or a model the service
+# cannot read passes a check run as root from the checkout, and then stops the service).
+(cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config "$CONF_DIR/smartbin.yaml")
 
 echo "== 5/5 systemd service"
 install -m 0644 "$PREFIX/src/systemd/smartbin.service" /etc/systemd/system/smartbin.service

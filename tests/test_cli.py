@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 
@@ -149,6 +150,18 @@ def test_run_exits_1_when_the_camera_is_missing_so_systemd_retries_it(tmp_path, 
     assert main(["run", "--config", str(path), "--mock-gpio", "--state-dir", str(tmp_path / "state")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "/dev/video99" in err and "Traceback" not in err
+
+
+def test_run_exits_2_when_the_pin_factorys_library_is_missing_as_no_restart_installs_it(tmp_path, capsys, photo_folder):
+    pytest.importorskip("gpiozero")
+    if importlib.util.find_spec("lgpio") is not None:
+        pytest.skip("lgpio is installed here")
+    path = write_config(tmp_path, "flap: {pin_factory: lgpio}\n")
+    assert main(["run", "--config", str(path), "--replay", str(photo_folder),
+                 "--state-dir", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert "pin factory 'lgpio' is not available here: its library is not installed" in err
+    assert err.count("--mock-gpio") == 1 and "Traceback" not in err
 
 
 def test_run_exits_2_for_config_problems_found_only_at_start(tmp_path, capsys, photo_folder):

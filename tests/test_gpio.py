@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edge.errors import FlapError
+from edge.errors import FlapError, MissingLibraryError
 from edge.gpio import BeamSensor, Flap, make_pin_factory
 
 ANGLES = {"glass": -45.0, "metal": 45.0, "reject": 90.0}
@@ -99,7 +99,7 @@ def test_waits_settle_time_after_each_move():
 def test_unknown_or_unavailable_pin_factories_are_clear_errors():
     with pytest.raises(FlapError, match="unknown pin factory 'gpio9'"):
         make_pin_factory("gpio9")
-    with pytest.raises(FlapError, match="not available here.*mock"):
+    with pytest.raises(MissingLibraryError, match="not available here: its library is not installed.*mock"):
         make_pin_factory("rpigpio")  # no RPi.GPIO off a Pi
 
 

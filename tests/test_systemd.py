@@ -68,3 +68,11 @@ def test_the_install_script_puts_the_binary_where_the_unit_expects_it():
     assert "systemctl enable smartbin" in script and "systemctl restart smartbin" in script  # re-runs upgrade
     for folder in ("/runs", "/.venv", "/state"):  # a checkout's training runs and quick-start venv stay behind
         assert f"--exclude {folder} " in script
+
+
+def test_the_install_script_checks_the_config_as_the_service_will_run_it():
+    script = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
+    # as user smartbin from /: a relative model path or an unreadable model fails here, not at boot
+    assert '(cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config' in script
+    assert "--chown=root:root --chmod=u=rwX,go=rX" in script  # the service reads the code and model, never writes
+    assert "/usr/bin/python3 -m venv --system-site-packages" in script  # never a pyenv/conda python on root's PATH
