@@ -1,4 +1,5 @@
-"""Draws benchmarks/figures/ablation.png from benchmarks/ablation.csv (the ablation table of training.md).
+"""Draws benchmarks/figures/ablation.png from benchmarks/ablation.csv (one row per step of training.md's
+ablation chain: the newest measurement of each step, with the code it ran at).
 
 Each row is one training run on the official TrashNet split; val chose its epoch, test was read once.
 The figures are copied from the runs' metrics.json into the CSV by hand when a run is recorded in
