@@ -21,7 +21,8 @@ from typing import Callable
 
 from converter import ConverterError
 from converter.runfolder import RunFolder, load_run
-from edge.bundle import MANIFEST_FILE, Bundle, InputSpec, Manifest, write_bundle
+from edge.bundle import LABELS_FILE, Bundle, InputSpec, Manifest, load_bundle, write_bundle
+from edge.errors import BundleError
 
 MODEL_FILE = "model.tflite"
 
@@ -59,16 +60,30 @@ def bundle_folder(options: ConvertOptions, run: RunFolder) -> Path:
 def check_output_folder(folder: Path) -> None:
     """Fails early (before minutes of work) when the bundle cannot be written there.
 
-    Refuses to replace an existing folder that is not a bundle: ``write_bundle`` swaps the
-    whole folder, which must never eat someone's files.
+    Refuses to replace an existing folder that is not a bundle, or a bundle that holds other files
+    too: ``write_bundle`` swaps the whole folder, which must never eat someone's files. Creates no
+    folder: a conversion that then fails leaves nothing behind.
     """
     if folder.exists() and not folder.is_dir():
         raise ConverterError(f"--out {folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST_FILE).is_file():
-        raise ConverterError(f"--out {folder}: folder exists and is not a model bundle; refusing to replace it")
+    if folder.is_dir() and any(folder.iterdir()):
+        try:  # a manifest.json alone (a web app's, say) does not make a bundle
+            existing = load_bundle(folder, verify_hash=False)
+        except BundleError:
+            raise ConverterError(f"--out {folder}: folder exists and is not a model bundle; "
+                                 "refusing to replace it") from None
+        own = {"manifest.json", LABELS_FILE, existing.manifest.model_file,
+               *((existing.manifest.edgetpu or {}).get("model_file", ""),)}
+        others = sorted(path.name for path in folder.iterdir() if path.name not in own)
+        if others:
+            raise ConverterError(f"--out {folder}: the bundle there also holds {', '.join(others[:5])}"
+                                 f"{' ...' if len(others) > 5 else ''}, which replacing it would delete; "
+                                 "move them or choose another --out")
+    parent = next((p for p in folder.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ConverterError(f"--out {folder}: cannot write there ({parent} is not a folder)")
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".smartbin-write-test-"):
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".smartbin-write-test-"):
             pass
     except OSError as err:
         raise ConverterError(f"--out {folder}: cannot write there ({err.strerror or err})") from None
@@ -195,6 +210,11 @@ def _compare_on(split: str, run: RunFolder, model, lite, data_dir: Path, pixels:
     return _both_models_on(split, run, model, lite, data_dir, pixels, say)[-1]
 
 
+def items_read(items: list, skipped: list[str]) -> list:
+    """The items whose photos were read: ``load_images``' skipped messages each start ``"<path>: "``."""
+    return [item for item in items if not any(message.startswith(f"{item.path}: ") for message in skipped)]
+
+
 def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
               say: Callable[[str], None]) -> dict:
     """The manifest's figures: float Keras model and converted model on the test split."""
@@ -205,7 +225,10 @@ def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
     if skipped:
         metrics["skipped"] = len(skipped)
     # The figures above use the bin's OpenCV pipeline; say how far training's TensorFlow one is.
-    pipelines = measure_preprocessing(model, test_items, test_images, float_probabilities, targets)
+    # The photos the bin's decoder read (its images line up with these), so one unreadable photo does
+    # not cost the whole comparison.
+    pipelines = measure_preprocessing(model, items_read(test_items, skipped), test_images, float_probabilities,
+                                      targets)
     if pipelines:
         metrics["preprocessing"] = pipelines
     if run.metrics.get("accuracy") is not None:

@@ -62,7 +62,7 @@ def _checked(convert, is_ok, problem: str):
 _positive_int = _checked(int, lambda value: value >= 1, "must be at least 1")
 _non_negative_int = _checked(int, lambda value: value >= 0, "must be 0 or more")
 # drop > nan is always False: a NaN --max-drop would let the gate pass everything.
-_finite_float = _checked(float, math.isfinite, "must be a finite number")
+_drop_points = _checked(float, lambda value: math.isfinite(value) and value >= 0, "must be a finite number of 0 or more")
 _probability = _checked(float, lambda value: 0 <= value <= 1, "must be between 0 and 1")
 
 
@@ -92,7 +92,7 @@ def convert_parser() -> argparse.ArgumentParser:
                              "dynamic = int8 weights, float activations; float32 = no quantisation")
     parser.add_argument("--calibration-samples", type=_positive_int, default=300, metavar="N",
                         help="train photos for INT8 calibration, stratified by class (default: 300)")
-    parser.add_argument("--max-drop", type=_finite_float, default=1.0, metavar="POINTS",
+    parser.add_argument("--max-drop", type=_drop_points, default=1.0, metavar="POINTS",
                         help="largest allowed val-accuracy drop against the float model, in points (default: 1.0)")
     parser.add_argument("--significance", type=_probability, default=0.05, metavar="P",
                         help="refuse a one-sided loss (more val photos lost than gained) whose McNemar "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,8 @@ def load_run(path: str | os.PathLike) -> RunFolder:
         raise ConverterError(f"{folder}: run folder not found")
     if not (folder / MODEL_FILE).is_file():
         raise ConverterError(f"{folder}: no {MODEL_FILE} (is this a run folder written by training.fit?)")
+    if not zipfile.is_zipfile(folder / MODEL_FILE):  # checked before TensorFlow starts; Keras says "File not found"
+        raise ConverterError(f"{folder / MODEL_FILE}: not a valid .keras file (truncated or corrupt?)")
     try:
         labels = read_labels(folder / "labels.txt")
     except BundleError as err:

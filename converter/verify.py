@@ -143,8 +143,12 @@ def _gate_summary(gate: dict[str, Any] | None) -> str:
     if not gate:
         return ""
     # Manifests from before session 8 were held to the drop limit alone.
-    significance = (f"; one-sided flips refused below McNemar p {gate['significance']:g}"
-                    if "significance" in gate else "")
+    if "significance" not in gate:
+        significance = ""
+    elif gate["significance"] > 0:
+        significance = f"; one-sided flips refused below McNemar p {gate['significance']:g}"
+    else:
+        significance = "; the one-sided rule off (--significance 0)"
     return (f"\n  gate on the {gate['split']} split ({gate['n']} photos): drop {gate['drop_points']:.2f} points, "
             f"allowed {gate['max_drop']:g}{significance}")
 

@@ -11,6 +11,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 from tests.conftest import TINY_LABELS, TINY_SIZE, write_class_folders
@@ -42,7 +43,9 @@ def write_run_folder(root: Path, model=None, labels=TINY_LABELS, run_name: str =
     run = root / run_name
     run.mkdir(parents=True)
     if model is None:
-        (run / "model.keras").write_bytes(b"placeholder: tests that stop before loading the model")
+        # A zip, as a .keras file is, holding no model: for tests that stop before loading it.
+        with zipfile.ZipFile(run / "model.keras", "w") as placeholder:
+            placeholder.writestr("placeholder.txt", "tests that stop before loading the model")
     else:
         model.save(run / "model.keras")
     (run / "labels.txt").write_text("\n".join(labels) + "\n")

@@ -115,3 +115,10 @@ def test_zero_threads_is_refused_by_the_parser(capsys):
         parse(["classify", "--threads", "0", "x.jpg"])
     assert exit_info.value.code == 2
     assert "--threads: must be 1 or more" in capsys.readouterr().err
+
+
+def test_a_thread_count_that_is_not_a_number_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse(["classify", "--threads", "abc", "photo.jpg"])
+    assert exit_.value.code == 2
+    assert "argument --threads: expected a whole number, got 'abc'" in capsys.readouterr().err

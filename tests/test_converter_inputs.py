@@ -98,6 +98,7 @@ class TestRunFolder:
 class TestBadInputExitsTwo:
     @pytest.mark.parametrize("option, value, message", [
         ("--max-drop", "nan", "must be a finite number"),
+        ("--max-drop", "-1", "must be a finite number of 0 or more"),
         ("--seed", "-1", "must be 0 or more"),
         ("--significance", "1.5", "must be between 0 and 1"),
         ("--significance", "nan", "must be between 0 and 1"),
@@ -152,7 +153,14 @@ class TestBadInputExitsTwo:
         blocker = tmp_path / "a-file"
         blocker.write_text("not a folder")
         assert main([str(run_dir), "--out", str(blocker / "bundle")]) == 2
-        assert "cannot write there" in error_line(capsys)
+        assert f"cannot write there ({blocker} is not a folder)" in error_line(capsys)
+        assert main([str(run_dir), "--out", str(tmp_path / "new" / "deep" / "bundle"), "--data", "/nowhere"]) == 2
+        assert not (tmp_path / "new").exists()  # a conversion that fails creates no folders
+
+    def test_a_truncated_model_keras_is_named_as_such_before_tensorflow(self, run_dir, tmp_path, capsys):
+        (run_dir / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+        assert main([str(run_dir), "--out", str(tmp_path / "b")]) == 2
+        assert "model.keras: not a valid .keras file (truncated or corrupt?)" in error_line(capsys)
 
     def test_output_folder_that_is_not_a_bundle_is_never_replaced(self, run_dir, tmp_path, capsys):
         precious = tmp_path / "documents"
@@ -161,6 +169,23 @@ class TestBadInputExitsTwo:
         assert main([str(run_dir), "--out", str(precious)]) == 2
         assert "not a model bundle; refusing to replace it" in error_line(capsys)
         assert (precious / "thesis.txt").read_text() == "keep me"
+
+    def test_a_manifest_json_alone_does_not_make_a_folder_a_bundle(self, run_dir, tmp_path, capsys):
+        web_app = tmp_path / "webapp"
+        web_app.mkdir()
+        (web_app / "manifest.json").write_text('{"name": "my pwa"}')
+        (web_app / "index.html").write_text("<html></html>")
+        assert main([str(run_dir), "--out", str(web_app)]) == 2
+        assert "not a model bundle; refusing to replace it" in error_line(capsys)
+        assert (web_app / "index.html").is_file()
+
+    def test_a_bundle_holding_other_files_is_not_replaced(self, run_dir, tmp_path, capsys, tiny_bundle):
+        import shutil
+
+        bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+        (bundle / "NOTES.md").write_text("calibrated on the canteen photos")
+        assert main([str(run_dir), "--out", str(bundle)]) == 2
+        assert "the bundle there also holds NOTES.md, which replacing it would delete" in error_line(capsys)
 
     def test_edgetpu_needs_int8(self, run_dir, tmp_path, capsys):
         assert main([str(run_dir), "--out", str(tmp_path / "b"), "--quantize", "float16", "--edgetpu"]) == 2
@@ -195,11 +220,18 @@ class TestBadInputExitsTwo:
         assert "tensorflow" not in done.stdout
 
 
-def test_existing_bundle_folder_may_be_replaced(tmp_path):
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text("{}")
-    check_output_folder(bundle)  # no error: write_bundle swaps it atomically
+def test_the_pipeline_comparison_leaves_out_exactly_the_photos_the_bin_could_not_read(tmp_path):
+    from converter.build import items_read
+
+    items = [Item(path=tmp_path / name, name=name, label_index=0) for name in ("a.jpg", "a.jpg.bak", "b.jpg")]
+    kept = items_read(items, [f"{tmp_path / 'a.jpg'}: cannot decode the image"])
+    assert [item.name for item in kept] == ["a.jpg.bak", "b.jpg"]
+
+
+def test_existing_bundle_folder_may_be_replaced(tmp_path, tiny_bundle):
+    import shutil
+
+    check_output_folder(shutil.copytree(tiny_bundle, tmp_path / "bundle"))  # no error: write_bundle swaps it atomically
 
 
 def test_bad_input_fails_before_tensorflow_is_imported(tmp_path):

@@ -113,6 +113,8 @@ def test_gate_summary_names_both_rules_and_old_manifests_only_the_drop():
     assert summary(metrics | {"gate": gate}).endswith("drop 0.00 points, allowed 1")
     assert summary(metrics | {"gate": gate | {"significance": 0.05}}).endswith(
         "allowed 1; one-sided flips refused below McNemar p 0.05")
+    assert summary(metrics | {"gate": gate | {"significance": 0.0}}).endswith(
+        "allowed 1; the one-sided rule off (--significance 0)")
 
 
 def test_flips_count_the_photos_behind_the_drop():
