@@ -69,17 +69,21 @@ def check_output_folder(folder: Path) -> None:
     if folder.is_dir() and any(folder.iterdir()):
         try:  # a manifest.json alone (a web app's, say) does not make a bundle
             existing = load_bundle(folder, verify_hash=False)
-        except BundleError:
-            raise ConverterError(f"--out {folder}: folder exists and is not a model bundle; "
+        except BundleError as err:
+            reason = str(err).removeprefix(f"{folder}: ")
+            raise ConverterError(f"--out {folder}: folder exists and is not a model bundle ({reason}); "
                                  "refusing to replace it") from None
         own = {"manifest.json", LABELS_FILE, existing.manifest.model_file,
                *((existing.manifest.edgetpu or {}).get("model_file", ""),)}
-        others = sorted(path.name for path in folder.iterdir() if path.name not in own)
+        others = sorted(path.name for path in folder.iterdir()
+                        if path.name not in own and not _desktop_junk(path.name))
         if others:
             raise ConverterError(f"--out {folder}: the bundle there also holds {', '.join(others[:5])}"
                                  f"{' ...' if len(others) > 5 else ''}, which replacing it would delete; "
                                  "move them or choose another --out")
-    parent = next((p for p in folder.parents if p.exists()), Path("."))
+    # write_bundle writes a symlinked --out where the link points: check there.
+    target = folder.resolve() if folder.is_symlink() else folder
+    parent = next((p for p in target.parents if p.exists()), Path("."))
     if not parent.is_dir():
         raise ConverterError(f"--out {folder}: cannot write there ({parent} is not a folder)")
     try:
@@ -87,6 +91,11 @@ def check_output_folder(folder: Path) -> None:
             pass
     except OSError as err:
         raise ConverterError(f"--out {folder}: cannot write there ({err.strerror or err})") from None
+
+
+def _desktop_junk(name: str) -> bool:
+    # What file managers drop into any folder they show; deleting it with the old bundle loses nothing.
+    return name in (".DS_Store", "Thumbs.db", "desktop.ini") or name.startswith("._")
 
 
 def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -> Bundle:
@@ -167,6 +176,7 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
         source_run=Path(options.run_dir).as_posix(), versions=keras_model.versions(), metrics=metrics,
         edgetpu=edgetpu_info, label_map=run.folder_labels(),
     )
+    check_output_folder(out)  # again: minutes have passed, and someone may have put a file there since
     bundle = write_bundle(out, model_bytes, manifest, extra_files)
     _make_readable(out)
     beside = out.parent / f"{out.name}-float32.tflite"

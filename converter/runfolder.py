@@ -162,7 +162,12 @@ def load_run(path: str | os.PathLike) -> RunFolder:
         raise ConverterError(f"{folder}: run folder not found")
     if not (folder / MODEL_FILE).is_file():
         raise ConverterError(f"{folder}: no {MODEL_FILE} (is this a run folder written by training.fit?)")
-    if not zipfile.is_zipfile(folder / MODEL_FILE):  # checked before TensorFlow starts; Keras says "File not found"
+    try:  # checked before TensorFlow starts; Keras would say "File not found" for a corrupt file
+        with open(folder / MODEL_FILE, "rb") as model_file:
+            valid = zipfile.is_zipfile(model_file)
+    except OSError as err:
+        raise ConverterError(f"{folder / MODEL_FILE}: cannot read ({err.strerror})") from None
+    if not valid:
         raise ConverterError(f"{folder / MODEL_FILE}: not a valid .keras file (truncated or corrupt?)")
     try:
         labels = read_labels(folder / "labels.txt")

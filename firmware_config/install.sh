@@ -13,6 +13,7 @@
 #   4. /etc/smartbin/smartbin.yaml (kept if it exists) and /etc/smartbin/mqtt_password (0600, root)
 #   5. the systemd unit, enabled and (re)started
 set -euo pipefail
+umask 022  # whatever sudo inherited: the service user must read the venv, the source and the config
 
 PREFIX=/opt/smartbin
 CONF_DIR=/etc/smartbin
@@ -32,7 +33,7 @@ if [[ $EUID -ne 0 ]]; then
     echo "run as root: sudo $0 $*" >&2
     exit 1
 fi
-if [[ -n "$PASSWORD_FILE" && ! -r "$PASSWORD_FILE" ]]; then
+if [[ -n "$PASSWORD_FILE" && ! ( -f "$PASSWORD_FILE" && -r "$PASSWORD_FILE" ) ]]; then
     echo "cannot read password file $PASSWORD_FILE" >&2
     exit 2
 fi
@@ -67,10 +68,13 @@ rsync -a --delete --delete-excluded --chown=root:root --chmod=u=rwX,go=rX \
     --exclude /runs --exclude /.venv --exclude /state --exclude /test-artifacts --exclude /build --exclude /dist \
     "$SRC_DIR/" "$PREFIX/src/"
 # The system's Python (not a pyenv or conda one first on root's PATH): only it sees the apt picamera2.
-if ! grep -qs "include-system-site-packages = true" "$PREFIX/venv/pyvenv.cfg"; then
+# A venv made otherwise (or broken by a Python upgrade) is made anew.
+if ! grep -qsx "include-system-site-packages = true" "$PREFIX/venv/pyvenv.cfg" \
+        || ! grep -qsx "home = /usr/bin" "$PREFIX/venv/pyvenv.cfg" \
+        || ! "$PREFIX/venv/bin/python" -c 'import sys; sys.exit(sys.base_prefix != "/usr")' 2>/dev/null; then
     rm -rf "$PREFIX/venv"
     /usr/bin/python3 -m venv --system-site-packages "$PREFIX/venv"
-    "$PREFIX/venv/bin/pip" install --upgrade pip  # once: a re-run must also work offline if nothing changed
+    "$PREFIX/venv/bin/pip" install --upgrade pip  # once per venv, not on every upgrade
 fi
 # numpy<2: the apt picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x; OpenCV
 # 4.12 is the first that needs numpy 2, so pinning below it spares pip downloading several to find out.
@@ -89,7 +93,7 @@ else
 fi
 # systemd hands this file to the service as the credential mqtt_password (LoadCredential=); it must
 # exist for the service to start, so it is created empty when the broker needs no password.
-if [[ -n "$PASSWORD_FILE" && "$(realpath "$PASSWORD_FILE")" != "$CONF_DIR/mqtt_password" ]]; then
+if [[ -n "$PASSWORD_FILE" && ! "$PASSWORD_FILE" -ef "$CONF_DIR/mqtt_password" ]]; then
     install -m 0600 -o root -g root "$PASSWORD_FILE" "$CONF_DIR/mqtt_password"
 elif [[ ! -f "$CONF_DIR/mqtt_password" ]]; then
     install -m 0600 -o root -g root /dev/null "$CONF_DIR/mqtt_password"

@@ -167,7 +167,7 @@ class TestBadInputExitsTwo:
         precious.mkdir()
         (precious / "thesis.txt").write_text("keep me")
         assert main([str(run_dir), "--out", str(precious)]) == 2
-        assert "not a model bundle; refusing to replace it" in error_line(capsys)
+        assert "not a model bundle (" in error_line(capsys)
         assert (precious / "thesis.txt").read_text() == "keep me"
 
     def test_a_manifest_json_alone_does_not_make_a_folder_a_bundle(self, run_dir, tmp_path, capsys):
@@ -176,7 +176,7 @@ class TestBadInputExitsTwo:
         (web_app / "manifest.json").write_text('{"name": "my pwa"}')
         (web_app / "index.html").write_text("<html></html>")
         assert main([str(run_dir), "--out", str(web_app)]) == 2
-        assert "not a model bundle; refusing to replace it" in error_line(capsys)
+        assert "not a model bundle (" in error_line(capsys)
         assert (web_app / "index.html").is_file()
 
     def test_a_bundle_holding_other_files_is_not_replaced(self, run_dir, tmp_path, capsys, tiny_bundle):
@@ -184,8 +184,17 @@ class TestBadInputExitsTwo:
 
         bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
         (bundle / "NOTES.md").write_text("calibrated on the canteen photos")
+        (bundle / ".DS_Store").write_bytes(b"\0")  # a file manager's: not worth refusing for
         assert main([str(run_dir), "--out", str(bundle)]) == 2
         assert "the bundle there also holds NOTES.md, which replacing it would delete" in error_line(capsys)
+
+    def test_a_damaged_bundle_is_refused_with_the_reason(self, run_dir, tmp_path, capsys, tiny_bundle):
+        import shutil
+
+        bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+        (bundle / "labels.txt").unlink()
+        assert main([str(run_dir), "--out", str(bundle)]) == 2
+        assert f"--out {bundle}: folder exists and is not a model bundle (no labels.txt); refusing" in error_line(capsys)
 
     def test_edgetpu_needs_int8(self, run_dir, tmp_path, capsys):
         assert main([str(run_dir), "--out", str(tmp_path / "b"), "--quantize", "float16", "--edgetpu"]) == 2
