@@ -35,7 +35,8 @@ def main() -> None:
         ax.axhline(value, color=colour, linewidth=0.8, linestyle=":", label=f"target {label} {value}")
     ax.set_xticks(list(positions), names, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("score (official split)")
-    ax.set_title("EfficientNet-Lite0 on TrashNet: each technique added in turn (float Keras model)")
+    ax.set_title("EfficientNet-Lite0 on TrashNet: each technique added in turn (float Keras model)\n"
+                 "each step measured at the code named under it; one test photo is 0.26 points", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
