@@ -21,7 +21,7 @@ from typing import Callable
 
 from converter import ConverterError
 from converter.runfolder import RunFolder, load_run
-from edge.bundle import LABELS_FILE, Bundle, InputSpec, Manifest, load_bundle, write_bundle
+from edge.bundle import LABELS_FILE, MANIFEST_FILE, Bundle, InputSpec, Manifest, load_bundle, write_bundle
 from edge.errors import BundleError
 
 MODEL_FILE = "model.tflite"
@@ -73,7 +73,7 @@ def check_output_folder(folder: Path) -> None:
             reason = str(err).removeprefix(f"{folder}: ")
             raise ConverterError(f"--out {folder}: folder exists and is not a model bundle ({reason}); "
                                  "refusing to replace it") from None
-        own = {"manifest.json", LABELS_FILE, existing.manifest.model_file,
+        own = {MANIFEST_FILE, LABELS_FILE, existing.manifest.model_file,
                *((existing.manifest.edgetpu or {}).get("model_file", ""),)}
         others = sorted(path.name for path in folder.iterdir()
                         if path.name not in own and not _desktop_junk(path.name))

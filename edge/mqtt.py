@@ -170,7 +170,7 @@ class MqttLink:
                     self._publish_stats()
                 except Exception as err:  # noqa: BLE001 -- the last figures must not cost the "stopped"
                     log.warning("could not publish the last stats: %s", err)
-            info = self.client.publish(self.topic("availability"), availability, qos=1, retain=True)
+            info = self._say_final_availability()
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as err:
@@ -309,8 +309,8 @@ class MqttLink:
             self._stale_online = None
             self._say_final_availability()
 
-    def _say_final_availability(self) -> None:
-        self.client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
+    def _say_final_availability(self) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(self.topic("availability"), self._final_availability, qos=1, retain=True)
 
     def _give_up_waiting_for_suback(self) -> None:
         # A broker that never answers the subscription must not stop delivery for good: after a while

@@ -21,7 +21,7 @@ BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_larg
 
 
 class _Settings(BaseModel):
-    # Unknown keys are typos; assignments are checked too, so CLI overrides meet the same rules.
+    # Unknown keys are typos; a setting assigned later is checked like one read from a file.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 

@@ -196,8 +196,6 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         # shuffle=False: the tf.data pipelines shuffle themselves (Keras would ignore True and warn each run).
         trainer.fit(train_data, epochs=epochs, verbose=0, shuffle=False,
                     callbacks=[best, TqdmProgress(phase, steps), recorder])
-    if best.best_weights is None:
-        raise TrainingError("no training epochs were run (head-epochs and finetune-epochs are both 0)")
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     test_targets = [index[label] for _, label in split["test"]]
