@@ -79,6 +79,9 @@ class MqttLink:
         # holding its own message lock, and mids wrap around, so matching there is racy.
         self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
         self._counts_dirty = True
+        # The broker may have lost its retained last_item (restarted without persistence): restated once
+        # the backlog is out, so it is the newest item and never one older than an event still queued.
+        self._last_item_unsaid = True
         self._connected = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -210,6 +213,7 @@ class MqttLink:
         if self.discovery is not None:
             subscriptions.extend((pattern, 1) for pattern in self.discovery.patterns())
         self._counts_dirty = True
+        self._last_item_unsaid = True
         # "Connected" waits for the SUBACK (_on_subscribe): before it, a command sent to the bin is lost.
         result, self._subscribe_mid = client.subscribe(subscriptions)
         self._subscribe_sent_at = time.monotonic()
@@ -292,6 +296,7 @@ class MqttLink:
                     self._give_up_waiting_for_suback()
                     continue
                 self._publish_pending()
+                self._restate_last_item()
                 self._restate_availability_after_a_stale_online()
                 if self._counts_dirty:
                     self._counts_dirty = False
@@ -353,6 +358,16 @@ class MqttLink:
             # A retained copy of the newest event, so a dashboard (re)connecting shows the last item at once
             # instead of nothing until the next one; item itself stays an unretained event stream.
             self.client.publish(self.topic("last_item"), newest_item, qos=1, retain=True)
+            self._last_item_unsaid = False
+
+    def _restate_last_item(self) -> None:
+        if not self._last_item_unsaid or self.store.outbox_size():
+            return  # the backlog's newest item becomes last_item as it goes out
+        self._last_item_unsaid = False
+        newest = self.store.recent(1)
+        if newest:
+            self.client.publish(self.topic("last_item"), json.dumps(newest[0], separators=(",", ":"), sort_keys=True),
+                                qos=1, retain=True)
 
     def _mark_acked(self) -> None:
         with self._lock:
