@@ -105,6 +105,12 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     for bin_name, key in distinct_keys(bins).items():
         count_sensor(f"bin_{key}", f"Bin {bin_name}",
                      f"{{{{ value_json.bins.get({bin_name!r}, 0) }}}}", "mdi:delete")
+        # What went into the bin since it was last emptied (and the counts reset): its fill level.
+        count_sensor(f"since_reset_bin_{key}", f"Bin {bin_name} since reset",
+                     f"{{{{ value_json.since_reset.bins.get({bin_name!r}, 0) }}}}", "mdi:delete-clock")
+    add("sensor", "reset_at", {"name": "Counts reset at", "state_topic": counts, "device_class": "timestamp",
+                               "value_template": "{{ value_json.since_reset.reset_at | timestamp_utc }}",
+                               "icon": "mdi:restore"})
     for label, key in distinct_keys(labels).items():
         count_sensor(f"label_{key}", f"Label {label}",
                      f"{{{{ value_json.labels.get({label!r}, 0) }}}}", "mdi:tag")
@@ -113,10 +119,11 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     add("sensor", "last_confidence", {"name": "Last confidence", "state_topic": item,
                                       "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
                                       "unit_of_measurement": "%", "state_class": "measurement",
-                                      "icon": "mdi:gauge"})
+                                      "suggested_display_precision": 1, "icon": "mdi:gauge"})
     add("sensor", "inference_ms", {"name": "Inference time", "state_topic": stats,
                                    "value_template": "{{ value_json.inference_ms_mean }}",
-                                   "unit_of_measurement": "ms", "state_class": "measurement",
+                                   "unit_of_measurement": "ms", "device_class": "duration",
+                                   "state_class": "measurement", "suggested_display_precision": 1,
                                    "entity_category": "diagnostic", "icon": "mdi:timer-outline"})
     add("sensor", "outbox", {"name": "Undelivered events", "state_topic": stats,
                              "value_template": "{{ value_json.outbox }}", "state_class": "measurement",
@@ -131,5 +138,6 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
                                     "device_class": "connectivity", "entity_category": "diagnostic"},
         available_always=True)
     add("button", "reset_counts", {"name": "Reset counts", "command_topic": f"{topic_root}/cmd/reset_counts",
-                                   "payload_press": '{"request_id": "home-assistant"}', "icon": "mdi:restore"})
+                                   "payload_press": '{"request_id": "home-assistant"}', "icon": "mdi:restore",
+                                   "qos": 1})  # HA's default QoS 0 could lose a press made during a reconnect
     return messages

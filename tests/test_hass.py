@@ -52,12 +52,23 @@ def test_count_sensors_read_the_retained_counts_topic():
     assert config["state_class"] == "total_increasing"
 
 
+def test_each_bin_also_counts_since_the_last_reset_so_an_emptied_bin_starts_from_zero():
+    configs = dict(messages())
+    config = configs["homeassistant/sensor/bin_1/since_reset_bin_paper/config"]
+    assert config["state_topic"] == f"{ROOT}/counts"
+    assert config["value_template"] == "{{ value_json.since_reset.bins.get('paper', 0) }}"
+    assert config["state_class"] == "total_increasing"  # a reset to 0 starts a new cycle in HA's statistics
+    reset_at = configs["homeassistant/sensor/bin_1/reset_at/config"]
+    assert reset_at["device_class"] == "timestamp" and "since_reset.reset_at" in reset_at["value_template"]
+
+
 def test_the_reset_button_sends_a_valid_reset_counts_command():
     from edge.commands import parse_command
 
     config = dict(messages())["homeassistant/button/bin_1/reset_counts/config"]
     assert config["command_topic"] == f"{ROOT}/cmd/reset_counts"
     assert parse_command("reset_counts", config["payload_press"]).request_id == "home-assistant"
+    assert config["qos"] == 1
 
 
 def test_the_owner_of_a_discovery_config_is_its_smartbin_device_identifier():
