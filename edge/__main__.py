@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a config file. Exit 0 when valid (warnings are printed), 2 with one "
                     "`key: problem` line per problem.")
     validate.add_argument("file", metavar="FILE", type=Path, help="the smartbin.yaml to check")
+    validate.add_argument("--model", metavar="BUNDLE", type=Path,
+                          help="check against this model bundle instead of model.path (as `run --model` would run)")
     validate.set_defaults(func=validate_config)
     from edge import calibrate, classify_cli
     from edge.web import cli as web_cli
@@ -140,18 +142,19 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
-    from edge.config import config_warnings, label_warnings, load_config, model_dir
+    from edge.config import config_warnings, load_config, model_dir, model_warnings
     from edge.errors import BundleError, ConfigError
 
+    overrides = {} if args.model is None else {"model.path": str(args.model.resolve())}
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, overrides)
     except ConfigError as err:
         return fail([f"{key}: {problem}" for key, problem in err.problems])
     try:
         bundle = load_bundle(model_dir(config))
     except BundleError as err:
         return fail([f"model.path: {err}"])
-    for key, warning in config_warnings(config) + label_warnings(config, bundle.labels):
+    for key, warning in config_warnings(config) + model_warnings(config, bundle):
         print(f"warning: {key}: {warning}", file=sys.stderr)
     print(f"{args.file}: ok")
     return 0

@@ -18,14 +18,18 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from edge.config_schema import (CameraConfig, Config, DecisionConfig, DetectorConfig, DeviceConfig,  # noqa: F401
                                 FakeCameraConfig, FlapConfig, HomeAssistantConfig, ModelConfig, MqttConfig,
                                 ReplayConfig, ReviewConfig, Section, TlsConfig, WatchdogConfig, WebConfig)
+from edge.decision import same_label
 from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.bundle import Bundle
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_CONFIG = Path("/etc/smartbin/smartbin.yaml")
@@ -102,24 +106,51 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     return warnings
 
 
-def label_warnings(config: Config, labels: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
-    """How the model's labels and ``decision.bins`` disagree, as ``(key, warning)`` pairs.
+def model_warnings(config: Config, bundle: Bundle) -> list[tuple[str, str]]:
+    """How the model and the config disagree, as ``(key, warning)`` pairs.
 
-    Both are legal (an unmapped label goes to the reject bin; a mapped name the model never
-    says is unused), but after retraining on new classes they usually mean the config was not
+    All of it is legal (an unmapped label goes to the reject bin; a mapped name the model never
+    says is unused), but after retraining on new classes it usually means the config was not
     updated: every item would land in the reject bin.
     """
-    bins = config.decision.bins
+    decision, labels = config.decision, bundle.labels
+    mapped = {same_label(name) for name in decision.bins}
+    known = {same_label(label): label for label in labels}
     warnings = []
-    unmapped = [label for label in labels if label not in bins]
-    if unmapped:
-        warnings.append(("decision.bins", f"labels without a bin go to {config.decision.reject_bin!r}: "
+    unmapped = [label for label in labels if same_label(label) not in mapped]
+    if unmapped and len(unmapped) == len(labels):
+        warnings.append(("decision.bins", f"no label of the model has a bin: every item goes to "
+                                          f"{decision.reject_bin!r}; the model's labels are {', '.join(labels)}"))
+    elif unmapped:
+        warnings.append(("decision.bins", f"labels without a bin go to {decision.reject_bin!r}: "
                                           f"{', '.join(unmapped)}"))
-    unknown = [name for name in bins if name not in labels]
-    if unknown:
-        warnings.append(("decision.bins", f"not labels of the model (never used): {', '.join(unknown)}; "
-                                          f"the model's labels are {', '.join(labels)}"))
+    for name in decision.bins:
+        if same_label(name) not in known:
+            warnings.append((f"decision.bins.{name}", f"not a label of the model (never used){_hint(name, bundle)}; "
+                                                      f"the model's labels are {', '.join(labels)}"))
+    top = _highest_confidence(bundle)
+    if top is not None and decision.min_confidence > top:
+        warnings.append(("decision.min_confidence", f"{decision.min_confidence:g} is above the highest confidence "
+                                                    f"this model can output ({top:.4f}): every item would be rejected"))
     return warnings
+
+
+def _hint(name: str, bundle: Bundle) -> str:
+    folded = {same_label(label).casefold(): label for label in bundle.labels}
+    if same_label(name).casefold() in folded:
+        return f"; did you mean {folded[same_label(name).casefold()]!r}?"
+    merged = {same_label(source): target for source, target in bundle.manifest.label_map.items()}
+    if same_label(name) in merged:
+        return f"; the model's label map merged the folder {name!r} into {merged[same_label(name)]!r}: map that"
+    return ""
+
+
+def _highest_confidence(bundle: Bundle) -> float | None:
+    output = bundle.manifest.output
+    if output.dtype not in ("uint8", "int8") or not output.scale:
+        return None
+    top = 255 if output.dtype == "uint8" else 127
+    return output.scale * (top - output.zero_point)
 
 
 def is_loopback(host: str) -> bool:

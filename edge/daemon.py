@@ -27,7 +27,7 @@ import numpy as np
 
 from edge import commands as cmd
 from edge import parts
-from edge.config import Config, label_warnings, state_dir
+from edge.config import Config, model_warnings, state_dir
 from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
 from edge.recorder import Recorder
@@ -131,7 +131,7 @@ class Daemon:
         self.web.start()
 
     def _warn_about_labels(self) -> list[str]:
-        warnings = [f"{key}: {warning}" for key, warning in label_warnings(self.config, self.classifier.labels)]
+        warnings = [f"{key}: {warning}" for key, warning in model_warnings(self.config, self.classifier.bundle)]
         for warning in warnings:
             log.warning("%s", warning)
         return warnings

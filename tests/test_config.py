@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from edge.config import (DEFAULT_CONFIG, Config, config_warnings, load_config, read_mqtt_password, resolve_path,
-                         state_dir)
+from edge.bundle import OutputSpec
+from edge.config import (DEFAULT_CONFIG, Config, config_warnings, load_config, model_warnings, read_mqtt_password,
+                         resolve_path, state_dir)
 from edge.errors import ConfigError
 
 
@@ -185,3 +187,44 @@ def test_values_that_would_only_fail_at_run_time_are_config_errors(tmp_path, yam
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, yaml_text + "\n"))
     assert any(f"{key}: {problem}".startswith(line) for key, problem in error.value.problems)
+
+
+def bundle_with(labels, label_map=None, output=OutputSpec()):
+    """What model_warnings reads of a bundle: its labels, label map and output quantisation."""
+    manifest = SimpleNamespace(label_map=label_map or {}, output=output)
+    return SimpleNamespace(labels=tuple(labels), manifest=manifest)
+
+
+def config_with_bins(tmp_path, bins: str, min_confidence: float = 0.5) -> Config:
+    return load_config(write(tmp_path, f"decision: {{bins: {{{bins}}}, reject_bin: rest, "
+                                       f"min_confidence: {min_confidence}}}\n"
+                                       "flap: {angles: {rest: 0, metal: 30, bio: 60}}\n"))
+
+
+def test_model_warnings_name_each_bin_key_the_model_never_says_with_a_hint(tmp_path):
+    config = config_with_bins(tmp_path, "Can: metal, tin: metal, glass: metal")
+    bundle = bundle_with(["can", "food"], label_map={"tin": "can", "alu": "can"})
+    warnings = dict(model_warnings(config, bundle))
+    assert "did you mean 'can'?" in warnings["decision.bins.Can"]
+    assert "merged the folder 'tin' into 'can'" in warnings["decision.bins.tin"]
+    assert warnings["decision.bins.glass"] == "not a label of the model (never used); the model's labels are can, food"
+
+
+def test_model_warnings_say_when_no_label_has_a_bin(tmp_path):
+    warnings = model_warnings(config_with_bins(tmp_path, "glass: metal"), bundle_with(["can", "food"]))
+    assert warnings[0] == ("decision.bins", "no label of the model has a bin: every item goes to 'rest'; "
+                                            "the model's labels are can, food")
+
+
+def test_model_warnings_match_labels_in_unicode_nfc(tmp_path):
+    config = config_with_bins(tmp_path, '"Bio-M\u00fcll": bio')
+    assert model_warnings(config, bundle_with(["Bio-Mu\u0308ll"])) == []
+
+
+def test_a_min_confidence_the_int8_model_can_never_reach_is_warned_about(tmp_path):
+    config = config_with_bins(tmp_path, "can: metal", min_confidence=1.0)
+    warnings = dict(model_warnings(config, bundle_with(["can"])))
+    assert warnings["decision.min_confidence"] == ("1 is above the highest confidence this model can output "
+                                                   "(0.9961): every item would be rejected")
+    float_output = bundle_with(["can"], output=OutputSpec(dtype="float32", scale=0.0))
+    assert "decision.min_confidence" not in dict(model_warnings(config, float_output))

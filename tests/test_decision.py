@@ -50,3 +50,9 @@ def test_bad_settings_are_refused():
         Decider({}, "reject", 1.5)
     with pytest.raises(ValueError, match="reject_bin"):
         Decider({}, "", 0.5)
+
+
+def test_labels_match_bins_in_unicode_nfc_whatever_form_either_was_written_in():
+    composed, decomposed = "Bio-M\u00fcll", "Bio-Mu\u0308ll"  # a config typed by hand; a folder made on a Mac
+    decider = Decider({composed: "bio"}, reject_bin="reject", min_confidence=0.5)
+    assert decider.decide(prediction(decomposed, 0.9)) == Decision(decomposed, 0.9, "bio", False)
