@@ -189,7 +189,8 @@ def check_labels(labels: Any) -> None:
     if not isinstance(labels, (list, tuple)) or not labels:
         raise BundleError("labels: must be a non-empty list")
     for label in labels:
-        if not isinstance(label, str) or not label.strip() or label != label.strip():
+        # One label a line in labels.txt: a line break inside one would make two.
+        if not isinstance(label, str) or not label.strip() or label != label.strip() or "\n" in label or "\r" in label:
             raise BundleError(f"labels: {label!r} is not a valid label")
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -202,6 +203,8 @@ def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise BundleError(f"labels: cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise BundleError(f"labels: {path} is not UTF-8 text (byte {err.start})") from None
     labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     check_labels(labels)
     return labels

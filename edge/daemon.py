@@ -28,6 +28,7 @@ import numpy as np
 from edge import commands as cmd
 from edge import parts
 from edge.config import Config, model_warnings, state_dir
+from edge.decision import same_label
 from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
 from edge.recorder import Recorder
@@ -237,10 +238,9 @@ class Daemon:
             "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
         }
         # A model trained with a label map answers with merged labels ("bottle" folder -> "plastic").
-        label_map = self.classifier.bundle.manifest.label_map
-        truth = None if last.truth is None else label_map.get(last.truth, last.truth)
+        truth = None if last.truth is None else same_label(last.truth)  # a Mac's folder names: decomposed "ü"
         if truth is not None:
-            event["truth"] = truth
+            event["truth"] = truth = self.classifier.bundle.manifest.label_map.get(truth, truth)
         if last.source_id is not None:
             event["source"] = last.source_id
         # The previous item's fsync ends first, so a power cut can take at most the last item.

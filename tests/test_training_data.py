@@ -112,3 +112,24 @@ def test_webp_that_tensorflow_cannot_read_as_rgb_is_skipped_and_mpo_jpegs_are_ke
     dataset = discover(photo_folder, verify=True)
     assert dataset.unreadable == ["glass/transparent.webp"]
     assert {"glass/plain.webp", "glass/phone.jpg"} <= {rel for rel, _ in dataset.items}
+
+
+def test_labels_are_unicode_nfc_whatever_form_the_folder_name_has(tmp_path):
+    decomposed, composed = "bio-mu\u0308ll", "bio-m\u00fcll"  # a folder copied from a Mac; a name typed by hand
+    root = write_class_folders(tmp_path / "d", labels=(decomposed, "glass", "rest"), per_class=2)
+    assert discover(root).labels == [composed, "glass", "rest"]
+    (tmp_path / "map.yaml").write_text(f"{composed}: compost\n", encoding="utf-8")
+    mapped = discover(root, label_map=load_label_map(tmp_path / "map.yaml"))
+    assert mapped.labels == ["compost", "glass", "rest"] and mapped.unused_map_keys == []
+
+
+def test_a_label_map_that_is_not_utf8_is_one_clear_error(tmp_path):
+    (tmp_path / "map.yaml").write_bytes("bio: Bio-M\u00fcll\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        load_label_map(tmp_path / "map.yaml")
+
+
+def test_check_refuses_a_folder_name_no_model_can_carry_as_a_label(tmp_path, capsys):
+    root = write_class_folders(tmp_path / "d", labels=("glass", "metal "), per_class=2)
+    assert main(["check", str(root)]) == 1
+    assert "'metal ': not a class name a model can carry" in capsys.readouterr().out

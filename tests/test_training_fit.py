@@ -44,6 +44,8 @@ def test_fit_writes_the_whole_run_folder(tmp_path):
     (["--data", "{data}", "--config", "{tmp}/bad.yaml"], "bad.yaml: learning_rate: unknown key"),
     (["--data", "{data}", "--split-file", "{tmp}/leaky.json"], "in more than one of train/val/test: glass/glass_0.jpg"),
     (["--data", "{data}", "--split-file", "{tmp}/no-metal.json"], "no training images for metal"),
+    (["--data", "{data}", "--label-map", "{tmp}/padded.yaml"], "glass: ' can' is not a class name"),
+    (["--data", "{data}", "--label-map", "{tmp}/boolean.yaml"], "True: YAML read this folder name as bool"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     data = write_class_folders(tmp_path / "data", per_class=3)
@@ -55,6 +57,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
         "train": files["cardboard"][:2] + files["glass"][:2], "val": [files["metal"][1]], "test": [files["metal"][0]]}))
     (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
     (tmp_path / "adam.yaml").write_text("optimizer: adam\n")
+    (tmp_path / "padded.yaml").write_text('glass: " can"\n')  # trained for hours, then refused by the converter
+    (tmp_path / "boolean.yaml").write_text("yes: can\n")
     args = [a.format(tmp=tmp_path, data=data) for a in args]
     assert main([*TINY, *args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
@@ -77,6 +81,16 @@ def test_bad_input_fails_before_tensorflow_is_imported(tmp_path, args):
               "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr
+
+
+def test_a_folder_name_no_model_can_carry_as_a_label_stops_the_run_before_tensorflow(tmp_path, capsys):
+    data = write_class_folders(tmp_path / "data", labels=("glass", "metal "), per_class=3)
+    script = ("import sys; from training.fit import main; code = main(sys.argv[1:]); "
+              "print(code, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, *TINY, "--data", str(data), "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "'metal ': not a class name a model can carry" in result.stderr
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):

@@ -133,9 +133,11 @@ class TrainConfig(_Settings):
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except OSError as err:
             raise TrainingError(f"{path}: cannot read config: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise TrainingError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
             raise TrainingError(f"{path}: not valid YAML: {err}") from None
         return cls.from_dict(data, where=str(path))
@@ -157,7 +159,7 @@ class TrainConfig(_Settings):
         return self.model_dump()
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 
 def problems(err: ValidationError) -> str:

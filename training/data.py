@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,16 +49,53 @@ LABEL_MAP_FILE = "label_map.yaml"  # the copy of --label-map that training.fit k
 
 
 def load_label_map(path: str | Path | None) -> dict[str, str]:
-    """Reads a YAML label map ``{source_class: bin_class}``; ``{}`` when no path is given."""
+    """Reads a YAML label map ``{source_class: bin_class}``; ``{}`` when no path is given.
+
+    Names are returned in Unicode NFC (``label_name``). Raises ``DataError`` for anything that would
+    only fail hours later in the converter: a target that is not a valid label (empty, padded with
+    spaces, several lines) or a source YAML did not read as text (``yes:`` is a boolean).
+    """
     if not path:
         return {}
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: label map is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except (OSError, yaml.YAMLError) as err:
         raise DataError(f"{path}: cannot read label map: {err}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+    if not isinstance(data, dict):
         raise DataError(f"{path}: a label map is a YAML mapping source_class: bin_class")
-    return {str(k): v for k, v in data.items()}
+    mapping = {}
+    for source, target in data.items():
+        if isinstance(source, bool) or source is None:
+            raise DataError(f"{path}: {source!r}: YAML read this folder name as {type(source).__name__}, "
+                            f"not text: quote it ('yes': ...)")
+        if not isinstance(target, str) or not target.strip() or target != target.strip() or "\n" in target:
+            raise DataError(f"{path}: {source}: {target!r} is not a class name (text, no leading or trailing "
+                            f"spaces, one line)")
+        mapping[label_name(str(source))] = label_name(target)
+    return mapping
+
+
+def label_name(name: str) -> str:
+    """A class name as labels carry it: Unicode NFC, so a folder made on a Mac (decomposed "ü")
+    gives the same label as the same name typed elsewhere (as the bin matches its config)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def invalid_labels(labels: list[str]) -> list[str]:
+    """The labels a model bundle cannot carry (blank, padded with spaces, several lines): folder
+    names that would train for hours and then be refused by the converter."""
+    from edge.bundle import check_labels
+    from edge.errors import BundleError
+
+    invalid = []
+    for label in labels:
+        try:
+            check_labels([label])
+        except BundleError:
+            invalid.append(label)
+    return invalid
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -89,7 +127,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     items, unreadable, empty = [], [], []
     for folder in folders:
         files = image_files(folder)
-        label = label_map.get(folder.name, folder.name)
+        label = label_map.get(label_name(folder.name), label_name(folder.name))
         kept = 0
         for path in files:
             rel = path.relative_to(root).as_posix()
@@ -112,7 +150,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
         extra = [label for label in found if label not in labels]
         if extra:
             raise DataError(f"{root}: folders {', '.join(extra)} are not in --labels (map or remove them)")
-    unused = sorted(set(label_map) - {folder.name for folder in folders})
+    unused = sorted(set(label_map) - {label_name(folder.name) for folder in folders})
     return Dataset(root, list(labels or found), items, unreadable, unused, empty)
 
 
@@ -181,7 +219,7 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
     lines = [f"dataset: {dataset.root}", f"images: {len(readable)} readable, {len(unreadable)} unreadable",
              "", "| class | images |", "|---|---|"]
     # Empty folders' classes too: they are the ones that stop training.
-    empty_labels = {(label_map or {}).get(name, name) for name in dataset.empty_folders}
+    empty_labels = {(label_map or {}).get(label_name(name), label_name(name)) for name in dataset.empty_folders}
     shown = sorted(set(dataset.labels) | empty_labels)
     lines += [f"| {label} | {counts[label]} |" for label in shown]
     smallest = min((counts[label] for label in shown), default=0)
@@ -194,6 +232,8 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
     refused = [f"{folder}: class folder has no images" for folder in dataset.empty_folders]
     refused += [f"{folder}: class folder has no readable images ({n} unreadable)"
                 for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
+    refused += [f"{label!r}: not a class name a model can carry (spaces at either end, or a line break): "
+                f"rename the folder or map it with --label-map" for label in invalid_labels(shown)]
     problems = refused + [f"label map: {key!r} names no folder" for key in dataset.unused_map_keys]
     if problems:
         lines += ["", "problems:"]

@@ -32,9 +32,10 @@ def load_run(run_dir: Path):
     import training.schedules  # noqa: F401
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    labels = [line.strip() for line in (run_dir / "labels.txt").read_text().splitlines() if line.strip()]
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    split = json.loads((run_dir / "split.json").read_text())
+    labels = [line.strip() for line in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+              if line.strip()]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
     return model, labels, config, split
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from training.config import TrainConfig
-from training.errors import ModelError, TrainingError
+from training.errors import DataError, ModelError, TrainingError
 
 RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
              "confusion_matrix.png", "curves.png", "report.md")
@@ -82,11 +82,15 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 def prepare_data(config: TrainConfig):
     """Dataset discovery (unreadable files listed and skipped) and the split."""
-    from training.data import discover, load_label_map
+    from training.data import discover, invalid_labels, load_label_map
     from training.split import copies_across_splits, load_split, make_split
 
     dataset = discover(config.data, labels=config.labels, label_map=load_label_map(config.label_map),
                        verify=True)
+    invalid = invalid_labels(dataset.labels)
+    if invalid:
+        raise DataError(f"{config.data}: {', '.join(map(repr, invalid))}: not a class name a model can carry "
+                        f"(spaces at either end, or a line break): rename the folder or map it with --label-map")
     for rel in dataset.unreadable:
         print(f"warning: skipping unreadable image {rel}", file=sys.stderr)
     for key in dataset.unused_map_keys:  # "PET: plastic" beside a folder named pet/ would train a class "pet"
@@ -229,7 +233,7 @@ def write_run_header(config: TrainConfig, run_dir: Path, labels: list[str], spli
         from training.data import LABEL_MAP_FILE
 
         shutil.copyfile(config.label_map, run_dir / LABEL_MAP_FILE)
-    (run_dir / "labels.txt").write_text("\n".join(labels) + "\n")
+    (run_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     save_split(split, run_dir / "split.json", config.data)
 
 
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         reports = [train_one(config.override(seed=seed), out / f"seed-{seed}", args.max_train_steps)
                    for seed in seeds]
         summary = {"seeds": seeds, "metrics": summarize_runs(reports)}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         for key, value in summary["metrics"].items():
             print(f"{key}: {value['mean']:.4f} ± {value['std']:.4f}", file=sys.stderr)
         # One JSON line on stdout, as for one run; here each figure is {"mean", "std"}

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 def write_history(rows: list[dict], path: Path) -> None:
     keys = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("phase", "epoch"), k))
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
@@ -85,7 +85,7 @@ def report_markdown(metrics: dict, title: str, notes: list[str], prefix: str = "
 def write_evaluation(run_dir: Path, metrics: dict, title: str, notes: list[str], prefix: str = "",
                      split_name: str = "test") -> None:
     """Writes ``{prefix}metrics.json``, ``{prefix}confusion_matrix.png`` and ``{prefix}report.md``."""
-    (run_dir / f"{prefix}metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (run_dir / f"{prefix}metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_confusion(metrics["confusion_matrix"], metrics["labels"], run_dir / f"{prefix}confusion_matrix.png",
                    title=f"Confusion matrix ({split_name})")
-    (run_dir / f"{prefix}report.md").write_text(report_markdown(metrics, title, notes, prefix))
+    (run_dir / f"{prefix}report.md").write_text(report_markdown(metrics, title, notes, prefix), encoding="utf-8")

@@ -31,7 +31,7 @@ def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, 
         DataError: unreadable file, a missing list, or paths absent from the data folder.
     """
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read split file: {err}") from None
     lists = data.get("splits", data) if isinstance(data, dict) else None
@@ -103,4 +103,4 @@ def save_split(split: dict[str, list[tuple[str, str]]], path: str | Path, data: 
         "splits": {name: [rel for rel, _ in split[name]] for name in SPLITS},
         "labels": {rel: label for name in SPLITS for rel, label in split[name]},
     }
-    Path(path).write_text(json.dumps(payload, indent=1) + "\n")
+    Path(path).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
