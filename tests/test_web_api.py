@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,9 @@ import pytest
 
 from edge.classifier import Classifier
 from edge.decision import Decider
+from edge.errors import UploadError
 from edge.web.server import WebServer
+from edge.web.upload import read_body
 from tests.conftest import REPO_ROOT, TINY_LABELS, make_photo
 from tests.web_support import jpeg_bytes, multipart, png_bytes, raw_exchange, request, status_and_json
 
@@ -186,6 +190,48 @@ def test_a_body_cut_off_before_its_content_length_is_400(server):
     status, result = status_and_json(raw_exchange(server.url, head, body[: len(body) // 2], half_close=True))
     assert status == 400 and "cut off" in result["error"]
     assert_still_serving(server)
+
+
+def test_a_client_that_asks_before_sending_is_told_to_go_ahead_at_once(server):
+    # curl sends "Expect: 100-continue" for bodies over 1 MB and otherwise waits a second for the answer.
+    body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall((f"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+                      f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode())
+        sock.settimeout(0.5)
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.settimeout(10)
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert status_and_json(answer)[0] == 200
+
+
+def test_an_oversized_upload_that_asks_first_is_refused_without_a_go_ahead(server):
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 999999999\r\nExpect: 100-continue\r\n\r\n")
+    answer = raw_exchange(server.url, head)
+    assert b"100 Continue" not in answer and status_and_json(answer)[0] == 413
+
+
+def test_an_upload_trickled_byte_by_byte_is_cut_off_at_the_deadline():
+    class Trickle:  # one byte per receive, as a slow client sends them
+        def read1(self, size):
+            time.sleep(0.01)
+            return b"x"
+
+    started = time.monotonic()
+    with pytest.raises(UploadError) as caught:
+        read_body(Trickle(), {"Content-Length": "100000"}, limit=1 << 20, deadline_s=0.1)
+    assert caught.value.status == 408 and time.monotonic() - started < 1
+
+
+def test_an_iphone_heic_photo_is_named_with_a_way_out(server):
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    status, _, result = upload(server, heic, "IMG_0001.HEIC", "image/heic")
+    assert status == 415 and "HEIC photo" in result["error"] and "JPEG" in result["error"]
 
 
 def test_a_multipart_body_without_its_closing_boundary_is_400(server):

@@ -192,11 +192,45 @@ def test_a_status_that_starts_failing_is_shown_as_stale_not_as_live(browser, ser
         daemon.fail = True  # the stream now sends `event: problem`
         page.wait_for_function("() => document.querySelector('#live-note').textContent.includes('store is locked')")
         assert "stale" in page.get_attribute("#live-body", "class")
+        assert "warning" in page.get_attribute("#live-note", "class")  # a banner, not small grey text
+        assert "Figures below are from" in page.inner_text("#live-note")  # the time of the last good update
         daemon.fail = False
         page.wait_for_function("() => !document.querySelector('#live-body').classList.contains('stale')")
         assert "bin-7" in page.inner_text("#live-note")
     finally:
         page.close()
+
+
+def test_a_tab_in_the_background_gives_its_live_stream_back(browser, server, daemon):
+    # Browsers open at most 6 connections to one host: forgotten tabs must not leave none for an upload.
+    import edge.web.server as web_server
+
+    def streams_open() -> int:
+        return web_server.MAX_EVENT_STREAMS - server.event_streams._value
+
+    def set_hidden(hidden: bool) -> None:
+        page.evaluate("(hidden) => { Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});"
+                      " document.dispatchEvent(new Event('visibilitychange')); }", hidden)
+
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#live-body:not([hidden])")
+        wait_until(lambda: streams_open() == 1)
+        set_hidden(True)
+        wait_until(lambda: streams_open() == 0)
+        set_hidden(False)
+        wait_until(lambda: streams_open() == 1)
+    finally:
+        page.close()
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_a_page_refused_a_live_stream_falls_back_to_polling(browser, server, daemon, monkeypatch):

@@ -16,11 +16,12 @@ import email.parser
 import email.policy
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge.errors import UploadError
 
@@ -28,6 +29,12 @@ FIELD = "image"
 # Room for the multipart boundaries and part headers around a file of the full allowed size.
 ENVELOPE_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
+# A whole upload must arrive within this: a client trickling a byte every few seconds would otherwise
+# hold one of the few upload slots for as long as it likes (the socket timeout is per read).
+UPLOAD_DEADLINE_S = 60.0
+# ISO base media files (HEIC from iPhones, AVIF): "ftyp" at offset 4, then the brand.
+_ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
+                     b"avif": "AVIF", b"avis": "AVIF"}
 
 _SIGNATURES = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -53,18 +60,22 @@ def too_large(limit: int) -> UploadError:
     return UploadError(413, f"the photo is larger than the {limit / (1 << 20):g} MB limit")
 
 
-def read_body(rfile, headers, limit: int) -> bytes:
+def read_body(rfile, headers, limit: int, deadline_s: float = UPLOAD_DEADLINE_S,
+              go_ahead: Callable[[], None] = lambda: None) -> bytes:
     """Reads a request body of at most ``limit`` bytes of photo plus the multipart envelope.
 
     The size is checked from ``Content-Length`` before anything is read, and again while
     reading a chunked body, so an oversized upload never fills memory.
 
     Raises:
-        UploadError: 411 without a length, 413 when too large, 400 when the body ends early.
+        UploadError: 411 without a length, 413 when too large, 400 when the body ends early, 408 when
+            it takes longer than ``deadline_s``.
     """
     allowed = limit + ENVELOPE_BYTES
+    deadline = time.monotonic() + deadline_s
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        return _read_chunked(rfile, allowed, limit)
+        go_ahead()
+        return _read_chunked(rfile, allowed, limit, deadline)
     length_text = headers.get("Content-Length")
     if length_text is None:
         raise UploadError(411, "the upload has no Content-Length")
@@ -76,9 +87,10 @@ def read_body(rfile, headers, limit: int) -> bytes:
         raise UploadError(400, "the upload's Content-Length is negative")
     if length > allowed:
         raise too_large(limit)
+    go_ahead()  # the client may send the body now (HTTP "Expect: 100-continue")
     parts, remaining = [], length
     while remaining:
-        chunk = _read(rfile, min(remaining, READ_CHUNK))
+        chunk = _read(rfile, min(remaining, READ_CHUNK), deadline)
         if not chunk:
             raise UploadError(400, "the upload was cut off before the end")
         parts.append(chunk)
@@ -86,16 +98,20 @@ def read_body(rfile, headers, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _read(rfile, size: int) -> bytes:
+def _read(rfile, size: int, deadline: float) -> bytes:
+    if time.monotonic() > deadline:
+        raise UploadError(408, f"the upload took longer than {UPLOAD_DEADLINE_S:g} s and was cut off")
     try:
-        return rfile.read(size)
+        # read1: what one receive brings, so the deadline is checked between trickled bytes too
+        # (read(size) would block until all of them came).
+        return rfile.read1(size)
     except TimeoutError:
         raise UploadError(400, "the upload stalled and was cut off") from None
     except OSError:
         return b""
 
 
-def _read_chunked(rfile, allowed: int, limit: int) -> bytes:
+def _read_chunked(rfile, allowed: int, limit: int, deadline: float) -> bytes:
     parts, total = [], 0
     while True:
         size_line = rfile.readline(1024)
@@ -117,7 +133,7 @@ def _read_chunked(rfile, allowed: int, limit: int) -> bytes:
             raise too_large(limit)
         chunk = b""
         while len(chunk) < size:
-            more = _read(rfile, size - len(chunk))
+            more = _read(rfile, size - len(chunk), deadline)
             if not more:
                 raise UploadError(400, "the upload was cut off before the end")
             chunk += more
@@ -155,6 +171,10 @@ def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
         raise too_large(limit)
     kind = sniff(data)
     if kind is None:
+        container = _ISO_MEDIA_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
+        if container:
+            raise UploadError(415, f"'{filename or FIELD}' is a {container} photo, which the bin cannot read: "
+                                   f"export it as JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)")
         raise UploadError(415, f"'{filename or FIELD}' is not an image (JPEG, PNG, WebP, BMP or GIF expected)")
     if is_truncated(data, kind):
         raise UploadError(400, f"'{filename or FIELD}' is truncated: the {kind.upper()} file ends too early")

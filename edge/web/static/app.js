@@ -3,7 +3,7 @@
 // textContent, never parsed as HTML, so a label cannot inject markup.
 "use strict";
 
-const state = { maxUploadBytes: 10 * 1024 * 1024, previewUrl: null, request: 0, polling: null };
+const state = { maxUploadBytes: 10 * 1024 * 1024, previewUrl: null, request: 0, polling: null, events: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -52,12 +52,19 @@ function clearError() {
 
 // A phone photo of 48 MP or more can pass the upload limit, and the model only needs a few hundred
 // pixels: photos over SHRINK_ABOVE_BYTES are shrunk in the browser to at most SHRINK_TO_SIDE pixels
-// (EXIF orientation applied) and sent as JPEG. Formats the browser cannot draw go as they are.
+// (EXIF orientation applied) and sent as JPEG. Formats the bin cannot read (AVIF, HEIC in Safari)
+// are converted whatever their size, when the browser can draw them; otherwise they go as they are
+// and the server says why it refuses them.
 const SHRINK_ABOVE_BYTES = 2 * 1048576;
 const SHRINK_TO_SIDE = 2048;
+const BIN_READS = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif"];
+// An answer takes well under a second; a request still open after this is stuck (a full connection
+// pool, a hung bin) and the user is told instead of watching "Classifying…" for ever.
+const CLASSIFY_TIMEOUT_MS = 60000;
 
 async function shrink(file) {
-  if (file.size <= SHRINK_ABOVE_BYTES || !window.createImageBitmap) return file;
+  const readable = !file.type || BIN_READS.includes(file.type);
+  if ((readable && file.size <= SHRINK_ABOVE_BYTES) || !window.createImageBitmap) return file;
   try {
     const bitmap = await createImageBitmap(file);
     const scale = Math.min(1, SHRINK_TO_SIDE / Math.max(bitmap.width, bitmap.height));
@@ -78,9 +85,12 @@ async function shrink(file) {
 async function classify(original) {
   clearError();
   if (!original) return;
+  $("busy").textContent = "Preparing the photo…";  // shrinking a 48 MP photo takes a moment on a phone
+  $("busy").hidden = false;
   const file = original.type && !original.type.startsWith("image/") ? original : await shrink(original);
+  $("busy").hidden = true;
   if (file.type && !file.type.startsWith("image/")) {
-    showError(`“${file.name}” is not a photo (${file.type}). Choose a JPEG, PNG or WebP image.`);
+    showError(`“${file.name}” is not a photo (${file.type}). Choose a JPEG, PNG, WebP, BMP or GIF image.`);
     return;
   }
   if (file.size === 0) {
@@ -95,11 +105,14 @@ async function classify(original) {
   // to an earlier photo can never appear beside a later photo.
   const request = ++state.request;
   const previewUrl = URL.createObjectURL(file);
+  $("busy").textContent = "Classifying…";
   $("busy").hidden = false;
   const form = new FormData();
   form.append("image", file, file.name || "photo.jpg");
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), CLASSIFY_TIMEOUT_MS);
   try {
-    const response = await fetch("/api/classify", { method: "POST", body: form });
+    const response = await fetch("/api/classify", { method: "POST", body: form, signal: abort.signal });
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     if (request !== state.request) {
@@ -118,8 +131,12 @@ async function classify(original) {
     showResult(body);
   } catch (err) {
     if (previewUrl !== state.previewUrl) URL.revokeObjectURL(previewUrl);
-    if (request === state.request) showError("Could not reach the bin. Is it still running? Try again in a moment.");
+    if (request !== state.request) return;
+    showError(err && err.name === "AbortError"
+      ? `No answer from the bin after ${CLASSIFY_TIMEOUT_MS / 1000} s. Close other tabs of this page and try again.`
+      : "Could not reach the bin. Is it still running? Try again in a moment.");
   } finally {
+    clearTimeout(timer);
     if (request === state.request) $("busy").hidden = true;
   }
 }
@@ -140,6 +157,8 @@ function verdictText(result) {
 function showResult(result) {
   $("preview").src = state.previewUrl;
   $("verdict").textContent = verdictText(result);
+  // Announced from an element that is always rendered: screen readers skip live regions that were hidden.
+  $("announce").textContent = verdictText(result);
   $("verdict").classList.toggle("unsure", result.rejected);
   $("result-label").textContent = result.label;
   $("result-bin").textContent = result.bin;
@@ -233,7 +252,7 @@ function renderLive(status) {
   facts($("stats"), [
     ["Frames per second", number(stats.fps), "stat-fps"],
     ["Inference", `${number(stats.inference_ms_mean)} ms mean, ${number(stats.inference_ms_p90)} ms p90`, "stat-inference"],
-    ["Items", number(stats.items), "stat-items"],
+    ["Items this run", number(stats.items), "stat-items"],
     ["Dropped / unreadable frames", `${number(stats.dropped_frames)} / ${number(stats.unreadable_frames)}`, "stat-dropped"],
     ["Flap errors", number(stats.flap_errors), "stat-flap"],
     ["MQTT", mqttText(status.mqtt), "stat-mqtt"],
@@ -351,10 +370,22 @@ function render(status) {
   }
 }
 
-// The figures on screen are old: say so, and grey them out, rather than show them as live.
+const clock = (date) => date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+// The figures on screen are old: say so in a warning banner with the time of the last good update,
+// rather than show them as live.
 function stale(reason) {
-  $("live-note").textContent = reason;
+  const since = state.updatedAt ? ` Figures below are from ${clock(state.updatedAt)}.` : "";
+  $("live-note").textContent = reason + since;
+  $("live-note").classList.add("warning");
   $("live-body").classList.add("stale");
+}
+
+function fresh(status) {
+  state.updatedAt = new Date();
+  $("live-note").classList.remove("warning");
+  $("live-body").classList.remove("stale");
+  render(status);
 }
 
 async function poll() {
@@ -363,8 +394,7 @@ async function poll() {
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     if (response.ok && body) {
-      $("live-body").classList.remove("stale");
-      render(body);
+      fresh(body);
       return body;
     }
     stale(`The bin cannot report its status${body && body.error ? `: ${body.error}` : ""}; retrying…`);
@@ -378,18 +408,33 @@ function startPolling() {
   if (state.polling === null) state.polling = setInterval(poll, 2000);
 }
 
+function stopFollowing() {
+  if (state.events) state.events.close();
+  state.events = null;
+  if (state.polling !== null) clearInterval(state.polling);
+  state.polling = null;
+}
+
 async function follow() {
   const first = await poll();
   if (first && !first.live) return;  // the standalone demo never changes: no stream to keep open
+  // A browser opens at most 6 connections to one host and each live stream keeps one: tabs in the
+  // background give theirs back, or a few forgotten tabs would leave none for an upload.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) stopFollowing();
+    else if (!state.events && state.polling === null) openStream();
+  });
+  if (!document.hidden) openStream();
+}
+
+function openStream() {
   if (!window.EventSource) {
     startPolling();
     return;
   }
   const events = new EventSource("/api/events");
-  events.onmessage = (event) => {
-    $("live-body").classList.remove("stale");
-    render(JSON.parse(event.data));
-  };
+  state.events = events;
+  events.onmessage = (event) => fresh(JSON.parse(event.data));
   // The daemon is up but its status failed (a named event, which onmessage does not see).
   events.addEventListener("problem", (event) => {
     let reason = "";
@@ -401,6 +446,7 @@ async function follow() {
     // A refused stream (503: too many live pages) is never retried by the browser: poll instead.
     if (events.readyState === EventSource.CLOSED) {
       events.close();
+      if (state.events === events) state.events = null;
       startPolling();
     }
   };
