@@ -414,15 +414,21 @@ class Daemon:
         if self.web is not None:
             self.web.stop()
         if self.link is not None:
-            self.link.begin_shutdown("offline" if fatal else "stopped")
-            if not self.link.connected and self.store.outbox_size():
-                self.link.wait_connected(min(2.0, flush_s))
-            if not self.link.flush(flush_s):
-                log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
-            self.link.stop(timeout=1.0, availability="offline" if fatal else "stopped")
+            try:
+                self._stop_link(fatal, flush_s)
+            except Exception as err:  # noqa: BLE001 -- the store and the notifier must still close
+                log.error("MQTT: %s", err)
         if self.store is not None:
             self.store.close()
         self.notifier.close()
+
+    def _stop_link(self, fatal: bool, flush_s: float) -> None:
+        self.link.begin_shutdown("offline" if fatal else "stopped")
+        if not self.link.connected and self.store.outbox_size():
+            self.link.wait_connected(min(2.0, flush_s))
+        if not self.link.flush(flush_s):
+            log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
+        self.link.stop(timeout=1.0, availability="offline" if fatal else "stopped")
 
 
 def _is_rgb(image: Any) -> bool:

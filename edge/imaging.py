@@ -19,6 +19,11 @@ import numpy as np
 from edge.bundle import InputSpec
 
 
+# More than any camera or phone photo this bin needs: refuses decompression bombs (a 97 KB PNG that
+# unpacks to 10000 x 10000) from their header, before any memory is spent.
+MAX_DECODED_PIXELS = 40_000_000
+
+
 class ImageTooLarge(ValueError):
     """The image would decode to more pixels than allowed (read from its header, nothing decoded)."""
 
@@ -72,8 +77,8 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
 
-def read_image(path: str | os.PathLike, min_side: int | None = None) -> np.ndarray:
-    """Reads an image file into RGB uint8 (``min_side`` as in ``decode_image``).
+def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Reads an image file into RGB uint8 (``min_side`` and ``max_pixels`` as in ``decode_image``).
 
     Raises:
         ValueError: the file cannot be read or is not an image; the message names the path.
@@ -84,7 +89,7 @@ def read_image(path: str | os.PathLike, min_side: int | None = None) -> np.ndarr
     except OSError as err:
         raise ValueError(f"{path}: cannot read: {err.strerror}") from None
     try:
-        return decode_image(data, min_side)
+        return decode_image(data, min_side, max_pixels)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
 

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 
 from edge.config import MqttConfig, resolve_path
 from edge.discovery import DiscoveryRegistry
-from edge.errors import ConfigError
+from edge.errors import ConfigError, StoreError
 from edge.store import Store
 
 log = logging.getLogger(__name__)
@@ -384,7 +384,11 @@ class MqttLink:
         if done:
             done.sort()
             # Delete from the store first: a crash between the two lines re-sends (at-least-once), never loses.
-            self.store.mark_delivered(done)
+            try:
+                self.store.mark_delivered(done)
+            except StoreError as err:  # a full or failing card: they stay queued and go out again later
+                log.warning("could not remove %d delivered events from the outbox: %s", len(done), err)
+                return
             with self._lock:
                 # stop() and the pump can both get here for the same messages; count each once.
                 removed = [seq for seq in done if self._inflight.pop(seq, None) is not None]

@@ -49,6 +49,9 @@ class ReviewFolder:
         self._lock = threading.Lock()
         self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self._writer: ThreadPoolExecutor | None = None
+        # Left by a power cut or a kill mid-write: never counted against max_files, so gone now.
+        for leftover in self.folder.glob(".*.part") if self.folder.is_dir() else ():
+            leftover.unlink(missing_ok=True)
 
     def save_later(self, rgb: np.ndarray, item_id: str, label: str, confidence: float) -> None:
         """``save`` on the writer thread; returns at once unless ``MAX_PENDING`` frames are queued.
@@ -91,8 +94,12 @@ class ReviewFolder:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / name
             partial = path.with_name(f".{name}.part")
-            partial.write_bytes(data)
-            os.replace(partial, path)
+            try:
+                partial.write_bytes(data)
+                os.replace(partial, path)
+            except BaseException:
+                partial.unlink(missing_ok=True)  # a full card must not keep half a photo it never counts
+                raise
             self._prune(keep=path)
         return path
 

@@ -104,6 +104,16 @@ def test_replay_skips_and_counts_unreadable_photos(photo_folder, caplog):
     assert "broken.jpg" in caplog.text
 
 
+def test_replay_skips_a_photo_that_would_unpack_to_more_pixels_than_any_camera_gives(photo_folder, caplog):
+    import cv2
+
+    cv2.imwrite(str(photo_folder / "glass" / "bomb.png"), np.zeros((10000, 4100), np.uint8))  # 41 MP in ~40 KB
+    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)
+    frames = read_all(source)
+    assert "glass/bomb.png" not in {frame.source_id for frame in frames}
+    assert source.stats["unreadable"] == 1 and "too large" in caplog.text
+
+
 def test_replay_paces_frames_at_the_requested_fps(photo_folder):
     source = open_source("replay", path=photo_folder, fps=100)
     start = time.perf_counter()

@@ -387,6 +387,22 @@ def test_a_failing_sensor_close_still_parks_the_flap(tmp_path, tiny_bundle, phot
     assert daemon.flap._servo.closed
 
 
+def test_a_failing_mqtt_stop_still_closes_the_store(tmp_path, tiny_bundle, photo_folder):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder))
+    daemon.start()
+    closed = []
+    real_close = daemon.store.close
+    daemon.store.close = lambda: closed.append(real_close())
+
+    class BrokenLink:
+        def begin_shutdown(self, availability):
+            raise RuntimeError("disk full while flushing the outbox")
+
+    daemon.link = BrokenLink()
+    daemon.close()  # logs the error instead of raising it past the store and the notifier
+    assert closed == [None]
+
+
 def test_with_the_watchdog_off_the_pings_go_on_without_frames(tmp_path, tiny_bundle):
     """WatchdogSec= in the unit still expects pings: `watchdog.enabled: false` must not mean a restart loop."""
     import socket

@@ -115,6 +115,27 @@ def test_a_restarted_bin_restates_its_last_item_only_after_its_backlog(tmp_path,
     assert [m.json()["id"] for m in listener.on(f"{ROOT}/last_item")] == ["id-2"]
 
 
+def test_a_store_that_cannot_delete_delivered_events_costs_no_clean_stop(tmp_path, mosquitto, monkeypatch):
+    # A full SD card: the outbox delete fails; the events stay queued (sent again later, same ids).
+    from edge.errors import StoreError
+
+    link, store = make_link(tmp_path, mosquitto)
+    link.start()
+    assert link.wait_connected(10)
+
+    def disk_full(seqs):
+        raise StoreError("smartbin.db: cannot remove delivered messages: database or disk is full")
+
+    monkeypatch.setattr(store, "mark_delivered", disk_full)
+    store.record_item(event(1))
+    link.wake(counts_changed=True)
+    with Listener(mosquitto.port, f"{ROOT}/item") as listener:
+        listener.wait_for(lambda: listener.on(f"{ROOT}/item"), what="the item")
+    link.stop()  # no exception
+    assert retained(mosquitto.port, f"{ROOT}/availability").text == "stopped"
+    assert store.outbox_size() == 1
+
+
 def test_events_recorded_while_the_broker_is_down_arrive_once_it_starts(tmp_path):
     broker = stopped_broker_with_a_kept_session(tmp_path, f"{ROOT}/item", "test-mqtt")
     link, store = make_link(tmp_path, broker)

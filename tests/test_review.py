@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from edge import imaging
 from edge.review import ReviewFolder
@@ -73,3 +76,26 @@ def test_a_photo_saved_after_the_clock_stepped_back_is_kept(tmp_path, monkeypatc
     monkeypatch.setattr(review, "datetime", Past)
     newest = folder.save(np.zeros((8, 8, 3), np.uint8), "item-3", "glass", 0.4)
     assert newest.exists() and len(folder.files()) == 3
+
+
+def test_a_save_that_fails_midway_leaves_no_half_written_file(tmp_path, monkeypatch):
+    review = ReviewFolder(tmp_path / "review")
+
+    def disk_full(path, data):
+        with path.open("wb") as handle:
+            handle.write(data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError):
+        review.save(make_photo(0), "item-1", "paper", 0.2)
+    assert list((tmp_path / "review").iterdir()) == []
+
+
+def test_half_written_files_left_by_a_power_cut_are_removed_at_start(tmp_path):
+    folder = tmp_path / "review"
+    folder.mkdir()
+    (folder / ".20260101T000000000000_item-1_paper_0.20.jpg.part").write_bytes(b"half a jpeg")
+    (folder / "20260101T000000000001_item-2_paper_0.30.jpg").write_bytes(b"a kept photo")
+    ReviewFolder(folder)
+    assert [path.name for path in folder.iterdir()] == ["20260101T000000000001_item-2_paper_0.30.jpg"]

@@ -46,25 +46,32 @@ def find_photos(root: Path) -> list[Path]:
     return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
 
 
-@lru_cache(maxsize=8)
+# Photos in one folder mostly share a size or two; each cached tray holds a photo-size frame.
+@lru_cache(maxsize=2)
 def empty_tray(width: int, height: int) -> np.ndarray:
     """The empty tray at a given size: a smooth grey pattern, identical on every call.
 
     The pattern is defined in relative coordinates, so it looks the same to the detector
     (which shrinks every frame) whatever the photo size; its strong light/dark swing
-    means no real object can match it over more than a small part of the tray.
+    means no real object can match it over more than a small part of the tray. Built from
+    one row and one column (the pattern is separable) in float32 and uint8: a 12 MP tray
+    needs ~100 MB while it is made, not the ~500 MB of full-size coordinate grids.
     """
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    u, v = xs / max(width - 1, 1), ys / max(height - 1, 1)
-    pattern = 128 + 70 * np.sin(2 * np.pi * (2 * u + 0.25)) * np.cos(2 * np.pi * 1.5 * v)
-    grain = np.random.default_rng(7).integers(-3, 4, (height, width))  # fixed seed: same every time
-    grey = np.clip(pattern + grain, 0, 255).astype(np.uint8)
+    u = np.linspace(0, 1, width, dtype=np.float32)
+    v = np.linspace(0, 1, height, dtype=np.float32)
+    pattern = np.outer(np.cos(2 * np.pi * 1.5 * v), np.sin(2 * np.pi * (2 * u + 0.25)))
+    pattern *= 70
+    pattern += 128
+    # Fixed seed: the same grain every time.
+    pattern += np.random.default_rng(7).integers(-3, 4, (height, width), dtype=np.int8)
+    grey = np.clip(pattern, 0, 255, out=pattern).astype(np.uint8)
+    del pattern
     tray = np.repeat(grey[..., None], 3, axis=2)
     tray.setflags(write=False)
     return tray
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=8)  # 64 x 48 each
 def empty_tray_thumbnail(width: int, height: int) -> np.ndarray:
     """The item detector's view of ``empty_tray(width, height)``, made once per size."""
     return imaging.thumbnail(empty_tray(width, height))
@@ -182,7 +189,8 @@ class ReplaySource:
 
     def _decode(self, path: Path) -> np.ndarray | None:
         try:
-            photo = imaging.read_image(path)
+            # A photo bigger than any camera's (a PNG "bomb") is skipped like an unreadable one.
+            photo = imaging.read_image(path, max_pixels=imaging.MAX_DECODED_PIXELS)
         except ValueError as err:
             self._stats["unreadable"] += 1
             log.warning("replay: skipping unreadable photo %s", err)

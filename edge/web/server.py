@@ -48,8 +48,6 @@ MAX_KEPT_UPLOADS = 500
 MAX_CONCURRENT_DECODES = 2
 # Uploads being received at once: each holds up to web.max_upload_mb in memory until it is classified.
 MAX_CONCURRENT_UPLOADS = 4
-# Pixels one upload may decode to (after a JPEG's DCT shrinking): a 10 MB PNG can unpack to gigabytes.
-MAX_DECODED_PIXELS = 40_000_000
 BUSY_WAIT_S = 30.0
 SOCKET_TIMEOUT_S = 15.0
 # After refusing a body unread, read (and drop) this much of it so the client sees the answer
@@ -180,7 +178,7 @@ class WebServer:
                 # A phone photo is shrunk while decoding (never held at 12 MP); the model sees no less.
                 spec = self.classifier.bundle.manifest.input
                 rgb = imaging.decode_image(photo.data, min_side=max(spec.height, spec.width),
-                                           max_pixels=MAX_DECODED_PIXELS)
+                                           max_pixels=imaging.MAX_DECODED_PIXELS)
             except imaging.ImageTooLarge as err:
                 raise UploadError(413, f"'{photo.filename or 'image'}' is {err}") from None
             except ValueError:
