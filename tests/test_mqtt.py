@@ -127,9 +127,9 @@ def test_a_store_that_cannot_delete_delivered_events_costs_no_clean_stop(tmp_pat
         raise StoreError("smartbin.db: cannot remove delivered messages: database or disk is full")
 
     monkeypatch.setattr(store, "mark_delivered", disk_full)
-    store.record_item(event(1))
-    link.wake(counts_changed=True)
     with Listener(mosquitto.port, f"{ROOT}/item") as listener:
+        store.record_item(event(1))
+        link.wake(counts_changed=True)
         listener.wait_for(lambda: listener.on(f"{ROOT}/item"), what="the item")
     link.stop()  # no exception
     assert retained(mosquitto.port, f"{ROOT}/availability").text == "stopped"
