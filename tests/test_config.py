@@ -67,6 +67,15 @@ def test_yaml_syntax_errors_give_the_line(tmp_path):
     assert "line" in found["config"]
 
 
+def test_a_key_given_twice_is_an_error_not_a_silent_merge(tmp_path):
+    # The second mqtt section would otherwise replace the first, TLS settings and all.
+    path = write(tmp_path, "mqtt: {host: broker.lan, tls: {enabled: true}}\nlog_level: info\nmqtt: {enabled: true}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [(key, problem)] = caught.value.problems
+    assert key == "mqtt" and "line 3: appears again (first on line 1)" in problem
+
+
 def test_a_missing_file_is_one_problem(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.yaml")
