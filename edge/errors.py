@@ -48,6 +48,11 @@ class StoreError(SmartbinError, OSError):
     """The state database (counts and outbox) cannot be opened or written."""
 
 
+class StoreUnusableError(StoreError):
+    """The state folder cannot be used until a person acts (a damaged database, another daemon using
+    it): restarting cannot help, so the daemon exits 2, which systemd does not retry."""
+
+
 class CommandError(SmartbinError, ValueError):
     """A remote command is malformed, unknown or failed."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import StoreError
+from edge.errors import StoreError, StoreUnusableError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 CHECKPOINT_EVERY_WRITES = 200  # a few hundred KB of log between checkpoints
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes: a damaged file, or not a database at all
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,10 @@ class Store:
         self.max_items = max_items
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._lock_file = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _lock_exclusively(self.path.with_suffix(".lock"))
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
             # WAL: a commit appends to the log, so the durability of each write can be chosen (see
             # _Transaction) and readers never wait for a writer. Some file systems cannot do it.
@@ -116,6 +119,10 @@ class Store:
             raise
         except sqlite3.Error as err:
             self._close_quietly()
+            if getattr(err, "sqlite_errorcode", 0) & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB):
+                raise StoreUnusableError(
+                    f"{self.path}: the state database is damaged ({err}): move it aside with its -wal and -shm "
+                    f"files (the counts then start again at 0) or put back a backup, then start again") from None
             raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
         except OSError as err:  # the state folder cannot be made (read-only, wrong owner, ...)
             self._close_quietly()
@@ -266,22 +273,12 @@ class Store:
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     def _counts(self) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for scope in ("install", "reset"):
-            block: dict[str, Any] = {"labels": {}, "bins": {}, "total": 0}
-            for kind, name, n in self._db.execute(
-                    "SELECT kind, name, n FROM counts WHERE scope = ? ORDER BY kind, name", (scope,)):
-                if kind == "total":
-                    block["total"] = n
-                else:
-                    block[f"{kind}s"][name] = n
-            result[scope] = block
-        reset_at = self._db.execute("SELECT value FROM meta WHERE key = 'reset_at'").fetchone()
-        counts = result["install"]
-        counts["since_reset"] = {**result["reset"], "reset_at": float(reset_at[0]) if reset_at else None}
-        return counts
+        return _counts_in(self._db)
 
     def _trim_outbox(self) -> int:
         # A broker gone for months must not fill the SD card: drop the oldest beyond max_outbox and count
@@ -345,3 +342,56 @@ class _Transaction:
         if self._db.in_transaction:  # SQLite rolls back by itself on a full disk or an I/O error
             with contextlib.suppress(sqlite3.Error):  # the error being raised is the one that matters
                 self._db.execute("ROLLBACK")
+
+
+def read_counts(path: str | os.PathLike) -> dict[str, Any]:
+    """The counts as ``Store.counts`` gives them, read without opening the store: works while the
+    daemon holds it (what a restarted process would find), and never writes.
+
+    Raises:
+        StoreError: the database cannot be read.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)) as db:
+            return _counts_in(db)
+    except sqlite3.Error as err:
+        raise StoreError(f"{path}: cannot read the counts: {err}") from None
+
+
+def _counts_in(db: sqlite3.Connection) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for scope in ("install", "reset"):
+        block: dict[str, Any] = {"labels": {}, "bins": {}, "total": 0}
+        for kind, name, n in db.execute("SELECT kind, name, n FROM counts WHERE scope = ? ORDER BY kind, name", (scope,)):
+            if kind == "total":
+                block["total"] = n
+            else:
+                block[f"{kind}s"][name] = n
+        result[scope] = block
+    reset_at = db.execute("SELECT value FROM meta WHERE key = 'reset_at'").fetchone()
+    counts = result["install"]
+    counts["since_reset"] = {**result["reset"], "reset_at": float(reset_at[0]) if reset_at else None}
+    return counts
+
+
+def _lock_exclusively(path: Path):
+    """Holds ``path`` locked for as long as the returned file is open: two daemons on one state
+    folder would fight over the broker connection and miscount the outbox they share."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock, as before
+        return None
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise StoreUnusableError(f"{path.parent}: another smartbin (pid {holder}) is using this state folder; "
+                                 f"stop it first, or give this one another --state-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

@@ -180,3 +180,24 @@ def test_run_exits_2_for_config_problems_found_only_at_start(tmp_path, capsys, p
     assert main(["run", "--config", str(path), "--replay", str(tmp_path / "no-photos"), "--mock-gpio",
                  "--state-dir", str(tmp_path / "state")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_run_exits_2_on_a_state_folder_it_cannot_use_until_someone_acts(tmp_path, capsys, photo_folder):
+    # Restarting every 5 s cannot repair a damaged database, nor stop the other bin using the folder.
+    from edge.store import Store
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "smartbin.db").write_bytes(b"not a database" * 100)
+    args = ["run", "--config", str(write_config(tmp_path)), "--replay", str(photo_folder), "--mock-gpio",
+            "--state-dir", str(state)]
+    assert main(args) == 2
+    assert "the state database is damaged" in capsys.readouterr().err
+    (state / "smartbin.db").unlink()
+    other = Store(state / "smartbin.db")
+    try:
+        assert main(args) == 2
+    finally:
+        other.close()
+    err = capsys.readouterr().err
+    assert "another smartbin (pid" in err and "Traceback" not in err

@@ -11,7 +11,7 @@ import pytest
 from edge.config import config_from_dict
 from edge.daemon import Daemon
 from edge.errors import BundleError
-from edge.store import Store
+from edge.store import Store, read_counts
 from tests.mqtt_helpers import Listener, retained
 
 pytestmark = pytest.mark.timeout(90)
@@ -276,9 +276,8 @@ def test_the_item_is_committed_before_the_flap_moves_so_a_kill_9_cannot_lose_it(
 
     def move_to(bin_name, **options):
         # What a restarted bin would read if this process were killed now, as the servo starts.
-        other = Store(daemon.store.path)
-        seen_by_another_process.append((other.counts()["total"], other.counts()["bins"]))
-        other.close()
+        counts = read_counts(daemon.store.path)
+        seen_by_another_process.append((counts["total"], counts["bins"]))
         move(bin_name, **options)
 
     daemon.flap.move_to = move_to

@@ -214,8 +214,29 @@ def test_checkpoints_run_in_sync_never_inside_an_items_commit(store, monkeypatch
     assert any("wal_checkpoint(PASSIVE)" in statement for statement in statements)
 
 
-def test_a_corrupt_database_is_a_store_error_naming_the_file(tmp_path):
+def test_a_corrupt_database_is_an_error_that_says_what_to_do_and_is_not_retried(tmp_path):
+    from edge.errors import StoreUnusableError
+
     path = tmp_path / "smartbin.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="smartbin.db: cannot open the state database"):
+    with pytest.raises(StoreUnusableError, match="smartbin.db: the state database is damaged .* move it aside"):
         Store(path)
+
+
+def test_a_second_store_on_the_same_folder_is_refused_naming_the_first(tmp_path):
+    from edge.errors import StoreUnusableError
+
+    first = Store(tmp_path / "smartbin.db")
+    with pytest.raises(StoreUnusableError, match=f"another smartbin \\(pid {os.getpid()}\\) is using this state"):
+        Store(tmp_path / "smartbin.db")
+    first.close()
+    Store(tmp_path / "smartbin.db").close()  # free again once the first one closed
+
+
+def test_read_counts_sees_what_a_restarted_process_would_while_the_store_is_open(tmp_path):
+    from edge.store import read_counts
+
+    store = Store(tmp_path / "smartbin.db")
+    store.record_item({"id": "a", "ts": 1.0, "label": "glass", "bin": "glass", "confidence": 0.9}, topic=None)
+    assert read_counts(tmp_path / "smartbin.db") == store.counts()
+    store.close()
