@@ -82,6 +82,17 @@ def test_replay_photos_come_sorted_by_path_and_walk_subfolders(tmp_path):
     assert shown == [("a/x.jpeg", "a"), ("a/y.JPG", "a"), ("b/z.png", "b"), ("top.bmp", None)]
 
 
+def test_replay_follows_symlinked_class_folders_once_even_through_a_loop(tmp_path, photo_folder):
+    from edge.camera.replay import find_photos
+
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "glass").symlink_to(photo_folder / "glass", target_is_directory=True)
+    (replay / "glass" / "again").symlink_to(photo_folder / "glass", target_is_directory=True)  # a loop
+    found = [path.relative_to(replay).as_posix() for path in find_photos(replay)]
+    assert found == sorted(f"glass/{path.name}" for path in (photo_folder / "glass").glob("*.jpg"))
+
+
 def test_replay_shuffled_mixes_the_classes_in_the_same_order_every_run(photo_folder):
     def sources():
         frames = read_all(open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, order="shuffled"))

@@ -17,6 +17,7 @@ Usage:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import threading
@@ -39,10 +40,22 @@ SHUFFLE_SEED = 0  # fixed: a replay is a repeatable experiment
 
 
 def find_photos(root: Path) -> list[Path]:
-    """Every image file under ``root`` (hidden ones skipped), sorted by relative path."""
-    photos = [path for path in root.rglob("*")
-              if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-              and not any(part.startswith(".") for part in path.relative_to(root).parts)]
+    """Every image file under ``root`` (hidden ones skipped), sorted by relative path.
+
+    Symlinked folders are followed (a replay folder is often class folders linked from a dataset),
+    each real folder once, so a link loop cannot repeat photos or never end.
+    """
+    photos, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        status = os.stat(folder)
+        if (status.st_dev, status.st_ino) in seen:
+            subfolders[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        photos += [Path(folder, name) for name in files
+                   if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+                   and os.path.isfile(os.path.join(folder, name))]
     return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
 
 
