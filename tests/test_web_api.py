@@ -260,6 +260,15 @@ def test_unknown_paths_and_methods_get_json_errors(server):
     assert status == 405 and headers["Allow"] == "POST" and "POST" in result["error"]
     assert request(server.url + "api/classify", "DELETE")[0] == 405
     assert request(server.url + "static/../server.py")[0] == 404
+    status, headers, result = request(server.url, "OPTIONS")
+    assert status == 405 and "OPTIONS" in result["error"] and headers["X-Frame-Options"] == "DENY"
+    import http.client
+
+    connection = http.client.HTTPConnection(urlsplit(server.url).hostname, urlsplit(server.url).port, timeout=10)
+    connection.request("HEAD", "/")
+    response = connection.getresponse()
+    assert response.status == 405 and response.read() == b"" and response.getheader("X-Frame-Options") == "DENY"
+    connection.close()
 
 
 # ---- what is kept on disk --------------------------------------------------------------------

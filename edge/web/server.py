@@ -275,7 +275,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _method_not_allowed(self):
         self._refuse_body(405, f"{self.command} is not supported here", {"Allow": "GET, POST"})
 
-    do_PUT = do_DELETE = do_PATCH = _method_not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+
+    def do_HEAD(self):
+        self._send(405, b"", "application/json", {"Allow": "GET, POST"})  # a HEAD answer carries no body
 
     # -- responses ------------------------------------------------------------------------
 

@@ -198,6 +198,7 @@ function setUpUpload() {
     event.preventDefault();
     const files = event.dataTransfer && event.dataTransfer.files;
     if (files && files.length) classify(files[0]);
+    else showError("That was not a file. Drop a photo from your computer, or choose one.");
   });
   // A photo dropped beside the zone must not navigate away from the page.
   window.addEventListener("dragover", (event) => event.preventDefault());
@@ -270,7 +271,8 @@ function renderLive(status) {
       : el("span", { class: "no-thumb", "aria-hidden": "true" });
     const parts = [`${percent(item.confidence)} → ${item.bin} bin`];
     if (item.rejected) parts.push("not sure");
-    if (item.truth) parts.push(item.truth === item.label ? "✓ correct" : `✗ was ${item.truth}`);
+    // In replay: was the model's label right? (Said of the label, so an unsure item can still be "label right".)
+    if (item.truth) parts.push(item.truth === item.label ? "✓ label right" : `✗ was ${item.truth}`);
     recent.append(el("li", { "data-id": String(item.id) }, [
       image,
       el("span", { class: "recent-text" }, [
@@ -295,7 +297,11 @@ function metricsTable(metrics) {
   const parts = [];
   if (metrics.n) parts.push(`${metrics.n} ${metrics.split || "test"} photos`);
   if (typeof metrics.agreement === "number") parts.push(`agrees with the float model on ${percent(metrics.agreement)}`);
-  if (typeof metrics.drop_points === "number") parts.push(`accuracy drop ${metrics.drop_points.toFixed(2)} points`);
+  if (typeof metrics.drop_points === "number") {
+    const drop = metrics.drop_points;
+    parts.push(drop >= 0 ? `${drop.toFixed(2)} accuracy points below the float model`
+      : `${(-drop).toFixed(2)} accuracy points above the float model`);
+  }
   return [
     el("p", { class: "hint", text: parts.join(" · ") }),
     el("table", { id: "metrics-table", class: "counts" }, [
