@@ -137,6 +137,10 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
                                     "value_template": "{{ 'ON' if value == 'online' else 'OFF' }}",
                                     "device_class": "connectivity", "entity_category": "diagnostic"},
         available_always=True)
+    # Online is on/off; this one tells a crash or power cut (offline) from a deliberate stop (stopped).
+    add("sensor", "status", {"name": "Status", "state_topic": f"{topic_root}/availability", "device_class": "enum",
+                             "options": ["online", "offline", "stopped"], "entity_category": "diagnostic",
+                             "icon": "mdi:list-status"}, available_always=True)
     add("button", "reset_counts", {"name": "Reset counts", "command_topic": f"{topic_root}/cmd/reset_counts",
                                    "payload_press": '{"request_id": "home-assistant"}', "icon": "mdi:restore",
                                    "qos": 1})  # HA's default QoS 0 could lose a press made during a reconnect

@@ -35,9 +35,9 @@ def test_every_entity_shares_one_device_block():
     assert device["identifiers"] == ["smartbin_bin-1"] and device["name"]
 
 
-def test_entities_use_the_bins_availability_except_the_connectivity_sensor():
+def test_entities_use_the_bins_availability_except_the_connectivity_and_status_sensors():
     for topic, config in messages():
-        if topic.endswith("/online/config"):
+        if topic.endswith(("/online/config", "/status/config")):
             assert "availability_topic" not in config
             assert config["state_topic"] == f"{ROOT}/availability"
         else:
@@ -97,3 +97,9 @@ def test_item_and_diagnostic_sensors_read_retained_topics_so_they_have_a_value_a
     assert configs["homeassistant/sensor/bin_1/last_confidence/config"]["state_topic"] == f"{ROOT}/last_item"
     assert configs["homeassistant/sensor/bin_1/inference_ms/config"]["state_topic"] == f"{ROOT}/stats"
     assert all("has_entity_name" not in config for config in configs.values())  # not a discovery option
+
+
+def test_the_status_sensor_tells_a_crash_from_a_deliberate_stop():
+    config = dict(messages())["homeassistant/sensor/bin_1/status/config"]
+    assert config["state_topic"] == f"{ROOT}/availability" and config["device_class"] == "enum"
+    assert config["options"] == ["online", "offline", "stopped"]
