@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from converter import ConverterError
-from edge.bundle import read_labels
+from edge.bundle import normal_label, read_labels
 from edge.errors import BundleError
 
 MODEL_FILE = "model.keras"
@@ -84,9 +84,12 @@ class RunFolder:
         labels_of: dict[str, set[str]] = {}
         for entry in (entry for entries in self.splits.values() for entry in entries):
             if "/" in entry.replace("\\", "/"):
-                labels_of.setdefault(class_folder(entry), set()).add(self.label_of(entry))
-        return {folder: next(iter(labels)) for folder, labels in sorted(labels_of.items())
-                if len(labels) == 1 and folder not in labels}
+                # Keyed and compared in NFC, as the bin compares replay folders: a folder named on a Mac
+                # (decomposed "ü") is its own NFC label, not a mapping.
+                labels_of.setdefault(normal_label(class_folder(entry)), set()).add(normal_label(self.label_of(entry)))
+        as_written = {normal_label(label): label for label in self.labels}  # the manifest's own spelling
+        return {folder: as_written.get(label, label) for folder, labels in sorted(labels_of.items())
+                if len(labels) == 1 and folder not in labels for label in labels}
 
     def label_of(self, name: str) -> str:
         """The class of a split entry after label mapping."""

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import unicodedata
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -182,6 +183,13 @@ def _spec(kind, data: Any, key: str):
         return kind(**data)
     except TypeError as err:
         raise BundleError(f"manifest.{key}: {err}") from None
+
+
+def normal_label(name: str) -> str:
+    """The form labels, ``decision.bins`` keys, label-map keys and replay folders are compared in:
+    Unicode NFC, so a folder named on a Mac (decomposed "ü") and a name typed by hand (composed "ü")
+    are the same label."""
+    return unicodedata.normalize("NFC", name)
 
 
 def check_labels(labels: Any) -> None:

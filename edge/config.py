@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from edge.config_schema import (CameraConfig, Config, DecisionConfig, DetectorConfig, DeviceConfig,  # noqa: F401
                                 FakeCameraConfig, FlapConfig, HomeAssistantConfig, ModelConfig, MqttConfig,
                                 ReplayConfig, ReviewConfig, Section, TlsConfig, WatchdogConfig, WebConfig)
-from edge.decision import same_label
+from edge.bundle import normal_label
 from edge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -115,10 +115,10 @@ def model_warnings(config: Config, bundle: Bundle) -> list[tuple[str, str]]:
     updated: every item would land in the reject bin.
     """
     decision, labels = config.decision, bundle.labels
-    mapped = {same_label(name) for name in decision.bins}
-    known = {same_label(label): label for label in labels}
+    mapped = {normal_label(name) for name in decision.bins}
+    known = {normal_label(label): label for label in labels}
     warnings = []
-    unmapped = [label for label in labels if same_label(label) not in mapped]
+    unmapped = [label for label in labels if normal_label(label) not in mapped]
     if unmapped and len(unmapped) == len(labels):
         warnings.append(("decision.bins", f"no label of the model has a bin: every item goes to "
                                           f"{decision.reject_bin!r}; the model's labels are {', '.join(labels)}"))
@@ -126,7 +126,7 @@ def model_warnings(config: Config, bundle: Bundle) -> list[tuple[str, str]]:
         warnings.append(("decision.bins", f"labels without a bin go to {decision.reject_bin!r}: "
                                           f"{', '.join(unmapped)}"))
     for name in decision.bins:
-        if same_label(name) not in known:
+        if normal_label(name) not in known:
             warnings.append((f"decision.bins.{name}", f"not a label of the model (never used){_hint(name, bundle)}; "
                                                       f"the model's labels are {', '.join(labels)}"))
     top = _highest_confidence(bundle)
@@ -137,12 +137,12 @@ def model_warnings(config: Config, bundle: Bundle) -> list[tuple[str, str]]:
 
 
 def _hint(name: str, bundle: Bundle) -> str:
-    folded = {same_label(label).casefold(): label for label in bundle.labels}
-    if same_label(name).casefold() in folded:
-        return f"; did you mean {folded[same_label(name).casefold()]!r}?"
-    merged = {same_label(source): target for source, target in bundle.manifest.label_map.items()}
-    if same_label(name) in merged:
-        return f"; the model's label map merged the folder {name!r} into {merged[same_label(name)]!r}: map that"
+    folded = {normal_label(label).casefold(): label for label in bundle.labels}
+    if normal_label(name).casefold() in folded:
+        return f"; did you mean {folded[normal_label(name).casefold()]!r}?"
+    merged = {normal_label(source): target for source, target in bundle.manifest.label_map.items()}
+    if normal_label(name) in merged:
+        return f"; the model's label map merged the folder {name!r} into {merged[normal_label(name)]!r}: map that"
     return ""
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from edge import commands as cmd
 from edge import parts
 from edge.config import Config, model_warnings, state_dir
-from edge.decision import same_label
+from edge.bundle import normal_label
 from edge.errors import CameraError, ClassifierError, CommandError, FlapError
 from edge.notify import Notifier
 from edge.recorder import Recorder
@@ -238,9 +238,10 @@ class Daemon:
             "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
         }
         # A model trained with a label map answers with merged labels ("bottle" folder -> "plastic").
-        truth = None if last.truth is None else same_label(last.truth)  # a Mac's folder names: decomposed "ü"
+        truth = None if last.truth is None else normal_label(last.truth)  # a Mac's folders: decomposed "ü"
         if truth is not None:
-            event["truth"] = truth = self.classifier.bundle.manifest.label_map.get(truth, truth)
+            label_map = {normal_label(folder): label for folder, label in self.classifier.bundle.manifest.label_map.items()}
+            event["truth"] = truth = label_map.get(truth, truth)
         if last.source_id is not None:
             event["source"] = last.source_id
         # The previous item's fsync ends first, so a power cut can take at most the last item.
@@ -262,7 +263,7 @@ class Daemon:
         truth_note = ""
         if truth is not None:
             self.truth_seen += 1
-            self.truth_agreed += int(truth == decision.label)
+            self.truth_agreed += int(truth == normal_label(decision.label))
             truth_note = f" (truth {truth})"
         log.info("item %d: %s %.0f%% -> bin %s%s", self.items, decision.label, 100 * decision.confidence,
                  decision.bin, truth_note)

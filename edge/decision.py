@@ -12,9 +12,10 @@ Usage:
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from edge.bundle import normal_label
 
 if TYPE_CHECKING:
     from edge.classifier import Prediction
@@ -48,7 +49,7 @@ class Decider:
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence}")
         self.bins = dict(bins)
-        self._bin_of = {same_label(label): target for label, target in self.bins.items()}
+        self._bin_of = {normal_label(label): target for label, target in self.bins.items()}
         self.reject_bin = reject_bin
         self.min_confidence = float(min_confidence)
         # dict.fromkeys keeps first-seen order and drops repeats
@@ -56,13 +57,7 @@ class Decider:
 
     def decide(self, prediction: Prediction) -> Decision:
         """Returns the bin for ``prediction``: its label's bin, or the reject bin."""
-        target = self._bin_of.get(same_label(prediction.label))
+        target = self._bin_of.get(normal_label(prediction.label))
         if target is None or prediction.confidence < self.min_confidence:
             return Decision(prediction.label, prediction.confidence, self.reject_bin, True)
         return Decision(prediction.label, prediction.confidence, target, False)
-
-
-def same_label(name: str) -> str:
-    """The form labels and ``decision.bins`` keys are matched in: Unicode NFC, so a folder name made
-    on a Mac (decomposed "ü") and a config typed by hand (composed "ü") name the same label."""
-    return unicodedata.normalize("NFC", name)

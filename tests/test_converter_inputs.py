@@ -60,6 +60,18 @@ class TestRunFolder:
         (run_dir / "split.json").write_text(json.dumps(split))
         assert load_run(run_dir).folder_labels() == {}
 
+    def test_a_folder_named_on_a_mac_is_its_own_label_not_a_mapping(self, run_dir):
+        # Decomposed "ü" in the folder name, composed in the label training gave it: no label_map (schema 1).
+        composed, decomposed = "gl\u00fcs", "glu\u0308s"
+        (run_dir / "labels.txt").write_text(f"cardboard\n{composed}\nmetal\n", encoding="utf-8")
+        split = json.loads((run_dir / "split.json").read_text())
+        split["splits"] = {name: [entry.replace("glass/", f"{decomposed}/") for entry in entries]
+                           for name, entries in split["splits"].items()}
+        split["labels"] = {entry: composed for entries in split["splits"].values() for entry in entries
+                           if entry.startswith(decomposed)}
+        (run_dir / "split.json").write_text(json.dumps(split), encoding="utf-8")
+        assert load_run(run_dir).folder_labels() == {}
+
     def test_a_folder_whose_files_carry_different_labels_has_no_single_truth(self, run_dir):
         split = json.loads((run_dir / "split.json").read_text())
         split["labels"] = {"glass/glass_0.jpg": "metal"}  # one file relabelled, the others stay glass

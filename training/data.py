@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from edge.bundle import normal_label
 from training.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -51,7 +51,7 @@ LABEL_MAP_FILE = "label_map.yaml"  # the copy of --label-map that training.fit k
 def load_label_map(path: str | Path | None) -> dict[str, str]:
     """Reads a YAML label map ``{source_class: bin_class}``; ``{}`` when no path is given.
 
-    Names are returned in Unicode NFC (``label_name``). Raises ``DataError`` for anything that would
+    Names are returned in Unicode NFC (``edge.bundle.normal_label``). Raises ``DataError`` for anything that would
     only fail hours later in the converter: a target that is not a valid label (empty, padded with
     spaces, several lines) or a source YAML did not read as text (``yes:`` is a boolean).
     """
@@ -73,14 +73,8 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
         if not isinstance(target, str) or not target.strip() or target != target.strip() or "\n" in target:
             raise DataError(f"{path}: {source}: {target!r} is not a class name (text, no leading or trailing "
                             f"spaces, one line)")
-        mapping[label_name(str(source))] = label_name(target)
+        mapping[normal_label(str(source))] = normal_label(target)
     return mapping
-
-
-def label_name(name: str) -> str:
-    """A class name as labels carry it: Unicode NFC, so a folder made on a Mac (decomposed "ü")
-    gives the same label as the same name typed elsewhere (as the bin matches its config)."""
-    return unicodedata.normalize("NFC", name)
 
 
 def invalid_labels(labels: list[str]) -> list[str]:
@@ -127,7 +121,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     items, unreadable, empty = [], [], []
     for folder in folders:
         files = image_files(folder)
-        label = label_map.get(label_name(folder.name), label_name(folder.name))
+        label = label_map.get(normal_label(folder.name), normal_label(folder.name))
         kept = 0
         for path in files:
             rel = path.relative_to(root).as_posix()
@@ -143,6 +137,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
                 raise DataError(f"{folder}: {problem}")
             empty.append(folder.name)
     found = sorted({label for _, label in items})
+    labels = [normal_label(label) for label in labels] if labels else labels
     if labels:
         missing = [label for label in labels if label not in found]
         if missing:
@@ -150,7 +145,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
         extra = [label for label in found if label not in labels]
         if extra:
             raise DataError(f"{root}: folders {', '.join(extra)} are not in --labels (map or remove them)")
-    unused = sorted(set(label_map) - {label_name(folder.name) for folder in folders})
+    unused = sorted(set(label_map) - {normal_label(folder.name) for folder in folders})
     return Dataset(root, list(labels or found), items, unreadable, unused, empty)
 
 
@@ -219,7 +214,7 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
     lines = [f"dataset: {dataset.root}", f"images: {len(readable)} readable, {len(unreadable)} unreadable",
              "", "| class | images |", "|---|---|"]
     # Empty folders' classes too: they are the ones that stop training.
-    empty_labels = {(label_map or {}).get(label_name(name), label_name(name)) for name in dataset.empty_folders}
+    empty_labels = {(label_map or {}).get(normal_label(name), normal_label(name)) for name in dataset.empty_folders}
     shown = sorted(set(dataset.labels) | empty_labels)
     lines += [f"| {label} | {counts[label]} |" for label in shown]
     smallest = min((counts[label] for label in shown), default=0)

@@ -32,7 +32,10 @@ def load_run(run_dir: Path):
     import training.schedules  # noqa: F401
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    labels = [line.strip() for line in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+    from edge.bundle import normal_label
+
+    # In NFC like the labels training gives data folders now (a run from before may hold a decomposed "ü").
+    labels = [normal_label(line.strip()) for line in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
               if line.strip()]
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
@@ -66,8 +69,10 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
     root = next((folder for folder in candidates if folder.is_dir()), None)
     if root is None:
         raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
+    from edge.bundle import normal_label
+
     label_of = split.get("labels", {})
-    return root, [(rel, label_of.get(rel, rel.split("/")[0])) for rel in split["splits"]["test"]], []
+    return root, [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"]["test"]], []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -272,7 +272,8 @@ function renderLive(status) {
     const parts = [`${percent(item.confidence)} → ${item.bin} bin`];
     if (item.rejected) parts.push("not sure");
     // In replay: was the model's label right? (Said of the label, so an unsure item can still be "label right".)
-    if (item.truth) parts.push(item.truth === item.label ? "✓ label right" : `✗ was ${item.truth}`);
+    const right = item.truth && item.truth.normalize("NFC") === String(item.label).normalize("NFC");
+    if (item.truth) parts.push(right ? "✓ label right" : `✗ was ${item.truth}`);
     recent.append(el("li", { "data-id": String(item.id) }, [
       image,
       el("span", { class: "recent-text" }, [
