@@ -326,9 +326,11 @@ def _unique_key_loader():
         def construct_mapping(self, node, deep=False):
             first_seen: dict[Any, int] = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *defaults": merged by SafeLoader itself, and may repeat
                 key = self.construct_object(key_node, deep=deep)
                 line = key_node.start_mark.line + 1
-                if isinstance(key, (str, int, float, bool)) and key != "<<":
+                if isinstance(key, (str, int, float, bool)):
                     if key in first_seen:
                         raise _DuplicateKey(str(key), line, first_seen[key])
                     first_seen[key] = line

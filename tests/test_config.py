@@ -76,6 +76,12 @@ def test_a_key_given_twice_is_an_error_not_a_silent_merge(tmp_path):
     assert key == "mqtt" and "line 3: appears again (first on line 1)" in problem
 
 
+def test_yaml_merge_keys_and_anchors_still_work(tmp_path):
+    path = write(tmp_path, "decision: {bins: {<<: {cardboard: paper, glass: glass}, metal: metal}}\n"
+                           "flap: {angles: &angles {paper: 10, glass: 20, metal: 30, rest: 0}}\n")
+    assert load_config(path).decision.bins == {"cardboard": "paper", "glass": "glass", "metal": "metal"}
+
+
 def test_a_missing_file_is_one_problem(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.yaml")
