@@ -363,10 +363,12 @@ class MqttLink:
     def _restate_last_item(self) -> None:
         if not self._last_item_unsaid or self.store.outbox_size():
             return  # the backlog's newest item becomes last_item as it goes out
+        newest = self.store.newest_item_if_delivered()  # checked again under the store's lock
+        if newest is None and self.store.outbox_size():
+            return  # an item came in meanwhile: it goes out, and with it last_item
         self._last_item_unsaid = False
-        newest = self.store.recent(1)
-        if newest:
-            self.client.publish(self.topic("last_item"), json.dumps(newest[0], separators=(",", ":"), sort_keys=True),
+        if newest is not None:
+            self.client.publish(self.topic("last_item"), json.dumps(newest, separators=(",", ":"), sort_keys=True),
                                 qos=1, retain=True)
 
     def _mark_acked(self) -> None:

@@ -260,6 +260,15 @@ class Store:
                                     (limit,)).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def newest_item_if_delivered(self) -> dict[str, Any] | None:
+        """The newest recorded item's event (by insertion, not by its clock), when the outbox is empty:
+        then it is delivered, so it also survives a power cut. ``None`` otherwise or when there is none."""
+        with self._lock, self._reading("read the item log"):
+            if self._outbox_size:
+                return None
+            row = self._db.execute("SELECT event FROM items ORDER BY rowid DESC LIMIT 1").fetchone()
+        return json.loads(row[0]) if row else None
+
     def meta(self, key: str, default: str | None = None) -> str | None:
         with self._lock, self._reading("read the meta table"):
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -346,7 +355,8 @@ class _Transaction:
 
 def read_counts(path: str | os.PathLike) -> dict[str, Any]:
     """The counts as ``Store.counts`` gives them, read without opening the store: works while the
-    daemon holds it (what a restarted process would find), and never writes.
+    daemon holds it (what a restarted process would find) and changes no data (SQLite may still
+    create the ``-wal`` and ``-shm`` files of a closed database, so the folder must be writable).
 
     Raises:
         StoreError: the database cannot be read.
@@ -381,7 +391,16 @@ def _lock_exclusively(path: Path):
         import fcntl
     except ImportError:  # not on POSIX: no lock, as before
         return None
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held open on purpose
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held open on purpose
+    except PermissionError:
+        # Made by root (`sudo smartbin run`): locking needs only a read-only handle, and the pid stays unsaid.
+        try:
+            handle = open(path, encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            return None  # cannot even read it: the database itself will say what is wrong
+    except OSError:
+        return None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -390,8 +409,9 @@ def _lock_exclusively(path: Path):
         handle.close()
         raise StoreUnusableError(f"{path.parent}: another smartbin (pid {holder}) is using this state folder; "
                                  f"stop it first, or give this one another --state-dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    if handle.writable():
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
     return handle

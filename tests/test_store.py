@@ -240,3 +240,34 @@ def test_read_counts_sees_what_a_restarted_process_would_while_the_store_is_open
     store.record_item({"id": "a", "ts": 1.0, "label": "glass", "bin": "glass", "confidence": 0.9}, topic=None)
     assert read_counts(tmp_path / "smartbin.db") == store.counts()
     store.close()
+
+
+def test_the_newest_item_comes_by_insertion_and_only_once_the_outbox_is_empty(tmp_path):
+    store = Store(tmp_path / "smartbin.db")
+    store.record_item({"id": "before-reboot", "ts": 2000.0, "label": "glass", "bin": "glass", "confidence": 0.9})
+    store.record_item({"id": "after-reboot", "ts": 1000.0, "label": "paper", "bin": "paper", "confidence": 0.8})
+    assert store.newest_item_if_delivered() is None  # still queued for the broker
+    store.mark_delivered([message.seq for message in store.pending()])
+    assert store.newest_item_if_delivered()["id"] == "after-reboot"  # the clock stepped back, the order did not
+    store.close()
+
+
+def test_a_lock_file_left_by_root_does_not_stop_the_service_user(tmp_path, monkeypatch):
+    import builtins
+
+    from edge.errors import StoreUnusableError
+
+    real_open = builtins.open
+
+    def as_the_service_user(path, mode="r", *args, **kwargs):
+        # What `sudo smartbin run` leaves behind: smartbin.lock owned by root, readable, not writable.
+        if str(path).endswith("smartbin.lock") and mode != "r":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    (tmp_path / "smartbin.lock").write_text("1")
+    monkeypatch.setattr(builtins, "open", as_the_service_user)
+    first = Store(tmp_path / "smartbin.db")  # locked through a read-only handle
+    with pytest.raises(StoreUnusableError, match="another smartbin"):
+        Store(tmp_path / "smartbin.db")
+    first.close()

@@ -228,6 +228,21 @@ def test_an_upload_trickled_byte_by_byte_is_cut_off_at_the_deadline():
     assert caught.value.status == 408 and time.monotonic() - started < 1
 
 
+def test_a_chunked_upload_trickled_as_endless_trailer_lines_is_cut_off_too():
+    import io
+
+    class TrickledTrailers(io.BytesIO):
+        def readline(self, size=-1):
+            time.sleep(0.01)
+            return super().readline(size) or b"X-Trailer: more\r\n"
+
+    started = time.monotonic()
+    with pytest.raises(UploadError) as caught:
+        read_body(TrickledTrailers(b"4\r\nabcd\r\n0\r\n"), {"Transfer-Encoding": "chunked"}, limit=1 << 20,
+                  deadline_s=0.1)
+    assert caught.value.status in (400, 408) and time.monotonic() - started < 1
+
+
 def test_an_iphone_heic_photo_is_named_with_a_way_out(server):
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
     status, _, result = upload(server, heic, "IMG_0001.HEIC", "image/heic")

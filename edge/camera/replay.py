@@ -52,7 +52,8 @@ def find_photos(root: Path) -> list[Path]:
             subfolders[:] = []
             continue
         seen.add((status.st_dev, status.st_ino))
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        # Sorted: of two links to one folder, the first by name is the one kept, on every file system.
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         photos += [Path(folder, name) for name in files
                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
                    and os.path.isfile(os.path.join(folder, name))]

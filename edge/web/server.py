@@ -266,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, result)
 
     def _continue(self) -> None:
-        if self.headers.get("Expect", "").lower() == "100-continue":
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
             # curl asks before sending a body over 1 MB; the stdlib answers only when the server speaks
             # HTTP/1.1, so without this every such upload waited out curl's 1 s Expect timeout.
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -32,6 +32,7 @@ READ_CHUNK = 64 * 1024
 # A whole upload must arrive within this: a client trickling a byte every few seconds would otherwise
 # hold one of the few upload slots for as long as it likes (the socket timeout is per read).
 UPLOAD_DEADLINE_S = 60.0
+MAX_TRAILER_LINES = 32
 # ISO base media files (HEIC from iPhones, AVIF): "ftyp" at offset 4, then the brand.
 _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
                      b"avif": "AVIF", b"avis": "AVIF"}
@@ -98,9 +99,13 @@ def read_body(rfile, headers, limit: int, deadline_s: float = UPLOAD_DEADLINE_S,
     return b"".join(parts)
 
 
-def _read(rfile, size: int, deadline: float) -> bytes:
+def _check_deadline(deadline: float) -> None:
     if time.monotonic() > deadline:
         raise UploadError(408, f"the upload took longer than {UPLOAD_DEADLINE_S:g} s and was cut off")
+
+
+def _read(rfile, size: int, deadline: float) -> bytes:
+    _check_deadline(deadline)
     try:
         # read1: what one receive brings, so the deadline is checked between trickled bytes too
         # (read(size) would block until all of them came).
@@ -111,10 +116,20 @@ def _read(rfile, size: int, deadline: float) -> bytes:
         return b""
 
 
+def _read_line(rfile, deadline: float) -> bytes:
+    _check_deadline(deadline)
+    try:
+        return rfile.readline(1024)
+    except TimeoutError:
+        raise UploadError(400, "the upload stalled and was cut off") from None
+    except OSError:
+        return b""
+
+
 def _read_chunked(rfile, allowed: int, limit: int, deadline: float) -> bytes:
     parts, total = [], 0
     while True:
-        size_line = rfile.readline(1024)
+        size_line = _read_line(rfile, deadline)
         if not size_line:
             raise UploadError(400, "the upload was cut off before the end")
         digits = size_line.split(b";")[0].strip()
@@ -124,10 +139,11 @@ def _read_chunked(rfile, allowed: int, limit: int, deadline: float) -> bytes:
             raise UploadError(400, "the upload's chunked encoding is malformed")
         size = int(digits, 16)
         if size == 0:
-            # Skip trailer lines up to the blank line ending the body.
-            while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(parts)
+            # Skip trailer lines up to the blank line ending the body (a few at most: nobody needs many).
+            for _ in range(MAX_TRAILER_LINES):
+                if _read_line(rfile, deadline) in (b"\r\n", b"\n", b""):
+                    return b"".join(parts)
+            raise UploadError(400, "the upload's chunked encoding is malformed (too many trailer lines)")
         total += size
         if total > allowed:
             raise too_large(limit)
@@ -138,7 +154,7 @@ def _read_chunked(rfile, allowed: int, limit: int, deadline: float) -> bytes:
                 raise UploadError(400, "the upload was cut off before the end")
             chunk += more
         parts.append(chunk)
-        rfile.readline(1024)  # the CRLF closing each chunk
+        _read_line(rfile, deadline)  # the CRLF closing each chunk
 
 
 def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
