@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import StoreError, StoreUnusableError
+from edge.state_lock import lock_state_folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -93,7 +94,7 @@ class Store:
         self._lock_file = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_file = _lock_exclusively(self.path.with_suffix(".lock"))
+            self._lock_file = lock_state_folder(self.path.with_suffix(".lock"))
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
             # WAL: a commit appends to the log, so the durability of each write can be chosen (see
             # _Transaction) and readers never wait for a writer. Some file systems cannot do it.
@@ -383,35 +384,3 @@ def _counts_in(db: sqlite3.Connection) -> dict[str, Any]:
     counts["since_reset"] = {**result["reset"], "reset_at": float(reset_at[0]) if reset_at else None}
     return counts
 
-
-def _lock_exclusively(path: Path):
-    """Holds ``path`` locked for as long as the returned file is open: two daemons on one state
-    folder would fight over the broker connection and miscount the outbox they share."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock, as before
-        return None
-    try:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held open on purpose
-    except PermissionError:
-        # Made by root (`sudo smartbin run`): locking needs only a read-only handle, and the pid stays unsaid.
-        try:
-            handle = open(path, encoding="utf-8")  # noqa: SIM115
-        except OSError:
-            return None  # cannot even read it: the database itself will say what is wrong
-    except OSError:
-        return None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise StoreUnusableError(f"{path.parent}: another smartbin (pid {holder}) is using this state folder; "
-                                 f"stop it first, or give this one another --state-dir") from None
-    if handle.writable():
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-    return handle
