@@ -83,6 +83,7 @@ def test_last_item_is_restated_when_a_broker_that_lost_its_retained_messages_com
     link, store = make_link(tmp_path, broker)
     link.start()
     try:
+        assert link.wait_connected(10)  # flush() gives up at once while not connected
         store.record_item(event(1))
         link.wake(counts_changed=True)
         assert link.flush(10)
