@@ -14,6 +14,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import os
@@ -27,6 +28,7 @@ from edge.config_schema import (CameraConfig, Config, DecisionConfig, DetectorCo
                                 FakeCameraConfig, FlapConfig, HomeAssistantConfig, ModelConfig, MqttConfig,
                                 ReplayConfig, ReviewConfig, Section, TlsConfig, WatchdogConfig, WebConfig)
 from edge.bundle import normal_label
+from edge import gpio
 from edge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ DEFAULT_CONFIG = next((path for path in (PACKAGE_ROOT / "firmware_config" / "sma
                        if path.is_file()), PACKAGE_ROOT / "firmware_config" / "smartbin.yaml")
 CREDENTIAL_NAME = "mqtt_password"
 INSTALLED_CONFIG_DIR = Path("/etc/smartbin")  # where install.sh keeps the config and the credential
+MIN_REAL_SETTLE_S = 0.15  # servo travel (~0.1 s per 60 degrees) plus a short drop
 UNION_MEMBER = re.compile(r"^(int|str|float|bool|none|tuple\[.*\]|list\[.*\]|dict\[.*\])$")
 
 
@@ -55,8 +58,17 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
             (f"flap.angles.{name}", angle) for name, angle in flap.angles.items()]:
         if not low <= angle <= high:
             problems.append((key, f"{angle} is outside [{low}, {high}]"))
-    if config.detector.type == "sensor" and str(config.detector.sensor_pin) == str(flap.pin):
-        problems.append(("detector.sensor_pin", f"pin {flap.pin} already drives the flap (flap.pin)"))
+    pins = {"flap.pin": flap.pin}
+    if config.detector.type == "sensor":
+        pins["detector.sensor_pin"] = config.detector.sensor_pin
+    names = {}
+    for key, pin in pins.items():
+        try:
+            names[key] = gpio.gpio_name(pin)
+        except ValueError as err:
+            problems.append((key, f"{err} (a GPIO number, BCM: 18 = header pin 12; or BOARD12)"))
+    if len(names) == 2 and names["flap.pin"] == names["detector.sensor_pin"]:
+        problems.append(("detector.sensor_pin", f"{names['flap.pin']} already drives the flap (flap.pin: {flap.pin})"))
     x, y, width, height = config.detector.roi
     if not (0 <= x < 1 and 0 <= y < 1 and width > 0 and height > 0 and x + width <= 1 and y + height <= 1):
         problems.append(("detector.roi", "must be [x, y, width, height] fractions inside the frame"))
@@ -104,6 +116,17 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
         warnings.append(("mqtt.password_file", f"a username is set but no password file or systemd credential{where}"))
     if config.web.enabled and not is_loopback(config.web.host):
         warnings.append(("web.host", f"the web page listens on {config.web.host}, reachable from the network"))
+    flap = config.flap
+    if flap.pin_factory != "mock" and flap.settle_s < MIN_REAL_SETTLE_S:
+        warnings.append(("flap.settle_s", f"{flap.settle_s:g} s is less than a servo needs to travel (about 0.1 s "
+                                          f"per 60 degrees) and the item to drop: the flap would not reach the bin"))
+    pins = {"flap.pin": flap.pin} | ({"detector.sensor_pin": config.detector.sensor_pin}
+                                     if config.detector.type == "sensor" else {})
+    for key, pin in pins.items():
+        with contextlib.suppress(ValueError):  # an invalid pin is already a problem
+            name = gpio.gpio_name(pin)
+            if name in gpio.SPOKEN_FOR:
+                warnings.append((key, f"{name} is usually taken by {gpio.SPOKEN_FOR[name]}; GPIO 17, 18, 22-27 are free"))
     return warnings
 
 

@@ -137,9 +137,11 @@ class DecisionConfig(Section):
 class FlapConfig(Section):
     """``flap:`` the servo, its pulse widths and one angle per bin."""
 
-    pin: int | str = Field(18, description="GPIO of the servo signal, BCM numbering (18 = header pin 12; any GPIO works).")
-    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
-        None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, native, mock. Empty: "
+    pin: int | str = Field(18, description="GPIO of the servo signal, BCM numbering (18 = header pin 12), or "
+                                           "\"BOARD12\" for the header pin. Avoid GPIO 0-3 and 14-15 (HAT EEPROM, "
+                                           "I2C, serial console).")
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "mock"] | None = Field(
+        None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, mock. Empty: "
                           "$GPIOZERO_PIN_FACTORY or gpiozero's own choice.")
     angles: dict[str, float] = Field(
         default_factory=lambda: {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0},
@@ -147,10 +149,15 @@ class FlapConfig(Section):
     neutral_angle: float = Field(0.0, description="Angle at rest, between items.")
     min_angle: float = Field(-90.0, description="Angle at min_pulse_width; above max_angle reverses the servo (a mirrored mount).")
     max_angle: float = Field(90.0, description="Angle at max_pulse_width.")
-    min_pulse_width: float = Field(0.0005, gt=0, description="Pulse width in seconds at min_angle (SG90: 0.0005).")
-    max_pulse_width: float = Field(0.0025, gt=0, description="Pulse width in seconds at max_angle (SG90: 0.0025).")
+    # Beyond 0.3-3 ms a hobby servo pushes against its end stop (and burns); a value in milliseconds is caught too.
+    min_pulse_width: float = Field(0.0005, ge=0.0003, le=0.003,
+                                   description="Pulse width in seconds at min_angle (SG90: 0.0005 = 0.5 ms).")
+    max_pulse_width: float = Field(0.0025, ge=0.0003, le=0.003,
+                                   description="Pulse width in seconds at max_angle (SG90: 0.0025 = 2.5 ms).")
     frame_width: float = Field(0.02, ge=0.005, le=0.05, description="PWM period in seconds (50 Hz servos: 0.02).")
-    settle_s: float = Field(0.4, ge=0, le=5, description="Time the item needs to drop before the flap returns.")
+    settle_s: float = Field(0.4, ge=0, le=5, description="Time the servo needs to reach the bin's angle plus the time "
+                                                         "the item needs to drop, before the flap returns (0 only for "
+                                                         "benchmarks: a real servo would not move at all).")
     detach_when_idle: bool = Field(True, description="Stop the PWM signal at rest so the servo does not jitter.")
 
 

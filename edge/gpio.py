@@ -27,20 +27,43 @@ from edge.errors import FlapError, MissingLibraryError
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 1000
+# Only factories that can drive a servo: gpiozero's NativeFactory has no PWM.
 PIN_FACTORIES = {
     "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
     "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
     "pigpio": ("gpiozero.pins.pigpio", "PiGPIOFactory"),
-    "native": ("gpiozero.pins.native", "NativeFactory"),
 }
+# GPIOs of the 40-pin header that other things already use on most Pis.
+SPOKEN_FOR = {"GPIO0": "the HAT ID EEPROM", "GPIO1": "the HAT ID EEPROM", "GPIO2": "I2C, with a fixed pull-up to 3.3 V",
+              "GPIO3": "I2C, with a fixed pull-up to 3.3 V", "GPIO14": "the serial console",
+              "GPIO15": "the serial console"}
+
+
+def gpio_name(pin: int | str) -> str:
+    """The BCM name (``GPIO18``) of a pin in any of gpiozero's spellings (18, "GPIO18", "BOARD12", "J8:12").
+
+    Raises:
+        ValueError: not a GPIO of the 40-pin header (99, "BOARD1" = 3V3, "banana"), with gpiozero's reason.
+    """
+    try:
+        from gpiozero.pins.mock import MockFactory
+    except ImportError:  # no gpiozero here: the pin is checked when the flap starts
+        return str(pin)
+    factory = MockFactory()  # knows the header's pin names; drives nothing
+    try:
+        return factory.board_info.to_gpio(pin)
+    except Exception as err:  # noqa: BLE001 -- PinInvalidPin and friends
+        raise ValueError(str(err)) from None
+    finally:
+        factory.close()
 
 
 def make_pin_factory(name: str):
     """Builds a gpiozero pin factory by name.
 
     Args:
-        name: ``mock`` (MockFactory with MockPWMPin), ``lgpio``, ``rpigpio``, ``pigpio``,
-            ``native``, or ``auto`` (gpiozero's own choice, honouring ``GPIOZERO_PIN_FACTORY``).
+        name: ``mock`` (MockFactory with MockPWMPin), ``lgpio``, ``rpigpio``, ``pigpio``, or
+            ``auto`` (gpiozero's own choice, honouring ``GPIOZERO_PIN_FACTORY``).
 
     Raises:
         FlapError: the name is unknown or that backend cannot start on this machine.

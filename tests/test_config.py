@@ -193,8 +193,15 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("mqtt: {host: 'broker:1883'}", "mqtt.host: a host name or address without a port"),
     ("mqtt: {host: 'my broker'}", "mqtt.host: a host name or address, without spaces"),
     ("flap: {frame_width: 2}", "flap.frame_width: Input should be less than or equal to 0.05"),
-    ("flap: {max_pulse_width: 0.02}", "flap.max_pulse_width: need min_pulse_width < max_pulse_width < frame_width"),
-    ("detector: {type: sensor, sensor_pin: 18}", "detector.sensor_pin: pin 18 already drives the flap"),
+    ("flap: {max_pulse_width: 0.02}", "flap.max_pulse_width: Input should be less than or equal to 0.003"),
+    ("flap: {min_pulse_width: 0.0025, max_pulse_width: 0.0005}",
+     "flap.max_pulse_width: need min_pulse_width < max_pulse_width < frame_width"),
+    ("flap: {min_pulse_width: 0.5}", "flap.min_pulse_width: Input should be less than or equal to 0.003"),  # ms
+    ("detector: {type: sensor, sensor_pin: 18}", "detector.sensor_pin: GPIO18 already drives the flap"),
+    ("detector: {type: sensor, sensor_pin: BOARD12}", "detector.sensor_pin: GPIO18 already drives the flap"),
+    ("flap: {pin: 99}", "flap.pin: 99 is not a valid pin name"),
+    ("flap: {pin: BOARD1}", "flap.pin: BOARD1 is not a GPIO pin"),
+    ("flap: {pin_factory: native}", "flap.pin_factory: Input should be"),
     ("camera: {replay: {tray_size: [-5, 0]}}", "camera.replay.tray_size.0: Input should be greater than or equal to 8"),
     ("camera: {fake: {size: [64, 0]}}", "camera.fake.size.1: Input should be greater than or equal to 8"),
 ])
@@ -243,3 +250,11 @@ def test_a_min_confidence_the_int8_model_can_never_reach_is_warned_about(tmp_pat
                                                    "(0.9961): every item would be rejected")
     float_output = bundle_with(["can"], output=OutputSpec(dtype="float32", scale=0.0))
     assert "decision.min_confidence" not in dict(model_warnings(config, float_output))
+
+
+def test_a_pin_other_hardware_uses_and_a_settle_time_no_servo_makes_are_warned_about(tmp_path):
+    config = load_config(write(tmp_path, "flap: {pin: 2, settle_s: 0.05, pin_factory: lgpio}\n"))
+    warnings = dict(config_warnings(config))
+    assert "GPIO2 is usually taken by I2C" in warnings["flap.pin"]
+    assert "the flap would not reach the bin" in warnings["flap.settle_s"]
+    assert "flap.settle_s" not in dict(config_warnings(load_config(write(tmp_path, "flap: {settle_s: 0, pin_factory: mock}\n"))))
