@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RECENT_ITEMS = 10
 MAX_CAMERA_BACKOFF_S = 5.0
+LIVE_CAMERAS = ("auto", "picamera2", "opencv")  # reopened when they keep failing; a replay would start over
 EXIT_FLUSH_S = 10.0       # replay end / --max-items: how long to wait for the broker to take the backlog
 STOP_FLUSH_S = 1.0        # SIGTERM: systemd expects us gone within TimeoutStopSec; the outbox keeps the rest
 
@@ -182,6 +183,8 @@ class Daemon(RemoteCommands):
                 # No frame, no watchdog ping: if the camera stays hung, systemd restarts the service.
                 log.warning("camera: %s (retrying in %.1f s)", err, backoff)
                 self._stop.wait(backoff)
+                if backoff >= MAX_CAMERA_BACKOFF_S and self.config.camera.type in LIVE_CAMERAS:
+                    self._reopen_camera()
                 backoff = min(backoff * 2, MAX_CAMERA_BACKOFF_S)
                 continue
             backoff = 0.2
@@ -202,6 +205,16 @@ class Daemon(RemoteCommands):
                 if self.max_items is not None and self.items >= self.max_items:
                     log.info("sorted %d items (--max-items)", self.items)
                     return
+
+    def _reopen_camera(self) -> None:
+        """A live camera that keeps failing (a USB camera unplugged and plugged back in) is opened
+        afresh, the old one closed first (a Pi camera can be open only once)."""
+        self.source.close()
+        try:
+            self.source = parts.open_camera(self.config)
+            log.info("camera: reopened")
+        except CameraError as err:
+            self.source = _BrokenCamera(err)  # the next read fails, and after the back-off we try again
 
     def _watchdog_loop(self) -> None:
         """Pings systemd while frames flow; a camera (or loop) stuck for max_frame_gap_s stops the pings.
@@ -366,6 +379,21 @@ class Daemon(RemoteCommands):
         if not self.link.flush(flush_s):
             log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
         self.link.stop(timeout=1.0, availability="offline" if fatal else "stopped")
+
+
+class _BrokenCamera:
+    """Stands in for a camera that could not be reopened: every read raises its error."""
+
+    stats: dict[str, int] = {}
+
+    def __init__(self, error: CameraError):
+        self.error = error
+
+    def read(self, timeout: float | None = None):
+        raise self.error
+
+    def close(self) -> None:
+        pass
 
 
 def _is_rgb(image: Any) -> bool:

@@ -208,6 +208,26 @@ def test_a_hung_camera_is_retried_without_crashing(tmp_path, tiny_bundle):
     assert daemon.stats.frames == 5 and daemon.stats.camera_errors >= 2
 
 
+def test_a_live_camera_that_keeps_failing_is_reopened(tmp_path, tiny_bundle, monkeypatch, caplog):
+    # A USB camera unplugged and plugged back in: reading again never recovers it, opening it again does.
+    import edge.daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "LIVE_CAMERAS", ("fake",))  # the fake camera stands in for a live one
+    monkeypatch.setattr(daemon_module, "MAX_CAMERA_BACKOFF_S", 0.2)
+    caplog.set_level("INFO", logger="edge.daemon")
+    config = daemon_config(tmp_path, tiny_bundle, camera={"fake": {"frames": 50, "block_after": 5},
+                                                          "read_timeout_s": 0.1, "fps": 100})
+    daemon = Daemon(config)
+    daemon.start()
+    thread = run_in_thread(daemon)
+    deadline = threading.Event()
+    while daemon.stats.frames < 10 and not deadline.wait(0.05):  # 5 from the first camera, 5 from the reopened
+        pass
+    daemon.stop()
+    thread.join(5)
+    assert daemon.stats.frames >= 10 and "camera: reopened" in caplog.text
+
+
 def test_a_missing_model_is_one_clear_error(tmp_path, tiny_bundle, photo_folder):
     daemon = Daemon(daemon_config(tmp_path, tmp_path / "no-such-bundle", photo_folder))
     with pytest.raises(BundleError, match="no-such-bundle"):
