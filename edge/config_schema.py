@@ -109,6 +109,9 @@ class DetectorConfig(Section):
     sensor_pull_up: bool = Field(True, description="Sensor pulls up (active when it pulls the line low).")
     sensor_settle_frames: int = Field(0, ge=0, description="Frames skipped after the beam breaks, while the item "
                                                            "drops into place (type sensor).")
+    sensor_clear_s: float = Field(0.3, ge=0, le=10, description="Seconds the beam must stay clear before the next "
+                                                                "break counts as a new item: an item bouncing through "
+                                                                "the beam is one item (type sensor).")
 
 
 class ReviewConfig(Section):

@@ -221,27 +221,37 @@ class SensorTrigger:
         is_active: returns True while the beam is broken (``gpio.BeamSensor.is_active``).
         classify_frames: frames handed back per item.
         settle_frames: frames skipped after the beam breaks, while the item drops into place.
+        clear_s: how long the beam must stay clear (by the frames' times) before the next break is a
+            new item: an item that bounces through the beam is one item, not two.
 
     Usage:
         trigger = SensorTrigger(is_active=sensor.is_active, settle_frames=2)
     """
 
-    def __init__(self, *, is_active: Callable[[], bool], classify_frames: int = 1, settle_frames: int = 0):
-        if classify_frames < 1 or settle_frames < 0:
-            raise ValueError("classify_frames must be >= 1 and settle_frames >= 0")
+    def __init__(self, *, is_active: Callable[[], bool], classify_frames: int = 1, settle_frames: int = 0,
+                 clear_s: float = 0.0):
+        if classify_frames < 1 or settle_frames < 0 or clear_s < 0:
+            raise ValueError("classify_frames must be >= 1, settle_frames and clear_s >= 0")
         self.is_active = is_active
         self.classify_frames = classify_frames
         self.settle_frames = settle_frames
+        self.clear_s = clear_s
         self.state = "empty"
         self.items = 0
         self._collected: list[Frame] = []
         self._to_skip = 0
+        self._clear_since: float | None = None
 
     def update(self, frame: Frame) -> list[Frame] | None:
         if not self.is_active():
+            if self._clear_since is None:
+                self._clear_since = frame.ts
+            if self.state == "decided" and frame.ts - self._clear_since < self.clear_s:
+                return None  # maybe a bounce: not clear long enough to re-arm
             self.state = "empty"
             self._collected = []
             return None
+        self._clear_since = None
         if self.state == "decided":
             return None
         if self.state == "empty":

@@ -92,7 +92,7 @@ def build_trigger(config: Config, pin_factory: Any = None) -> tuple[Any, Any]:
                             pin_factory=pin_factory if pin_factory is not None
                             else config.flap.pin_factory or "auto")
         options = {"is_active": sensor.is_active, "classify_frames": detector.classify_frames,
-                   "settle_frames": detector.sensor_settle_frames}
+                   "settle_frames": detector.sensor_settle_frames, "clear_s": detector.sensor_clear_s}
     else:
         options = {key: getattr(detector, key) for key in OCCUPANCY_KEYS}
     try:

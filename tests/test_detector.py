@@ -197,3 +197,12 @@ def test_taking_away_an_item_that_was_relearnt_is_not_an_item():
     assert found == [] and detector.state == "empty"
     later = timed([with_item(x=40, y=20, size=20)] * 6 + [TRAY] * 4, start=30)
     assert len(decisions(detector, later)) == 1  # and the next real item is one decision
+
+
+def test_an_item_bouncing_through_the_beam_is_one_item():
+    beam = iter([True, True, False, True, True, False, False, False, False, True, True])
+    trigger = SensorTrigger(is_active=lambda: next(beam), classify_frames=1, clear_s=0.3)
+    blank = np.zeros((8, 8, 3), np.uint8)
+    decided = [trigger.update(Frame(image=blank, ts=0.1 * i, index=i)) is not None for i in range(11)]
+    # broken at 0.0 (item 1); clear 0.2, broken again 0.3 (a bounce: clear only 0.1 s); clear 0.5-0.8; item 2 at 0.9
+    assert decided == [True, False, False, False, False, False, False, False, False, True, False]
