@@ -109,8 +109,8 @@ def run_overrides(args: argparse.Namespace) -> dict:
 def run_daemon(args: argparse.Namespace) -> int:
     from edge.config import config_warnings, load_config
     from edge.daemon import Daemon
-    from edge.errors import (BundleError, CameraError, ClassifierError, ConfigError, MissingLibraryError, SmartbinError,
-                             StoreUnusableError)
+    from edge.errors import (BundleError, CameraError, ClassifierError, ConfigError, MissingInputError,
+                             MissingLibraryError, SmartbinError, StoreUnusableError)
 
     if args.max_items is not None and args.max_items < 1:
         return fail(["--max-items: must be at least 1"])
@@ -128,8 +128,8 @@ def run_daemon(args: argparse.Namespace) -> int:
         daemon.close()
         lines = [f"error: {line}" for line in str(err).splitlines() or [type(err).__name__]]
         replay_folder = isinstance(err, CameraError) and config.camera.type == "replay"
-        if isinstance(err, (BundleError, ClassifierError, ConfigError, MissingLibraryError, StoreUnusableError)) \
-                or replay_folder:
+        if isinstance(err, (BundleError, ClassifierError, ConfigError, MissingInputError, MissingLibraryError,
+                            StoreUnusableError)) or replay_folder:
             return fail(lines)  # bad input: exit 2, which systemd does not retry (RestartPreventExitStatus=2)
         # The camera, the GPIO chip or the disk: often not ready yet at boot, so exit 1 and let systemd retry.
         for line in lines:

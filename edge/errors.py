@@ -32,6 +32,11 @@ class CameraError(SmartbinError, RuntimeError):
     """A camera source cannot be opened or stopped delivering frames."""
 
 
+class MissingInputError(CameraError):
+    """The camera names a file or folder that is not there (a video file, a replay folder): waiting
+    cannot help, so the daemon exits 2, which systemd does not retry."""
+
+
 class ClassifierError(SmartbinError, RuntimeError):
     """The LiteRT interpreter cannot be built or run for a bundle."""
 

@@ -201,3 +201,9 @@ def test_run_exits_2_on_a_state_folder_it_cannot_use_until_someone_acts(tmp_path
         other.close()
     err = capsys.readouterr().err
     assert "another smartbin (pid" in err and "Traceback" not in err
+
+
+def test_run_exits_2_when_the_video_file_it_names_is_not_there(tmp_path, capsys):
+    path = write_config(tmp_path, f"camera: {{type: opencv, device: {tmp_path / 'nope.avi'}}}\n")
+    assert main(["run", "--config", str(path), "--mock-gpio", "--state-dir", str(tmp_path / "state")]) == 2
+    assert "video file not found" in capsys.readouterr().err

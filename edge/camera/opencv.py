@@ -20,7 +20,7 @@ import time
 
 from edge import imaging
 from edge.camera import Frame
-from edge.errors import CameraError
+from edge.errors import CameraError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class OpenCVSource:
         # GStreamer pipeline is a live source, reopened when it fails.
         self._is_file = isinstance(self.device, str) and os.path.isfile(self.device)
         if isinstance(self.device, str) and not self._is_file and _looks_like_a_file(self.device):
-            raise CameraError(f"opencv: video file not found: {self.device}")
+            raise MissingInputError(f"opencv: video file not found: {self.device}")
         self._settings = (width, height, fps)
         self._retries = max(0, retries)
         self._backoff = (backoff_s, max_backoff_s)

@@ -30,7 +30,7 @@ import numpy as np
 
 from edge import imaging
 from edge.camera import Frame
-from edge.errors import CameraError
+from edge.errors import CameraError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,10 @@ class ReplaySource:
                  tray_size: tuple[int, int] = (512, 384), loop: bool = False, order: str = "sorted"):
         self.root = Path(path)
         if not self.root.is_dir():
-            raise CameraError(f"replay folder not found: {self.root}")
+            raise MissingInputError(f"replay folder not found: {self.root}")
         self.photos = find_photos(self.root)
         if not self.photos:
-            raise CameraError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) under {self.root}")
+            raise MissingInputError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) under {self.root}")
         if order not in REPLAY_ORDERS:
             raise CameraError(f"replay: order must be one of {', '.join(REPLAY_ORDERS)}, not {order!r}")
         if order == "shuffled":
