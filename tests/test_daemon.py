@@ -193,18 +193,25 @@ def test_counts_survive_a_restart_and_are_not_double_counted(tmp_path, tiny_bund
     daemon.close()
 
 
-def test_a_hung_camera_is_retried_without_crashing(tmp_path, tiny_bundle):
+def run_with_a_camera_that_hangs_after_5_frames(tmp_path, tiny_bundle, until) -> Daemon:
+    """Runs the daemon on a fake camera that stops delivering after 5 frames, until ``until(daemon)``."""
     config = daemon_config(tmp_path, tiny_bundle, camera={"fake": {"frames": 50, "block_after": 5},
                                                           "read_timeout_s": 0.1, "fps": 100})
     daemon = Daemon(config)
     daemon.start()
     thread = run_in_thread(daemon)
     deadline = threading.Event()
-    while daemon.stats.camera_errors < 2 and not deadline.wait(0.05):
+    while not until(daemon) and not deadline.wait(0.05):
         pass
     daemon.stop()
     thread.join(5)
     assert not thread.is_alive()
+    return daemon
+
+
+def test_a_hung_camera_is_retried_without_crashing(tmp_path, tiny_bundle):
+    daemon = run_with_a_camera_that_hangs_after_5_frames(tmp_path, tiny_bundle,
+                                                         until=lambda daemon: daemon.stats.camera_errors >= 2)
     assert daemon.stats.frames == 5 and daemon.stats.camera_errors >= 2
 
 
@@ -215,16 +222,9 @@ def test_a_live_camera_that_keeps_failing_is_reopened(tmp_path, tiny_bundle, mon
     monkeypatch.setattr(daemon_module, "LIVE_CAMERAS", ("fake",))  # the fake camera stands in for a live one
     monkeypatch.setattr(daemon_module, "MAX_CAMERA_BACKOFF_S", 0.2)
     caplog.set_level("INFO", logger="edge.daemon")
-    config = daemon_config(tmp_path, tiny_bundle, camera={"fake": {"frames": 50, "block_after": 5},
-                                                          "read_timeout_s": 0.1, "fps": 100})
-    daemon = Daemon(config)
-    daemon.start()
-    thread = run_in_thread(daemon)
-    deadline = threading.Event()
-    while daemon.stats.frames < 10 and not deadline.wait(0.05):  # 5 from the first camera, 5 from the reopened
-        pass
-    daemon.stop()
-    thread.join(5)
+    # 5 frames from the first camera, 5 more from the reopened one.
+    daemon = run_with_a_camera_that_hangs_after_5_frames(tmp_path, tiny_bundle,
+                                                         until=lambda daemon: daemon.stats.frames >= 10)
     assert daemon.stats.frames >= 10 and "camera: reopened" in caplog.text
 
 
