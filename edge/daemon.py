@@ -182,8 +182,11 @@ class Daemon(RemoteCommands):
                 self.stats.camera_error()
                 # No frame, no watchdog ping: if the camera stays hung, systemd restarts the service.
                 log.warning("camera: %s (retrying in %.1f s)", err, backoff)
-                self._stop.wait(backoff)
-                if backoff >= MAX_CAMERA_BACKOFF_S and self.config.camera.type in LIVE_CAMERAS:
+                if self._stop.wait(backoff):
+                    continue  # stopping: no reopen, which could take seconds systemd does not give us
+                # A video file is not reopened either: it would play again from its first frame.
+                if (backoff >= MAX_CAMERA_BACKOFF_S and self.config.camera.type in LIVE_CAMERAS
+                        and not getattr(self.source, "_is_file", False)):
                     self._reopen_camera()
                 backoff = min(backoff * 2, MAX_CAMERA_BACKOFF_S)
                 continue
@@ -209,12 +212,21 @@ class Daemon(RemoteCommands):
     def _reopen_camera(self) -> None:
         """A live camera that keeps failing (a USB camera unplugged and plugged back in) is opened
         afresh, the old one closed first (a Pi camera can be open only once)."""
-        self.source.close()
+        old = self.source
+        old.close()
+        # Its dropped and unreadable frames stay in the totals (stats_payload adds the current source's).
+        self.stats.dropped(old.stats.get("dropped", 0))
+        self.stats.unreadable(old.stats.get("unreadable", 0))
         try:
-            self.source = parts.open_camera(self.config)
-            log.info("camera: reopened")
+            source = parts.open_camera(self.config)
         except CameraError as err:
             self.source = _BrokenCamera(err)  # the next read fails, and after the back-off we try again
+            return
+        self.source = source
+        if self._stop.is_set():  # stop() closed the old one while this one was opening
+            source.close()
+            return
+        log.info("camera: reopened")
 
     def _watchdog_loop(self) -> None:
         """Pings systemd while frames flow; a camera (or loop) stuck for max_frame_gap_s stops the pings.

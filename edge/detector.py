@@ -244,7 +244,7 @@ class SensorTrigger:
 
     def update(self, frame: Frame) -> list[Frame] | None:
         if not self.is_active():
-            if self._clear_since is None:
+            if self._clear_since is None or frame.ts < self._clear_since:  # or the clock stepped back
                 self._clear_since = frame.ts
             if self.state == "decided" and frame.ts - self._clear_since < self.clear_s:
                 return None  # maybe a bounce: not clear long enough to re-arm

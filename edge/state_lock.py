@@ -21,6 +21,7 @@ def lock_state_folder(path: Path):
 
     Raises:
         StoreUnusableError: another process holds it; the message names its pid.
+        OSError: the file can be neither created nor opened (a read-only state folder).
     """
     try:
         import fcntl
@@ -29,13 +30,13 @@ def lock_state_folder(path: Path):
     try:
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 -- held open on purpose
     except PermissionError:
+        if not path.exists():
+            raise  # a read-only state folder: the store names it
         # Made by root (`sudo smartbin run`): locking needs only a read-only handle, and the pid stays unsaid.
         try:
             handle = open(path, encoding="utf-8")  # noqa: SIM115
         except OSError:
             return None  # cannot even read it: the database itself will say what is wrong
-    except OSError:
-        return None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -228,6 +228,29 @@ def test_a_live_camera_that_keeps_failing_is_reopened(tmp_path, tiny_bundle, mon
     assert daemon.stats.frames >= 10 and "camera: reopened" in caplog.text
 
 
+def test_a_reopen_keeps_the_old_cameras_dropped_frames_and_a_stop_meanwhile_closes_the_new_one(
+        tmp_path, tiny_bundle, monkeypatch):
+    import edge.daemon as daemon_module
+
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle))
+    daemon.start()
+    try:
+        daemon.source._stats = {**daemon.source.stats, "dropped": 40, "unreadable": 3}
+        real_open = daemon_module.parts.open_camera
+
+        def open_while_a_sigterm_arrives(config):
+            daemon.stop()
+            return real_open(config)
+
+        monkeypatch.setattr(daemon_module.parts, "open_camera", open_while_a_sigterm_arrives)
+        daemon._reopen_camera()
+        payload = daemon.stats_payload()
+        assert payload["dropped_frames"] == 40 and payload["unreadable_frames"] == 3
+        assert daemon.source.read() is None  # the new camera was closed at once: the loop ends
+    finally:
+        daemon.close()
+
+
 def test_a_missing_model_is_one_clear_error(tmp_path, tiny_bundle, photo_folder):
     daemon = Daemon(daemon_config(tmp_path, tmp_path / "no-such-bundle", photo_folder))
     with pytest.raises(BundleError, match="no-such-bundle"):

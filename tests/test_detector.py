@@ -206,3 +206,12 @@ def test_an_item_bouncing_through_the_beam_is_one_item():
     decided = [trigger.update(Frame(image=blank, ts=0.1 * i, index=i)) is not None for i in range(11)]
     # broken at 0.0 (item 1); clear 0.2, broken again 0.3 (a bounce: clear only 0.1 s); clear 0.5-0.8; item 2 at 0.9
     assert decided == [True, False, False, False, False, False, False, False, False, True, False]
+
+
+def test_a_clock_stepped_back_while_the_beam_is_clear_loses_no_item():
+    beam = iter([True, False, False, False, True])
+    trigger = SensorTrigger(is_active=lambda: next(beam), classify_frames=1, clear_s=0.3)
+    blank = np.zeros((8, 8, 3), np.uint8)
+    times = [1000.0, 1000.1, 940.2, 940.6, 940.7]  # NTP stepped the clock back a minute between two frames
+    decided = [trigger.update(Frame(image=blank, ts=ts, index=i)) is not None for i, ts in enumerate(times)]
+    assert decided == [True, False, False, False, True]

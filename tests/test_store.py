@@ -271,3 +271,18 @@ def test_a_lock_file_left_by_root_does_not_stop_the_service_user(tmp_path, monke
     with pytest.raises(StoreUnusableError, match="another smartbin"):
         Store(tmp_path / "smartbin.db")
     first.close()
+
+
+def test_a_read_only_state_folder_is_named_as_such(tmp_path, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def read_only_folder(path, mode="r", *args, **kwargs):
+        if str(path).endswith("smartbin.lock") and mode != "r":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only_folder)  # no smartbin.lock yet, and none can be made
+    with pytest.raises(StoreError, match="cannot open the state database: Permission denied"):
+        Store(tmp_path / "smartbin.db")
