@@ -252,21 +252,25 @@ def test_the_newest_item_comes_by_insertion_and_only_once_the_outbox_is_empty(tm
     store.close()
 
 
-def test_a_lock_file_left_by_root_does_not_stop_the_service_user(tmp_path, monkeypatch):
+def refuse_writing_the_lock_file(monkeypatch) -> None:
+    """smartbin.lock can be opened for reading only, as for a user that did not create it."""
     import builtins
-
-    from edge.errors import StoreUnusableError
 
     real_open = builtins.open
 
     def as_the_service_user(path, mode="r", *args, **kwargs):
-        # What `sudo smartbin run` leaves behind: smartbin.lock owned by root, readable, not writable.
         if str(path).endswith("smartbin.lock") and mode != "r":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, mode, *args, **kwargs)
 
-    (tmp_path / "smartbin.lock").write_text("1")
     monkeypatch.setattr(builtins, "open", as_the_service_user)
+
+
+def test_a_lock_file_left_by_root_does_not_stop_the_service_user(tmp_path, monkeypatch):
+    from edge.errors import StoreUnusableError
+
+    (tmp_path / "smartbin.lock").write_text("1")  # what `sudo smartbin run` leaves behind
+    refuse_writing_the_lock_file(monkeypatch)
     first = Store(tmp_path / "smartbin.db")  # locked through a read-only handle
     with pytest.raises(StoreUnusableError, match="another smartbin"):
         Store(tmp_path / "smartbin.db")
@@ -274,15 +278,6 @@ def test_a_lock_file_left_by_root_does_not_stop_the_service_user(tmp_path, monke
 
 
 def test_a_read_only_state_folder_is_named_as_such(tmp_path, monkeypatch):
-    import builtins
-
-    real_open = builtins.open
-
-    def read_only_folder(path, mode="r", *args, **kwargs):
-        if str(path).endswith("smartbin.lock") and mode != "r":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", read_only_folder)  # no smartbin.lock yet, and none can be made
+    refuse_writing_the_lock_file(monkeypatch)  # no smartbin.lock yet, and none can be made
     with pytest.raises(StoreError, match="cannot open the state database: Permission denied"):
         Store(tmp_path / "smartbin.db")
