@@ -68,6 +68,7 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     angles = dict(settings.angles)
+    args.flap_settings = settings
     try:
         for name in bins:
             angles[name], carry_on = visit(flap, name, angles[name], args, ask)
@@ -83,19 +84,28 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
     return 0
 
 
+def pulse_ms(settings, angle: float) -> float:
+    """The pulse width, in ms, that ``angle`` becomes (linear from min_angle/min_pulse_width to
+    max_angle/max_pulse_width, as gpiozero's AngularServo maps it): the figure to compare with the
+    servo's data sheet, and the one that moves every angle when the pulse widths change."""
+    share = (angle - settings.min_angle) / (settings.max_angle - settings.min_angle)
+    return 1000 * (settings.min_pulse_width + share * (settings.max_pulse_width - settings.min_pulse_width))
+
+
 def visit(flap, name: str, angle: float, args: argparse.Namespace,
           ask: Callable[[str], str]) -> tuple[float, bool]:
     """Moves to one bin's angle; with --step lets the installer adjust it. Returns (angle, carry on)."""
     from edge.errors import FlapError
 
-    print(f"bin {name}: {angle:g} degrees", flush=True)
+    print(f"bin {name}: {angle:g} degrees ({pulse_ms(args.flap_settings, angle):.2f} ms pulse)", flush=True)
     flap.set_angle(angle)
     if not args.step:
         time.sleep(max(0.0, args.hold))
         return angle, True
     while True:
         try:
-            answer = ask(f"  {name} at {angle:g}: Enter = keep, +N/-N = nudge, =A = try angle A, q = quit > ")
+            answer = ask(f"  {name} at {angle:g} degrees ({pulse_ms(args.flap_settings, angle):.2f} ms): "
+                         f"Enter = keep, +N/-N = nudge, =A = try angle A, q = quit > ")
         except EOFError:
             return angle, False
         answer = answer.strip()

@@ -119,7 +119,7 @@ def test_calibrate_flap_visits_every_bin_and_prints_the_angles(tmp_path, capsys)
     path = write_config(tmp_path, "flap: {settle_s: 0}\n")
     assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--hold", "0"]) == 0
     out = capsys.readouterr().out
-    assert "bin paper: -60 degrees" in out and "    rest: 60" in out
+    assert "bin paper: -60 degrees (0.83 ms pulse)" in out and "    rest: 60" in out  # 0.5-2.5 ms over -90..90
 
 
 def test_calibrate_flap_step_mode_adjusts_angles_interactively(tmp_path, capsys):
