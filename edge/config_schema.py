@@ -48,8 +48,9 @@ class ModelConfig(Section):
 class ReplayConfig(Section):
     """``camera.replay:`` a photo folder presented as items on a simulated tray."""
 
-    path: str | None = Field(None, description="Folder of photos (class subfolders become the `truth` of events, "
-                                                "through the bundle's `label_map` if it has one).")
+    path: str | None = Field(None, description="Folder of photos (class subfolders, also symlinked ones, become the "
+                                                "`truth` of events, through the bundle's `label_map` if it has one; "
+                                                "photos over 40 megapixels are skipped and counted).")
     fps: float = Field(10.0, ge=0, description="Frames per second; 0 replays as fast as the pipeline goes.")
     loop: bool = Field(False, description="Start again after the last photo instead of stopping the daemon.")
     order: Literal["shuffled", "sorted"] = Field(
@@ -92,8 +93,8 @@ class DetectorConfig(Section):
         (0.0, 0.0, 1.0, 1.0), description="Region of interest [x, y, width, height] as fractions of the frame.")
     diff_threshold: float = Field(25.0, ge=0, le=255, description="Grey-level difference that marks a pixel changed.")
     occupied_fraction: float = Field(0.05, gt=0, le=1, description="Changed-pixel fraction that means an item is there.")
-    still_threshold: float = Field(2.0, ge=0, le=255, description="Mean frame-to-frame difference below which the "
-                                                                  "item counts as still.")
+    still_threshold: float = Field(2.0, ge=0, le=255, description="Mean frame-to-frame difference (grey levels) at "
+                                                                  "or below which the item counts as still.")
     still_frames: int = Field(2, ge=1, description="Consecutive still frames before classifying.")
     classify_frames: int = Field(3, ge=1, le=16, description="K: settled frames whose probabilities are averaged.")
     background_frames: int = Field(3, ge=1, description="Frames averaged into the first empty-tray background.")

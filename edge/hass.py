@@ -109,7 +109,9 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
         count_sensor(f"since_reset_bin_{key}", f"Bin {bin_name} since reset",
                      f"{{{{ value_json.since_reset.bins.get({bin_name!r}, 0) }}}}", "mdi:delete-clock")
     add("sensor", "reset_at", {"name": "Counts reset at", "state_topic": counts, "device_class": "timestamp",
-                               "value_template": "{{ value_json.since_reset.reset_at | timestamp_utc }}",
+                               # An ISO time with its zone, which a timestamp sensor needs, in every HA version.
+                               "value_template": "{{ value_json.since_reset.reset_at | "
+                                                 "timestamp_custom('%Y-%m-%dT%H:%M:%S+00:00', false) }}",
                                "icon": "mdi:restore"})
     for label, key in distinct_keys(labels).items():
         count_sensor(f"label_{key}", f"Label {label}",
