@@ -184,9 +184,9 @@ class Daemon(RemoteCommands):
                 log.warning("camera: %s (retrying in %.1f s)", err, backoff)
                 if self._stop.wait(backoff):
                     continue  # stopping: no reopen, which could take seconds systemd does not give us
-                # A video file is not reopened either: it would play again from its first frame.
-                if (backoff >= MAX_CAMERA_BACKOFF_S and self.config.camera.type in LIVE_CAMERAS
-                        and not getattr(self.source, "_is_file", False)):
+                if backoff >= MAX_CAMERA_BACKOFF_S and getattr(self.source, "_is_file", False):
+                    raise err  # a video file that keeps failing: reopened, it would play again from the start
+                if backoff >= MAX_CAMERA_BACKOFF_S and self.config.camera.type in LIVE_CAMERAS:
                     self._reopen_camera()
                 backoff = min(backoff * 2, MAX_CAMERA_BACKOFF_S)
                 continue
@@ -214,7 +214,9 @@ class Daemon(RemoteCommands):
         afresh, the old one closed first (a Pi camera can be open only once)."""
         old = self.source
         old.close()
-        # Its dropped and unreadable frames stay in the totals (stats_payload adds the current source's).
+        # Its dropped and unreadable frames move into the totals (stats_payload adds the current source's),
+        # with a stand-in holding none meanwhile, so no figure counts them twice while the new one opens.
+        self.source = _BrokenCamera(CameraError("the camera is being reopened"))
         self.stats.dropped(old.stats.get("dropped", 0))
         self.stats.unreadable(old.stats.get("unreadable", 0))
         try:

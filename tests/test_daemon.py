@@ -228,6 +228,19 @@ def test_a_live_camera_that_keeps_failing_is_reopened(tmp_path, tiny_bundle, mon
     assert daemon.stats.frames >= 10 and "camera: reopened" in caplog.text
 
 
+def test_a_video_file_that_keeps_failing_ends_the_run_instead_of_replaying_from_the_start(
+        tmp_path, tiny_bundle, monkeypatch):
+    import edge.daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "MAX_CAMERA_BACKOFF_S", 0.2)
+    config = daemon_config(tmp_path, tiny_bundle, camera={"fake": {"frames": 50, "block_after": 5},
+                                                          "read_timeout_s": 0.1, "fps": 100})
+    daemon = Daemon(config)
+    daemon.start()
+    daemon.source._is_file = True  # as OpenCVSource sets it for a recording
+    assert daemon.run() == 1 and daemon.stats.frames == 5
+
+
 def test_a_reopen_keeps_the_old_cameras_dropped_frames_and_a_stop_meanwhile_closes_the_new_one(
         tmp_path, tiny_bundle, monkeypatch):
     import edge.daemon as daemon_module
