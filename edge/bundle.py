@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import functools
 import os
-import unicodedata
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,17 @@ class Manifest:
     # folders scores each photo against the label its folder was merged into.
     label_map: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def label_of_folder(self, folder: str) -> str:
+        """The label a source class folder trains (through ``label_map``, compared in NFC), else the
+        folder's own name in NFC: a replayed photo's truth."""
+        name = normal_label(folder)
+        return self._label_map_nfc.get(name, name)
+
+    @functools.cached_property
+    def _label_map_nfc(self) -> dict[str, str]:
+        # Made once per manifest, not once per item.
+        return {normal_label(folder): label for folder, label in self.label_map.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the manifest as JSON-ready data (labels as a list)."""

@@ -265,10 +265,9 @@ class Daemon(RemoteCommands):
             "model": {"name": self.classifier.bundle.name, "sha256": self.classifier.bundle.manifest.sha256},
         }
         # A model trained with a label map answers with merged labels ("bottle" folder -> "plastic").
-        truth = None if last.truth is None else normal_label(last.truth)  # a Mac's folders: decomposed "ü"
+        truth = None if last.truth is None else self.classifier.bundle.manifest.label_of_folder(last.truth)
         if truth is not None:
-            label_map = {normal_label(folder): label for folder, label in self.classifier.bundle.manifest.label_map.items()}
-            event["truth"] = truth = label_map.get(truth, truth)
+            event["truth"] = truth
         if last.source_id is not None:
             event["source"] = last.source_id
         # The previous item's fsync ends first, so a power cut can take at most the last item.
