@@ -5,8 +5,8 @@ Builds a replay folder of symlinks to the official test photos (``splits.test`` 
 daemon as its own process, unthrottled, with the shipped config except ``flap.settle_s: 0`` (the
 flap's settle time is a physical wait that would otherwise dominate every figure). Every ``item``
 event is collected over MQTT. In this process, and not while the daemon runs, the same photos are
-classified with ``Classifier.classify(read_image(path))`` and the raw ``invoke()`` of the same model
-is timed. Targets: events == photos; system accuracy == the classifier's own; per-item cost <=
+classified as the daemon classifies an item (``classify_frames`` of K copies of ``read_image(path)``
+with the shipped ``model.views``) and the raw ``invoke()`` of the same model is timed. Targets: events == photos; system accuracy == the classifier's own; per-item cost <=
 1.15 x K x raw invoke; daemon peak RSS <= 150 MB; start-up to ``online`` <= 3 s; no TensorFlow.
 
 Usage:
@@ -153,12 +153,17 @@ def write_config(path: Path, threads: int) -> Path:
 
 
 def classifier_pass(model: Path, photo_root: Path, test: list[str], threads: int) -> dict[str, str]:
-    """The classifier's own label for every photo, read at full size exactly as the replay reads it."""
+    """The classifier's own label for every photo, read at full size exactly as the replay reads it and
+    shown to the model as the daemon shows an item's K still frames (the shipped ``model.views`` in turn)."""
     from edge.classifier import Classifier
+    from edge.config import load_config
     from edge.imaging import read_image
 
-    classifier = Classifier.from_path(model, threads=threads)
-    return {relative: classifier.classify(read_image(photo_root / relative)).label for relative in test}
+    shipped = load_config(SHIPPED_CONFIG)
+    classifier = Classifier.from_path(model, threads=threads, views=shipped.model.views)
+    k = shipped.detector.classify_frames
+    return {relative: classifier.classify_frames([read_image(photo_root / relative)] * k).label
+            for relative in test}
 
 
 def raw_invoke_ms(model: Path, photo: Path, runs: int, threads: int) -> list[float]:

@@ -1,8 +1,8 @@
 """Web page latency: one 384x512 JPEG through ``POST /api/classify`` vs the raw classifier, and server RSS.
 
 Starts ``python -m edge.web`` as its own process (so its memory is measured alone), then alternates
-one HTTP request and one raw ``Classifier.classify`` of the same decoded photo in this process, so
-both see the same machine load. Targets (issue 6): median request <= 1.5 x median raw classify
+one HTTP request and one raw ``Classifier.classify`` of the same decoded photo in this process
+(with the same ``model.views`` as the server, so the same invokes), so both see the same machine load. Targets (issue 6): median request <= 1.5 x median raw classify
 + 20 ms; server RSS <= 150 MB.
 
 Usage:
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from edge.classifier import Classifier
+    from edge.config import Config
     from edge.imaging import decode_image
 
     from edge.errors import SmartbinError
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     photo, photo_name = load_photo(args.photo)
     rgb = decode_image(photo)
     try:
-        raw = Classifier.from_path(args.model, threads=args.threads)
+        # The server's one-line config leaves model.views at its default: the raw side shows the same views.
+        raw = Classifier.from_path(args.model, threads=args.threads, views=Config().model.views)
     except SmartbinError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),
         "model": args.model.name, "photo": photo_name, "image_shape": list(rgb.shape), "threads": args.threads,
+        "views": list(raw.views),
         "requests": len(request_ms), "labels": sorted(labels),
         "request_ms_median": round(statistics.median(request_ms), 2),
         "request_ms_p90": round(percentile(request_ms, 90), 2),

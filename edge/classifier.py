@@ -53,9 +53,14 @@ class Classifier:
         prediction = classifier.classify_frames([frame.image for frame in frames])
     """
 
-    def __init__(self, bundle: Bundle, threads: int = 2, use_edgetpu: bool = False):
+    def __init__(self, bundle: Bundle, threads: int = 2, use_edgetpu: bool = False,
+                 views: tuple[str, ...] | list[str] = ("original",)):
         from ai_edge_litert.interpreter import Interpreter
 
+        unknown = [name for name in views if name not in imaging.VIEWS]
+        if not views or unknown:
+            raise ValueError(f"views must name one or more of {', '.join(imaging.VIEWS)}, got {list(views)}")
+        self.views: tuple[str, ...] = tuple(views)
         self.bundle = bundle
         self.labels: tuple[str, ...] = bundle.labels
         self.threads = threads
@@ -128,12 +133,13 @@ class Classifier:
                                   f"zero point {declared.zero_point})")
         self.bundle.check_output_size(int(self._output["shape"][-1]))
 
-    def _to_input(self, rgb: np.ndarray) -> np.ndarray:
+    def _to_input(self, rgb: np.ndarray, view: str) -> np.ndarray:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H x W x 3), got {rgb.dtype} {rgb.shape}")
-        resized = imaging.resize_for_model(rgb, self.bundle.manifest.input)
+        # Turned after resizing: the same pixels as turning first (bilinear is symmetric), on fewer of them.
+        resized = imaging.view(imaging.resize_for_model(rgb, self.bundle.manifest.input), view)
         if self._input_identity:
-            return resized[None]
+            return np.ascontiguousarray(resized)[None]
         if self._input_dtype == np.float32:
             return resized[None].astype(np.float32)
         scale, zero_point = self._input_quant
@@ -148,8 +154,8 @@ class Classifier:
             values = scale * (values - zero_point)
         return values
 
-    def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        tensor = self._to_input(rgb)
+    def _run(self, rgb: np.ndarray, view: str = "original") -> tuple[np.ndarray, float]:
+        tensor = self._to_input(rgb, view)
         with self._lock:
             self._interpreter.set_tensor(self._input["index"], tensor)
             start = time.perf_counter()
@@ -161,23 +167,30 @@ class Classifier:
             raw = self._interpreter.get_tensor(self._output["index"])
         return self._from_output(raw), invoke_ms
 
-    def probabilities(self, rgb: np.ndarray) -> np.ndarray:
-        """Returns the class probabilities (float32, bundle label order) for one RGB uint8 image."""
-        return self._run(rgb)[0]
+    def probabilities(self, rgb: np.ndarray, view: str = "original") -> np.ndarray:
+        """Returns the class probabilities (float32, bundle label order) for one RGB uint8 image,
+        shown to the model as ``view`` (one of ``imaging.VIEWS``)."""
+        return self._run(rgb, view)[0]
 
     def classify(self, rgb: np.ndarray) -> Prediction:
-        """Classifies one RGB uint8 image of any size."""
-        return self.classify_frames([rgb])
+        """Classifies one RGB uint8 image of any size: every one of ``views`` of it, averaged
+        (one invoke per view), which is what the bin does with the same photo as K still frames."""
+        return self.classify_frames([rgb] * len(self.views))
 
     def classify_frames(self, images: list[np.ndarray]) -> Prediction:
-        """Classifies several views of one item by averaging their probabilities."""
+        """Classifies K frames of one item by averaging their probabilities (one invoke each).
+
+        Frame ``i`` is shown to the model as ``views[i % len(views)]``: with the three default
+        views, the second frame mirrored and the third upside down, so K still frames that are
+        nearly the same picture still give the model three different looks at the item.
+        """
         if not images:
             raise ValueError("classify_frames needs at least one image")
         start = time.perf_counter()
         total = np.zeros(len(self.labels), np.float32)
         invoke_ms = 0.0
-        for image in images:
-            probabilities, spent = self._run(image)
+        for i, image in enumerate(images):
+            probabilities, spent = self._run(image, self.views[i % len(self.views)])
             total += probabilities
             invoke_ms += spent
         mean = total / len(images)

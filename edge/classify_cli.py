@@ -3,9 +3,10 @@
 Each line holds ``path``, ``label``, ``confidence``, ``top3`` (``[label, p]`` pairs) and
 ``latency_ms``; an unreadable image gets a line with ``path`` and ``error`` instead, and
 the command then exits 2 once every image has been tried. A missing or corrupt bundle is
-one line on stderr and exit 2. Without ``--model`` the default config's ``model.path`` and
-``model.threads`` are used (the shipped model in a checkout); with it, ``--threads`` defaults to
-the config schema's default, so both paths run the interpreter as ``smartbin run`` would.
+one line on stderr and exit 2. Without ``--model`` the default config's ``model.path``,
+``model.threads`` and ``model.views`` are used (the shipped model in a checkout); with it,
+``--threads`` and ``--views`` default to the config schema's defaults, so both paths classify a
+photo as ``smartbin run`` classifies an item lying still on the tray (every view, averaged).
 
 Usage:
     python -m edge classify --model models/trashnet-efficientnet-lite0-int8 photo1.jpg photo2.jpg
@@ -33,6 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=_positive_int, metavar="N",
                         help="LiteRT interpreter threads (default: model.threads of the default config "
                              "without --model, the config's default 2 with it)")
+    parser.add_argument("--views", type=_views, metavar="V,V,...",
+                        help="how the model is shown each photo, averaged: original, mirrored, flipped, turned "
+                             "(default: model.views of the default config without --model, the config's default "
+                             "original,mirrored,flipped with it)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files (jpg, png, bmp, webp)")
     parser.set_defaults(func=run)
     return parser
@@ -44,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from edge.classifier import Classifier
 
     try:
-        model, threads = (args.model, _default_threads()) if args.model else _configured_model()
+        model, threads, views = (args.model, *_schema_defaults()) if args.model else _configured_model()
     except ConfigError as err:
         for key, problem in err.problems:
             print(f"error: {key}: {problem} (in the default config; pass --model)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        classifier = Classifier.from_path(model, threads=args.threads or threads)
+        classifier = Classifier.from_path(model, threads=args.threads or threads, views=args.views or views)
     except (BundleError, ClassifierError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -83,16 +88,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _configured_model() -> tuple[str, int]:
-    """``model.path`` (resolved the way ``smartbin run`` resolves it) and ``model.threads`` of the default config."""
+def _views(text: str) -> list[str]:
+    from edge.imaging import VIEWS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VIEWS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected views from {', '.join(VIEWS)} separated by commas, got {text!r}")
+    return names
+
+
+def _configured_model() -> tuple[str, int, list[str]]:
+    """``model.path`` (resolved the way ``smartbin run`` resolves it), ``model.threads`` and ``model.views``
+    of the default config."""
     from edge.config import load_config, model_dir
 
     config = load_config()
-    return str(model_dir(config)), config.model.threads
+    return str(model_dir(config)), config.model.threads, config.model.views
 
 
-def _default_threads() -> int:
-    """The schema's default for ``model.threads``, used when ``--model`` names a bundle directly."""
+def _schema_defaults() -> tuple[int, list[str]]:
+    """The schema's defaults for ``model.threads`` and ``model.views``, used when ``--model`` names a bundle."""
     from edge.config_schema import ModelConfig
 
-    return ModelConfig.model_fields["threads"].default
+    return ModelConfig.model_fields["threads"].default, ModelConfig.model_fields["views"].default

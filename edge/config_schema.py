@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
 Pixels = Annotated[int, Field(ge=8, le=8192)]  # one side of a frame
+View = Literal["original", "mirrored", "flipped", "turned"]  # edge.imaging.VIEWS
 
 
 class Section(BaseModel):
@@ -43,6 +44,13 @@ class ModelConfig(Section):
     threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads.")
     edgetpu: bool = Field(False, description="Use the Coral Edge TPU delegate when the bundle has an Edge TPU model "
                                              "(falls back to the CPU model with a warning).")
+    views: list[View] = Field(
+        ["original", "mirrored", "flipped"], min_length=1,
+        description="How the model is shown the K settled frames of an item: frame i as views[i mod n] "
+                    "(`original`, `mirrored` left to right, `flipped` top to bottom, `turned` 180°), the "
+                    "probabilities averaged. Costs nothing extra (still K invokes); `classify` and the web "
+                    "page show every view of a photo. Suits models trained with flip augmentation (every "
+                    "shipped recipe); `[original]` shows the frames as they are.")
 
 
 class ReplayConfig(Section):

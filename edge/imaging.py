@@ -173,6 +173,29 @@ def resize_for_model(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     return _cv2().resize(rgb, (spec.width, spec.height), interpolation=_cv2().INTER_LINEAR)
 
 
+# How the classifier may be shown a frame (``model.views``): the model was trained on flipped and
+# turned photos, so each is an equally valid picture of the same item.
+VIEWS = ("original", "mirrored", "flipped", "turned")
+
+
+def view(rgb: np.ndarray, name: str) -> np.ndarray:
+    """``rgb`` as the view ``name`` of ``VIEWS``: as is, mirrored left to right, flipped top to bottom,
+    or turned 180°. Returns a NumPy view (no copy); the classifier copies it into its input tensor.
+
+    Raises:
+        ValueError: an unknown view name.
+    """
+    if name == "original":
+        return rgb
+    if name == "mirrored":
+        return rgb[:, ::-1]
+    if name == "flipped":
+        return rgb[::-1]
+    if name == "turned":
+        return rgb[::-1, ::-1]
+    raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEWS)}")
+
+
 def encode_jpeg(rgb: np.ndarray, quality: int = 85, max_side: int | None = None) -> bytes:
     """Encodes RGB uint8 as JPEG, first shrinking so the longer side is at most ``max_side``."""
     cv2 = _cv2()

@@ -38,7 +38,8 @@ def load_classifier(config: Config, path: str | None = None):
     from edge.classifier import Classifier
 
     model_path = resolve_path(path or config.model.path, config.source_path)
-    return Classifier.from_path(model_path, threads=config.model.threads, use_edgetpu=config.model.edgetpu)
+    return Classifier.from_path(model_path, threads=config.model.threads, use_edgetpu=config.model.edgetpu,
+                                views=config.model.views)
 
 
 def build_decider(config: Config):

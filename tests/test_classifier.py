@@ -54,6 +54,32 @@ def test_classify_frames_averages_the_probabilities_of_every_frame(classifier):
         classifier.classify_frames([])
 
 
+def test_frame_i_is_shown_as_view_i_mod_n_and_classify_shows_every_view(tiny_bundle, classifier):
+    views = Classifier.from_path(tiny_bundle, threads=1, views=["original", "mirrored", "flipped"])
+    frames = [make_photo(0, seed=1), make_photo(2, seed=2), make_photo(2, seed=3), make_photo(1, seed=4)]
+    expected = np.mean([classifier.probabilities(frames[0], "original"), classifier.probabilities(frames[1], "mirrored"),
+                        classifier.probabilities(frames[2], "flipped"), classifier.probabilities(frames[3], "original")],
+                       axis=0)
+    np.testing.assert_allclose(list(views.classify_frames(frames).probabilities.values()), expected, rtol=1e-6)
+    photo = make_photo(1, seed=5)
+    every_view = np.mean([classifier.probabilities(photo, name) for name in ("original", "mirrored", "flipped")],
+                         axis=0)
+    np.testing.assert_allclose(list(views.classify(photo).probabilities.values()), every_view, rtol=1e-6)
+
+
+def test_a_view_turns_the_pixels_the_model_sees(classifier):
+    photo = make_photo(3, seed=6)
+    assert np.allclose(classifier.probabilities(photo, "mirrored"), classifier.probabilities(photo[:, ::-1].copy()))
+    assert np.allclose(classifier.probabilities(photo, "turned"), classifier.probabilities(photo[::-1, ::-1].copy()))
+
+
+def test_the_default_is_the_frames_as_they_are_and_unknown_views_are_refused(tiny_bundle, classifier):
+    assert classifier.views == ("original",)
+    for views in ([], ["sideways"]):
+        with pytest.raises(ValueError, match="views must name one or more of original, mirrored, flipped, turned"):
+            Classifier.from_path(tiny_bundle, threads=1, views=views)
+
+
 def test_a_photo_at_model_size_and_the_same_photo_stretched_agree(classifier):
     photo = make_photo(1, size=(32, 32))
     assert classifier.classify(photo).label == classifier.classify(np.repeat(photo, 2, axis=1)).label

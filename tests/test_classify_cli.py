@@ -95,19 +95,26 @@ def test_without_model_the_shipped_model_classifies(photo_folder, tmp_path):
     assert json.loads(result.stdout)["label"] in shipped["labels"]
 
 
-def test_threads_follow_the_config_unless_given(tiny_bundle, photo_folder, monkeypatch, capsys):
+def test_threads_and_views_follow_the_config_unless_given(tiny_bundle, photo_folder, monkeypatch, capsys):
     from edge.classifier import Classifier
 
     built = []
     real = Classifier.from_path.__func__
-    monkeypatch.setattr(Classifier, "from_path",
-                        classmethod(lambda cls, path, **kw: built.append(kw["threads"]) or real(cls, path, **kw)))
+    monkeypatch.setattr(Classifier, "from_path", classmethod(
+        lambda cls, path, **kw: built.append((kw["threads"], list(kw["views"]))) or real(cls, path, **kw)))
     image = str(photo_folder / "glass" / "glass_0.jpg")
-    monkeypatch.setattr(classify_cli, "_configured_model", lambda: (str(tiny_bundle), 3))
+    monkeypatch.setattr(classify_cli, "_configured_model", lambda: (str(tiny_bundle), 3, ["turned"]))
     assert classify_cli.run(parse(["classify", image])) == 0
-    assert classify_cli.run(parse(["classify", "--threads", "1", image])) == 0
+    assert classify_cli.run(parse(["classify", "--threads", "1", "--views", "original, mirrored", image])) == 0
     assert classify_cli.run(parse(["classify", "--model", str(tiny_bundle), image])) == 0
-    assert built == [3, 1, 2]
+    assert built == [(3, ["turned"]), (1, ["original", "mirrored"]), (2, ["original", "mirrored", "flipped"])]
+
+
+def test_an_unknown_view_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["classify", "--views", "original,sideways", "x.jpg"])
+    assert exit_info.value.code == 2
+    assert "--views: expected views from original, mirrored, flipped, turned" in capsys.readouterr().err
 
 
 def test_zero_threads_is_refused_by_the_parser(capsys):

@@ -204,6 +204,8 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("flap: {pin_factory: native}", "flap.pin_factory: Input should be"),
     ("camera: {replay: {tray_size: [-5, 0]}}", "camera.replay.tray_size.0: Input should be greater than or equal to 8"),
     ("camera: {fake: {size: [64, 0]}}", "camera.fake.size.1: Input should be greater than or equal to 8"),
+    ("model: {views: []}", "model.views: List should have at least 1 item"),
+    ("model: {views: [original, sideways]}", "model.views.1: Input should be 'original', 'mirrored', 'flipped' or"),
 ])
 def test_values_that_would_only_fail_at_run_time_are_config_errors(tmp_path, yaml_text, line):
     with pytest.raises(ConfigError) as error:
@@ -258,3 +260,13 @@ def test_a_pin_other_hardware_uses_and_a_settle_time_no_servo_makes_are_warned_a
     assert "GPIO2 is usually taken by I2C" in warnings["flap.pin"]
     assert "the flap would not reach the bin" in warnings["flap.settle_s"]
     assert "flap.settle_s" not in dict(config_warnings(load_config(write(tmp_path, "flap: {settle_s: 0, pin_factory: mock}\n"))))
+
+
+def test_the_views_a_config_may_name_are_those_the_classifier_knows():
+    import typing
+
+    from edge import imaging
+    from edge.config_schema import View
+
+    assert typing.get_args(View) == imaging.VIEWS
+    assert Config().model.views == ["original", "mirrored", "flipped"]

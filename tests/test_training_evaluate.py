@@ -81,3 +81,37 @@ def test_the_runs_data_folder_is_found_from_any_working_directory(run, tmp_path,
     finally:
         split["data"] = split["data_resolved"]
         (run / "run" / "split.json").write_text(json.dumps(split))
+
+
+def test_the_val_list_can_be_scored_with_the_probabilities_of_several_views_averaged(run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert evaluate([str(run / "run"), "--split", "val", "--views", "original,mirrored", "--out", str(out)]) == 0
+    metrics = json.loads((out / "eval-metrics.json").read_text())
+    val = json.loads((run / "run" / "split.json").read_text())["splits"]["val"]
+    assert metrics["split"] == "val" and metrics["n"] == len(val)
+    assert metrics["views"] == ["original", "mirrored"]
+    report = (out / "eval-report.md").read_text()
+    assert "on the val split of" in report and "averaged over the views original, mirrored" in report
+
+
+def test_an_unknown_view_is_refused_by_the_parser(run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate([str(run / "run"), "--views", "sideways"])
+    assert exit_info.value.code == 2
+    assert "expected views from original, mirrored, flipped, turned" in capsys.readouterr().err
+
+
+def test_predict_averages_each_view_of_every_image():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training.callbacks import predict
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 6, 5, 3)).astype("float32")
+    inputs = keras.Input((6, 5, 3))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(4))).batch(3)
+    expected = np.mean([model.predict(images, verbose=0), model.predict(images[:, ::-1, ::-1], verbose=0)], axis=0)
+    np.testing.assert_allclose(predict(model, dataset, views=("original", "turned")), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict(model, dataset), model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)

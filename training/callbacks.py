@@ -17,11 +17,21 @@ from tqdm import tqdm
 from training.metrics import classification_metrics
 
 
-def predict(model: keras.Model, dataset, desc: str = "predicting") -> np.ndarray:
-    """Probabilities for every batch of ``dataset`` (images first in each element), with a progress bar."""
+# Axes each view of ``edge.imaging.VIEWS`` reverses in a batch of NHWC images.
+_VIEW_AXES = {"original": (), "mirrored": (2,), "flipped": (1,), "turned": (1, 2)}
+
+
+def predict(model: keras.Model, dataset, desc: str = "predicting", views=("original",)) -> np.ndarray:
+    """Probabilities for every batch of ``dataset`` (images first in each element), with a progress bar;
+    with several ``views`` (names of ``edge.imaging.VIEWS``), the mean over those views of each image."""
+    import tensorflow as tf
+
     outputs = []
     for batch in tqdm(dataset, desc=desc, unit="batch", leave=False, file=sys.stderr):
-        outputs.append(np.asarray(model(batch[0], training=False)))
+        images = batch[0]
+        probabilities = [np.asarray(model(tf.reverse(images, axis=list(_VIEW_AXES[name])) if _VIEW_AXES[name]
+                                          else images, training=False)) for name in views]
+        outputs.append(np.mean(probabilities, axis=0))
     return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))
 
 

@@ -1,10 +1,13 @@
 """Re-evaluate a saved run: its own test split, or every image of another class-folder dataset.
 
 Writes ``eval-metrics.json``, ``eval-confusion_matrix.png`` and ``eval-report.md`` into the run
-folder (or ``--out``), so the run's original figures are never overwritten.
+folder (or ``--out``), so the run's original figures are never overwritten. ``--split val``
+scores the run's validation list instead (to choose settings there, never on test); ``--views``
+averages the probabilities of several views of each photo, as the bin's ``model.views`` does.
 
 Usage:
     python -m training.evaluate runs/trashnet-lite0
+    python -m training.evaluate runs/trashnet-lite0 --split val --views original,mirrored,flipped
     python -m training.evaluate runs/trashnet-lite0 --data my_bin_photos/ --out runs/trashnet-lite0/on-my-bin
 """
 
@@ -43,8 +46,8 @@ def load_run(run_dir: Path):
 
 
 def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | None, label_map: str | None = None,
-                     explicit_map: bool = False):
-    """(root, items, skipped): the run's test split, or all images of ``data`` with ``label_map``
+                     explicit_map: bool = False, split_name: str = "test"):
+    """(root, items, skipped): the run's ``split_name`` list, or all images of ``data`` with ``label_map``
     applied (the run's own map by default; its labels must be among the run's) and the unreadable
     files skipped there."""
     from training.data import discover, load_label_map
@@ -72,7 +75,18 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
     from edge.bundle import normal_label
 
     label_of = split.get("labels", {})
-    return root, [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"]["test"]], []
+    return root, [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"][split_name]], []
+
+
+def parse_views(text: str) -> list[str]:
+    """``original,mirrored`` -> the view names, each one of ``edge.imaging.VIEWS``."""
+    from edge.imaging import VIEWS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VIEWS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected views from {', '.join(VIEWS)} separated by commas, got {text!r}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a run folder written by python -m training.fit")
     parser.add_argument("--data", help="evaluate on every image of this class-folder dataset instead")
     parser.add_argument("--label-map", help="YAML {source_class: bin_class} for --data (default: the run's own)")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the run's list to score without --data (default: test; choose settings on val)")
+    parser.add_argument("--views", type=parse_views, default=["original"], metavar="V,V,...",
+                        help="views of each photo whose probabilities are averaged: original, mirrored, flipped, "
+                             "turned (default: original; the bin's default is original,mirrored,flipped)")
     parser.add_argument("--out", help="folder for the evaluation files (default: the run folder)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
@@ -91,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         own_map = run_dir / LABEL_MAP_FILE  # training.fit's copy of the run's --label-map
         label_map = args.label_map or (str(own_map) if own_map.is_file() else config.get("label_map"))
         root, items, skipped = evaluation_items(run_dir, split, labels, args.data, label_map,
-                                                explicit_map=bool(args.label_map))
+                                                explicit_map=bool(args.label_map), split_name=args.split)
         from training.callbacks import predict
         from training.metrics import classification_metrics
         from training.pipeline import make_dataset
@@ -99,21 +118,24 @@ def main(argv: list[str] | None = None) -> int:
 
         dataset = make_dataset(root, items, labels, int(config["image_size"]), args.batch_size, cache=False)
         index = {label: i for i, label in enumerate(labels)}
-        metrics = classification_metrics([index[label] for _, label in items], predict(model, dataset, "evaluating"),
-                                         labels)
+        metrics = classification_metrics([index[label] for _, label in items],
+                                         predict(model, dataset, "evaluating", views=args.views), labels)
         metrics["data"] = str(args.data or split["data"])
-        metrics["split"] = "all" if args.data else "test"  # every image of --data, or the run's test list
+        metrics["split"] = "all" if args.data else args.split  # every image of --data, or one of the run's lists
+        metrics["views"] = args.views
         metrics["skipped"] = skipped
         out = Path(args.out) if args.out else run_dir
         out.mkdir(parents=True, exist_ok=True)
-        what = "every readable image of" if args.data else "the test split of"
+        what = "every readable image of" if args.data else f"the {args.split} split of"
         notes = [f"Run `{run_dir}` on {what} `{metrics['data']}` ({metrics['n']} images)."]
+        if args.views != ["original"]:
+            notes.append(f"Probabilities averaged over the views {', '.join(args.views)} of each photo.")
         if skipped:
             from training.split import first_names
 
             notes.append(f"Skipped {len(skipped)} unreadable or corrupt files: {first_names(skipped)}.")
         write_evaluation(out, metrics, "Re-evaluation", notes, prefix="eval-",
-                         split_name=Path(args.data).name if args.data else "test")
+                         split_name=Path(args.data).name if args.data else args.split)
         print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1", "n")}))
         return 0
     except TrainingError as err:
