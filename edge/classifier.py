@@ -136,10 +136,10 @@ class Classifier:
     def _to_input(self, rgb: np.ndarray, view: str) -> np.ndarray:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H x W x 3), got {rgb.dtype} {rgb.shape}")
-        # Turned after resizing: the same pixels as turning first (bilinear is symmetric), on fewer of them.
+        # Turned after resizing: what turning first would give (bilinear is symmetric, up to rounding), cheaper.
         resized = imaging.view(imaging.resize_for_model(rgb, self.bundle.manifest.input), view)
         if self._input_identity:
-            return np.ascontiguousarray(resized)[None]
+            return resized[None]
         if self._input_dtype == np.float32:
             return resized[None].astype(np.float32)
         scale, zero_point = self._input_quant

@@ -179,21 +179,20 @@ VIEWS = ("original", "mirrored", "flipped", "turned")
 
 
 def view(rgb: np.ndarray, name: str) -> np.ndarray:
-    """``rgb`` as the view ``name`` of ``VIEWS``: as is, mirrored left to right, flipped top to bottom,
-    or turned 180°. Returns a NumPy view (no copy); the classifier copies it into its input tensor.
+    """``rgb`` as the view ``name`` of ``VIEWS``: as is (the same array), mirrored left to right,
+    flipped top to bottom, or turned 180° (new contiguous arrays).
 
     Raises:
         ValueError: an unknown view name.
     """
     if name == "original":
         return rgb
-    if name == "mirrored":
-        return rgb[:, ::-1]
-    if name == "flipped":
-        return rgb[::-1]
-    if name == "turned":
-        return rgb[::-1, ::-1]
-    raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEWS)}")
+    # OpenCV flips with SIMD: NumPy's reversed view would need an element-wise copy of 3-byte pixels
+    # before the interpreter can take it, 0.5 ms for a 320 x 320 frame against 0.03 ms here.
+    codes = {"mirrored": 1, "flipped": 0, "turned": -1}
+    if name not in codes:
+        raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEWS)}")
+    return _cv2().flip(rgb, codes[name])
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 85, max_side: int | None = None) -> bytes:
