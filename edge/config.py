@@ -15,7 +15,6 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import functools
 import ipaddress
 import os
 import re
@@ -30,6 +29,7 @@ from edge.config_schema import (CameraConfig, Config, DecisionConfig, DetectorCo
 from edge.bundle import normal_label
 from edge import gpio
 from edge.errors import ConfigError
+from edge.yaml_unique import DuplicateKeyError, load_unique
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle
@@ -317,8 +317,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError([("config", f"cannot read {path}: {err}")]) from None
     try:
-        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader subclass
-    except _DuplicateKey as err:
+        data = load_unique(text)
+    except DuplicateKeyError as err:
         raise ConfigError([(err.key, f"{path}: line {err.line}: appears again (first on line {err.first}); "
                                      f"YAML would silently keep only the last one")]) from None
     except yaml.YAMLError as err:
@@ -331,35 +331,6 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError([("config", f"{path}: the top level must be a mapping of sections")])
     return data
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int, first: int):
-        super().__init__(key)
-        self.key, self.line, self.first = key, line, first
-
-
-@functools.cache
-def _unique_key_loader():
-    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error: two ``mqtt:``
-    sections would otherwise merge into the last one, dropping (say) the TLS settings of the first."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            first_seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # "<<: *defaults": merged by SafeLoader itself, and may repeat
-                key = self.construct_object(key_node, deep=deep)
-                line = key_node.start_mark.line + 1
-                if isinstance(key, (str, int, float, bool)):
-                    if key in first_seen:
-                        raise _DuplicateKey(str(key), line, first_seen[key])
-                    first_seen[key] = line
-            return super().construct_mapping(node, deep)
-
-    return UniqueKeyLoader
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

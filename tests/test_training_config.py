@@ -63,6 +63,12 @@ def test_a_key_left_empty_in_yaml_means_its_default(tmp_path):
         ("", "", TrainConfig().augment, "none", None)
 
 
+def test_a_setting_given_twice_is_an_error_not_a_silent_last_wins(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("image_size: 320\nseed: 0\nimage_size: 224\n")
+    with pytest.raises(TrainingError, match=r"recipe.yaml: image_size: line 3: appears again \(first on line 1\)"):
+        TrainConfig.from_yaml(tmp_path / "recipe.yaml")
+
+
 def test_a_saturation_strength_of_1_is_refused_as_augment_refuses_it():
     with pytest.raises(TrainingError, match="augment.saturation: Input should be less than 1"):
         TrainConfig.from_dict({"augment": {"saturation": 1.0}})

@@ -123,6 +123,12 @@ def test_labels_are_unicode_nfc_whatever_form_the_folder_name_has(tmp_path):
     assert mapped.labels == ["compost", "glass", "rest"] and mapped.unused_map_keys == []
 
 
+def test_a_folder_mapped_twice_is_an_error_not_a_silent_last_wins(tmp_path):
+    (tmp_path / "map.yaml").write_text("bottles: plastic\ncans: metal\nbottles: glass\n")
+    with pytest.raises(DataError, match=r"bottles: line 3: appears again \(first on line 1\)"):
+        load_label_map(tmp_path / "map.yaml")
+
+
 def test_a_label_map_that_is_not_utf8_is_one_clear_error(tmp_path):
     (tmp_path / "map.yaml").write_bytes("bio: Bio-M\u00fcll\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8 text"):

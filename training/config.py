@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.yaml_unique import DuplicateKeyError, load_unique
 from training.errors import TrainingError
 
 # The backbone registry's names (training.backbones.REGISTRY, which needs Keras), here so that a typo
@@ -133,7 +134,9 @@ class TrainConfig(_Settings):
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            data = load_unique(Path(path).read_text(encoding="utf-8")) or {}
+        except DuplicateKeyError as err:
+            raise TrainingError(f"{path}: {err}; YAML would silently keep only the last one") from None
         except OSError as err:
             raise TrainingError(f"{path}: cannot read config: {err.strerror}") from None
         except UnicodeDecodeError as err:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from edge.bundle import normal_label
+from edge.yaml_unique import DuplicateKeyError, load_unique
 from training.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -58,7 +59,9 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
     if not path:
         return {}
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = load_unique(Path(path).read_text(encoding="utf-8")) or {}
+    except DuplicateKeyError as err:
+        raise DataError(f"{path}: {err}; YAML would silently keep only the last target") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: label map is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except (OSError, yaml.YAMLError) as err:

@@ -1,0 +1,56 @@
+"""YAML that refuses a key given twice in one mapping, for every settings file smartbin reads.
+
+PyYAML keeps only the last of two equal keys, silently: two ``mqtt:`` sections in a bin's config
+would merge into the last one (dropping, say, its TLS settings), two ``plastic_bottle:`` lines in
+a training label map would keep only one target. Merge keys (``<<: *defaults``) still work.
+
+Usage:
+    from edge.yaml_unique import DuplicateKeyError, load_unique
+    data = load_unique(Path("smartbin.yaml").read_text(encoding="utf-8"))
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+class DuplicateKeyError(ValueError):
+    """A key appears twice in one YAML mapping (``line`` and ``first`` are 1-based)."""
+
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(f"{key}: line {line}: appears again (first on line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+def load_unique(text: str) -> Any:
+    """Parses YAML like ``yaml.safe_load``, except that a repeated key raises ``DuplicateKeyError``.
+
+    Raises:
+        DuplicateKeyError: a key given twice in one mapping.
+        yaml.YAMLError: a syntax error.
+    """
+    import yaml
+
+    return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader subclass
+
+
+@functools.cache
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            first_seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *defaults": merged by SafeLoader itself, and may repeat
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)):
+                    if key in first_seen:
+                        raise DuplicateKeyError(str(key), line, first_seen[key])
+                    first_seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
