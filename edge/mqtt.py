@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 from edge.config import MqttConfig, resolve_path
 from edge.discovery import DiscoveryRegistry
 from edge.errors import ConfigError, StoreError
+from edge.mqtt_inbound import CommandHandler, InboundRouter
 from edge.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ PUMP_ERROR_LOG_INTERVAL_S = 60.0
 SUBACK_TIMEOUT_S = 10.0
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
 CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
-CommandHandler = Callable[[str, bytes], None]
 Provider = Callable[[], Any]
 
 
@@ -65,13 +65,13 @@ class MqttLink:
         self.settings = settings
         self.root = settings.topic_root(device_id)
         self.store = store
-        self.on_command = on_command
         self.stats_provider = stats_provider
         # Home Assistant discovery bookkeeping (edge.discovery); paho's publish and matcher passed in.
         self.discovery = None if discovery_provider is None else DiscoveryRegistry(
             discovery_provider, device_id, publish=lambda topic, payload: self.client.publish(
                 topic, payload, qos=1, retain=True), matches=mqtt.topic_matches_sub)
-        self._retained_commands_warned: set[str] = set()
+        self.inbound = InboundRouter(self.topic("cmd/"), settings.home_assistant.status_topic, on_command,
+                                     self._home_assistant_online, self.discovery)
         self.published_events = 0
         self._lock = threading.Lock()
         # outbox seq -> paho's MessageInfo. Only the pump thread changes it. Acknowledgement is read from
@@ -249,39 +249,12 @@ class MqttLink:
         self._wake.set()
 
     def _on_message(self, client, userdata, message) -> None:
-        try:
-            self._handle_message(message)
-        except Exception:  # noqa: BLE001 -- an exception here would kill paho's network thread
-            log.exception("MQTT message on %s could not be handled", message.topic)
+        self.inbound.handle(message.topic, message.payload, message.retain)
 
-    def _handle_message(self, message) -> None:
-        topic = message.topic
-        if topic == self.settings.home_assistant.status_topic:
-            if message.payload == b"online":
-                # Home Assistant restarted and forgot non-retained state: tell it everything again.
-                self.publish_discovery()
-                self.wake(counts_changed=True)
-            return
-        if self.discovery is not None and self.discovery.handle(topic, message.payload, message.retain):
-            return
-        prefix = self.topic("cmd/")
-        if not topic.startswith(prefix):
-            return
-        name = topic[len(prefix):]
-        if name == "result" or self.on_command is None:
-            return  # our own replies come back through the cmd/+ subscription
-        if message.retain:
-            # A retained command would run again after every reconnect and restart (zeroing the
-            # counts, moving the flap); commands act once, so only live messages are obeyed.
-            if topic not in self._retained_commands_warned:
-                self._retained_commands_warned.add(topic)
-                log.warning("ignoring the retained command on %s: commands must be published without retain "
-                            "(clear it with: mosquitto_pub -r -n -t %s)", topic, topic)
-            return
-        try:
-            self.on_command(name, message.payload)
-        except Exception:  # noqa: BLE001 -- an exception here would kill paho's network thread
-            log.exception("command handler failed for %s", topic)
+    def _home_assistant_online(self) -> None:
+        # Home Assistant restarted and forgot non-retained state: tell it everything again.
+        self.publish_discovery()
+        self.wake(counts_changed=True)
 
     # -- outbox pump (its own thread) ------------------------------------------------------------
 
