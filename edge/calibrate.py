@@ -3,10 +3,14 @@
 Without ``--step`` the flap visits every bin for ``--hold`` seconds and returns to neutral.
 With ``--step`` it waits at each bin for a keypress: Enter accepts the angle, ``+5`` / ``-5``
 nudge it, ``=-60`` (or an unsigned number) tries that angle, ``q`` stops. At the end it prints the ``flap.angles``
-block to paste into smartbin.yaml.
+block to paste into smartbin.yaml. With ``--pulse`` it sends raw pulse widths instead, to find
+where the servo's travel really ends: ``+0.1`` / ``-0.1`` nudge (ms), ``=0.6`` tries 0.6 ms, ``min``
+and ``max`` mark the current pulse as ``flap.min_pulse_width`` / ``max_pulse_width``, Enter or ``q``
+stops and prints them.
 
 Usage:
     smartbin calibrate-flap --config /etc/smartbin/smartbin.yaml --step
+    smartbin calibrate-flap --config /etc/smartbin/smartbin.yaml --pulse
     smartbin calibrate-flap --mock-gpio --hold 0
 """
 
@@ -37,7 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="config file (default: firmware_config/smartbin.yaml in a checkout, "
                              "else /etc/smartbin/smartbin.yaml)")
     parser.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
-    parser.add_argument("--step", action="store_true", help="wait at each bin; type an angle or +N/-N to adjust")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--step", action="store_true", help="wait at each bin; type an angle or +N/-N to adjust")
+    mode.add_argument("--pulse", action="store_true",
+                      help="send raw pulse widths (ms) to find the servo's real end stops; prints "
+                           "flap.min_pulse_width / max_pulse_width (then calibrate the angles with --step)")
     parser.add_argument("--bin", metavar="NAME", action="append", help="only this bin (repeatable)")
     parser.add_argument("--hold", metavar="SECONDS", type=_seconds, default=1.5,
                         help="seconds at each bin without --step (default 1.5)")
@@ -57,6 +65,9 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
             print(f"error: {key}: {problem}", file=sys.stderr)
         return 2
     settings = config.flap
+    if getattr(args, "pulse", False) and args.bin:
+        print("error: --bin: --pulse finds the servo's range, not a bin's angle; drop --bin", file=sys.stderr)
+        return 2
     bins = args.bin or list(settings.angles)
     unknown = [name for name in bins if name not in settings.angles]
     if unknown:
@@ -67,6 +78,20 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
     except FlapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if getattr(args, "pulse", False):
+        try:
+            widths = find_pulse_widths(flap, settings, ask)
+        finally:
+            flap.close()
+        print("\nflap:")
+        for key, seconds in widths.items():
+            print(f"  {key}: {seconds:.6g}")
+        if widths["min_pulse_width"] >= widths["max_pulse_width"]:
+            print("# min_pulse_width must be below max_pulse_width: validate-config would refuse this block",
+                  file=sys.stderr)
+            return 1
+        print("# new pulse widths move every angle: run calibrate-flap --step next")
+        return 0
     angles = dict(settings.angles)
     args.flap_settings = settings
     try:
@@ -119,5 +144,40 @@ def visit(flap, name: str, angle: float, args: argparse.Namespace,
             angle = candidate
         except ValueError:
             print("  type +N, -N, =A, Enter or q")
+        except FlapError as err:
+            print(f"  {err}")
+
+
+def find_pulse_widths(flap, settings, ask: Callable[[str], str]) -> dict[str, float]:
+    """Lets the installer send raw pulses and mark the servo's ends. Returns both pulse widths (seconds),
+    the configured one for an end left unmarked."""
+    from edge.errors import FlapError
+
+    widths = {"min_pulse_width": settings.min_pulse_width, "max_pulse_width": settings.max_pulse_width}
+    pulse = round(pulse_ms(settings, settings.neutral_angle), 3)
+    flap.set_pulse_width(pulse / 1000)
+    while True:
+        try:
+            answer = ask(f"  pulse {pulse:.2f} ms: +N/-N = nudge (ms), =P = try P ms, min / max = mark this pulse "
+                         f"as that end, Enter or q = done > ").strip().lower()
+        except EOFError:
+            answer = "q"
+        if answer in ("", "q"):
+            return widths
+        if answer in ("min", "max"):
+            key = f"{answer}_pulse_width"
+            widths[key] = pulse / 1000
+            if widths["min_pulse_width"] >= widths["max_pulse_width"]:
+                print(f"  note: min_pulse_width {widths['min_pulse_width'] * 1000:g} ms is not below max_pulse_width "
+                      f"{widths['max_pulse_width'] * 1000:g} ms yet; mark the other end too")
+            else:
+                print(f"  {key}: {pulse:g} ms")
+            continue
+        try:
+            candidate = round(pulse + float(answer) if answer[0] in "+-" else float(answer.removeprefix("=")), 3)
+            flap.set_pulse_width(candidate / 1000)
+            pulse = candidate
+        except ValueError:
+            print("  type +N, -N, =P (milliseconds), min, max, Enter or q")
         except FlapError as err:
             print(f"  {err}")

@@ -27,6 +27,9 @@ from edge.errors import FlapError, MissingLibraryError
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 1000
+# The pulse widths a hobby servo may be sent (seconds): flap.min_pulse_width and max_pulse_width
+# are validated against the same range, and calibrate-flap --pulse stays inside it.
+PULSE_WIDTH_LIMITS = (0.0003, 0.003)
 # Only factories that can drive a servo: gpiozero's NativeFactory has no PWM.
 PIN_FACTORIES = {
     "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
@@ -199,6 +202,7 @@ class Flap:
         # last HISTORY_LIMIT so a bin sorting for months does not grow it without bound.
         self.history: list[float | None] = []
         self._settled_at = 0.0  # monotonic time the last commanded move has settled by
+        self._off_the_angles = False  # a raw pulse (set_pulse_width) holds the servo outside every angle
         self._lock = threading.Lock()
         self._factory, self._owns_factory = _resolve_factory(pin_factory)
         from gpiozero import AngularServo
@@ -249,6 +253,26 @@ class Flap:
         with self._lock:
             self._command(float(angle))
 
+    def set_pulse_width(self, seconds: float) -> None:
+        """Sends a raw pulse of ``seconds``, ignoring the configured pulse widths and angles, and waits
+        to settle: how ``calibrate-flap --pulse`` finds where a servo's travel really ends.
+
+        Raises:
+            FlapError: outside ``PULSE_WIDTH_LIMITS`` (what the config accepts) or a GPIO fault.
+        """
+        low, high = PULSE_WIDTH_LIMITS
+        if not low <= seconds <= high:
+            raise FlapError(f"flap: a pulse of {seconds * 1000:g} ms is outside {low * 1000:g}..{high * 1000:g} ms")
+        with self._lock:
+            self.wait_settled()
+            try:
+                self._servo.pwm_device.pin.state = seconds / self._servo.frame_width
+            except Exception as err:  # as in _command
+                raise FlapError(f"flap: cannot send a {seconds * 1000:g} ms pulse: {err or type(err).__name__}") from None
+            self._off_the_angles = True
+            self._settled_at = time.monotonic() + self.settle_s
+            self.wait_settled()
+
     def neutral(self) -> None:
         """Returns to the neutral angle, waits to settle, then detaches if configured."""
         with self._lock:
@@ -286,7 +310,7 @@ class Flap:
         if self._servo.closed:
             return
         try:
-            if self.history[-1:] != [None] or self._last_angle() != self.neutral_angle:
+            if self._off_the_angles or self.history[-1:] != [None] or self._last_angle() != self.neutral_angle:
                 self.neutral()  # parked already (neutral, detached): no second settle wait on SIGTERM
         finally:
             self._servo.close()
@@ -299,6 +323,7 @@ class Flap:
         except Exception as err:  # gpiozero's PinInvalidState, lgpio's error, OSError: a GPIO fault
             raise FlapError(f"flap: cannot drive the servo to {angle:g} degrees: {err or type(err).__name__}") from None
         self._remember(angle)
+        self._off_the_angles = False
         self._settled_at = time.monotonic() + self.settle_s
         if wait:
             self.wait_settled()

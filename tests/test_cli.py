@@ -134,6 +134,28 @@ def test_calibrate_flap_step_mode_adjusts_angles_interactively(tmp_path, capsys)
     assert "    packaging: 20" in out       # q stops at packaging, angle kept
 
 
+def test_calibrate_flap_pulse_mode_marks_the_servos_real_ends(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    answers = iter(["+0.2", "=0.7", "min", "abc", "5", "2.3", "max", ""])
+    args = argparse.Namespace(config=path, mock_gpio=True, step=False, pulse=True, bin=None, hold=0)
+    assert calibrate(args, ask=lambda prompt: next(answers)) == 0
+    out = capsys.readouterr().out
+    assert "flap:\n  min_pulse_width: 0.0007\n  max_pulse_width: 0.0023\n" in out
+    assert "outside 0.3..3 ms" in out and "type +N, -N, =P (milliseconds)" in out
+    assert "run calibrate-flap --step next" in out
+
+
+def test_calibrate_flap_pulse_mode_keeps_an_unmarked_end_and_refuses_crossed_ends(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    args = argparse.Namespace(config=path, mock_gpio=True, step=False, pulse=True, bin=None, hold=0)
+    answers = iter(["=2.6", "min", "q"])
+    assert calibrate(args, ask=lambda prompt: next(answers)) == 1  # 2.6 ms is not below the configured 2.5
+    captured = capsys.readouterr()
+    assert "max_pulse_width: 0.0025" in captured.out and "validate-config would refuse" in captured.err
+    assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--pulse", "--bin", "glass"]) == 2
+    assert "--pulse finds the servo's range" in capsys.readouterr().err
+
+
 def test_calibrate_flap_rejects_an_unknown_bin(tmp_path, capsys):
     path = write_config(tmp_path, "flap: {settle_s: 0}\n")
     assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--bin", "attic"]) == 2

@@ -67,6 +67,32 @@ def test_set_angle_is_for_calibration_within_range(flap):
         flap.set_angle(100)
 
 
+def test_a_raw_pulse_width_ignores_the_angles_within_what_a_servo_may_take(flap):
+    flap.set_pulse_width(0.0007)
+    assert flap.pwm_state() == pytest.approx(0.0007 / 0.02)
+    flap.set_pulse_width(0.0029)  # beyond the configured 2.5 ms end: finding the real one is the point
+    assert flap.pwm_state() == pytest.approx(0.0029 / 0.02)
+    for seconds in (0.0002, 0.0031):
+        with pytest.raises(FlapError, match=r"outside 0.3..3 ms"):
+            flap.set_pulse_width(seconds)
+
+
+def test_close_after_a_raw_pulse_parks_at_neutral_even_from_detached(flap):
+    flap.set_pulse_width(0.0029)
+    flap.detach()
+    flap.close()
+    assert flap.history[-2:] == [0.0, None]
+
+
+def test_the_pulse_limits_are_those_the_config_accepts():
+    from edge.config_schema import FlapConfig
+    from edge.gpio import PULSE_WIDTH_LIMITS
+
+    for key in ("min_pulse_width", "max_pulse_width"):
+        bounds = {type(rule).__name__: rule for rule in FlapConfig.model_fields[key].metadata}
+        assert (bounds["Ge"].ge, bounds["Le"].le) == PULSE_WIDTH_LIMITS
+
+
 def test_close_parks_at_neutral_releases_the_pin_and_can_repeat():
     flap = Flap(pin=18, angles=ANGLES, settle_s=0)
     flap.move_to("metal")
