@@ -81,6 +81,9 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
     if getattr(args, "pulse", False):
         try:
             widths = find_pulse_widths(flap, settings, ask)
+        except FlapError as err:  # the first pulse is where a real pin fails
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         finally:
             flap.close()
         print("\nflap:")
@@ -158,7 +161,7 @@ def find_pulse_widths(flap, settings, ask: Callable[[str], str]) -> dict[str, fl
     flap.set_pulse_width(pulse / 1000)
     while True:
         try:
-            answer = ask(f"  pulse {pulse:.2f} ms: +N/-N = nudge (ms), =P = try P ms, min / max = mark this pulse "
+            answer = ask(f"  pulse {pulse:g} ms: +N/-N = nudge (ms), =P = try P ms, min / max = mark this pulse "
                          f"as that end, Enter or q = done > ").strip().lower()
         except EOFError:
             answer = "q"

@@ -175,6 +175,8 @@ class Classifier:
     def classify(self, rgb: np.ndarray) -> Prediction:
         """Classifies one RGB uint8 image of any size: every one of ``views`` of it, averaged
         (one invoke per view), which is what the bin does with the same photo as K still frames."""
+        if rgb.ndim == 3 and rgb.dtype == np.uint8:  # anything else is refused by classify_frames as it is
+            rgb = imaging.resize_for_model(rgb, self.bundle.manifest.input)  # once, not once per view
         return self.classify_frames([rgb] * len(self.views))
 
     def classify_frames(self, images: list[np.ndarray]) -> Prediction:

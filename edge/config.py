@@ -120,6 +120,14 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     if flap.pin_factory != "mock" and flap.settle_s < MIN_REAL_SETTLE_S:
         warnings.append(("flap.settle_s", f"{flap.settle_s:g} s is less than a servo needs to travel (about 0.1 s "
                                           f"per 60 degrees) and the item to drop: the flap would not reach the bin"))
+    views = config.model.views
+    frames = 1 if config.detector.type == "every_frame" else config.detector.classify_frames
+    if frames % len(views):
+        shown = ", ".join(views[i % len(views)] for i in range(frames))
+        warnings.append(("model.views", f"each item's {frames} classified frame(s) are shown as {shown}: the views "
+                                        f"do not count equally (and classify and the web page, which show every "
+                                        f"view once, may answer otherwise); make detector.classify_frames a "
+                                        f"multiple of {len(views)} or list fewer views"))
     pins = {"flap.pin": flap.pin} | ({"detector.sensor_pin": config.detector.sensor_pin}
                                      if config.detector.type == "sensor" else {})
     for key, pin in pins.items():

@@ -49,8 +49,9 @@ class ModelConfig(Section):
         description="How the model is shown the K settled frames of an item: frame i as views[i mod n] "
                     "(`original`, `mirrored` left to right, `flipped` top to bottom, `turned` 180°), the "
                     "probabilities averaged. Costs nothing extra (still K invokes); `classify` and the web "
-                    "page show every view of a photo. Suits models trained with flip augmentation (every "
-                    "shipped recipe); `[original]` shows the frames as they are.")
+                    "page show every view of a photo. Suits models trained with flip augmentation "
+                    "(`augment.flip`, `augment.rotate90`: the shipped model and every recipe but the "
+                    "no-augmentation ablation rows); `[original]` shows the frames as they are.")
 
 
 class ReplayConfig(Section):

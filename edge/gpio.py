@@ -266,7 +266,11 @@ class Flap:
         with self._lock:
             self.wait_settled()
             try:
-                self._servo.pwm_device.pin.state = seconds / self._servo.frame_width
+                pin = self._servo.pwm_device.pin
+                # As gpiozero's Servo.value does: a detached servo's pin has PWM off, and a state set
+                # then would be a steady high level on a real pin, not a pulse.
+                pin.frequency = int(1 / self._servo.frame_width)
+                pin.state = seconds / self._servo.frame_width
             except Exception as err:  # as in _command
                 raise FlapError(f"flap: cannot send a {seconds * 1000:g} ms pulse: {err or type(err).__name__}") from None
             self._off_the_angles = True

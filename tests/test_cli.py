@@ -156,6 +156,19 @@ def test_calibrate_flap_pulse_mode_keeps_an_unmarked_end_and_refuses_crossed_end
     assert "--pulse finds the servo's range" in capsys.readouterr().err
 
 
+def test_calibrate_flap_pulse_mode_reports_a_gpio_fault_in_one_line(tmp_path, capsys, monkeypatch):
+    from edge.errors import FlapError
+    from edge.gpio import Flap
+
+    def fault(self, seconds):
+        raise FlapError("flap: cannot send a 1.5 ms pulse: GPIO busy")
+
+    monkeypatch.setattr(Flap, "set_pulse_width", fault)
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--pulse"]) == 2
+    assert capsys.readouterr().err == "error: flap: cannot send a 1.5 ms pulse: GPIO busy\n"
+
+
 def test_calibrate_flap_rejects_an_unknown_bin(tmp_path, capsys):
     path = write_config(tmp_path, "flap: {settle_s: 0}\n")
     assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--bin", "attic"]) == 2

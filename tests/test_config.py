@@ -270,3 +270,17 @@ def test_the_views_a_config_may_name_are_those_the_classifier_knows():
 
     assert typing.get_args(View) == imaging.VIEWS
     assert Config().model.views == ["original", "mirrored", "flipped"]
+
+
+def test_views_that_do_not_fit_the_classified_frames_are_warned_about(tmp_path):
+    def view_warnings(text):
+        return [warning for key, warning in config_warnings(load_config(write(tmp_path, text))) if key == "model.views"]
+
+    assert view_warnings("") == []  # 3 frames, 3 views
+    assert view_warnings("detector: {classify_frames: 6}\n") == []
+    assert view_warnings("detector: {classify_frames: 2}\n") == [
+        "each item's 2 classified frame(s) are shown as original, mirrored: the views do not count equally (and "
+        "classify and the web page, which show every view once, may answer otherwise); make "
+        "detector.classify_frames a multiple of 3 or list fewer views"]
+    assert "shown as original:" in view_warnings("detector: {type: every_frame}\n")[0]
+    assert view_warnings("detector: {type: every_frame}\nmodel: {views: [original]}\n") == []

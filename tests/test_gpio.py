@@ -68,8 +68,10 @@ def test_set_angle_is_for_calibration_within_range(flap):
 
 
 def test_a_raw_pulse_width_ignores_the_angles_within_what_a_servo_may_take(flap):
+    assert flap.is_detached  # parked on construction: PWM off
     flap.set_pulse_width(0.0007)
     assert flap.pwm_state() == pytest.approx(0.0007 / 0.02)
+    assert flap._servo.pwm_device.pin.frequency == 50 and not flap.is_detached  # pulses, not a steady level
     flap.set_pulse_width(0.0029)  # beyond the configured 2.5 ms end: finding the real one is the point
     assert flap.pwm_state() == pytest.approx(0.0029 / 0.02)
     for seconds in (0.0002, 0.0031):

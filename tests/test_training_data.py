@@ -129,6 +129,12 @@ def test_a_folder_mapped_twice_is_an_error_not_a_silent_last_wins(tmp_path):
         load_label_map(tmp_path / "map.yaml")
 
 
+def test_two_keys_that_name_the_same_folder_are_an_error(tmp_path):
+    (tmp_path / "map.yaml").write_text('1: glass\n"1": metal\n')
+    with pytest.raises(DataError, match="names the folder '1' again"):
+        load_label_map(tmp_path / "map.yaml")
+
+
 def test_a_label_map_that_is_not_utf8_is_one_clear_error(tmp_path):
     (tmp_path / "map.yaml").write_bytes("bio: Bio-M\u00fcll\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8 text"):

@@ -112,6 +112,15 @@ def test_predict_averages_each_view_of_every_image():
     inputs = keras.Input((6, 5, 3))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(4))).batch(3)
-    expected = np.mean([model.predict(images, verbose=0), model.predict(images[:, ::-1, ::-1], verbose=0)], axis=0)
-    np.testing.assert_allclose(predict(model, dataset, views=("original", "turned")), expected, rtol=1e-5, atol=1e-6)
+    for views, flips in [(("original", "turned"), [lambda x: x, lambda x: x[:, ::-1, ::-1]]),
+                         (("mirrored",), [lambda x: x[:, :, ::-1]]), (("flipped",), [lambda x: x[:, ::-1]])]:
+        expected = np.mean([model.predict(np.ascontiguousarray(flip(images)), verbose=0) for flip in flips], axis=0)
+        np.testing.assert_allclose(predict(model, dataset, views=views), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predict(model, dataset), model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_split_is_refused_with_another_data_folder(run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate([str(run / "run"), "--data", str(run / "data"), "--split", "val"])
+    assert exit_info.value.code == 2
+    assert "--split chooses one of the run's own lists" in capsys.readouterr().err

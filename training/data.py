@@ -76,7 +76,10 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
         if not isinstance(target, str) or not target.strip() or target != target.strip() or "\n" in target:
             raise DataError(f"{path}: {source}: {target!r} is not a class name (text, no leading or trailing "
                             f"spaces, one line)")
-        mapping[normal_label(str(source))] = normal_label(target)
+        key = normal_label(str(source))
+        if key in mapping:  # "1" and 1, or a composed and a decomposed "ü": YAML saw two keys, a folder is one
+            raise DataError(f"{path}: {source!r} names the folder {key!r} again, as another key did before it")
+        mapping[key] = normal_label(target)
     return mapping
 
 

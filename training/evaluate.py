@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for the evaluation files (default: the run folder)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
+    if args.data and args.split != "test":
+        parser.error("--split chooses one of the run's own lists; with --data every image of that folder is scored")
     run_dir = Path(args.run_dir)
     try:
         model, labels, config, split = load_run(run_dir)
