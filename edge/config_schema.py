@@ -97,7 +97,8 @@ class DetectorConfig(Section):
 
     type: Literal["occupancy", "every_frame", "sensor"] = Field(
         "occupancy", description="occupancy: image difference against the empty tray; sensor: a GPIO break-beam "
-                                 "or button; every_frame: classify every frame (demos).")
+                                 "or button (with --mock-gpio and a replay, the replayed photos break a simulated "
+                                 "beam: a dry run); every_frame: classify every frame (demos).")
     roi: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 1.0, 1.0), description="Region of interest [x, y, width, height] as fractions of the frame.")
     diff_threshold: float = Field(25.0, ge=0, le=255, description="Grey-level difference that marks a pixel changed.")

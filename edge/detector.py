@@ -269,6 +269,28 @@ class SensorTrigger:
         return settled
 
 
+class ReplayedBeam:
+    """A dry run of the ``sensor`` trigger: the simulated beam is broken while a replayed photo lies
+    on the simulated tray (frames with a ``source_id``) and whole again on the empty tray, as an item
+    breaks a real beam. Wraps the trigger (whose ``clear_s`` debounce it turns off: a simulated beam
+    never bounces); used with the mock pin factory and a replay only.
+
+    Usage:
+        trigger = ReplayedBeam(make_trigger("sensor", is_active=sensor.is_active), sensor.simulate)
+    """
+
+    def __init__(self, trigger, simulate: Callable[[bool], None]):
+        self.trigger = trigger
+        self.simulate = simulate
+        # A simulated beam never bounces, and a replay at --replay-fps 0 shows the empty tray for
+        # microseconds: the debounce would merge every photo into the first item.
+        trigger.clear_s = 0.0
+
+    def update(self, frame: Frame) -> list[Frame] | None:
+        self.simulate(frame.source_id is not None)
+        return self.trigger.update(frame)
+
+
 TRIGGERS = {"occupancy": ItemDetector, "every_frame": EveryFrameTrigger, "sensor": SensorTrigger}
 
 

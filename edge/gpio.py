@@ -384,6 +384,11 @@ class BeamSensor:
         """True while the beam is broken (or the button pressed)."""
         return bool(self._device.is_active)
 
+    @property
+    def is_simulated(self) -> bool:
+        """True on the mock pin factory, where ``simulate`` sets the beam."""
+        return _is_mock(self._device.pin_factory)
+
     def simulate(self, active: bool) -> None:
         """Mock only: breaks (True) or restores (False) the simulated beam."""
         if not _is_mock(self._device.pin_factory):

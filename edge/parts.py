@@ -16,12 +16,15 @@ Usage:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from edge.config import Config, read_mqtt_password, resolve_path
 from edge.errors import FlapError, SmartbinError
+
+log = logging.getLogger(__name__)
 
 OCCUPANCY_KEYS = ("roi", "diff_threshold", "occupied_fraction", "still_threshold", "still_frames",
                   "classify_frames", "background_frames", "empty_frames_to_rearm", "background_rate",
@@ -74,6 +77,9 @@ def build_flap(config: Config):
 def build_trigger(config: Config, pin_factory: Any = None) -> tuple[Any, Any]:
     """The item trigger of ``detector.type`` and, for ``sensor``, the beam sensor it reads (else None).
 
+    A ``sensor`` on the mock pin factory with a replay gets a beam the replayed photos break
+    (``edge.detector.ReplayedBeam``), so a sensor config can be dry-run with ``--mock-gpio --replay``.
+
     ``pin_factory`` (the flap's, ``Flap.pin_factory``) lets the sensor share one GPIO chip handle
     with the flap; without it the sensor opens its own factory of ``flap.pin_factory``.
 
@@ -97,11 +103,17 @@ def build_trigger(config: Config, pin_factory: Any = None) -> tuple[Any, Any]:
     else:
         options = {key: getattr(detector, key) for key in OCCUPANCY_KEYS}
     try:
-        return make_trigger(detector.type, **options), sensor
+        trigger = make_trigger(detector.type, **options)
     except ValueError as err:
         if sensor is not None:
             sensor.close()
         raise SmartbinError(f"detector: {err}") from None
+    if sensor is not None and sensor.is_simulated and config.camera.type == "replay":
+        from edge.detector import ReplayedBeam
+
+        log.info("sensor: the simulated beam breaks while a replayed photo lies on the tray (mock GPIO)")
+        trigger = ReplayedBeam(trigger, sensor.simulate)
+    return trigger, sensor
 
 
 def camera_options(config: Config) -> dict[str, Any]:

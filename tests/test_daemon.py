@@ -427,6 +427,17 @@ def test_a_beam_sensor_shares_the_flaps_pin_factory_and_closes_cleanly(tmp_path,
     assert daemon.flap._servo.closed and daemon.sensor._device.closed
 
 
+def test_a_sensor_config_can_be_dry_run_with_the_mock_gpio_and_a_replay(tmp_path, tiny_bundle, photo_folder):
+    # The mock beam breaks while each replayed photo lies on the tray: one item per photo, as with the camera.
+    config = daemon_config(tmp_path, tiny_bundle, photo_folder, detector={"type": "sensor", "sensor_pin": 17})
+    daemon = Daemon(config)
+    daemon.start()
+    assert daemon.run() == 0
+    assert daemon.items == photo_count(photo_folder)
+    assert sorted(event["source"] for event in daemon.recent) == sorted(
+        {event["source"] for event in daemon.recent})  # never two items for one photo
+
+
 def test_a_failing_sensor_close_still_parks_the_flap(tmp_path, tiny_bundle, photo_folder):
     config = daemon_config(tmp_path, tiny_bundle, photo_folder, detector={"type": "sensor", "sensor_pin": 17})
     daemon = Daemon(config)

@@ -30,6 +30,31 @@ def test_each_detector_type_builds_its_trigger_and_only_sensor_a_beam_sensor():
         sensor.close()
 
 
+def test_a_mock_beam_sensor_with_a_replay_is_broken_by_the_replayed_photos(tmp_path):
+    import numpy as np
+
+    from edge.camera import Frame
+    from edge.detector import ReplayedBeam
+
+    replay = {"type": "replay", "replay": {"path": str(tmp_path)}}
+    trigger, sensor = parts.build_trigger(config(detector={"type": "sensor"}, camera=replay))
+    try:
+        assert isinstance(trigger, ReplayedBeam) and isinstance(trigger.trigger, SensorTrigger)
+        assert trigger.trigger.clear_s == 0  # a simulated beam does not bounce
+        image = np.zeros((8, 8, 3), np.uint8)
+        trigger.update(Frame(image=image, ts=0.0, index=0, source_id="glass/1.jpg"))
+        assert sensor.is_active()
+        trigger.update(Frame(image=image, ts=0.1, index=1))
+        assert not sensor.is_active()
+    finally:
+        sensor.close()
+    trigger, sensor = parts.build_trigger(config(detector={"type": "sensor"}, camera={"type": "fake"}))
+    try:
+        assert isinstance(trigger, SensorTrigger)  # a live beam is read, never driven
+    finally:
+        sensor.close()
+
+
 def test_the_flap_starts_parked_and_a_bad_factory_suggests_the_mock():
     flap = parts.build_flap(config(flap={"neutral_angle": 10}))
     try:
