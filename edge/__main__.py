@@ -61,7 +61,9 @@ def add_run_parser(commands) -> None:
                      help="replay a folder of photos as items on a simulated tray instead of a camera")
     run.add_argument("--replay-fps", metavar="N", type=float,
                      help="replay frames per second; 0 = as fast as the pipeline goes")
-    run.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
+    run.add_argument("--mock-gpio", action="store_true",
+                     help="simulate the servo and a beam sensor (no Raspberry Pi needed; with --replay the "
+                          "replayed photos break the beam)")
     run.add_argument("--max-items", metavar="N", type=int, help="exit 0 after sorting N items")
     run.add_argument("--mqtt", metavar="HOST:PORT", type=host_port,
                      help="publish to this MQTT broker (turns mqtt.enabled on)")

@@ -89,6 +89,11 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
         if replay.present_frames < max(detector.classify_frames, detector.still_frames + 1):
             problems.append(("camera.replay.present_frames", "must be at least detector.classify_frames and "
                                                              "detector.still_frames + 1"))
+    if config.camera.type == "replay" and detector.type == "sensor":
+        # The replayed photos break the simulated beam (--mock-gpio): it must stay broken long enough.
+        if replay.present_frames < detector.sensor_settle_frames + detector.classify_frames:
+            problems.append(("camera.replay.present_frames", "must be at least detector.sensor_settle_frames + "
+                                                             "detector.classify_frames"))
     if config.mqtt.reconnect_min_s > config.mqtt.reconnect_max_s:
         problems.append(("mqtt.reconnect_min_s", "must not exceed mqtt.reconnect_max_s"))
     tls = config.mqtt.tls

@@ -205,6 +205,9 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("camera: {replay: {tray_size: [-5, 0]}}", "camera.replay.tray_size.0: Input should be greater than or equal to 8"),
     ("camera: {fake: {size: [64, 0]}}", "camera.fake.size.1: Input should be greater than or equal to 8"),
     ("model: {views: []}", "model.views: List should have at least 1 item"),
+    ("camera: {type: replay, replay: {path: p, present_frames: 5}}\n"
+     "detector: {type: sensor, sensor_pin: 17, sensor_settle_frames: 3, classify_frames: 3}",
+     "camera.replay.present_frames: must be at least detector.sensor_settle_frames + detector.classify_frames"),
     ("model: {views: [original, sideways]}", "model.views.1: Input should be 'original', 'mirrored', 'flipped' or"),
 ])
 def test_values_that_would_only_fail_at_run_time_are_config_errors(tmp_path, yaml_text, line):

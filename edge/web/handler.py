@@ -23,7 +23,7 @@ from edge.web.upload import UploadError, extract_image, read_body
 if TYPE_CHECKING:
     from edge.web.server import WebServer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge.web.server")  # the page's logger before the split: journal filters keep working
 
 EVENT_INTERVAL_S = 1.0
 # Uploads being received at once: each holds up to web.max_upload_mb in memory until it is classified.
