@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from converter import ConverterError
 from converter.runfolder import RunFolder, load_run
 from edge.bundle import LABELS_FILE, MANIFEST_FILE, Bundle, InputSpec, Manifest, load_bundle, write_bundle
@@ -243,7 +245,25 @@ def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
         metrics["preprocessing"] = pipelines
     if run.metrics.get("accuracy") is not None:
         metrics["training_pipeline"] = {key: run.metrics[key] for key in ("accuracy", "macro_f1") if key in run.metrics}
+    metrics["views"] = _as_the_bin_classifies(run, model, lite, test_images, targets)
     return metrics
+
+
+def _as_the_bin_classifies(run: RunFolder, model, lite, images, targets) -> dict:
+    """Both models' test figures with each photo shown as every view of the bin's default ``model.views``
+    (``edge.imaging.DEFAULT_VIEWS``), the probabilities averaged: what the bin's own accuracy will be."""
+    from converter import keras_model
+    from converter.verify import compare
+    from edge import imaging
+
+    float_total = model_total = 0.0
+    for name in imaging.DEFAULT_VIEWS:
+        shown = np.stack([imaging.view(image, name) for image in images])
+        float_total = float_total + keras_model.predict(model, shown)
+        model_total = model_total + lite.predict(shown, desc=f"converted model, {name}")
+    count = len(imaging.DEFAULT_VIEWS)
+    figures = compare(targets, float_total / count, model_total / count, run.labels)
+    return {"views": list(imaging.DEFAULT_VIEWS)} | {key: figures[key] for key in ("float", "model", "agreement")}
 
 
 def _make_readable(folder: Path) -> None:

@@ -136,7 +136,16 @@ def summary(metrics: dict[str, Any]) -> str:
         f"  converted model: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}\n"
         f"  top-1 agreement {metrics['agreement']:.4f}, drop {metrics['drop_points']:.2f} points"
         f"{_flips_text(metrics.get('flips'))}"
-    ) + _gate_summary(metrics.get("gate")) + _preprocessing_line(metrics.get("preprocessing"))
+    ) + _views_line(metrics.get("views")) + _gate_summary(metrics.get("gate")) + _preprocessing_line(
+        metrics.get("preprocessing"))
+
+
+def _views_line(views: dict[str, Any] | None) -> str:
+    if not views:  # manifests written before session 11
+        return ""
+    f, m = views["float"], views["model"]
+    return (f"\n  as the bin classifies ({', '.join(views['views'])} averaged): float accuracy {f['accuracy']:.4f} "
+            f"macro-F1 {f['macro_f1']:.4f}, converted accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}")
 
 
 def _gate_summary(gate: dict[str, Any] | None) -> str:

@@ -176,6 +176,7 @@ def resize_for_model(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
 # How the classifier may be shown a frame (``model.views``): the model was trained on flipped and
 # turned photos, so each is an equally valid picture of the same item.
 VIEWS = ("original", "mirrored", "flipped", "turned")
+DEFAULT_VIEWS = ("original", "mirrored", "flipped")  # model.views' default, chosen on val: benchmarks/views.md
 
 
 def view(rgb: np.ndarray, name: str) -> np.ndarray:

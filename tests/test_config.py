@@ -272,7 +272,7 @@ def test_the_views_a_config_may_name_are_those_the_classifier_knows():
     from edge.config_schema import View
 
     assert typing.get_args(View) == imaging.VIEWS
-    assert Config().model.views == ["original", "mirrored", "flipped"]
+    assert Config().model.views == ["original", "mirrored", "flipped"] == list(imaging.DEFAULT_VIEWS)
 
 
 def test_views_that_do_not_fit_the_classified_frames_are_warned_about(tmp_path):

@@ -84,6 +84,9 @@ def test_manifest_carries_the_gate_figures(bundles):
         100 * (metrics["float"]["accuracy"] - metrics["model"]["accuracy"]))
     assert metrics["drop_points"] <= 1.0
     assert metrics["training_pipeline"]["accuracy"] == 1.0
+    views = metrics["views"]  # what the bin will score: each test photo as is, mirrored and upside down
+    assert views["views"] == ["original", "mirrored", "flipped"]
+    assert set(views["model"]) == {"accuracy", "macro_f1", "per_class_f1"} and 0 <= views["agreement"] <= 1
     gate = metrics["gate"]  # the decision was made on val; test is only reported
     assert gate["split"] == "val" and gate["n"] == 3 and gate["max_drop"] == 1.0 and gate["significance"] == 0.05
     assert gate["drop_points"] == pytest.approx(100 * (gate["float_accuracy"] - gate["model_accuracy"]))

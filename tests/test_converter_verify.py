@@ -135,3 +135,12 @@ def test_mcnemar_exact_p_by_hand():
     # 7 vs 2 of 9: 2 * (C(9,0) + C(9,1) + C(9,2)) / 512 = 2 * 46 / 512
     assert mcnemar_exact_p(7, 2) == pytest.approx(92 / 512)
     assert mcnemar_exact_p(2, 7) == mcnemar_exact_p(7, 2)
+
+
+def test_summary_says_what_the_bin_will_score_with_its_views_and_old_manifests_nothing():
+    metrics = flipped(10, broken=0, fixed=0)
+    assert "as the bin classifies" not in summary(metrics)
+    views = {"views": ["original", "mirrored", "flipped"], "agreement": 1.0,
+             "float": {"accuracy": 0.95, "macro_f1": 0.94}, "model": {"accuracy": 0.93, "macro_f1": 0.92}}
+    assert ("\n  as the bin classifies (original, mirrored, flipped averaged): float accuracy 0.9500 macro-F1 0.9400, "
+            "converted accuracy 0.9300 macro-F1 0.9200") in summary(metrics | {"views": views})
