@@ -29,6 +29,9 @@ METRICS = {  # the shape the converter writes (docs/converter.md)
     "split": "test", "n": 378, "agreement": 0.9921, "drop_points": 0.26,
     "float": {"accuracy": 0.9603, "macro_f1": 0.955, "per_class_f1": {"cardboard": 0.97, "glass": 0.95, "metal": 0.94}},
     "model": {"accuracy": 0.9577, "macro_f1": 0.951, "per_class_f1": {"cardboard": 0.96, "glass": 0.95, "metal": 0.93}},
+    "views": {"views": ["original", "mirrored", "flipped"], "agreement": 0.99,
+              "float": {"accuracy": 0.9656, "macro_f1": 0.96, "per_class_f1": {}},
+              "model": {"accuracy": 0.963, "macro_f1": 0.957, "per_class_f1": {}}},
 }
 
 
@@ -54,7 +57,7 @@ def fake_status(items: list[tuple[str, str, float]], connected: bool = True) -> 
         "mqtt": {"enabled": True, "connected": connected, "broker": "127.0.0.1:1883"},
         "model": {"name": "trashnet-test", "path": "/models/trashnet-test", "sha256": "ab" * 32,
                   "backbone": "efficientnet_lite0", "quantization": "int8", "labels": list(TINY_LABELS),
-                  "metrics": METRICS},
+                  "views": ["original", "mirrored", "flipped"], "metrics": METRICS},
     }
 
 
@@ -168,8 +171,10 @@ def test_the_page_shows_the_daemons_counts_items_and_stats_and_follows_changes(b
         assert "bin-7" in page.inner_text("#live-note")
         assert "95.8 % right on its test photos" in page.inner_text("#model-line")
         figures = page.locator("#metrics-table tbody tr")
-        assert figures.count() == 2 + len(TINY_LABELS)
+        assert figures.count() == 4 + len(TINY_LABELS)
         assert figures.first.inner_text().split("\t") == ["Accuracy", "95.8 %", "96.0 %"]
+        assert figures.nth(2).inner_text().split("\t") == ["Accuracy, 3 views", "96.3 %", "96.6 %"]
+        assert "original, mirrored, flipped" in page.inner_text("#model-facts")
         assert "378 test photos" in page.inner_text("#metrics")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-status.png"), full_page=True)

@@ -24,6 +24,7 @@ def model_block(classifier) -> dict[str, Any]:
         "backbone": manifest.backbone,
         "quantization": manifest.quantization,
         "labels": list(classifier.labels),
+        "views": list(getattr(classifier, "views", ("original",))),
         "metrics": manifest.metrics,
     }
 

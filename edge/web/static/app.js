@@ -292,6 +292,13 @@ function metricsTable(metrics) {
   const cell = (value) => el("td", { text: typeof value === "number" ? percent(value) : "–" });
   const row = (name, a, b) => el("tr", {}, [el("th", { scope: "row", text: name }), cell(a), cell(b)]);
   const rows = [row("Accuracy", model.accuracy, float.accuracy), row("Macro F1", model.macro_f1, float.macro_f1)];
+  // Since session 11 the converter also scores each photo as the bin does by default (several views averaged).
+  const views = metrics.views;
+  if (views && views.model && views.float) {
+    const how = `${(views.views || []).length} views`;
+    rows.push(row(`Accuracy, ${how}`, views.model.accuracy, views.float.accuracy));
+    rows.push(row(`Macro F1, ${how}`, views.model.macro_f1, views.float.macro_f1));
+  }
   for (const [label, f1] of Object.entries(model.per_class_f1 || {})) {
     rows.push(row(`F1 ${label}`, f1, (float.per_class_f1 || {})[label]));
   }
@@ -355,6 +362,7 @@ function renderModel(status) {
     ["Backbone", model.backbone || "–"],
     ["Quantisation", model.quantization || "–"],
     ["Classes", (model.labels || []).join(", ") || "–"],
+    ["Views of each item", (model.views || []).join(", ") || "–"],
     ["Sure enough at", web.min_confidence != null ? percent(web.min_confidence) : "–"],
     ["sha256", model.sha256 ? `${model.sha256.slice(0, 12)}…` : "–"],
   ]);
