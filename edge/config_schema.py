@@ -51,7 +51,8 @@ class ModelConfig(Section):
                     "probabilities averaged. Costs nothing extra (still K invokes); `classify` and the web "
                     "page show every view of a photo. Suits models trained with flip augmentation "
                     "(`augment.flip`, `augment.rotate90`: the shipped model and every recipe but the "
-                    "no-augmentation ablation rows); `[original]` shows the frames as they are.")
+                    "no-augmentation ablation rows); `[original]` shows the frames as they are. Chosen on "
+                    "val: `benchmarks/views.md`.")
 
 
 class ReplayConfig(Section):
@@ -98,7 +99,8 @@ class DetectorConfig(Section):
     type: Literal["occupancy", "every_frame", "sensor"] = Field(
         "occupancy", description="occupancy: image difference against the empty tray; sensor: a GPIO break-beam "
                                  "or button (with --mock-gpio and a replay, the replayed photos break a simulated "
-                                 "beam: a dry run); every_frame: classify every frame (demos).")
+                                 "beam: a dry run, with the `sensor_clear_s` debounce off since a simulated beam "
+                                 "never bounces); every_frame: classify every frame (demos).")
     roi: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 1.0, 1.0), description="Region of interest [x, y, width, height] as fractions of the frame.")
     diff_threshold: float = Field(25.0, ge=0, le=255, description="Grey-level difference that marks a pixel changed.")
@@ -168,7 +170,8 @@ class FlapConfig(Section):
                                    description="Pulse width in seconds at min_angle (SG90: 0.0005 = 0.5 ms).")
     max_pulse_width: float = Field(0.0025, ge=0.0003, le=0.003,
                                    description="Pulse width in seconds at max_angle (SG90: 0.0025 = 2.5 ms).")
-    frame_width: float = Field(0.02, ge=0.005, le=0.05, description="PWM period in seconds (50 Hz servos: 0.02).")
+    frame_width: float = Field(0.02, ge=0.005, le=0.05, description="PWM period in seconds (50 Hz servos: 0.02); "
+                                                                       "0.005–0.05, and above `max_pulse_width`.")
     settle_s: float = Field(0.4, ge=0, le=5, description="Time the servo needs to reach the bin's angle plus the time "
                                                          "the item needs to drop, before the flap returns (0 only for "
                                                          "benchmarks: a real servo would not move at all).")
@@ -200,7 +203,8 @@ class MqttConfig(Section):
 
     enabled: bool = Field(False, description="Publish events, counts and stats to an MQTT broker.")
     host: str = Field("127.0.0.1", min_length=1,
-                      description="Broker host name or address (the port goes in mqtt.port).")
+                      description="Broker host name or address (the port goes in mqtt.port; IPv6 as `::1`, "
+                                  "without brackets).")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
     prefix: str = Field("smartbin", pattern=r"^[^#+]+$", description="Topics are <prefix>/<device id>/....")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "

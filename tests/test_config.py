@@ -173,6 +173,27 @@ def test_every_key_is_documented_in_docs_configuration_md():
     assert not missing
 
 
+def test_docs_configuration_md_says_what_the_schema_says_of_every_key():
+    import re
+
+    from edge.config import PACKAGE_ROOT, Section
+
+    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| .*? \| (.*) \|$",
+                           (PACKAGE_ROOT / "docs" / "configuration.md").read_text(), flags=re.M))
+
+    def descriptions(model, prefix=""):
+        for name, field in model.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if name == "source_path":
+                continue
+            if isinstance(default, Section):
+                yield from descriptions(type(default), f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}", field.description
+
+    assert {key: rows.get(key) for key, _ in descriptions(Config)} == dict(descriptions(Config))
+
+
 def test_the_shipped_yaml_spells_out_every_key():
     import yaml
 
