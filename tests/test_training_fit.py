@@ -31,6 +31,11 @@ def test_fit_writes_the_whole_run_folder(tmp_path):
     assert "glass/broken.jpg" not in sum(split["splits"].values(), [])
     assert (out / "labels.txt").read_text().split() == ["cardboard", "glass", "metal"]
     assert "Skipped 1 unreadable or corrupt files: glass/broken.jpg." in (out / "report.md").read_text()
+    # Beside the one-view figures, the test photos as the bin classifies them (reported only).
+    assert metrics["bin_views"] == ["original", "mirrored", "flipped"]
+    assert 0 <= metrics["bin_views_accuracy"] <= 1 and 0 <= metrics["bin_views_macro_f1"] <= 1
+    assert "As the bin classifies by default (each photo original, mirrored, flipped, averaged)" in \
+        (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
