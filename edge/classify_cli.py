@@ -89,13 +89,12 @@ def _positive_int(text: str) -> int:
 
 
 def _views(text: str) -> list[str]:
-    from edge.imaging import VIEWS
+    from edge.imaging import parse_views
 
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in VIEWS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected views from {', '.join(VIEWS)} separated by commas, got {text!r}")
-    return names
+    try:
+        return parse_views(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _configured_model() -> tuple[str, int, list[str]]:

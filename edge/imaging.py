@@ -179,6 +179,18 @@ VIEWS = ("original", "mirrored", "flipped", "turned")
 DEFAULT_VIEWS = ("original", "mirrored", "flipped")  # model.views' default, chosen on val: benchmarks/views.md
 
 
+def parse_views(text: str) -> list[str]:
+    """``"original, mirrored"`` -> ``["original", "mirrored"]``, as the ``--views`` options take them.
+
+    Raises:
+        ValueError: no view, or a name that is not one of ``VIEWS`` (the message lists them).
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or any(name not in VIEWS for name in names):
+        raise ValueError(f"expected views from {', '.join(VIEWS)} separated by commas, got {text!r}")
+    return names
+
+
 def view(rgb: np.ndarray, name: str) -> np.ndarray:
     """``rgb`` as the view ``name`` of ``VIEWS``: as is (the same array), mirrored left to right,
     flipped top to bottom, or turned 180° (new contiguous arrays).

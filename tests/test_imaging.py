@@ -169,3 +169,10 @@ def test_each_view_is_the_frame_as_is_mirrored_flipped_or_turned():
     assert all(imaging.view(frame, name).flags.c_contiguous for name in imaging.VIEWS)
     with pytest.raises(ValueError, match="unknown view 'sideways'"):
         imaging.view(frame, "sideways")
+
+
+def test_views_are_parsed_from_a_comma_separated_list_and_unknown_names_refused():
+    assert imaging.parse_views(" original, mirrored ,") == ["original", "mirrored"]
+    for text in ("", " , ", "original,sideways"):
+        with pytest.raises(ValueError, match="expected views from original, mirrored, flipped, turned"):
+            imaging.parse_views(text)

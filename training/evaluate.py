@@ -79,14 +79,13 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
 
 
 def parse_views(text: str) -> list[str]:
-    """``original,mirrored`` -> the view names, each one of ``edge.imaging.VIEWS``."""
-    from edge.imaging import VIEWS
+    """``original,mirrored`` -> the view names, each one of ``edge.imaging.VIEWS`` (an argparse type)."""
+    from edge import imaging
 
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in VIEWS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected views from {', '.join(VIEWS)} separated by commas, got {text!r}")
-    return names
+    try:
+        return imaging.parse_views(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
