@@ -27,6 +27,7 @@ import numpy as np
 
 from edge import parts
 from edge.bundle import normal_label
+from edge.camera.fake import BrokenCamera
 from edge.config import Config, model_warnings, state_dir
 from edge.errors import CameraError, ClassifierError, FlapError
 from edge.notify import Notifier
@@ -216,13 +217,13 @@ class Daemon(RemoteCommands):
         old.close()
         # Its dropped and unreadable frames move into the totals (stats_payload adds the current source's),
         # with a stand-in holding none meanwhile, so no figure counts them twice while the new one opens.
-        self.source = _BrokenCamera(CameraError("the camera is being reopened"))
+        self.source = BrokenCamera(CameraError("the camera is being reopened"))
         self.stats.dropped(old.stats.get("dropped", 0))
         self.stats.unreadable(old.stats.get("unreadable", 0))
         try:
             source = parts.open_camera(self.config)
         except CameraError as err:
-            self.source = _BrokenCamera(err)  # the next read fails, and after the back-off we try again
+            self.source = BrokenCamera(err)  # the next read fails, and after the back-off we try again
             return
         self.source = source
         if self._stop.is_set():  # stop() closed the old one while this one was opening
@@ -392,21 +393,6 @@ class Daemon(RemoteCommands):
         if not self.link.flush(flush_s):
             log.warning("%d events stay in the outbox for the next start", self.store.outbox_size())
         self.link.stop(timeout=1.0, availability="offline" if fatal else "stopped")
-
-
-class _BrokenCamera:
-    """Stands in for a camera that could not be reopened: every read raises its error."""
-
-    stats: dict[str, int] = {}
-
-    def __init__(self, error: CameraError):
-        self.error = error
-
-    def read(self, timeout: float | None = None):
-        raise self.error
-
-    def close(self) -> None:
-        pass
 
 
 def _is_rgb(image: Any) -> bool:

@@ -74,3 +74,24 @@ class FakeSource:
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
+
+
+class BrokenCamera:
+    """Stands in for a camera that could not be (re)opened: every read raises its error, so the
+    daemon's usual back-off and reopen handle it like any failing camera.
+
+    Usage:
+        source = BrokenCamera(CameraError("the camera is being reopened"))
+    """
+
+    stats: dict[str, int] = {}
+
+    def __init__(self, error: CameraError):
+        self.error = error
+
+    def read(self, timeout: float | None = None):
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
