@@ -89,7 +89,7 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
         if replay.present_frames < max(detector.classify_frames, detector.still_frames + 1):
             problems.append(("camera.replay.present_frames", "must be at least detector.classify_frames and "
                                                              "detector.still_frames + 1"))
-    if config.camera.type == "replay" and detector.type == "sensor":
+    if config.camera.type == "replay" and detector.type == "sensor" and config.flap.pin_factory == "mock":
         # The replayed photos break the simulated beam (--mock-gpio): it must stay broken long enough.
         if replay.present_frames < detector.sensor_settle_frames + detector.classify_frames:
             problems.append(("camera.replay.present_frames", "must be at least detector.sensor_settle_frames + "
@@ -126,8 +126,12 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
         warnings.append(("flap.settle_s", f"{flap.settle_s:g} s is less than a servo needs to travel (about 0.1 s "
                                           f"per 60 degrees) and the item to drop: the flap would not reach the bin"))
     views = config.model.views
-    frames = 1 if config.detector.type == "every_frame" else config.detector.classify_frames
-    if frames % len(views):
+    frames = config.detector.classify_frames
+    if config.detector.type == "every_frame" and len(views) > 1:
+        warnings.append(("model.views", f"detector.type every_frame classifies each frame alone, shown as "
+                                        f"{views[0]} only (classify and the web page show every view): set "
+                                        f"model.views: [{views[0]}]"))
+    elif config.detector.type != "every_frame" and frames % len(views):
         shown = ", ".join(views[i % len(views)] for i in range(frames))
         warnings.append(("model.views", f"each item's {frames} classified frame(s) are shown as {shown}: the views "
                                         f"do not count equally (and classify and the web page, which show every "

@@ -226,7 +226,7 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("camera: {replay: {tray_size: [-5, 0]}}", "camera.replay.tray_size.0: Input should be greater than or equal to 8"),
     ("camera: {fake: {size: [64, 0]}}", "camera.fake.size.1: Input should be greater than or equal to 8"),
     ("model: {views: []}", "model.views: List should have at least 1 item"),
-    ("camera: {type: replay, replay: {path: p, present_frames: 5}}\n"
+    ("camera: {type: replay, replay: {path: p, present_frames: 5}}\nflap: {pin_factory: mock}\n"
      "detector: {type: sensor, sensor_pin: 17, sensor_settle_frames: 3, classify_frames: 3}",
      "camera.replay.present_frames: must be at least detector.sensor_settle_frames + detector.classify_frames"),
     ("model: {views: [original, sideways]}", "model.views.1: Input should be 'original', 'mirrored', 'flipped' or"),
@@ -306,5 +306,7 @@ def test_views_that_do_not_fit_the_classified_frames_are_warned_about(tmp_path):
         "each item's 2 classified frame(s) are shown as original, mirrored: the views do not count equally (and "
         "classify and the web page, which show every view once, may answer otherwise); make "
         "detector.classify_frames a multiple of 3 or list fewer views"]
-    assert "shown as original:" in view_warnings("detector: {type: every_frame}\n")[0]
+    assert view_warnings("detector: {type: every_frame}\n") == [
+        "detector.type every_frame classifies each frame alone, shown as original only (classify and the web page "
+        "show every view): set model.views: [original]"]
     assert view_warnings("detector: {type: every_frame}\nmodel: {views: [original]}\n") == []

@@ -94,4 +94,3 @@ class BrokenCamera:
 
     def close(self) -> None:
         pass
-

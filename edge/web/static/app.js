@@ -295,7 +295,8 @@ function metricsTable(metrics) {
   // Since session 11 the converter also scores each photo as the bin does by default (several views averaged).
   const views = metrics.views;
   if (views && views.model && views.float) {
-    const how = `${(views.views || []).length} views`;
+    const count = (views.views || []).length;
+    const how = count === 1 ? "1 view" : `${count} views`;
     rows.push(row(`Accuracy, ${how}`, views.model.accuracy, views.float.accuracy));
     rows.push(row(`Macro F1, ${how}`, views.model.macro_f1, views.float.macro_f1));
   }
