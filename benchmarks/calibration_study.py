@@ -1,12 +1,15 @@
 """How the INT8 calibration sample changes the quantisation loss, measured on the VAL split.
 
-The converter's gate reports the loss on the test split, so choosing calibration settings
-by that figure would tune on test. This study converts one run with several calibration
-sample sizes (and seeds) and compares each INT8 model with the float model on ``val`` only.
+Calibration settings are chosen on val, never on test. This study converts one run with several
+calibration sample sizes (and seeds, and optionally the views the bin shows: each calibration
+photo also mirrored and flipped) and compares each INT8 model with the float model on ``val``
+only, one view each, as the converter's gate does.
 
 Usage:
     python benchmarks/calibration_study.py runs/try-cut-block4c --data ../shared/data/trashnet \
         --samples 100,300,1000 --seeds 0,1
+    python benchmarks/calibration_study.py runs/mine --data DATA --samples 300 \
+        --calibration-views original,mirrored,flipped
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--samples", default="100,300,1000")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--calibration-views", default="original",
+                        help="views of each calibration photo given to the quantiser (edge.imaging.VIEWS; "
+                             "default: original): the bin shows the model mirrored and flipped frames too")
     args = parser.parse_args(argv)
 
     from converter import keras_model, quantize
@@ -37,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from converter.verify import compare
     from edge.bundle import InputSpec
 
+    from edge import imaging
+
+    views = imaging.parse_views(args.calibration_views)
     run = load_run(args.run_dir)
     data_dir = Path(args.data)
     model = keras_model.load_keras_model(run.model_path, run.labels)
@@ -47,13 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     train_items = run.items("train", data_dir)
 
     print(f"# {args.run_dir}, val split ({len(targets)} photos); {date.today()}, "
-          f"{cpu_model()} ({os.cpu_count()} cores)")
+          f"{cpu_model()} ({os.cpu_count()} cores); calibration views: {', '.join(views)}")
     print("| calibration photos | seed | float acc | INT8 acc | INT8 macro-F1 | agreement | drop (points) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for count in (int(n) for n in args.samples.split(",")):
         for seed in (int(s) for s in args.seeds.split(",")):
             sample = stratified_sample(train_items, count, seed)
             calibration, _, _ = load_images(sample, pixels, desc=f"calibration {count}")
+            calibration = np.concatenate([np.stack([imaging.view(image, name) for image in calibration])
+                                          for name in views])
             lite = LiteModel(quantize.convert(model, "int8", calibration), threads=2)
             metrics = compare(targets, float_probabilities, lite.predict(val_images, progress=False),
                               run.labels, split="val")
