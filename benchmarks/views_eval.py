@@ -1,8 +1,9 @@
 """One view against several: a bundle's accuracy on the split's photos, as the bin classifies them.
 
-Each photo is decoded with ``edge.imaging.read_image`` and classified by ``edge.classifier.Classifier``
-once with ``views=["original"]`` and once with ``--views`` (every view of the photo, probabilities
-averaged: what the bin does with an item's K still frames). Prints a markdown table per split with
+Each photo is decoded with ``edge.imaging.read_image``, resized once and shown to
+``edge.classifier.Classifier`` as is and as every view of ``--views`` (one invoke per view); the
+one-view figure is the photo as is, the other the probabilities of ``--views`` averaged: what the
+bin does with an item's K still frames. Prints a markdown table per split with
 accuracy, macro-F1 and the photos gained and lost against the single view. Choose views on
 ``val``; look at ``test`` once, after the choice (benchmarks/views.md).
 
@@ -30,15 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "trashnet"
 
 
-def macro_f1(targets: np.ndarray, predicted: np.ndarray, classes: int) -> float:
-    scores = []
-    for label in range(classes):
-        true_positive = int(np.sum((targets == label) & (predicted == label)))
-        wrong = int(np.sum((targets == label) != (predicted == label)))
-        scores.append(2 * true_positive / (2 * true_positive + wrong) if true_positive else 0.0)
-    return float(np.mean(scores))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8")
@@ -56,28 +48,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from edge import imaging
     from edge.classifier import Classifier
+    from training.metrics import classification_metrics
 
     split = json.loads(split_file.read_text(encoding="utf-8"))
     lists = split.get("splits", split)
-    one = Classifier.from_path(args.model, threads=args.threads)
-    several = Classifier.from_path(args.model, threads=args.threads, views=imaging.parse_views(args.views))
-    labels = list(one.labels)
-    print(f"# {args.model.name} (sha256 {one.bundle.manifest.sha256[:12]}…), {cpu_model()} "
+    views = imaging.parse_views(args.views)
+    classifier = Classifier.from_path(args.model, threads=args.threads)
+    labels = list(classifier.labels)
+    shown = ["original"] + [name for name in views if name != "original"]  # each view invoked once per photo
+    print(f"# {args.model.name} (sha256 {classifier.bundle.manifest.sha256[:12]}…), {cpu_model()} "
           f"({os.cpu_count()} cores), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     for name in args.splits.split(","):
         targets, single, averaged = [], [], []
         for relative in lists[name]:
-            rgb = imaging.read_image(args.data / relative)
+            rgb = imaging.resize_for_model(imaging.read_image(args.data / relative), classifier.bundle.manifest.input)
+            probabilities = {view: classifier.probabilities(rgb, view) for view in shown}
             targets.append(labels.index(Path(relative).parts[0]))
-            single.append(labels.index(one.classify(rgb).label))
-            averaged.append(labels.index(several.classify(rgb).label))
-        targets, single, averaged = map(np.array, (targets, single, averaged))
-        gained = int(np.sum((averaged == targets) & (single != targets)))
-        lost = int(np.sum((single == targets) & (averaged != targets)))
+            single.append(probabilities["original"])
+            averaged.append(np.mean([probabilities[view] for view in views], axis=0))
+        one, several = (classification_metrics(targets, np.array(rows), labels) for rows in (single, averaged))
+        right_one = np.argmax(single, axis=1) == np.array(targets)
+        right_several = np.argmax(averaged, axis=1) == np.array(targets)
+        gained, lost = int(np.sum(right_several & ~right_one)), int(np.sum(right_one & ~right_several))
         print(f"\n{name}, {len(targets)} photos\n\n| views | accuracy | macro-F1 | against one view |\n|---|---|---|---|")
-        print(f"| original | {np.mean(single == targets):.4f} | {macro_f1(targets, single, len(labels)):.4f} | |")
-        print(f"| {', '.join(several.views)} | {np.mean(averaged == targets):.4f} | "
-              f"{macro_f1(targets, averaged, len(labels)):.4f} | {gained} gained, {lost} lost |")
+        print(f"| original | {one['accuracy']:.4f} | {one['macro_f1']:.4f} | |")
+        print(f"| {', '.join(views)} | {several['accuracy']:.4f} | {several['macro_f1']:.4f} | "
+              f"{gained} gained, {lost} lost |")
     return 0
 
 

@@ -200,7 +200,7 @@ def _both_models_on(split: str, run: RunFolder, model, lite, data_dir: Path, pix
                     say: Callable[[str], None]):
     """One split's photos through the bin's preprocessing, classified by the float and the converted model.
 
-    Returns ``(items, images, targets, skipped, float_probabilities, metrics)``.
+    Returns ``(items, images, targets, skipped, float_probabilities, model_probabilities, metrics)``.
     """
     from converter import keras_model
     from converter.dataset import load_images
@@ -212,8 +212,9 @@ def _both_models_on(split: str, run: RunFolder, model, lite, data_dir: Path, pix
     if not len(images):
         raise ConverterError(f"{data_dir}: none of the {split} split's photos could be read")
     float_probabilities = keras_model.predict(model, images)
-    metrics = compare(targets, float_probabilities, lite.predict(images), run.labels, split=split)
-    return items, images, targets, skipped, float_probabilities, metrics
+    model_probabilities = lite.predict(images)
+    metrics = compare(targets, float_probabilities, model_probabilities, run.labels, split=split)
+    return items, images, targets, skipped, float_probabilities, model_probabilities, metrics
 
 
 def _compare_on(split: str, run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
@@ -232,7 +233,7 @@ def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
     """The manifest's figures: float Keras model and converted model on the test split."""
     from converter.preprocessing import measure as measure_preprocessing
 
-    test_items, test_images, targets, skipped, float_probabilities, metrics = _both_models_on(
+    test_items, test_images, targets, skipped, float_probabilities, model_probabilities, metrics = _both_models_on(
         "test", run, model, lite, data_dir, pixels, say)
     if skipped:
         metrics["skipped"] = len(skipped)
@@ -245,19 +246,24 @@ def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
         metrics["preprocessing"] = pipelines
     if run.metrics.get("accuracy") is not None:
         metrics["training_pipeline"] = {key: run.metrics[key] for key in ("accuracy", "macro_f1") if key in run.metrics}
-    metrics["views"] = _as_the_bin_classifies(run, model, lite, test_images, targets)
+    metrics["views"] = _as_the_bin_classifies(run, model, lite, test_images, targets,
+                                              (float_probabilities, model_probabilities))
     return metrics
 
 
-def _as_the_bin_classifies(run: RunFolder, model, lite, images, targets) -> dict:
+def _as_the_bin_classifies(run: RunFolder, model, lite, images, targets, original: tuple) -> dict:
     """Both models' test figures with each photo shown as every view of the bin's default ``model.views``
-    (``edge.imaging.DEFAULT_VIEWS``), the probabilities averaged: what the bin's own accuracy will be."""
+    (``edge.imaging.DEFAULT_VIEWS``), the probabilities averaged: what the bin's own accuracy will be.
+    ``original`` holds both models' probabilities for the photos as they are, already computed."""
     from converter import keras_model
     from converter.verify import compare
     from edge import imaging
 
-    float_total = model_total = 0.0
+    assert "original" in imaging.DEFAULT_VIEWS
+    float_total, model_total = original
     for name in imaging.DEFAULT_VIEWS:
+        if name == "original":
+            continue
         shown = np.stack([imaging.view(image, name) for image in images])
         float_total = float_total + keras_model.predict(model, shown)
         model_total = model_total + lite.predict(shown, desc=f"converted model, {name}")
