@@ -310,3 +310,46 @@ def test_a_compiler_that_refuses_the_model_still_leaves_the_verified_cpu_bundle(
     bundle = load_bundle(workspace / "bundles" / "tpu-refused")
     assert bundle.manifest.edgetpu is None and bundle.edgetpu_model_path() is None
     assert "Didn't find op for builtin opcode" in capsys.readouterr().err
+
+
+def test_int8_model_hands_every_pixel_value_to_the_first_convolution(workspace):
+    """Before a 'same'-padded first convolution (EfficientNet-Lite's stem) Keras' ``x / 128 - 127 / 128``
+    would squeeze the 256 pixel values onto ~170 int8 levels; traced as ``(x - 127) / 128`` none are lost."""
+    import keras
+
+    from converter.litert import _interpreter_class
+    from converter.quantize import convert as quantize
+    from tests.model_factory import colour_samples
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    images, _ = colour_samples(3, 32, per_class=4)
+    interpreter = _interpreter_class()(model_content=quantize(model, "int8", images.astype(np.uint8)),
+                                       experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    every_value = np.resize(np.arange(256, dtype=np.uint8), (1, 32, 32, 3))
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], every_value)
+    interpreter.invoke()
+    conv = next(op for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D")
+    levels = interpreter.get_tensor(conv["inputs"][0])
+    assert len(np.unique(levels)) == 256
+
+
+def test_exact_rescaling_leaves_the_float_model_as_it_was(workspace):
+    import keras
+
+    from converter.quantize import exact_input_rescaling
+
+    model = keras.saving.load_model(workspace / "run" / "model.keras")
+    rescaling = next(layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling))
+    images = np.resize(np.arange(256, dtype=np.float32), (2, 32, 32, 3))
+    before = np.asarray(rescaling(images))
+    with exact_input_rescaling(model) as patched:
+        during = np.asarray(rescaling(images))
+    assert patched == 1
+    np.testing.assert_allclose(during, before, atol=1e-6)
+    assert "call" not in vars(rescaling)
