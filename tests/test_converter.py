@@ -335,8 +335,14 @@ def test_int8_model_hands_every_pixel_value_to_the_first_convolution(workspace):
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], every_value)
     interpreter.invoke()
     conv = next(op for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D")
-    levels = interpreter.get_tensor(conv["inputs"][0])
+    seen = interpreter.get_tensor_details()[conv["inputs"][0]]["quantization_parameters"]
+    levels = interpreter.get_tensor(conv["inputs"][0]).astype(np.float32)
+    received = seen["scales"][0] * (levels - seen["zero_points"][0])
+    pixel_order = np.argsort(every_value.reshape(-1), kind="stable")
+    # Each pixel value its own level, in pixel order, evenly spaced: an exact affine image of the pixels.
     assert len(np.unique(levels)) == 256
+    steps = np.diff(np.unique(received.reshape(-1)[pixel_order]))
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-6)
 
 
 def test_exact_rescaling_leaves_the_float_model_as_it_was(workspace):
@@ -353,3 +359,33 @@ def test_exact_rescaling_leaves_the_float_model_as_it_was(workspace):
     assert patched == 1
     np.testing.assert_allclose(during, before, atol=1e-6)
     assert "call" not in vars(rescaling)
+
+
+def test_exact_rescaling_undoes_itself_after_an_error_and_patches_a_shared_layer_once():
+    import keras
+
+    from converter.quantize import exact_input_rescaling
+
+    inputs = keras.Input((8, 8, 3))
+    rescaling = keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0)
+    inner = keras.Model(inputs, rescaling(inputs))
+    outer_inputs = keras.Input((8, 8, 3))
+    outer = keras.Model(outer_inputs, inner(rescaling(outer_inputs)))  # reached twice: outer and inner
+    with pytest.raises(RuntimeError, match="converter failed"):
+        with exact_input_rescaling(outer) as patched:
+            assert patched == 1
+            raise RuntimeError("converter failed")
+    assert "call" not in vars(rescaling)
+
+
+@pytest.mark.parametrize("scale, offset", [(1 / 127.5, -1.0), (1 / 128.0, 1.0), ([1 / 128.0] * 3, -127 / 128.0)])
+def test_exact_rescaling_leaves_rescalings_it_cannot_make_exact(scale, offset):
+    """MobileNetV3's x / 127.5 - 1 shifts by half a pixel; a positive shift or per-channel scales stay too."""
+    import keras
+
+    from converter.quantize import exact_input_rescaling
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Rescaling(scale, offset=offset)(inputs))
+    with exact_input_rescaling(model) as patched:
+        assert patched == 0
