@@ -273,7 +273,8 @@ class MqttLink:
                 self._restate_availability_after_a_stale_online()
                 if self._counts_dirty:
                     self._counts_dirty = False
-                    self.client.publish(self.topic("counts"), json.dumps(self.store.counts(), sort_keys=True),
+                    # As of the last fsync: a retained total never includes an item a power cut could take.
+                    self.client.publish(self.topic("counts"), json.dumps(self.store.durable_counts(), sort_keys=True),
                                         qos=1, retain=True)
                 self._maybe_publish_stats()
             except Exception as err:  # noqa: BLE001 -- keep pumping; the outbox keeps the data

@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import sqlite3
@@ -111,10 +112,15 @@ class Store:
             self._outbox_size = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             row = self._db.execute("SELECT value FROM meta WHERE key = 'outbox_dropped'").fetchone()
             self.outbox_dropped = int(row[0]) if row else 0
+            # What a killed process committed without an fsync may still sit in the page cache only:
+            # flushed now, everything found on opening survives a power cut from here on.
+            self._fsync_files()
             # Outbox rows up to this seq survive a power cut; only those are handed to MQTT, so the
-            # broker never holds an item the bin could still lose. Everything found on opening did survive.
+            # broker never holds an item the bin could still lose.
             self._durable_seq = self._last_seq = self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
+            # Likewise the counts: the latest commit's, and the last ones that survive a power cut (MQTT's).
+            self._latest_counts = self._durable_counts = self._counts()
         except StoreError:
             self._close_quietly()
             raise
@@ -177,7 +183,10 @@ class Store:
                 self._last_item_seq = (event["id"], seq)
                 if durable:
                     self._durable_seq = seq
-        return counts
+            self._latest_counts = counts
+            if durable:
+                self._durable_counts = counts
+        return copy.deepcopy(counts)
 
     def sync(self) -> None:
         """Makes every commit so far survive a power cut and hands it to MQTT: one small durable commit,
@@ -188,11 +197,12 @@ class Store:
             StoreError: the write failed.
         """
         with self._lock:
-            last_seq = self._last_seq
+            last_seq, latest_counts = self._last_seq, self._latest_counts
             with self._writing("sync the state database", durable=True):
                 self._db.execute("INSERT INTO meta VALUES ('synced_at', ?) ON CONFLICT (key) DO UPDATE "
                                  "SET value = excluded.value", (str(time.time()),))
             self._durable_seq = max(self._durable_seq, last_seq)
+            self._durable_counts = latest_counts
             if self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
                 with self._reading("checkpoint the write-ahead log"):
                     # PASSIVE: copies what it can without waiting; it fsyncs the log first and the database after.
@@ -239,16 +249,28 @@ class Store:
         return self._outbox_size
 
     def counts(self) -> dict[str, Any]:
-        """Counts since install with a ``since_reset`` block: ``{labels, bins, total, since_reset}``."""
+        """Counts since install with a ``since_reset`` block: ``{labels, bins, total, since_reset}``,
+        as of the latest commit (what the bin has sorted; the last item may not survive a power cut yet)."""
         with self._lock, self._reading("read the counts"):
             return self._counts()
 
+    def durable_counts(self) -> dict[str, Any]:
+        """The counts as of the last commit that survives a power cut (no query): what the bin
+        publishes, so a retained total never includes an item a power cut could still take away."""
+        with self._lock:
+            return copy.deepcopy(self._durable_counts)
+
     def reset_counts(self) -> dict[str, Any]:
         """Zeroes the since-reset counts (since-install counts are kept) and returns the new counts."""
-        with self._lock, self._writing("reset the counts", durable=True):
-            self._db.execute("DELETE FROM counts WHERE scope = 'reset'")
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
-            return self._counts()
+        with self._lock:
+            with self._writing("reset the counts", durable=True):
+                self._db.execute("DELETE FROM counts WHERE scope = 'reset'")
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
+                counts = self._counts()
+            # The durable commit also covers every earlier one.
+            self._latest_counts = self._durable_counts = counts
+            self._durable_seq = max(self._durable_seq, self._last_seq)
+            return copy.deepcopy(counts)
 
     def has_item(self, item_id: str) -> bool:
         with self._lock, self._reading("read the item log"):
@@ -289,6 +311,17 @@ class Store:
 
     def _counts(self) -> dict[str, Any]:
         return _counts_in(self._db)
+
+    def _fsync_files(self) -> None:
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
 
     def _trim_outbox(self) -> int:
         # A broker gone for months must not fill the SD card: drop the oldest beyond max_outbox and count

@@ -78,6 +78,21 @@ def test_every_outbox_event_is_delivered_and_then_deleted(tmp_path, mosquitto):
     assert retained(mosquitto.port, f"{ROOT}/last_item").json()["id"] == "id-119"  # the newest, kept for dashboards
 
 
+def test_retained_counts_never_include_an_item_a_power_cut_could_still_take(tmp_path, mosquitto):
+    link, store = make_link(tmp_path, mosquitto)
+    with Listener(mosquitto.port, f"{ROOT}/counts") as listener:
+        link.start()
+        store.record_item(event(0))
+        store.record_item(event(1), durable=False)  # committed, not yet fsynced
+        link.wake(counts_changed=True)
+        listener.wait_for(lambda: listener.payloads(f"{ROOT}/counts"), what="the counts")
+        assert listener.payloads(f"{ROOT}/counts")[-1]["total"] == 1
+        store.sync()
+        link.wake(counts_changed=True)
+        listener.wait_for(lambda: listener.payloads(f"{ROOT}/counts")[-1]["total"] == 2, what="the synced counts")
+        link.stop()
+
+
 def test_last_item_is_restated_when_a_broker_that_lost_its_retained_messages_comes_back(tmp_path):
     broker = Mosquitto(tmp_path).start()  # no persistence: a restart forgets every retained message
     link, store = make_link(tmp_path, broker)

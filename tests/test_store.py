@@ -186,6 +186,48 @@ def test_an_item_committed_without_fsync_reaches_mqtt_only_once_it_survives_a_po
     assert [json.loads(message.payload)["id"] for message in store.pending()] == ["a"]
 
 
+def test_the_published_counts_leave_out_an_item_until_it_survives_a_power_cut(store):
+    store.record_item(event("a"))
+    store.record_item(event("b"), durable=False)
+    assert store.counts()["total"] == 2  # what the bin has sorted
+    assert store.durable_counts()["total"] == 1  # what MQTT may publish: a power cut cannot take it back
+    store.sync()
+    assert store.durable_counts()["total"] == 2
+
+
+def test_a_reset_is_published_at_once_with_every_item_before_it(store):
+    store.record_item(event("a"), durable=False)
+    store.reset_counts()
+    counts = store.durable_counts()
+    assert (counts["total"], counts["since_reset"]["total"]) == (1, 0)
+    assert [json.loads(message.payload)["id"] for message in store.pending()] == ["a"]
+
+
+def test_reopening_flushes_what_a_killed_process_committed_without_fsync_before_mqtt_sees_it(tmp_path, monkeypatch):
+    path = tmp_path / "smartbin.db"
+    script = textwrap.dedent(f"""
+        import os
+        from edge.store import Store
+        store = Store({str(path)!r})
+        store.record_item({{"id": "a", "ts": 1, "label": "glass", "bin": "glass", "confidence": 1.0}}, durable=False)
+        os._exit(0)  # killed: no sync, no close
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+    flushed = []
+    real_fsync = os.fsync
+
+    def spy(descriptor):
+        flushed.append(os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr("edge.store.os.fsync", spy)
+    store = Store(path)
+    assert {"smartbin.db", "smartbin.db-wal"} <= set(flushed)
+    assert [json.loads(message.payload)["id"] for message in store.pending()] == ["a"]
+    assert store.durable_counts()["total"] == 1
+    store.close()
+
+
 def test_the_outbox_drops_only_when_it_holds_max_outbox_messages_even_with_delivered_gaps(tmp_path):
     store = Store(tmp_path / "db", max_outbox=4)
     for name in "abcd":
