@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from edge.bundle import InputSpec
 
 # More than any camera or phone photo this bin needs: refuses decompression bombs (a 97 KB PNG that
 # unpacks to 10000 x 10000) from their header, before any memory is spent.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what the bin and training read
 MAX_DECODED_PIXELS = 40_000_000
 
 
@@ -75,6 +77,37 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
         raise ValueError("not a readable image")
     # In place: a second full-size array would double the peak memory of a large photo.
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+
+
+def skipped_name(name: str) -> bool:
+    """Hidden files and folders (``.DS_Store``, macOS's ``._photo.jpg``, ``.ipynb_checkpoints``) and
+    the ``__MACOSX`` folder a zip made on a Mac unpacks: never photos of the bin's items."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def find_photos(root: str | os.PathLike) -> list[Path]:
+    """Every image file under ``root`` (hidden ones skipped), sorted by relative path.
+
+    Symlinked folders are followed (a replay folder or a class is often linked from a dataset),
+    each real folder once, so a link loop cannot repeat photos or never end.
+
+    Usage:
+        photos = find_photos("photos/glass")
+    """
+    root = Path(root)
+    photos, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        status = os.stat(folder)
+        if (status.st_dev, status.st_ino) in seen:
+            subfolders[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        # Sorted: of two links to one folder, the first by name is the one kept, on every file system.
+        subfolders[:] = sorted(name for name in subfolders if not skipped_name(name))
+        photos += [Path(folder, name) for name in files
+                   if not skipped_name(name) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+                   and os.path.isfile(os.path.join(folder, name))]
+    return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
 
 
 def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:

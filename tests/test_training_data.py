@@ -145,3 +145,33 @@ def test_check_refuses_a_folder_name_no_model_can_carry_as_a_label(tmp_path, cap
     root = write_class_folders(tmp_path / "d", labels=("glass", "metal "), per_class=2)
     assert main(["check", str(root)]) == 1
     assert "'metal ': not a class name a model can carry" in capsys.readouterr().out
+
+
+def test_hidden_files_and_folders_and_macos_leftovers_are_not_photos(photo_folder):
+    glass = photo_folder / "glass"
+    (glass / "._glass_0.jpg").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    (glass / ".ipynb_checkpoints").mkdir()
+    (glass / ".ipynb_checkpoints" / "copy.jpg").write_bytes((glass / "glass_0.jpg").read_bytes())
+    (photo_folder / "__MACOSX" / "glass").mkdir(parents=True)
+    (photo_folder / "__MACOSX" / "glass" / "._glass_1.jpg").write_bytes(b"\x00\x05\x16\x07")
+    dataset = discover(photo_folder, verify=True)
+    assert dataset.labels == ["cardboard", "glass", "metal"]
+    assert dataset.counts()["glass"] == 8 and dataset.unreadable == []
+
+
+def test_photos_in_subfolders_and_symlinked_subfolders_of_a_class_are_found(photo_folder, tmp_path):
+    more = tmp_path / "more"
+    write_class_folders(more, labels=("glass",), per_class=3)
+    (photo_folder / "glass" / "linked").symlink_to(more / "glass", target_is_directory=True)
+    assert discover(photo_folder).counts()["glass"] == 11
+
+
+@pytest.mark.parametrize("mode, kept", [("1", False), ("P", False), ("L", True), ("RGB", True)])
+def test_only_bmps_tensorflow_reads_as_their_colours_are_kept(photo_folder, mode, kept):
+    from PIL import Image
+
+    picture = Image.new("RGB", (16, 16), (200, 30, 30))
+    picture = picture.convert(mode) if mode != "P" else picture.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    picture.save(photo_folder / "glass" / f"odd_{mode}.bmp")
+    dataset = discover(photo_folder, verify=True)
+    assert (f"glass/odd_{mode}.bmp" in dataset.unreadable) is not kept

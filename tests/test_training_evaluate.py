@@ -124,3 +124,21 @@ def test_split_is_refused_with_another_data_folder(run, capsys):
         evaluate([str(run / "run"), "--data", str(run / "data"), "--split", "val"])
     assert exit_info.value.code == 2
     assert "--split chooses one of the run's own lists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_photos_gone_or_damaged_since_training_are_skipped_and_listed(run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    split_path = copy / "run" / "split.json"
+    split = json.loads(split_path.read_text())
+    split["data_resolved"] = str(copy / "data")
+    split_path.write_text(json.dumps(split))
+    gone, damaged = split["splits"]["test"][:2]
+    (copy / "data" / gone).unlink()
+    (copy / "data" / damaged).write_bytes(b"\xff\xd8\xff truncated")
+    assert evaluate([str(copy / "run"), "--out", str(tmp_path / "eval")]) == 0
+    assert "skipped 2 missing, unreadable or corrupt files" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "eval" / "eval-metrics.json").read_text())
+    assert sorted(metrics["skipped"]) == sorted([gone, damaged])
+    assert metrics["n"] == len(split["splits"]["test"]) - 2

@@ -131,6 +131,19 @@ def test_repeated_seeds_share_one_generated_split(tmp_path):
     assert seed_1_same_split == seed_0  # ... unless split_seed pins it, as --seeds does
 
 
+def test_a_class_too_small_for_val_and_test_is_named_before_training(tmp_path, capsys):
+    from training.config import TrainConfig
+    from training.fit import prepare_data
+
+    data = write_class_folders(tmp_path / "data", per_class=12)
+    extra = write_class_folders(tmp_path / "extra", labels=("a", "b", "c", "battery"), per_class=2)  # photos unlike the others
+    (extra / "battery").rename(data / "battery")
+    _, split = prepare_data(TrainConfig(data=str(data)))
+    assert "battery" not in {label for _, label in split["val"] + split["test"]}
+    err = capsys.readouterr().err
+    assert "warning: split: no val images for battery" in err and "warning: split: no test images for battery" in err
+
+
 def test_seeds_repeat_the_run_on_the_first_seeds_split_and_summarise_mean_and_std(tmp_path, capsys, monkeypatch):
     import training.fit
 

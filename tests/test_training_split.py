@@ -66,3 +66,28 @@ def test_identical_copies_in_different_splits_are_found(dataset, tmp_path):
                                 "test": ["glass/glass_dup.jpg"]}))
     split = load_split(path, dataset)
     assert copies_across_splits(dataset.root, split) == [["glass/glass_0.jpg", "glass/glass_dup.jpg"]]
+
+
+def test_a_photo_listed_twice_in_one_list_is_refused(dataset, tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["glass/glass_1.jpg"], "val": ["glass/glass_3.jpg"],
+                                "test": ["glass/glass_2.jpg", "glass/glass_2.jpg"]}))
+    with pytest.raises(DataError, match="1 files are listed twice in one list .*: glass/glass_2.jpg"):
+        load_split(path, dataset)
+
+
+@pytest.mark.parametrize("entry", [3, None, ["glass/glass_1.jpg"], "  "])
+def test_an_entry_that_is_not_a_path_is_one_clear_error(dataset, tmp_path, entry):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["glass/glass_1.jpg", entry], "val": [], "test": []}))
+    with pytest.raises(DataError, match="'train' holds 1 entries that are not file paths"):
+        load_split(path, dataset)
+
+
+def test_dot_slash_and_windows_separators_name_the_same_photos(dataset, tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["./glass/glass_1.jpg"], "val": ["glass\\glass_3.jpg"],
+                                "test": ["glass/glass_2.jpg"]}))
+    split = load_split(path, dataset)
+    assert [rel for rel, _ in split["train"]] == ["glass/glass_1.jpg"]
+    assert [rel for rel, _ in split["val"]] == ["glass/glass_3.jpg"]

@@ -24,7 +24,6 @@ from edge.bundle import normal_label
 from edge.yaml_unique import DuplicateKeyError, load_unique
 from training.errors import DataError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MAX_LISTED_GROUPS = 50  # duplicate groups the check report lists one by one
 
 
@@ -99,7 +98,11 @@ def invalid_labels(labels: list[str]) -> list[str]:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """A class folder's photos, found as the bin's replay finds them (``edge.imaging.find_photos``):
+    subfolders and symlinked folders included, hidden files and folders and ``__MACOSX`` left out."""
+    from edge.imaging import find_photos
+
+    return find_photos(folder)
 
 
 def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[str, str] | None = None,
@@ -121,7 +124,9 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
     label_map = label_map or {}
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    from edge.imaging import skipped_name
+
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not skipped_name(p.name))
     if not folders:
         raise DataError(f"{root}: no class folders (expected ROOT/<class>/<image>)")
     items, unreadable, empty = [], [], []
@@ -162,10 +167,15 @@ TRAINABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
 
 
 def trainable(image) -> bool:
-    """True when TensorFlow decodes this opened Pillow image to RGB: a trainable format, and for WebP
-    a single RGB picture (TensorFlow refuses WebP with transparency or animation as 3-channel)."""
+    """True when TensorFlow decodes this opened Pillow image to RGB: a trainable format, for WebP
+    a single RGB picture (TensorFlow refuses WebP with transparency or animation as 3-channel), for
+    BMP true colour or grey."""
     if image.format not in TRAINABLE_FORMATS:
         return False
+    if image.format == "BMP":
+        # TensorFlow reads 24/32-bit and 8-bit grey BMPs; it stops on 1-bit ones and reads a colour
+        # palette's indices as grey levels.
+        return image.mode in ("RGB", "RGBA", "L")
     return image.format != "WEBP" or (image.mode == "RGB" and getattr(image, "n_frames", 1) == 1)
 
 

@@ -74,8 +74,23 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
         raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
     from edge.bundle import normal_label
 
+    from tqdm import tqdm
+
+    from training.data import is_readable
+    from training.split import first_names
+
     label_of = split.get("labels", {})
-    return root, [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"][split_name]], []
+    items = [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"][split_name]]
+    # Checked now, not found by TensorFlow halfway through the predictions: gone since training, or damaged.
+    unreadable = [rel for rel, _ in tqdm(items, desc=f"checking the {split_name} photos", unit="photo",
+                                         file=sys.stderr, mininterval=10) if not is_readable(root / rel)]
+    if unreadable:
+        print(f"skipped {len(unreadable)} missing, unreadable or corrupt files: {first_names(unreadable)}",
+              file=sys.stderr)
+    if len(unreadable) == len(items):
+        raise DataError(f"{root}: none of the {split_name} list's {len(items)} photos can be read")
+    skipped = set(unreadable)
+    return root, [item for item in items if item[0] not in skipped], unreadable
 
 
 def parse_views(text: str) -> list[str]:

@@ -106,6 +106,11 @@ def prepare_data(config: TrainConfig):
     untrained = sorted(set(dataset.labels) - {label for _, label in split["train"]})
     if untrained:
         raise TrainingError(f"split: no training images for {', '.join(untrained)}")
+    for name, use in (("val", "choosing the best epoch by val macro-F1 ignores them"),
+                      ("test", "the test figures say nothing about them")):
+        unseen = sorted(set(dataset.labels) - {label for _, label in split[name]})
+        if unseen:
+            print(f"warning: split: no {name} images for {', '.join(unseen)} ({use}; add photos)", file=sys.stderr)
     if config.split_file:
         for group in copies_across_splits(dataset.root, split):
             print(f"warning: identical files in different splits (a leak): {', '.join(group)}", file=sys.stderr)

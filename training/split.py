@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from training.data import Dataset, duplicate_groups
 from training.errors import DataError
@@ -37,13 +37,23 @@ def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, 
     lists = data.get("splits", data) if isinstance(data, dict) else None
     if not isinstance(lists, dict) or any(not isinstance(lists.get(name), list) for name in SPLITS):
         raise DataError(f"{path}: a split file needs lists 'train', 'val' and 'test'")
+    for name in SPLITS:
+        odd = [entry for entry in lists[name] if not isinstance(entry, str) or not entry.strip()]
+        if odd:
+            raise DataError(f"{path}: '{name}' holds {len(odd)} entries that are not file paths: "
+                            f"{first_names([repr(entry) for entry in odd])}")
+    # "./glass/a.jpg" and "glass\a.jpg" (a split written on Windows) name "glass/a.jpg".
+    lists = {name: [PurePosixPath(entry.replace("\\", "/")).as_posix() for entry in lists[name]] for name in SPLITS}
+    repeated = sorted(rel for name in SPLITS for rel, count in Counter(lists[name]).items() if count > 1)
+    if repeated:
+        raise DataError(f"{path}: {len(repeated)} files are listed twice in one list (they would weigh double): "
+                        f"{first_names(repeated)}")
     label_of = dict(dataset.items)
     unreadable = set(dataset.unreadable)
     absent = [rel for name in SPLITS for rel in lists[name] if rel not in label_of and rel not in unreadable]
     if absent:
         raise DataError(f"{path}: {len(absent)} files named in the split are not in {dataset.root}: {first_names(absent)}")
-    in_two = sorted(rel for rel, count in Counter(rel for name in SPLITS for rel in set(lists[name])).items()
-                    if count > 1)
+    in_two = sorted(rel for rel, count in Counter(rel for name in SPLITS for rel in lists[name]).items() if count > 1)
     if in_two:
         raise DataError(f"{path}: {len(in_two)} files are in more than one of train/val/test: {first_names(in_two)}")
     return {name: [(rel, label_of[rel]) for rel in lists[name] if rel in label_of] for name in SPLITS}

@@ -17,7 +17,6 @@ Usage:
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import threading
@@ -31,33 +30,12 @@ import numpy as np
 from edge import imaging
 from edge.camera import Frame
 from edge.errors import CameraError, MissingInputError
+from edge.imaging import IMAGE_EXTENSIONS, find_photos  # noqa: F401  (part of this module's interface)
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 REPLAY_ORDERS = ("shuffled", "sorted")
 SHUFFLE_SEED = 0  # fixed: a replay is a repeatable experiment
-
-
-def find_photos(root: Path) -> list[Path]:
-    """Every image file under ``root`` (hidden ones skipped), sorted by relative path.
-
-    Symlinked folders are followed (a replay folder is often class folders linked from a dataset),
-    each real folder once, so a link loop cannot repeat photos or never end.
-    """
-    photos, seen = [], set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
-        status = os.stat(folder)
-        if (status.st_dev, status.st_ino) in seen:
-            subfolders[:] = []
-            continue
-        seen.add((status.st_dev, status.st_ino))
-        # Sorted: of two links to one folder, the first by name is the one kept, on every file system.
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        photos += [Path(folder, name) for name in files
-                   if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
-                   and os.path.isfile(os.path.join(folder, name))]
-    return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
 
 
 # Photos in one folder mostly share a size or two; each cached tray holds a photo-size frame.
