@@ -119,7 +119,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, run_overrides(args))
     except ConfigError as err:
-        return fail([f"{key}: {problem}" for key, problem in err.problems])
+        # The service may be reading /etc/smartbin/smartbin.yaml: say which file the keys are in.
+        return fail([f"error: invalid config {err.source}:"] + [f"{key}: {problem}" for key, problem in err.problems])
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     for key, warning in config_warnings(config):
         logging.getLogger("edge.config").warning("%s: %s", key, warning)

@@ -122,6 +122,17 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     if config.web.enabled and not is_loopback(config.web.host):
         warnings.append(("web.host", f"the web page listens on {config.web.host}, reachable from the network"))
     flap = config.flap
+    at_angle: dict[float, list[str]] = {}
+    for name in sorted(set(config.decision.bins.values()) | {config.decision.reject_bin}):
+        if name in flap.angles:
+            at_angle.setdefault(flap.angles[name], []).append(name)
+    for angle, names in sorted(at_angle.items()):
+        if len(names) > 1:  # legal (two streams into one container), but then the bin counts sort nothing
+            warnings.append((f"flap.angles.{names[1]}", f"bins {', '.join(names)} share the angle {angle:g}: "
+                                                        f"items for them land in the same place"))
+    if not gpio.pins_checked():
+        warnings.append(("flap.pin", "gpiozero is not installed here, so GPIO pin names and numbers were not "
+                                     "checked (pip install '.[edge]')"))
     if flap.pin_factory != "mock" and flap.settle_s < MIN_REAL_SETTLE_S:
         warnings.append(("flap.settle_s", f"{flap.settle_s:g} s is less than a servo needs to travel (about 0.1 s "
                                           f"per 60 degrees) and the item to drop: the flap would not reach the bin"))
@@ -276,11 +287,15 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     Raises:
         ConfigError: every problem found, as ``(dotted.key, problem)`` pairs.
     """
-    data = read_yaml(path) if path is not None else (read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {})
     source = str(path if path is not None else DEFAULT_CONFIG)
-    for key, value in (overrides or {}).items():
-        set_dotted(data, key, value)
-    return config_from_dict(data, source)
+    try:
+        data = read_yaml(path) if path is not None else (read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {})
+        for key, value in (overrides or {}).items():
+            set_dotted(data, key, value)
+        return config_from_dict(data, source)
+    except ConfigError as err:
+        err.source = source
+        raise
 
 
 def config_from_dict(data: dict[str, Any], source_path: str | None = None) -> Config:
@@ -296,18 +311,18 @@ def config_from_dict(data: dict[str, Any], source_path: str | None = None) -> Co
     try:
         config = Config.model_validate({**data, "source_path": source_path})
     except ValidationError as err:
-        raise ConfigError(problems + validation_problems(err)) from None
+        raise ConfigError(problems + validation_problems(err, data)) from None
     problems += cross_field_problems(config)
     if problems:
         raise ConfigError(problems)
     return config
 
 
-def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
+def validation_problems(err: ValidationError, data: Any = None) -> list[tuple[str, str]]:
+    """pydantic's errors as ``(dotted.key, problem)`` pairs, one per key; ``data`` is the validated input."""
     problems: dict[str, str] = {}
     for item in err.errors():
-        # pydantic adds the union member it tried ("int", "str") to the location; it only confuses readers.
-        loc = [str(part) for part in item["loc"] if not UNION_MEMBER.match(str(part))]
+        loc = readable_location(item["loc"], data)
         key = ".".join(loc) or "config"
         if loc and loc[0] == "detector" and loc[1:2] == ["roi"]:
             key, item = "detector.roi", {**item, "type": "value_error", "msg": "must be [x, y, width, height]"}
@@ -323,6 +338,23 @@ def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
     return list(problems.items())
 
 
+def readable_location(loc: tuple, data: Any) -> list[str]:
+    """An error's location without the union member pydantic adds ("int", "str"): it only confuses
+    readers. A part that is a key of the input (a bin or label the user named "none") is kept."""
+    parts, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif UNION_MEMBER.match(str(part)):
+            continue
+        else:
+            node = None
+        parts.append(str(part))
+    return parts
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Parses a YAML file into a dict; every failure becomes a ``ConfigError``."""
     import yaml
@@ -336,7 +368,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = load_unique(text)
     except DuplicateKeyError as err:
-        raise ConfigError([(err.key, f"{path}: line {err.line}: appears again (first on line {err.first}); "
+        raise ConfigError([(err.path, f"{path}: line {err.line}: appears again (first on line {err.first}); "
                                      f"YAML would silently keep only the last one")]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -354,9 +386,11 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     """Sets ``data["a"]["b"] = value`` for ``key="a.b"``, creating sections as needed."""
     *parents, last = key.split(".")
     node = data
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is None:  # absent, or written as an empty section ("camera:")
             child = node[part] = {}
+        elif not isinstance(child, dict):  # replacing it would hide the file's mistake behind the option
+            raise ConfigError([(".".join(parents[:depth + 1]), f"must be a section of keys, not {child!r}")])
         node = child
     node[last] = value

@@ -10,7 +10,7 @@ Usage:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,9 +21,36 @@ View = Literal["original", "mirrored", "flipped", "turned"]  # edge.imaging.VIEW
 
 
 class Section(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment too."""
+    """Base of every section: unknown keys are errors, values are checked on assignment too, a
+    boolean is no number (pydantic would read ``port: on`` as 1) and no value is infinite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_another_type(cls, value, info):
+        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(value).lower()} is a boolean, not allowed here (YAML reads a bare yes, no, "
+                             f"on, off, true or false as one: write a number, or quote text)")
+        return value
+
+
+def host_without_port(host: str, port_key: str) -> str:
+    """``host`` when it is a host name or address alone (IPv6 as ``::1``); else ValueError saying why."""
+    if any(char.isspace() or char in "/[]" for char in host):
+        raise ValueError("a host name or address, without spaces, slashes or brackets")
+    if ":" in host:
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"a host name or address without a port (the port goes in {port_key})") from None
+    return host
+
+
+def _takes_bool(annotation) -> bool:
+    return annotation is bool or annotation is Any or any(_takes_bool(arg) for arg in get_args(annotation))
 
 
 class DeviceConfig(Section):
@@ -223,16 +250,7 @@ class MqttConfig(Section):
     @field_validator("host")
     @classmethod
     def _host_without_port(cls, host: str) -> str:
-        if any(char.isspace() or char in "/[]" for char in host):
-            raise ValueError("a host name or address, without spaces, slashes or brackets")
-        if ":" in host:
-            import ipaddress
-
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise ValueError("a host name or address without a port (the port goes in mqtt.port)") from None
-        return host
+        return host_without_port(host, "mqtt.port")
 
     @property
     def address(self) -> str:
@@ -246,10 +264,16 @@ class WebConfig(Section):
     """``web:`` the upload-and-classify page and live status inside ``run``."""
 
     enabled: bool = Field(False, description="Serve the upload-and-classify page and live status inside `run`.")
-    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 exposes the page to the network.")
+    host: str = Field("127.0.0.1", min_length=1,
+                      description="Address to listen on; 0.0.0.0 exposes the page to the network.")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on; 0 picks a free port.")
     max_upload_mb: float = Field(10.0, gt=0, le=100, description="Largest accepted upload.")
     keep_uploads: bool = Field(False, description="Keep uploaded photos under <state_dir>/uploads.")
+
+    @field_validator("host")
+    @classmethod
+    def _host_without_port(cls, host: str) -> str:
+        return host_without_port(host, "web.port")
 
 
 class WatchdogConfig(Section):

@@ -23,8 +23,9 @@ class BundleError(SmartbinError, ValueError):
 class ConfigError(SmartbinError, ValueError):
     """The configuration is invalid; ``problems`` holds ``(key, problem)`` pairs."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, source: str | None = None):
         self.problems = list(problems)
+        self.source = source  # the file they are in, when there is one
         super().__init__("\n".join(f"{key}: {problem}" for key, problem in self.problems))
 
 

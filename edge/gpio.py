@@ -42,6 +42,13 @@ SPOKEN_FOR = {"GPIO0": "the HAT ID EEPROM", "GPIO1": "the HAT ID EEPROM", "GPIO2
               "GPIO15": "the serial console"}
 
 
+def pins_checked() -> bool:
+    """True when gpiozero is installed, so ``gpio_name`` really checks pins (else it passes them on)."""
+    import importlib.util
+
+    return importlib.util.find_spec("gpiozero") is not None
+
+
 def gpio_name(pin: int | str) -> str:
     """The BCM name (``GPIO18``) of a pin in any of gpiozero's spellings (18, "GPIO18", "BOARD12", "J8:12").
 

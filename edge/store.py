@@ -131,6 +131,10 @@ class Store:
                     f"{self.path}: the state database is damaged ({err}): move it aside with its -wal and -shm "
                     f"files (the counts then start again at 0) or put back a backup, then start again") from None
             raise StoreError(f"{self.path}: cannot open the state database: {err}") from None
+        except (FileExistsError, NotADirectoryError):  # a file where the state folder should be: a person must act
+            self._close_quietly()
+            raise StoreUnusableError(f"{self.path}: cannot open the state database: {self.path.parent} "
+                                     f"is not a folder (a file is in the way)") from None
         except OSError as err:  # the state folder cannot be made (read-only, wrong owner, ...)
             self._close_quietly()
             raise StoreError(f"{self.path}: cannot open the state database: {err.strerror or err}") from None

@@ -21,6 +21,7 @@ class DuplicateKeyError(ValueError):
     def __init__(self, key: str, line: int, first: int):
         super().__init__(f"{key}: line {line}: appears again (first on line {first})")
         self.key, self.line, self.first = key, line, first
+        self.path = key  # dotted from the top (``mqtt.tls.enabled``), once ``load_unique`` has found it
 
 
 def load_unique(text: str) -> Any:
@@ -32,7 +33,31 @@ def load_unique(text: str) -> Any:
     """
     import yaml
 
-    return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader subclass
+    except DuplicateKeyError as err:
+        err.path = _dotted_path(yaml.compose(text, Loader=yaml.SafeLoader), err) or err.key
+        raise
+
+
+def _dotted_path(root, err: DuplicateKeyError) -> str | None:
+    """Where the repeated key sits: the mapping keys (and list indexes) leading to it from the top."""
+    import yaml
+
+    stack, seen = [(root, [])], set()
+    while stack:
+        node, path = stack.pop()
+        if node is None or id(node) in seen:  # an alias met again (YAML may even nest one in itself)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.start_mark.line + 1 == err.line and str(key_node.value) == err.key:
+                    return ".".join([*path, err.key])
+                stack.append((value_node, [*path, str(key_node.value)]))
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(item, [*path, str(index)]) for index, item in enumerate(node.value)]
+    return None
 
 
 @functools.cache

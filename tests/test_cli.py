@@ -69,9 +69,11 @@ def test_validate_config_checks_the_model_bundle(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("model.path: ")
 
 
-def test_run_reports_a_bad_config_or_model_in_one_line_and_exits_2(tmp_path, capsys, photo_folder):
-    assert main(["run", "--config", str(write_config(tmp_path, "bogus: 1\n"))]) == 2
-    assert capsys.readouterr().err == "bogus: unknown key\n"
+def test_run_reports_a_bad_config_by_file_and_key_or_a_bad_model_in_one_line_and_exits_2(tmp_path, capsys,
+                                                                                           photo_folder):
+    config = write_config(tmp_path, "bogus: 1\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == f"error: invalid config {config}:\nbogus: unknown key\n"
     path = write_config(tmp_path, f"model: {{path: {tmp_path / 'missing'}}}\n")
     assert main(["run", "--config", str(path), "--replay", str(photo_folder), "--mock-gpio",
                  "--state-dir", str(tmp_path / "state")]) == 2

@@ -76,6 +76,24 @@ def test_a_key_given_twice_is_an_error_not_a_silent_merge(tmp_path):
     assert key == "mqtt" and "line 3: appears again (first on line 1)" in problem
 
 
+def test_a_key_given_twice_deep_down_is_named_by_its_whole_path(tmp_path):
+    found = problems(tmp_path, "mqtt:\n  tls:\n    enabled: true\n    enabled: false\n")
+    assert list(found) == ["mqtt.tls.enabled"] and "line 4: appears again (first on line 3)" in found["mqtt.tls.enabled"]
+
+
+def test_a_bin_or_label_the_user_named_like_a_type_keeps_its_name_in_the_error(tmp_path):
+    found = problems(tmp_path, "decision: {bins: {none: 5, int: 6}}\n")
+    assert set(found) == {"decision.bins.none", "decision.bins.int"}
+    assert "(got 5)" in found["decision.bins.none"]
+
+
+def test_an_override_never_hides_a_section_the_file_got_wrong(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "camera: 5\n"), {"camera.replay.path": "photos"})
+    assert dict(caught.value.problems) == {"camera": "must be a section of keys, not 5"}
+    assert caught.value.source == str(tmp_path / "smartbin.yaml")
+
+
 def test_yaml_merge_keys_and_anchors_still_work(tmp_path):
     path = write(tmp_path, "decision: {bins: {<<: {cardboard: paper, glass: glass}, metal: metal}}\n"
                            "flap: {angles: &angles {paper: 10, glass: 20, metal: 30, rest: 0}}\n")
@@ -230,6 +248,14 @@ def test_the_shipped_yaml_spells_out_every_key():
      "detector: {type: sensor, sensor_pin: 17, sensor_settle_frames: 3, classify_frames: 3}",
      "camera.replay.present_frames: must be at least detector.sensor_settle_frames + detector.classify_frames"),
     ("model: {views: [original, sideways]}", "model.views.1: Input should be 'original', 'mirrored', 'flipped' or"),
+    # YAML reads a bare on/no/yes/true as a boolean; pydantic alone would take it as 1 or 0.
+    ("mqtt: {port: on}", "mqtt.port: true is a boolean, not allowed here"),
+    ("web: {port: no}", "web.port: false is a boolean, not allowed here"),
+    ("flap: {pin: true}", "flap.pin: true is a boolean, not allowed here"),
+    ("camera: {read_timeout_s: .inf}", "camera.read_timeout_s: Input should be a finite number"),
+    ("watchdog: {max_frame_gap_s: .nan}", "watchdog.max_frame_gap_s: Input should be a finite number"),
+    ("web: {host: not a host}", "web.host: a host name or address, without spaces"),
+    ("web: {host: '0.0.0.0:8080'}", "web.host: a host name or address without a port (the port goes in web.port)"),
 ])
 def test_values_that_would_only_fail_at_run_time_are_config_errors(tmp_path, yaml_text, line):
     with pytest.raises(ConfigError) as error:
@@ -310,3 +336,19 @@ def test_views_that_do_not_fit_the_classified_frames_are_warned_about(tmp_path):
         "detector.type every_frame classifies each frame alone, shown as original only (classify and the web page "
         "show every view): set model.views: [original]"]
     assert view_warnings("detector: {type: every_frame}\nmodel: {views: [original]}\n") == []
+
+
+def test_two_bins_at_one_angle_are_warned_about(tmp_path):
+    config = load_config(write(tmp_path, "decision: {bins: {glass: glass, metal: metal}, reject_bin: rest}\n"
+                                         "flap: {angles: {rest: 0, glass: 30, metal: 30}}\n"))
+    assert ("flap.angles.metal", "bins glass, metal share the angle 30: items for them land in the same place") \
+        in config_warnings(config)
+
+
+def test_pins_go_unchecked_without_gpiozero_and_the_warning_says_so(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpiozero" else real_find_spec(name, *a))
+    config = load_config(write(tmp_path, ""))
+    assert any(key == "flap.pin" and "were not checked" in warning for key, warning in config_warnings(config))

@@ -323,3 +323,11 @@ def test_a_read_only_state_folder_is_named_as_such(tmp_path, monkeypatch):
     refuse_writing_the_lock_file(monkeypatch)  # no smartbin.lock yet, and none can be made
     with pytest.raises(StoreError, match="cannot open the state database: Permission denied"):
         Store(tmp_path / "smartbin.db")
+
+
+def test_a_file_where_the_state_folder_should_be_is_for_a_person_to_fix_not_a_restart(tmp_path):
+    from edge.errors import StoreUnusableError
+
+    (tmp_path / "state").write_text("not a folder")
+    with pytest.raises(StoreUnusableError, match="is not a folder"):
+        Store(tmp_path / "state" / "smartbin.db")
