@@ -62,6 +62,9 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     cv2 = _cv2()
     size = image_size(data) if min_side or max_pixels is not None else None  # the header, read once
     factor = _jpeg_reduction(data, size, min_side)
+    if max_pixels is not None and size is None:
+        # OpenCV decodes more than the header readers know (TIFF, PPM, odd JPEGs): unchecked, it could be huge.
+        raise ValueError("not a readable image (its size cannot be read from its header)")
     if max_pixels is not None and size is not None:
         height, width = (-(-side // factor) for side in size)  # libjpeg rounds scaled sizes up
         if height * width > max_pixels:
@@ -173,7 +176,12 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     position, end = 2, len(data)
     while position + 4 <= end:
         if data[position] != 0xFF:
-            return None
+            # Stray bytes between segments: libjpeg skips them with a warning and decodes on, so
+            # must this, or a picture's size would go unread (and unchecked) while OpenCV decodes it.
+            position = data.find(b"\xff", position)
+            if position < 0:
+                return None
+            continue
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte before a marker
             position += 1

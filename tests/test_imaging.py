@@ -176,3 +176,22 @@ def test_views_are_parsed_from_a_comma_separated_list_and_unknown_names_refused(
     for text in ("", " , ", "original,sideways"):
         with pytest.raises(ValueError, match="expected views from original, mirrored, flipped, turned"):
             imaging.parse_views(text)
+
+
+def test_stray_bytes_between_jpeg_segments_do_not_hide_its_size_from_the_pixel_limit():
+    # libjpeg (so OpenCV) skips a stray byte between segments and decodes on; the size check must too.
+    ok, encoded = cv2.imencode(".jpg", np.zeros((1200, 1600, 3), np.uint8))
+    data = encoded.tobytes()
+    app0_end = 4 + int.from_bytes(data[4:6], "big")
+    odd = data[:app0_end] + b"\x00" + data[app0_end:]
+    assert cv2.imdecode(np.frombuffer(odd, np.uint8), cv2.IMREAD_COLOR).shape == (1200, 1600, 3)
+    assert imaging.jpeg_size(odd) == (1200, 1600)
+    with pytest.raises(ValueError, match="too large: 1600x1200 pixels"):
+        imaging.decode_image(odd, max_pixels=1_000_000)
+
+
+def test_a_format_whose_size_cannot_be_read_first_is_refused_under_a_pixel_limit():
+    ok, tiff = cv2.imencode(".tiff", np.zeros((20, 30, 3), np.uint8))  # OpenCV decodes it; no header reader here
+    assert imaging.decode_image(tiff.tobytes()).shape == (20, 30, 3)
+    with pytest.raises(ValueError, match="size cannot be read"):
+        imaging.decode_image(tiff.tobytes(), max_pixels=1_000_000)
