@@ -44,8 +44,8 @@ def server(classifier, tmp_path):
     web.stop()
 
 
-def classify(server, body: bytes, content_type: str):
-    return request(server.url + "api/classify", "POST", body, {"Content-Type": content_type})
+def classify(server, body: bytes, content_type: str, headers: dict[str, str] | None = None):
+    return request(server.url + "api/classify", "POST", body, {"Content-Type": content_type, **(headers or {})})
 
 
 def upload(server, data: bytes, filename="photo.jpg", content_type="image/jpeg"):
@@ -144,7 +144,7 @@ def test_a_photo_over_the_limit_is_413(server, side):
 
 def test_an_oversized_content_length_is_refused_before_the_body_is_read(server):
     # The client announces 1 GB and sends nothing: the answer must come at once, from the header alone.
-    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 1000000000\r\n\r\n")
     started = time.monotonic()
     status, result = status_and_json(raw_exchange(server.url, head))
@@ -154,7 +154,7 @@ def test_an_oversized_content_length_is_refused_before_the_body_is_read(server):
 
 
 def test_a_chunked_upload_is_stopped_once_it_passes_the_limit(server):
-    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"x" * 100_000
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4)) + b"0\r\n\r\n"
@@ -175,7 +175,7 @@ def test_a_small_file_that_would_unpack_to_a_huge_image_is_413_before_decoding(s
 @pytest.mark.parametrize("size_line", [b"-1000000", b"0x10", b"+10", b" "])
 def test_a_chunk_size_that_is_not_plain_hex_is_400(server, size_line):
     # A negative size would lower the running total and let an unlimited body into memory.
-    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
     body = size_line + b"\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n"
     status, result = status_and_json(raw_exchange(server.url, head, body))
@@ -185,7 +185,7 @@ def test_a_chunk_size_that_is_not_plain_hex_is_400(server, size_line):
 
 def test_a_body_cut_off_before_its_content_length_is_400(server):
     body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
-    head = (f"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+    head = (f"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: {kind}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     status, result = status_and_json(raw_exchange(server.url, head, body[: len(body) // 2], half_close=True))
     assert status == 400 and "cut off" in result["error"]
@@ -197,7 +197,7 @@ def test_a_client_that_asks_before_sending_is_told_to_go_ahead_at_once(server):
     body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
     parts = urlsplit(server.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
-        sock.sendall((f"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+        sock.sendall((f"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: {kind}\r\n"
                       f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode())
         sock.settimeout(0.5)
         assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -210,7 +210,7 @@ def test_a_client_that_asks_before_sending_is_told_to_go_ahead_at_once(server):
 
 
 def test_an_oversized_upload_that_asks_first_is_refused_without_a_go_ahead(server):
-    head = (b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
             b"Content-Length: 999999999\r\nExpect: 100-continue\r\n\r\n")
     answer = raw_exchange(server.url, head)
     assert b"100 Continue" not in answer and status_and_json(answer)[0] == 413
@@ -253,6 +253,20 @@ def test_a_multipart_body_without_its_closing_boundary_is_400(server):
     body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
     status, _, result = classify(server, body[:-40], kind)
     assert status == 400 and "cut off" in result["error"]
+
+
+def test_a_part_header_swollen_with_parameters_is_refused_at_once(server):
+    # The email parser spends time quadratic in a header's parameters: 100 000 of them took 19 s.
+    photo = jpeg_bytes(make_photo(0))
+    swollen = (b"--bnd\r\nContent-Disposition: form-data; name=image; filename=a.jpg" + b"; a=b" * 5_000
+               + b"\r\nContent-Type: image/jpeg\r\n\r\n" + photo + b"\r\n--bnd--\r\n")
+    started = time.monotonic()
+    status, _, result = classify(server, swollen, "multipart/form-data; boundary=bnd")
+    assert status == 400 and "headers are longer than 8192 bytes" in result["error"]
+    assert time.monotonic() - started < 2
+    status, _, result = classify(server, b"x", "multipart/form-data; boundary=bnd" + "; a=b" * 2000)
+    assert status == 400 and "Content-Type header is longer" in result["error"]
+    assert_still_serving(server)
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded", ""])
@@ -313,10 +327,22 @@ def test_only_the_newest_kept_uploads_stay(tmp_path):
     from edge.web.upload import Photo, keep_upload
 
     for i in range(4):
-        keep_upload(tmp_path / "uploads", Photo(b"\xff\xd8\xff" + bytes([i]), "jpeg"), {"n": i}, max_files=2)
+        keep_upload(tmp_path / "uploads", Photo(b"\xff\xd8\xff" + bytes([i]), "jpeg"), {"n": i}, max_files=2,
+                    max_bytes=1 << 20)
     kept = sorted((tmp_path / "uploads").glob("*.json"))
     assert [json.loads(path.read_text())["n"] for path in kept] == [2, 3]
     assert len(list((tmp_path / "uploads").glob("*.jpeg"))) == 2
+
+
+def test_kept_uploads_stay_under_their_byte_budget_however_few_they_are(tmp_path):
+    from edge.web.upload import Photo, keep_upload
+
+    for i in range(5):  # 40 kB each (a padded 1-pixel PNG is as big as the upload limit allows)
+        keep_upload(tmp_path / "uploads", Photo(b"\x89PNG" + bytes(40_000), "png"), {"n": i}, max_files=500,
+                    max_bytes=100_000)
+    kept = sorted((tmp_path / "uploads").glob("*.json"))
+    assert [json.loads(path.read_text())["n"] for path in kept] == [3, 4]
+    assert sum(path.stat().st_size for path in (tmp_path / "uploads").iterdir()) <= 100_000
 
 
 def test_keeping_uploads_without_a_state_dir_is_a_config_error(classifier):
@@ -419,3 +445,45 @@ def test_a_busy_port_is_a_clear_error(server, classifier):
     other = WebServer(port=port, classifier=classifier, decider=Decider(BINS, "rest", 0.6))
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
         other.start()
+
+
+@pytest.mark.parametrize("host, status", [("localhost:8080", 200), ("127.0.0.1", 200), ("[::1]:80", 200),
+                                          ("evil.example", 403), ("evil.example:8080", 403), ("10.0.0.5", 403)])
+def test_a_page_bound_to_this_machine_answers_to_its_loopback_names_only(server, host, status):
+    """DNS rebinding: a site whose name re-resolves to 127.0.0.1 must not read the bin's status."""
+    got, _, result = request(server.url + "api/status", "GET", None, {"Host": host})
+    assert got == status
+    if status == 403:
+        assert "answers to localhost only" in result["error"]
+
+
+def test_an_upload_sent_by_a_page_of_another_site_is_refused(server):
+    """CSRF: a cross-site form POST is a 'simple' request that browsers send without asking first."""
+    body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
+    own = server.url.rstrip("/")
+    status, _, _ = classify(server, body, kind, {"Origin": own})
+    assert status == 200
+    status, _, result = classify(server, body, kind, {"Origin": "http://evil.example"})
+    assert status == 403 and "another site" in result["error"]
+    status, _, _ = classify(server, body, kind, {"Origin": "null"})  # a sandboxed frame or a file:// page
+    assert status == 403
+    assert_still_serving(server)
+
+
+def test_connections_beyond_the_cap_are_dropped_and_the_page_still_answers_once_they_go(server, monkeypatch):
+    import socket
+
+    httpd = server._httpd
+    monkeypatch.setattr(httpd, "connection_slots", __import__("threading").BoundedSemaphore(3))
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+    idle = [socket.create_connection((host, port)) for _ in range(3)]  # say nothing: hold their slots
+    time.sleep(0.3)
+    extra = socket.create_connection((host, port))
+    extra.settimeout(5)
+    assert extra.recv(1) == b""  # closed at once, no thread for it
+    for sock in idle + [extra]:
+        sock.close()
+    time.sleep(0.3)
+    assert_still_serving(server)

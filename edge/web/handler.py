@@ -18,6 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
+from edge.config import is_loopback
 from edge.web.upload import UploadError, extract_image, read_body
 
 if TYPE_CHECKING:
@@ -59,11 +60,38 @@ class RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
+    # -- who may ask ----------------------------------------------------------------------
+
+    def _foreign_host(self) -> str | None:
+        """Why a request for another host name is refused, or None. A page bound to this machine only
+        answers to its loopback names: a web site whose name a browser re-resolves to 127.0.0.1 (DNS
+        rebinding) must not read the bin's status through a visitor's browser or SSH tunnel."""
+        if not is_loopback(self.app.host):
+            return None  # listening on the network already: any name that reaches it may
+        name = _host_name(self.headers.get("Host", ""))
+        if not name or name == "localhost" or is_loopback(name):
+            return None
+        return f"this page answers to localhost only, not to {name!r}"
+
+    def _foreign_origin(self) -> str | None:
+        """Why an upload sent by a page from another site is refused (CSRF), or None. Browsers name
+        the page's origin on every cross-site POST; curl and scripts send none."""
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return None
+        _, _, netloc = origin.partition("://")
+        if netloc and netloc.lower() == self.headers.get("Host", "").lower():
+            return None
+        return f"uploads from a page of another site ({origin}) are refused"
+
     # -- routing --------------------------------------------------------------------------
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
+        refusal = self._foreign_host()
+        if refusal:
+            self._send_json(403, {"error": refusal})
+        elif path in ("/", "/index.html"):
             self._send_static("index.html")
         elif path.startswith("/static/") and path[len("/static/"):] in self.app.static:
             self._send_static(path[len("/static/"):])
@@ -78,6 +106,10 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = self.path.split("?", 1)[0]
+        refusal = self._foreign_host() or self._foreign_origin()
+        if refusal:
+            self._refuse_body(403, refusal)
+            return
         if path != "/api/classify":
             self._refuse_body(404, f"no such endpoint: {path}")
             return
@@ -223,3 +255,11 @@ def _drain(connection: socket.socket, rfile, length: int) -> None:
             remaining -= len(chunk)
     except OSError:
         pass
+
+
+def _host_name(host_header: str) -> str:
+    """``bin.local`` of ``bin.local:8080``, ``::1`` of ``[::1]:8080``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host

@@ -20,6 +20,7 @@ Usage:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -42,6 +43,8 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 ".css": "text/css; charset=utf-8"}
 MAX_EVENT_STREAMS = 8
 MAX_KEPT_UPLOADS = 500
+MAX_CONNECTIONS = 64  # browsers open about six per page; a few operators at once fit easily
+MAX_KEPT_UPLOAD_BYTES = 200 << 20  # on the card that also holds the counts: a full disk stops the bin
 # Decoding a 12 MP phone photo takes ~70 MB for a moment; the classifier runs one image at a time
 # anyway, so more than two decodes at once would only add memory, not speed.
 MAX_CONCURRENT_DECODES = 2
@@ -59,7 +62,7 @@ class WebServer:
         status_provider: returns the daemon's status dict; ``None`` when running standalone.
         max_upload_bytes: largest photo accepted.
         state_dir: the only folder the server may write to (kept uploads).
-        keep_uploads: keep each uploaded photo under ``state_dir/uploads/`` (newest 500).
+        keep_uploads: keep each uploaded photo under ``state_dir/uploads/`` (newest 500, at most 200 MB).
 
     Usage:
         server = WebServer(classifier=classifier, decider=decider, port=0)
@@ -176,7 +179,7 @@ class WebServer:
             self.decode_slots.release()
         result = payloads.classification(prediction, decision, server_ms, self.rules["min_confidence"])
         if self.uploads_dir is not None:
-            keep_upload(self.uploads_dir, photo, result, MAX_KEPT_UPLOADS)
+            keep_upload(self.uploads_dir, photo, result, MAX_KEPT_UPLOADS, MAX_KEPT_UPLOAD_BYTES)
         return result
 
 
@@ -215,3 +218,36 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
     app: WebServer
+
+    def __init__(self, *args, **kwargs):
+        # One thread and one descriptor per connection: capped, so slow clients cannot take every file
+        # descriptor of the daemon (whose store, camera and MQTT need them too).
+        self.connection_slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as err:
+            if err.errno in (errno.EMFILE, errno.ENFILE):
+                # The listening socket stays readable: without a pause the accept loop spins a core.
+                log.warning("web page: out of file descriptors, not accepting for a moment")
+                time.sleep(0.5)
+            raise
+
+    def process_request(self, request, client_address):
+        if not self.connection_slots.acquire(blocking=False):
+            log.debug("web page: %d connections open, dropping one from %s", MAX_CONNECTIONS, client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connection_slots.release()  # its thread never started
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connection_slots.release()

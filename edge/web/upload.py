@@ -33,6 +33,7 @@ READ_CHUNK = 64 * 1024
 # hold one of the few upload slots for as long as it likes (the socket timeout is per read).
 UPLOAD_DEADLINE_S = 60.0
 MAX_TRAILER_LINES = 32
+MAX_PART_HEADER_BYTES = 8 * 1024  # a real part header (name, file name, type) is a few hundred bytes
 # ISO base media files (HEIC from iPhones, AVIF): "ftyp" at offset 4, then the brand.
 _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
                      b"avif": "AVIF", b"avis": "AVIF"}
@@ -198,6 +199,8 @@ def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
 
 
 def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    if len(value) > MAX_PART_HEADER_BYTES:
+        raise UploadError(400, f"the Content-Type header is longer than {MAX_PART_HEADER_BYTES} bytes")
     message = _HEADER_PARSER.parsebytes(f"Content-Type: {value}\r\n\r\n".encode("latin-1", "replace"))
     media_type = message.get_content_type() if value.strip() else ""
     params = {key.lower(): val for key, val in (message.get_params() or [])[1:]}
@@ -213,8 +216,11 @@ def _find_field(body: bytes, boundary: bytes, name: str) -> tuple[bytes, str, st
     while True:
         if body.startswith(b"--", position):
             break  # the closing delimiter: no more parts
-        header_end = body.find(b"\r\n\r\n", position)
+        header_end = body.find(b"\r\n\r\n", position, position + MAX_PART_HEADER_BYTES + 4)
         if header_end < 0:
+            if body.find(b"\r\n\r\n", position) >= 0:
+                # The email parser takes time quadratic in a header's parameters: none of that on the bin.
+                raise UploadError(400, f"a part's headers are longer than {MAX_PART_HEADER_BYTES} bytes")
             raise UploadError(400, "the upload was cut off inside a part's headers")
         headers = _HEADER_PARSER.parsebytes(body[position:header_end].lstrip(b"\r\n") + b"\r\n\r\n")
         content_start = header_end + 4
@@ -251,8 +257,9 @@ def is_truncated(data: bytes, kind: str) -> bool:
     return False
 
 
-def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: int) -> None:
-    """Stores a photo and its answer in ``folder``, keeping only the newest ``max_files``.
+def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: int, max_bytes: int) -> None:
+    """Stores a photo and its answer in ``folder``, keeping only the newest ``max_files`` uploads and
+    at most ``max_bytes`` of them (a padded 1-pixel PNG is as big as the upload limit allows).
 
     The client's file name is never used for the path: only a UTC time and a random id, so
     no upload can name a file outside ``folder``. A full disk is logged, not raised: the
@@ -265,9 +272,13 @@ def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: i
         (folder / f"{stem}.{photo.kind}").write_bytes(photo.data)
         # Pruned by their answers (written first, so a photo never lacks one); the new upload is
         # never pruned, even when a clock that stepped back makes its name sort first.
-        kept = [old for old in sorted(folder.glob("*.json")) if old.stem != stem]
-        for old in kept[:max(0, len(kept) + 1 - max_files)]:
-            for path in folder.glob(f"{old.stem}.*"):
+        kept = [old.stem for old in sorted(folder.glob("*.json")) if old.stem != stem]
+        size = {name: sum(path.stat().st_size for path in folder.glob(f"{name}.*")) for name in [*kept, stem]}
+        total = sum(size.values())
+        while kept and (len(kept) + 1 > max_files or total > max_bytes):
+            oldest = kept.pop(0)
+            for path in folder.glob(f"{oldest}.*"):
                 path.unlink(missing_ok=True)
+            total -= size[oldest]
     except OSError as err:
         log.warning("could not keep the upload in %s: %s", folder, err)
