@@ -487,3 +487,10 @@ def test_connections_beyond_the_cap_are_dropped_and_the_page_still_answers_once_
         sock.close()
     time.sleep(0.3)
     assert_still_serving(server)
+
+
+def test_methods_the_page_does_not_know_get_json_with_the_security_headers(server):
+    status, headers, result = request(server.url + "api/status", "FOO")
+    assert status == 501 and "error" in result
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Server"] == "smartbin"
+    assert_still_serving(server)

@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
@@ -178,9 +179,18 @@ class RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def version_string(self) -> str:
+        return self.server_version  # the Server header need not tell the network which Python runs the bin
+
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own refusals (unknown method, malformed request line, huge headers)
+        as JSON with the security headers, like every other answer, instead of its HTML page."""
+        self.close_connection = True
+        self._send_json(int(code), {"error": message or HTTPStatus(code).phrase})
+
     def _send_json(self, status: int, data: dict[str, Any], extra: dict[str, str] | None = None):
         if status >= 400:
-            log.info("%s %s -> %d %s", self.command, self.path, status, data.get("error"))
+            log.info("%s %s -> %d %s", self.command, getattr(self, "path", ""), status, data.get("error"))
         self._send(status, json.dumps(data).encode("utf-8"), "application/json", extra)
 
     def _send_static(self, name: str):
