@@ -470,23 +470,26 @@ def test_an_upload_sent_by_a_page_of_another_site_is_refused(server):
     assert_still_serving(server)
 
 
-def test_connections_beyond_the_cap_are_dropped_and_the_page_still_answers_once_they_go(server, monkeypatch):
+def test_connections_beyond_the_cap_are_dropped_and_the_page_still_answers_once_they_go(classifier, tmp_path,
+                                                                                         monkeypatch):
     import socket
-
-    httpd = server._httpd
-    monkeypatch.setattr(httpd, "connection_slots", __import__("threading").BoundedSemaphore(3))
     from urllib.parse import urlsplit
 
-    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
-    idle = [socket.create_connection((host, port)) for _ in range(3)]  # say nothing: hold their slots
-    time.sleep(0.3)
-    extra = socket.create_connection((host, port))
-    extra.settimeout(5)
-    assert extra.recv(1) == b""  # closed at once, no thread for it
-    for sock in idle + [extra]:
-        sock.close()
-    time.sleep(0.3)
-    assert_still_serving(server)
+    monkeypatch.setattr("edge.web.server.MAX_CONNECTIONS", 3)
+    server = serve(classifier, tmp_path / "state")
+    try:
+        address = urlsplit(server.url).hostname, urlsplit(server.url).port
+        idle = [socket.create_connection(address) for _ in range(3)]  # say nothing: hold their slots
+        time.sleep(0.3)
+        extra = socket.create_connection(address)
+        extra.settimeout(5)
+        assert extra.recv(1) == b""  # closed at once, no thread for it
+        for sock in idle + [extra]:
+            sock.close()
+        time.sleep(0.3)
+        assert_still_serving(server)
+    finally:
+        server.stop()
 
 
 def test_methods_the_page_does_not_know_get_json_with_the_security_headers(server):
