@@ -186,6 +186,9 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:  # fill byte before a marker
             position += 1
             continue
+        if marker == 0x00:  # FF 00 is no marker: libjpeg skips it as junk, so it must not be read as a length
+            position += 2
+            continue
         if marker in _STANDALONE_MARKERS:
             position += 2
             continue

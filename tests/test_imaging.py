@@ -195,3 +195,28 @@ def test_a_format_whose_size_cannot_be_read_first_is_refused_under_a_pixel_limit
     assert imaging.decode_image(tiff.tobytes()).shape == (20, 30, 3)
     with pytest.raises(ValueError, match="size cannot be read"):
         imaging.decode_image(tiff.tobytes(), max_pixels=1_000_000)
+
+
+def test_a_junk_ff00_cannot_steer_the_size_reading_to_a_fake_frame_header():
+    # libjpeg skips FF 00 between segments; read as a segment length it could jump over the real
+    # frame header to a fake 1x1 one hidden in an APP segment, and the pixel limit would pass a bomb.
+    import struct
+
+    ok, encoded = cv2.imencode(".jpg", np.zeros((1200, 1600, 3), np.uint8))
+    data = encoded.tobytes()
+    segments, position = [], 2
+    while data[position + 1] != 0xDA:
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        segments.append(data[position:position + 2 + length])
+        position += 2 + length
+    segments.append(data[position:])
+    sof = next(i for i, segment in enumerate(segments) if segment[1] == 0xC0)
+    fake_sof = b"\xff\xc0\x00\x11\x08\x00\x01\x00\x01\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    hiding = b"\xff\xe5" + struct.pack(">H", 6 + len(fake_sof)) + b"pad!" + fake_sof
+    middle = b"".join(segments[1:sof + 1]) + hiding
+    junk = b"\xff\x00" + struct.pack(">H", 2 + len(middle) - len(fake_sof))
+    crafted = b"\xff\xd8" + segments[0] + junk + middle + b"".join(segments[sof + 1:])
+    assert cv2.imdecode(np.frombuffer(crafted, np.uint8), cv2.IMREAD_COLOR).shape == (1200, 1600, 3)
+    assert imaging.jpeg_size(crafted) == (1200, 1600)
+    with pytest.raises(ValueError, match="too large"):
+        imaging.decode_image(crafted, max_pixels=1_000_000)
