@@ -29,9 +29,10 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_boolean_for_another_type(cls, value, info):
-        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"{str(value).lower()} is a boolean, not allowed here (YAML reads a bare yes, no, "
-                             f"on, off, true or false as one: write a number, or quote text)")
+        if _misplaced_bool(value, cls.model_fields[info.field_name].annotation):
+            what = f"{str(value).lower()} is a boolean" if isinstance(value, bool) else "holds a boolean"
+            raise ValueError(f"{what}, not allowed here (YAML reads a bare yes, no, on, off, true or false "
+                             f"as one: write a number, or quote text)")
         return value
 
 
@@ -51,6 +52,18 @@ def host_without_port(host: str, port_key: str) -> str:
 
 def _takes_bool(annotation) -> bool:
     return annotation is bool or annotation is Any or any(_takes_bool(arg) for arg in get_args(annotation))
+
+
+def _misplaced_bool(value, annotation) -> bool:
+    """A boolean where the field (or, for a mapping or list, its values or items) takes none."""
+    if isinstance(value, bool):
+        return not _takes_bool(annotation)
+    inner = get_args(annotation)
+    if isinstance(value, dict) and len(inner) == 2:
+        return any(_misplaced_bool(item, inner[1]) for item in value.values())
+    if isinstance(value, (list, tuple)) and inner:
+        return any(_misplaced_bool(item, inner[0]) for item in value)
+    return False
 
 
 class DeviceConfig(Section):
@@ -269,11 +282,20 @@ class WebConfig(Section):
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on; 0 picks a free port.")
     max_upload_mb: float = Field(10.0, gt=0, le=100, description="Largest accepted upload.")
     keep_uploads: bool = Field(False, description="Keep uploaded photos under <state_dir>/uploads.")
+    allowed_hosts: list[str] = Field(default_factory=list,
+                                     description="Host names the page may also be reached as, e.g. through a "
+                                                 "reverse proxy: answered although the page listens on "
+                                                 "127.0.0.1, and uploads from pages of these names accepted.")
 
     @field_validator("host")
     @classmethod
     def _host_without_port(cls, host: str) -> str:
         return host_without_port(host, "web.port")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _names_without_ports(cls, names: list[str]) -> list[str]:
+        return [host_without_port(name, "the proxy's own settings").lower() for name in names]
 
 
 class WatchdogConfig(Section):

@@ -18,9 +18,9 @@ from typing import Any
 class DuplicateKeyError(ValueError):
     """A key appears twice in one YAML mapping (``line`` and ``first`` are 1-based)."""
 
-    def __init__(self, key: str, line: int, first: int):
+    def __init__(self, key: str, line: int, first: int, column: int = 0):
         super().__init__(f"{key}: line {line}: appears again (first on line {first})")
-        self.key, self.line, self.first = key, line, first
+        self.key, self.line, self.first, self.column = key, line, first, column
         self.path = key  # dotted from the top (``mqtt.tls.enabled``), once ``load_unique`` has found it
 
 
@@ -52,7 +52,8 @@ def _dotted_path(root, err: DuplicateKeyError) -> str | None:
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
-                if key_node.start_mark.line + 1 == err.line and str(key_node.value) == err.key:
+                mark = key_node.start_mark
+                if (mark.line + 1, mark.column, str(key_node.value)) == (err.line, err.column, err.key):
                     return ".".join([*path, err.key])
                 stack.append((value_node, [*path, str(key_node.value)]))
         elif isinstance(node, yaml.SequenceNode):
@@ -74,7 +75,7 @@ def _unique_key_loader():
                 line = key_node.start_mark.line + 1
                 if isinstance(key, (str, int, float, bool)):
                     if key in first_seen:
-                        raise DuplicateKeyError(str(key), line, first_seen[key])
+                        raise DuplicateKeyError(str(key), line, first_seen[key], key_node.start_mark.column)
                     first_seen[key] = line
             return super().construct_mapping(node, deep)
 

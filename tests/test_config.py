@@ -81,6 +81,11 @@ def test_a_key_given_twice_deep_down_is_named_by_its_whole_path(tmp_path):
     assert list(found) == ["mqtt.tls.enabled"] and "line 4: appears again (first on line 3)" in found["mqtt.tls.enabled"]
 
 
+def test_a_key_given_twice_in_one_of_two_mappings_on_a_line_is_named_in_the_right_one(tmp_path):
+    found = problems(tmp_path, "decision: {bins: {glass: glass, glass: rest}, review: {glass: 1}}\n")
+    assert list(found) == ["decision.bins.glass"]
+
+
 def test_a_bin_or_label_the_user_named_like_a_type_keeps_its_name_in_the_error(tmp_path):
     found = problems(tmp_path, "decision: {bins: {none: 5, int: 6}}\n")
     assert set(found) == {"decision.bins.none", "decision.bins.int"}
@@ -256,6 +261,8 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("watchdog: {max_frame_gap_s: .nan}", "watchdog.max_frame_gap_s: Input should be a finite number"),
     ("web: {host: not a host}", "web.host: a host name or address, without spaces"),
     ("web: {host: '0.0.0.0:8080'}", "web.host: a host name or address without a port (the port goes in web.port)"),
+    ("flap: {angles: {paper: yes, rest: 0}}", "flap.angles: holds a boolean, not allowed here"),
+    ("web: {allowed_hosts: ['bin.lan:80']}", "web.allowed_hosts: a host name or address without a port"),
 ])
 def test_values_that_would_only_fail_at_run_time_are_config_errors(tmp_path, yaml_text, line):
     with pytest.raises(ConfigError) as error:

@@ -454,7 +454,22 @@ def test_a_page_bound_to_this_machine_answers_to_its_loopback_names_only(server,
     got, _, result = request(server.url + "api/status", "GET", None, {"Host": host})
     assert got == status
     if status == 403:
-        assert "answers to localhost only" in result["error"]
+        assert "answers to localhost and web.allowed_hosts only" in result["error"]
+
+
+def test_a_name_in_allowed_hosts_is_answered_and_its_pages_may_upload(classifier, tmp_path):
+    """A reverse proxy serving the page as bin.example.org passes that Host on."""
+    server = serve(classifier, tmp_path / "state", allowed_hosts=["Bin.Example.org"])
+    try:
+        status, _, _ = request(server.url + "api/status", "GET", None, {"Host": "bin.example.org"})
+        assert status == 200
+        body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
+        status, _, _ = classify(server, body, kind, {"Host": "127.0.0.1", "Origin": "https://bin.example.org"})
+        assert status == 200
+        status, _, _ = classify(server, body, kind, {"Origin": "https://evil.example"})
+        assert status == 403
+    finally:
+        server.stop()
 
 
 def test_an_upload_sent_by_a_page_of_another_site_is_refused(server):

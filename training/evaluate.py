@@ -72,15 +72,16 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
     root = next((folder for folder in candidates if folder.is_dir()), None)
     if root is None:
         raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
-    from edge.bundle import normal_label
-
     from tqdm import tqdm
 
+    from edge.bundle import normal_label
     from training.data import is_readable
     from training.split import first_names
 
     label_of = split.get("labels", {})
     items = [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"][split_name]]
+    if not items:
+        raise DataError(f"{run_dir}: the run's {split_name} list is empty")
     # Checked now, not found by TensorFlow halfway through the predictions: gone since training, or damaged.
     unreadable = [rel for rel, _ in tqdm(items, desc=f"checking the {split_name} photos", unit="photo",
                                          file=sys.stderr, mininterval=10) if not is_readable(root / rel)]

@@ -70,9 +70,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         if not is_loopback(self.app.host):
             return None  # listening on the network already: any name that reaches it may
         name = _host_name(self.headers.get("Host", ""))
-        if not name or name == "localhost" or is_loopback(name):
+        if not name or name == "localhost" or is_loopback(name) or name in self.app.allowed_hosts:
             return None
-        return f"this page answers to localhost only, not to {name!r}"
+        return f"this page answers to localhost and web.allowed_hosts only, not to {name!r}"
 
     def _foreign_origin(self) -> str | None:
         """Why an upload sent by a page from another site is refused (CSRF), or None. Browsers name
@@ -81,7 +81,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         if origin is None:
             return None
         _, _, netloc = origin.partition("://")
-        if netloc and netloc.lower() == self.headers.get("Host", "").lower():
+        if netloc and (netloc.lower() == self.headers.get("Host", "").lower()
+                       or _host_name(netloc) in self.app.allowed_hosts):
             return None
         return f"uploads from a page of another site ({origin}) are refused"
 

@@ -63,6 +63,7 @@ class WebServer:
         max_upload_bytes: largest photo accepted.
         state_dir: the only folder the server may write to (kept uploads).
         keep_uploads: keep each uploaded photo under ``state_dir/uploads/`` (newest 500, at most 200 MB).
+        allowed_hosts: other host names the page answers to (a reverse proxy's), besides its own.
 
     Usage:
         server = WebServer(classifier=classifier, decider=decider, port=0)
@@ -72,13 +73,14 @@ class WebServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8080, classifier, decider,
                  status_provider: Callable[[], dict[str, Any]] | None = None,
                  max_upload_bytes: int = 10 * 1024 * 1024, state_dir: str | os.PathLike | None = None,
-                 keep_uploads: bool = False):
+                 keep_uploads: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()):
         if keep_uploads and state_dir is None:
             raise ConfigError([("web.keep_uploads", "needs device.state_dir to keep uploads in")])
         if max_upload_bytes <= 0:
             raise ConfigError([("web.max_upload_mb", "must be positive")])
         self.host = host
         self.port = port
+        self.allowed_hosts = frozenset(name.lower() for name in allowed_hosts)
         self.classifier = classifier
         self.decider = decider
         self.status_provider = status_provider

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import os
 import logging
 import time
 import uuid
@@ -272,8 +273,12 @@ def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: i
         (folder / f"{stem}.{photo.kind}").write_bytes(photo.data)
         # Pruned by their answers (written first, so a photo never lacks one); the new upload is
         # never pruned, even when a clock that stepped back makes its name sort first.
-        kept = [old.stem for old in sorted(folder.glob("*.json")) if old.stem != stem]
-        size = {name: sum(path.stat().st_size for path in folder.glob(f"{name}.*")) for name in [*kept, stem]}
+        size: dict[str, int] = {}  # upload name -> bytes of its photo and answer, in one pass over the folder
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name.partition(".")[0]
+                size[name] = size.get(name, 0) + entry.stat().st_size
+        kept = sorted(name for name in size if name != stem and (folder / f"{name}.json").is_file())
         total = sum(size.values())
         while kept and (len(kept) + 1 > max_files or total > max_bytes):
             oldest = kept.pop(0)
