@@ -70,7 +70,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if not is_loopback(self.app.host):
             return None  # listening on the network already: any name that reaches it may
         name = _host_name(self.headers.get("Host", ""))
-        if not name or name == "localhost" or is_loopback(name) or name in self.app.allowed_hosts:
+        if not name or _loopback_name(name) or name in self.app.allowed_hosts:
             return None
         return f"this page answers to localhost and web.allowed_hosts only, not to {name!r}"
 
@@ -269,8 +269,22 @@ def _drain(connection: socket.socket, rfile, length: int) -> None:
 
 
 def _host_name(host_header: str) -> str:
-    """``bin.local`` of ``bin.local:8080``, ``::1`` of ``[::1]:8080``."""
+    """``bin.local`` of ``bin.local:8080`` (and of ``bin.local.``), ``::1`` of ``[::1]:8080``."""
     host = host_header.strip().lower()
     if host.startswith("["):
         return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+    return (host.rpartition(":")[0] if host.count(":") == 1 else host).rstrip(".")
+
+
+def _loopback_name(name: str) -> bool:
+    """``localhost`` and its subdomains (RFC 6761: always this machine), loopback addresses, and
+    IPv4 loopback written as an IPv6 address (``::ffff:127.0.0.1``)."""
+    if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
+        return True
+    import ipaddress
+
+    try:
+        mapped = ipaddress.IPv6Address(name).ipv4_mapped
+    except ValueError:
+        return False
+    return mapped is not None and mapped.is_loopback
