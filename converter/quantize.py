@@ -94,13 +94,9 @@ def _whole_shift(layer) -> int | None:
 
     Raw pixels plus such a shift span 256 whole values that include 0: one int8 tensor of scale 1.
     """
-    scale, offset = layer.scale, layer.offset
-    if np.ndim(scale) or np.ndim(offset) or isinstance(scale, (str, bytes)) or isinstance(offset, (str, bytes)):
+    if np.ndim(layer.scale) or np.ndim(layer.offset):
         return None  # per-channel values: left as they are
-    try:
-        scale, offset = float(scale), float(offset)
-    except (TypeError, ValueError):
-        return None
+    scale, offset = float(layer.scale), float(layer.offset)
     if not scale:
         return None
     shift = offset / scale

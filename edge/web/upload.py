@@ -274,11 +274,14 @@ def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: i
         # Pruned by their answers (written first, so a photo never lacks one); the new upload is
         # never pruned, even when a clock that stepped back makes its name sort first.
         size: dict[str, int] = {}  # upload name -> bytes of its photo and answer, in one pass over the folder
+        answered = set()
         with os.scandir(folder) as entries:
             for entry in entries:
-                name = entry.name.partition(".")[0]
+                name, _, suffix = entry.name.partition(".")
                 size[name] = size.get(name, 0) + entry.stat().st_size
-        kept = sorted(name for name in size if name != stem and (folder / f"{name}.json").is_file())
+                if suffix == "json":
+                    answered.add(name)
+        kept = sorted(answered - {stem})
         total = sum(size.values())
         while kept and (len(kept) + 1 > max_files or total > max_bytes):
             oldest = kept.pop(0)
