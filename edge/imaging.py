@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import image_header
 from edge.bundle import InputSpec
 
 
@@ -42,7 +43,8 @@ def _cv2():
 
 
 def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
-    """Decodes encoded image bytes (JPEG, PNG, BMP, WebP) into RGB uint8.
+    """Decodes encoded image bytes (JPEG, PNG, BMP, WebP) into RGB uint8, upright by its EXIF
+    orientation, the transparent parts of a PNG or WebP shown on white.
 
     Args:
         data: the encoded image.
@@ -60,7 +62,7 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     if not data:
         raise ValueError("not a readable image")
     cv2 = _cv2()
-    size = image_size(data) if min_side or max_pixels is not None else None  # the header, read once
+    size = image_header.image_size(data) if min_side or max_pixels is not None else None  # the header, read once
     factor = _jpeg_reduction(data, size, min_side)
     if max_pixels is not None and size is None:
         # OpenCV decodes more than the header readers know (TIFF, PPM, odd JPEGs): unchecked, it could be huge.
@@ -72,14 +74,47 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
     buffer = np.frombuffer(data, dtype=np.uint8)
+    transparent = image_header.may_be_transparent(data)
     try:
-        bgr = cv2.imdecode(buffer, flag)
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED if transparent else flag)
     except cv2.error:
         bgr = None
-    if bgr is None or bgr.ndim != 3 or bgr.size == 0:
+    if bgr is None or bgr.size == 0 or (bgr.ndim != 3 and not transparent):
         raise ValueError("not a readable image")
+    if transparent:
+        bgr = _upright(_on_white(bgr), image_header.exif_orientation(data))
     # In place: a second full-size array would double the peak memory of a large photo.
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+
+
+def _on_white(image: np.ndarray) -> np.ndarray:
+    """A BGR uint8 picture of an image decoded as it is stored (grey or colour, 8 or 16 bits, with
+    or without alpha), its transparent parts shown on white.
+
+    White because a cut-out is meant to be seen on a background, not as the colours its transparent
+    pixels happen to hide (often black, or a lossy encoder's noise), and TrashNet's photos are taken
+    on white. Training composes the same way (``training.pipeline.decode_rgb``), to the same integers.
+    """
+    cv2 = _cv2()
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)  # what libpng's 16-to-8 strip gives the colour decode
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] != 4:
+        return image
+    alpha = image[..., 3:].astype(np.uint16)
+    # Rounded integer blending (at most 255 * 255 + 127, so uint16 holds it); opaque pixels stay exact.
+    blended = (image[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255
+    return blended.astype(np.uint8)
+
+
+def _upright(bgr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turns a picture as its EXIF orientation (1-8) says, as OpenCV's colour decode does itself."""
+    cv2 = _cv2()
+    turns = {2: lambda: cv2.flip(bgr, 1), 3: lambda: cv2.flip(bgr, -1), 4: lambda: cv2.flip(bgr, 0),
+             5: lambda: cv2.transpose(bgr), 6: lambda: cv2.rotate(bgr, cv2.ROTATE_90_CLOCKWISE),
+             7: lambda: cv2.flip(cv2.transpose(bgr), -1), 8: lambda: cv2.rotate(bgr, cv2.ROTATE_90_COUNTERCLOCKWISE)}
+    return turns[orientation]() if orientation in turns else bgr
 
 
 def skipped_name(name: str) -> bool:
@@ -130,29 +165,6 @@ def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels:
         raise ValueError(f"{path}: {err}") from None
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG, PNG, GIF, BMP or WebP header without decoding; None if unknown."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
-    if data[:2] == b"BM" and len(data) >= 26:
-        width = int.from_bytes(data[18:22], "little", signed=True)
-        height = int.from_bytes(data[22:26], "little", signed=True)  # negative: stored top-down
-        return abs(height), abs(width)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
-        chunk = data[12:16]
-        if chunk == b"VP8X":
-            return 1 + int.from_bytes(data[27:30], "little"), 1 + int.from_bytes(data[24:27], "little")
-        if chunk == b"VP8L":
-            bits = int.from_bytes(data[21:25], "little")
-            return 1 + ((bits >> 14) & 0x3FFF), 1 + (bits & 0x3FFF)
-        if chunk == b"VP8 ":
-            return int.from_bytes(data[28:30], "little") & 0x3FFF, int.from_bytes(data[26:28], "little") & 0x3FFF
-        return None
-    return jpeg_size(data)
-
-
 def _jpeg_reduction(data: bytes, size: tuple[int, int] | None, min_side: int | None) -> int:
     """libjpeg's strongest DCT reduction (8, 4, 2, else 1) that keeps a JPEG's shorter side >= ``min_side``.
 
@@ -162,47 +174,6 @@ def _jpeg_reduction(data: bytes, size: tuple[int, int] | None, min_side: int | N
         return 1
     shorter = min(size)
     return next((factor for factor in (8, 4, 2) if -(-shorter // factor) >= min_side), 1)  # rounded up
-
-
-# Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's frame header without decoding it; None if not a readable JPEG."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    position, end = 2, len(data)
-    while position + 4 <= end:
-        if data[position] != 0xFF:
-            # Stray bytes between segments: libjpeg skips them with a warning and decodes on, so
-            # must this, or a picture's size would go unread (and unchecked) while OpenCV decodes it.
-            position = data.find(b"\xff", position)
-            if position < 0:
-                return None
-            continue
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            position += 1
-            continue
-        if marker == 0x00:  # FF 00 is no marker: libjpeg skips it as junk, so it must not be read as a length
-            position += 2
-            continue
-        if marker in _STANDALONE_MARKERS:
-            position += 2
-            continue
-        length = int.from_bytes(data[position + 2:position + 4], "big")
-        if marker in _SOF_MARKERS:
-            if length < 7 or position + 9 > end:
-                return None
-            height = int.from_bytes(data[position + 5:position + 7], "big")
-            width = int.from_bytes(data[position + 7:position + 9], "big")
-            return (height, width) if height and width else None
-        if marker in (0xD9, 0xDA) or length < 2:  # end of image or scan data before any frame header
-            return None
-        position += 2 + length
-    return None
 
 
 def resize_for_model(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import imaging
+from edge import image_header, imaging
 from edge.bundle import InputSpec
 from tests.conftest import make_photo
 
@@ -74,31 +74,6 @@ def test_read_image_passes_min_side_on(tmp_path):
     path.write_bytes(jpeg_bytes(make_photo(0, size=(800, 600))))
     assert imaging.read_image(path, min_side=75).shape == (100, 75, 3)
     assert imaging.read_image(path).shape == (800, 600, 3)
-
-
-def test_jpeg_size_reads_the_frame_header_without_decoding():
-    assert imaging.jpeg_size(jpeg_bytes(make_photo(0, size=(48, 64)))) == (48, 64)
-    progressive = cv2.imencode(".jpg", make_photo(0, size=(30, 70)), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
-    assert imaging.jpeg_size(progressive.tobytes()) == (30, 70)
-    assert imaging.jpeg_size(png_bytes(make_photo(0))) is None
-    assert imaging.jpeg_size(b"\xff\xd8garbage") is None
-    assert imaging.jpeg_size(jpeg_bytes(make_photo(0))[:20]) is None
-
-
-@pytest.mark.parametrize("ext", [".png", ".bmp", ".webp", ".jpg"])
-def test_image_size_reads_every_format_header(ext):
-    ok, encoded = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))
-    assert ok and imaging.image_size(encoded.tobytes()) == (37, 53)
-
-
-def test_image_size_reads_gif_and_lossless_and_alpha_webp():
-    import io
-
-    PIL = pytest.importorskip("PIL.Image")
-    for mode, fmt, options in (("RGB", "GIF", {}), ("RGB", "WEBP", {"lossless": True}), ("RGBA", "WEBP", {})):
-        buffer = io.BytesIO()
-        PIL.fromarray(np.zeros((37, 53, len(mode)), np.uint8), mode).save(buffer, format=fmt, **options)
-        assert imaging.image_size(buffer.getvalue()) == (37, 53), (fmt, options)
 
 
 def test_decode_refuses_an_image_that_would_unpack_past_max_pixels_from_its_header():
@@ -185,7 +160,7 @@ def test_stray_bytes_between_jpeg_segments_do_not_hide_its_size_from_the_pixel_l
     app0_end = 4 + int.from_bytes(data[4:6], "big")
     odd = data[:app0_end] + b"\x00" + data[app0_end:]
     assert cv2.imdecode(np.frombuffer(odd, np.uint8), cv2.IMREAD_COLOR).shape == (1200, 1600, 3)
-    assert imaging.jpeg_size(odd) == (1200, 1600)
+    assert image_header.jpeg_size(odd) == (1200, 1600)
     with pytest.raises(ValueError, match="too large: 1600x1200 pixels"):
         imaging.decode_image(odd, max_pixels=1_000_000)
 
@@ -217,6 +192,76 @@ def test_a_junk_ff00_cannot_steer_the_size_reading_to_a_fake_frame_header():
     junk = b"\xff\x00" + struct.pack(">H", 2 + len(middle) - len(fake_sof))
     crafted = b"\xff\xd8" + segments[0] + junk + middle + b"".join(segments[sof + 1:])
     assert cv2.imdecode(np.frombuffer(crafted, np.uint8), cv2.IMREAD_COLOR).shape == (1200, 1600, 3)
-    assert imaging.jpeg_size(crafted) == (1200, 1600)
+    assert image_header.jpeg_size(crafted) == (1200, 1600)
     with pytest.raises(ValueError, match="too large"):
         imaging.decode_image(crafted, max_pixels=1_000_000)
+
+
+def _pillow_bytes(pixels: np.ndarray, mode: str, fmt: str, orientation: int | None = None, **options) -> bytes:
+    import io
+
+    image = pytest.importorskip("PIL.Image").fromarray(pixels, mode)
+    if orientation is not None:
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_transparent_pixels_are_shown_on_white_not_as_the_colour_they_hide():
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[...] = (0, 0, 0, 0)            # fully transparent black: IMREAD_COLOR alone would show black
+    rgba[0, 0] = (10, 200, 30, 255)     # opaque: exact
+    rgba[0, 1] = (0, 0, 0, 128)         # half-transparent black: mid grey
+    decoded = imaging.decode_image(_pillow_bytes(rgba, "RGBA", "PNG"))
+    assert decoded.shape == (6, 8, 3)
+    assert tuple(decoded[0, 0]) == (10, 200, 30)
+    assert tuple(decoded[0, 1]) == (127, 127, 127)
+    assert (decoded[1:] == 255).all()
+
+
+@pytest.mark.parametrize("mode, fmt, options", [
+    ("LA", "PNG", {}), ("P", "PNG", {"transparency": 0}), ("RGBA", "WEBP", {"lossless": True}),
+])
+def test_every_kind_of_transparency_is_composed_on_white(mode, fmt, options):
+    if mode == "LA":
+        pixels = np.zeros((6, 8, 2), np.uint8)
+    elif mode == "P":
+        pixels = np.zeros((6, 8), np.uint8)  # palette index 0 everywhere, marked transparent
+    else:
+        pixels = np.zeros((6, 8, 4), np.uint8)
+        pixels[0, 0] = (1, 2, 3, 255)  # one opaque pixel, or the encoder drops the alpha
+    decoded = imaging.decode_image(_pillow_bytes(pixels, mode, fmt, **options))
+    assert decoded.shape == (6, 8, 3) and (decoded[1:] == 255).all()
+
+
+def test_a_sixteen_bit_transparent_png_is_composed_from_its_high_bytes():
+    rgba = np.zeros((4, 4, 4), np.uint16)
+    rgba[..., :3] = 0x1234
+    rgba[0, 0, 3] = 0xFFFF
+    decoded = imaging.decode_image(png_bytes_bgra(rgba))
+    assert tuple(decoded[0, 0]) == (0x12, 0x12, 0x12) and (decoded[1:] == 255).all()
+
+
+def png_bytes_bgra(bgra: np.ndarray) -> bytes:
+    return cv2.imencode(".png", bgra)[1].tobytes()
+
+
+@pytest.mark.parametrize("fmt, options", [("PNG", {}), ("WEBP", {"lossless": True})])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_transparent_image_is_turned_upright_as_opencv_turns_an_opaque_one(fmt, options, orientation):
+    rng = np.random.default_rng(orientation)
+    rgba = rng.integers(0, 256, (6, 8, 4), dtype=np.uint8)
+    rgba[..., 3] = 254  # nearly opaque: composed within one level of the colour OpenCV decodes itself
+    data = _pillow_bytes(rgba, "RGBA", fmt, orientation, **options)
+    upright = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = imaging.decode_image(data)
+    assert decoded.shape == upright.shape == ((6, 8, 3) if orientation <= 4 else (8, 6, 3))
+    assert np.abs(decoded.astype(int) - upright.astype(int)).max() <= 1
+
+
+def test_an_opaque_png_is_decoded_as_before():
+    rgb = make_photo(3, size=(20, 30))
+    assert np.array_equal(imaging.decode_image(png_bytes(rgb)), rgb)

@@ -102,16 +102,18 @@ def test_check_command_exits_2_on_a_missing_folder(tmp_path, capsys):
     assert "data folder not found" in capsys.readouterr().err
 
 
-def test_webp_that_tensorflow_cannot_read_as_rgb_is_skipped_and_mpo_jpegs_are_kept(photo_folder):
+def test_animated_webp_is_skipped_transparent_webp_and_mpo_jpegs_are_kept(photo_folder):
     from PIL import Image
 
     Image.new("RGBA", (16, 16), (200, 30, 30, 128)).save(photo_folder / "glass" / "transparent.webp")
     Image.new("RGB", (16, 16), (200, 30, 30)).save(photo_folder / "glass" / "plain.webp")
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((200, 30, 30), (30, 200, 30))]
+    frames[0].save(photo_folder / "glass" / "moving.webp", save_all=True, append_images=frames[1:])
     frames[0].save(photo_folder / "glass" / "phone.jpg", format="MPO", save_all=True, append_images=frames[1:])
     dataset = discover(photo_folder, verify=True)
-    assert dataset.unreadable == ["glass/transparent.webp"]
-    assert {"glass/plain.webp", "glass/phone.jpg"} <= {rel for rel, _ in dataset.items}
+    assert dataset.unreadable == ["glass/moving.webp"]
+    kept = {rel for rel, _ in dataset.items}
+    assert {"glass/plain.webp", "glass/transparent.webp", "glass/phone.jpg"} <= kept
 
 
 def test_labels_are_unicode_nfc_whatever_form_the_folder_name_has(tmp_path):

@@ -73,3 +73,29 @@ def test_a_png_is_not_decoded_just_to_read_its_orientation(tmp_path, monkeypatch
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting_load)
     assert exif_orientation(tmp_path / "plain.png") == 1 and decoded == []
+
+
+def _saved(path, pixels, mode, fmt, **options):
+    from PIL import Image
+
+    Image.fromarray(pixels, mode).save(path, format=fmt, **options)
+    return path
+
+
+@pytest.mark.parametrize("name, mode, fmt, options", [
+    ("rgba.png", "RGBA", "PNG", {}),
+    ("grey-alpha.png", "LA", "PNG", {}),
+    ("rgba.webp", "RGBA", "WEBP", {"lossless": True}),
+    ("rgba-lossy.webp", "RGBA", "WEBP", {"quality": 90}),
+    ("rgb.webp", "RGB", "WEBP", {"lossless": True}),
+])
+def test_training_composes_transparency_on_white_to_the_bins_integers(tmp_path, name, mode, fmt, options):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 64, len(mode)), dtype=np.uint8)
+    if len(mode) in (2, 4):
+        pixels[..., -1] = rng.choice([0, 90, 255], (48, 64))  # clear, half and opaque pixels
+    path = _saved(tmp_path / name, pixels, mode, fmt, **options)
+    from training.pipeline import decode_rgb
+
+    trained = decode_rgb(tf.io.read_file(str(path))).numpy()
+    assert np.array_equal(trained, imaging.read_image(path))

@@ -170,9 +170,9 @@ def test_a_big_photo_is_shrunk_in_the_browser_before_upload(browser, tiny_bundle
         page.wait_for_selector("#result:not([hidden])")
         kept = [path for path in (state / "uploads").iterdir() if path.suffix != ".json"]
         assert len(kept) == 1 and kept[0].suffix == ".jpeg"  # what the server received
-        from edge import imaging
+        from edge import image_header
 
-        height, width = imaging.image_size(kept[0].read_bytes())
+        height, width = image_header.image_size(kept[0].read_bytes())
         assert max(height, width) == 2048 and kept[0].stat().st_size < 10 * 1024 * 1024
     finally:
         page.close()

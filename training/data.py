@@ -168,15 +168,14 @@ TRAINABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
 
 def trainable(image) -> bool:
     """True when TensorFlow decodes this opened Pillow image to RGB: a trainable format, for WebP
-    a single RGB picture (TensorFlow refuses WebP with transparency or animation as 3-channel), for
-    BMP true colour or grey."""
+    a single picture (not an animation), for BMP true colour or grey."""
     if image.format not in TRAINABLE_FORMATS:
         return False
     if image.format == "BMP":
         # TensorFlow reads 24/32-bit and 8-bit grey BMPs; it stops on 1-bit ones and reads a colour
         # palette's indices as grey levels.
         return image.mode in ("RGB", "RGBA", "L")
-    return image.format != "WEBP" or (image.mode == "RGB" and getattr(image, "n_frames", 1) == 1)
+    return image.format != "WEBP" or (image.mode in ("RGB", "RGBA") and getattr(image, "n_frames", 1) == 1)
 
 
 def is_readable(path: Path) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from edge.image_header import PNG_SIGNATURE
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -42,12 +44,30 @@ def exif_orientation(path: str | Path) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+def on_white(rgba: tf.Tensor) -> tf.Tensor:
+    """RGB uint8 of an RGBA uint8 image, its transparent parts shown on white, to the same integers as
+    the bin's decoder (``edge.imaging``): a cut-out is not the colours its transparent pixels hide."""
+    colour, alpha = tf.cast(rgba[..., :3], tf.int32), tf.cast(rgba[..., 3:], tf.int32)
+    return tf.cast((colour * alpha + 255 * (255 - alpha) + 127) // 255, tf.uint8)
+
+
+def _decode_webp(data: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(data, channels=0, expand_animations=False)  # 3 or 4 channels, as stored
+    rgb = tf.cond(tf.shape(image)[-1] == 4, lambda: on_white(image), lambda: image[..., :3])
+    return tf.ensure_shape(rgb, [None, None, 3])
+
+
 def decode_rgb(data: tf.Tensor) -> tf.Tensor:
     """RGB uint8 from an encoded image, with the pixels the bin's OpenCV decodes: JPEG through libjpeg's
-    accurate integer DCT (OpenCV's; TensorFlow's default fast DCT differs by about a grey level)."""
-    return tf.cond(tf.io.is_jpeg(data),
-                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-                   lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
+    accurate integer DCT (OpenCV's; TensorFlow's default fast DCT differs by about a grey level), the
+    transparent parts of a PNG or WebP on white."""
+    head = tf.strings.substr(data, 0, 12)
+    is_png = tf.strings.substr(head, 0, 8) == PNG_SIGNATURE
+    is_webp = tf.logical_and(tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(head, 8, 4) == b"WEBP")
+    return tf.case([(tf.io.is_jpeg(data), lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")),
+                    (is_png, lambda: on_white(tf.io.decode_png(data, channels=4))),
+                    (is_webp, lambda: _decode_webp(data))],
+                   default=lambda: tf.io.decode_image(data, channels=3, expand_animations=False), exclusive=True)
 
 
 def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:

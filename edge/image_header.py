@@ -1,0 +1,152 @@
+"""What an encoded image's header says without decoding it: its size, whether it may be
+transparent, and its EXIF orientation (JPEG, PNG, GIF, BMP, WebP).
+
+The decoder (``edge.imaging``) reads these first: the size to refuse decompression bombs
+before any memory is spent, transparency and orientation to show a cut-out photo as the
+camera would see it.
+
+Usage:
+    height, width = image_header.image_size(data)
+"""
+
+from __future__ import annotations
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG, PNG, GIF, BMP or WebP header without decoding; None if unknown."""
+    if data[:8] == PNG_SIGNATURE and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
+    if data[:2] == b"BM" and len(data) >= 26:
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)  # negative: stored top-down
+        return abs(height), abs(width)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[27:30], "little"), 1 + int.from_bytes(data[24:27], "little")
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + ((bits >> 14) & 0x3FFF), 1 + (bits & 0x3FFF)
+        if chunk == b"VP8 ":
+            return int.from_bytes(data[28:30], "little") & 0x3FFF, int.from_bytes(data[26:28], "little") & 0x3FFF
+        return None
+    return jpeg_size(data)
+
+
+# Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header without decoding it; None if not a readable JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    position, end = 2, len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            # Stray bytes between segments: libjpeg skips them with a warning and decodes on, so
+            # must this, or a picture's size would go unread (and unchecked) while OpenCV decodes it.
+            position = data.find(b"\xff", position)
+            if position < 0:
+                return None
+            continue
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0x00:  # FF 00 is no marker: libjpeg skips it as junk, so it must not be read as a length
+            position += 2
+            continue
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in _SOF_MARKERS:
+            if length < 7 or position + 9 > end:
+                return None
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return (height, width) if height and width else None
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image or scan data before any frame header
+            return None
+        position += 2 + length
+    return None
+
+
+def _png_chunks(data: bytes):
+    """(type, start, end) of each PNG chunk's payload, in file order, up to IEND or a truncation."""
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = bytes(data[position + 4:position + 8])
+        start = position + 8
+        if start + length > len(data):
+            return
+        yield kind, start, start + length
+        if kind == b"IEND":
+            return
+        position = start + length + 4  # the CRC
+
+
+def _webp_chunks(data: bytes):
+    """(fourcc, start, end) of each RIFF chunk's payload in a WebP file."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return
+    position = 12
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position + 4:position + 8], "little")
+        start = position + 8
+        if start + size > len(data):
+            return
+        yield bytes(data[position:position + 4]), start, start + size
+        position = start + size + (size & 1)  # payloads are padded to an even length
+
+
+def may_be_transparent(data: bytes) -> bool:
+    """Whether a PNG or WebP says it carries transparency (an alpha channel, or PNG's ``tRNS``).
+
+    Other formats are taken as opaque: a 32-bit BMP's fourth byte is as often padding as alpha.
+    """
+    if data[:8] == PNG_SIGNATURE:
+        if len(data) > 25 and data[25] in (4, 6):  # colour type: grey + alpha, RGB + alpha
+            return True
+        return any(kind == b"tRNS" for kind, _, _ in _png_chunks(data))
+    for fourcc, start, end in _webp_chunks(data):
+        if fourcc == b"VP8X":
+            return end > start and bool(data[start] & 0x10)
+        if fourcc == b"VP8L":  # lossless, no extended header: the alpha_is_used bit
+            return end >= start + 5 and bool((int.from_bytes(data[start + 1:start + 5], "little") >> 28) & 1)
+        return False
+    return False
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) a PNG (``eXIf`` chunk) or WebP (``EXIF`` chunk) carries; 1 without one.
+
+    OpenCV turns a photo upright by it when it decodes to colour, but not when it keeps the alpha
+    channel, so the decoder applies it itself then.
+    """
+    chunks = _png_chunks(data) if data[:8] == PNG_SIGNATURE else _webp_chunks(data)
+    tiff = next((data[start:end] for kind, start, end in chunks if kind in (b"eXIf", b"EXIF")), b"")
+    if tiff.startswith(b"Exif\0\0"):  # some writers keep the JPEG APP1 prefix
+        tiff = tiff[6:]
+    order = {b"II": "little", b"MM": "big"}.get(bytes(tiff[:2]))
+    if order is None or len(tiff) < 8:
+        return 1
+    directory = int.from_bytes(tiff[4:8], order)
+    if directory + 2 > len(tiff):
+        return 1
+    for index in range(int.from_bytes(tiff[directory:directory + 2], order)):
+        entry = directory + 2 + 12 * index
+        if entry + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[entry:entry + 2], order) == EXIF_ORIENTATION_TAG:
+            value = int.from_bytes(tiff[entry + 8:entry + 10], order)  # a SHORT, first in the value field
+            return value if 1 <= value <= 8 else 1
+    return 1

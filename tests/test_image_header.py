@@ -1,0 +1,87 @@
+"""image_header: what a JPEG, PNG, GIF, BMP or WebP header says before anything is decoded."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import image_header
+from tests.conftest import make_photo
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def encoded(ext: str, image: np.ndarray, *params) -> bytes:
+    ok, data = cv2.imencode(ext, image, list(params))
+    assert ok
+    return data.tobytes()
+
+
+def pillow(mode: str, fmt: str, orientation: int | None = None, **options) -> bytes:
+    image = PIL.new(mode, (8, 6))
+    if orientation is not None:
+        exif = PIL.Exif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_jpeg_size_reads_the_frame_header_without_decoding():
+    assert image_header.jpeg_size(encoded(".jpg", make_photo(0, size=(48, 64)))) == (48, 64)
+    progressive = encoded(".jpg", make_photo(0, size=(30, 70)), cv2.IMWRITE_JPEG_PROGRESSIVE, 1)
+    assert image_header.jpeg_size(progressive) == (30, 70)
+    assert image_header.jpeg_size(encoded(".png", make_photo(0))) is None
+    assert image_header.jpeg_size(b"\xff\xd8garbage") is None
+    assert image_header.jpeg_size(encoded(".jpg", make_photo(0))[:20]) is None
+
+
+@pytest.mark.parametrize("ext", [".png", ".bmp", ".webp", ".jpg"])
+def test_image_size_reads_every_format_header(ext):
+    assert image_header.image_size(encoded(ext, np.zeros((37, 53, 3), np.uint8))) == (37, 53)
+
+
+def test_image_size_reads_gif_and_lossless_and_alpha_webp():
+    for mode, fmt, options in (("RGB", "GIF", {}), ("RGB", "WEBP", {"lossless": True}), ("RGBA", "WEBP", {})):
+        buffer = io.BytesIO()
+        PIL.fromarray(np.zeros((37, 53, len(mode)), np.uint8), mode).save(buffer, format=fmt, **options)
+        assert image_header.image_size(buffer.getvalue()) == (37, 53), (fmt, options)
+
+
+@pytest.mark.parametrize("data, transparent", [
+    (pillow("RGBA", "PNG"), True),
+    (pillow("LA", "PNG"), True),
+    (pillow("P", "PNG", transparency=0), True),         # palette with a tRNS chunk
+    (pillow("RGB", "PNG", transparency=(0, 0, 0)), True),  # colour key
+    (pillow("RGB", "PNG"), False),
+    (pillow("L", "PNG"), False),
+    (pillow("RGBA", "WEBP"), True),                      # lossy with alpha: VP8X + ALPH
+    (pillow("RGB", "WEBP"), False),
+    (pillow("RGBA", "WEBP", lossless=True), True),       # VP8L's alpha bit (not all opaque: new() is clear)
+    (pillow("RGB", "WEBP", lossless=True), False),
+    (pillow("RGBA", "BMP"), False),                      # a 32-bit BMP's fourth byte is often padding
+    (encoded(".jpg", make_photo(0)), False),
+    (b"", False),
+])
+def test_transparency_is_read_from_png_and_webp_headers(data, transparent):
+    assert image_header.may_be_transparent(data) is transparent
+
+
+@pytest.mark.parametrize("fmt, options", [("PNG", {}), ("WEBP", {"lossless": True}), ("WEBP", {})])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_exif_orientation_is_read_from_png_and_webp(fmt, options, orientation):
+    assert image_header.exif_orientation(pillow("RGBA", fmt, orientation, **options)) == orientation
+
+
+def test_no_or_broken_exif_means_upright():
+    assert image_header.exif_orientation(pillow("RGBA", "PNG")) == 1
+    assert image_header.exif_orientation(encoded(".jpg", make_photo(0))) == 1  # OpenCV turns JPEGs itself
+    png = pillow("RGBA", "PNG", 6)
+    position = png.index(b"eXIf")
+    assert image_header.exif_orientation(png[:position + 10]) == 1  # truncated inside the chunk
+    broken = png[:position + 4] + b"XX" + png[position + 6:]         # neither II nor MM
+    assert image_header.exif_orientation(broken) == 1
