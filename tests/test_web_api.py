@@ -515,3 +515,33 @@ def test_methods_the_page_does_not_know_get_json_with_the_security_headers(serve
     assert status == 501 and "error" in result
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Server"] == "smartbin"
     assert_still_serving(server)
+
+
+def test_a_request_head_dripping_in_byte_by_byte_is_cut_off_at_its_deadline(classifier, tmp_path, monkeypatch):
+    import socket
+    from urllib.parse import urlsplit
+
+    monkeypatch.setattr("edge.web.server.HEAD_DEADLINE_S", 1.0)
+    monkeypatch.setattr("edge.web.server.HEAD_WATCH_INTERVAL_S", 0.1)
+    server = serve(classifier, tmp_path / "state")
+    try:
+        address = urlsplit(server.url).hostname, urlsplit(server.url).port
+        slow = socket.create_connection(address)
+        slow.settimeout(0.4)  # each header line comes well within the per-read timeout
+        started, answer = time.monotonic(), b"not closed"
+        slow.sendall(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n")
+        for index in range(20):
+            try:
+                slow.sendall(b"X-Drip-%d: 1\r\n" % index)
+                answer = slow.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                answer = b""
+            break
+        assert answer == b""  # shut, and nothing answered for the half-sent request
+        assert time.monotonic() - started < 3.0
+        slow.close()
+        assert_still_serving(server)  # a request that comes in time is answered as ever
+    finally:
+        server.stop()

@@ -58,6 +58,22 @@ class RequestHandler(BaseHTTPRequestHandler):
     def app(self) -> "WebServer":
         return self.server.app
 
+    def handle_one_request(self):
+        # The request line and headers within one deadline (edge.web.server.HEAD_DEADLINE_S).
+        self.server.head_watch.arm(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.head_watch.disarm(self.connection)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if not self.server.head_watch.disarm(self.connection):
+            # Shut while its headers dripped in: what arrived is cut short, never to be answered.
+            self.close_connection = True
+            return False
+        return parsed
+
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 

@@ -44,6 +44,11 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 MAX_EVENT_STREAMS = 8
 MAX_KEPT_UPLOADS = 500
 MAX_CONNECTIONS = 64  # browsers open about six per page; a few operators at once fit easily
+# A request line and its headers (or an idle keep-alive connection's next request) must all arrive
+# within this; the per-read timeout alone lets a client that sends a byte every few seconds hold a
+# connection slot for ever, and 64 such clients would shut every operator out.
+HEAD_DEADLINE_S = 20.0
+HEAD_WATCH_INTERVAL_S = 1.0
 MAX_KEPT_UPLOAD_BYTES = 200 << 20  # on the card that also holds the counts: a full disk stops the bin
 # Decoding a 12 MP phone photo takes ~70 MB for a moment; the classifier runs one image at a time
 # anyway, so more than two decodes at once would only add memory, not speed.
@@ -225,7 +230,12 @@ class _Server(ThreadingHTTPServer):
         # One thread and one descriptor per connection: capped, so slow clients cannot take every file
         # descriptor of the daemon (whose store, camera and MQTT need them too).
         self.connection_slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.head_watch = HeadWatch(HEAD_DEADLINE_S, HEAD_WATCH_INTERVAL_S)
         super().__init__(*args, **kwargs)
+
+    def server_close(self):
+        self.head_watch.stop()
+        super().server_close()
 
     def get_request(self):
         try:
@@ -253,3 +263,49 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.connection_slots.release()
+
+
+class HeadWatch:
+    """Shuts connections whose request head is not in by its deadline, one thread for all of them.
+
+    Usage:
+        watch.arm(connection)              # before reading a request line
+        on_time = watch.disarm(connection)  # after its headers: False if it was shut meanwhile
+    """
+
+    def __init__(self, seconds: float, interval: float):
+        self.seconds, self.interval = seconds, interval
+        self._deadlines: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._deadlines[connection] = time.monotonic() + self.seconds
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="web-head-watch", daemon=True)
+                self._thread.start()
+
+    def disarm(self, connection: socket.socket) -> bool:
+        """Stops watching; True when the head came in time (the connection was not shut)."""
+        with self._lock:
+            return self._deadlines.pop(connection, None) is not None
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.interval):
+            now = time.monotonic()
+            with self._lock:
+                late = [connection for connection, deadline in self._deadlines.items() if deadline <= now]
+                for connection in late:
+                    del self._deadlines[connection]
+            for connection in late:
+                try:
+                    # The handler's blocked read returns at once with end of file; the handler closes it.
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already gone
+                log.debug("web page: a request's head took over %.0f s, connection shut", self.seconds)
