@@ -22,6 +22,8 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
     if data[:2] == b"BM" and len(data) >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:  # OS/2's BITMAPCOREHEADER: 16-bit sides
+            return int.from_bytes(data[20:22], "little"), int.from_bytes(data[18:20], "little")
         width = int.from_bytes(data[18:22], "little", signed=True)
         height = int.from_bytes(data[22:26], "little", signed=True)  # negative: stored top-down
         return abs(height), abs(width)

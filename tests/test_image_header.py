@@ -85,3 +85,15 @@ def test_no_or_broken_exif_means_upright():
     assert image_header.exif_orientation(png[:position + 10]) == 1  # truncated inside the chunk
     broken = png[:position + 4] + b"XX" + png[position + 6:]         # neither II nor MM
     assert image_header.exif_orientation(broken) == 1
+
+
+def test_an_os2_bmp_is_measured_by_its_16_bit_sides():
+    import struct
+
+    width, height = 5, 3
+    row = (width * 3 + 3) & ~3
+    pixels = b"".join(bytes([10, 20, 30]) * width + b"\0" * (row - width * 3) for _ in range(height))
+    core_header = struct.pack("<IHHHH", 12, width, height, 1, 24)  # BITMAPCOREHEADER
+    data = b"BM" + struct.pack("<IHHI", 26 + len(pixels), 0, 0, 26) + core_header + pixels
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (3, 5, 3)
+    assert image_header.image_size(data) == (3, 5)  # was read as 32-bit fields: a huge, refused size
