@@ -11,6 +11,8 @@ Usage:
 
 from __future__ import annotations
 
+import zlib
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -81,16 +83,19 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _png_chunks(data: bytes):
-    """(type, start, end) of each PNG chunk's payload, in file order, up to IEND or a truncation."""
+def _png_chunks(data: bytes, checked: bool = False):
+    """(type, start, end) of each PNG chunk's payload, in file order, up to IEND or a truncation;
+    ``checked``: only chunks whose CRC is right (libpng drops an ancillary chunk whose CRC is wrong)."""
     position = len(PNG_SIGNATURE)
     while position + 8 <= len(data):
         length = int.from_bytes(data[position:position + 4], "big")
         kind = bytes(data[position + 4:position + 8])
         start = position + 8
-        if start + length > len(data):
+        if start + length + 4 > len(data):
             return
-        yield kind, start, start + length
+        crc = int.from_bytes(data[start + length:start + length + 4], "big")
+        if not checked or zlib.crc32(data[position + 4:start + length]) == crc:
+            yield kind, start, start + length
         if kind == b"IEND":
             return
         position = start + length + 4  # the CRC
@@ -116,9 +121,12 @@ def may_be_transparent(data: bytes) -> bool:
     Other formats are taken as opaque: a 32-bit BMP's fourth byte is as often padding as alpha.
     """
     if data[:8] == PNG_SIGNATURE:
-        if len(data) > 25 and data[25] in (4, 6):  # colour type: grey + alpha, RGB + alpha
+        colour_type = data[25] if len(data) > 25 else 0
+        if colour_type in (4, 6):  # grey + alpha, RGB + alpha
             return True
-        return any(kind == b"tRNS" for kind, _, _ in _png_chunks(data))
+        # A tRNS chunk on a palette or RGB picture: OpenCV gives it an alpha channel. A grey one's
+        # colour key it ignores (one channel comes back), so such a picture is taken as opaque.
+        return colour_type in (2, 3) and any(kind == b"tRNS" for kind, _, _ in _png_chunks(data))
     for fourcc, start, end in _webp_chunks(data):
         if fourcc == b"VP8X":
             return end > start and bool(data[start] & 0x10)
@@ -132,12 +140,17 @@ def exif_orientation(data: bytes) -> int:
     """The EXIF orientation (1-8) a PNG (``eXIf`` chunk) or WebP (``EXIF`` chunk) carries; 1 without one.
 
     OpenCV turns a photo upright by it when it decodes to colour, but not when it keeps the alpha
-    channel, so the decoder applies it itself then.
+    channel, so the decoder applies it itself then, read as OpenCV reads it: a PNG chunk with a
+    wrong CRC, a WebP chunk its VP8X header does not announce, or a block with JPEG's ``Exif``
+    prefix count as none.
     """
-    chunks = _png_chunks(data) if data[:8] == PNG_SIGNATURE else _webp_chunks(data)
+    if data[:8] == PNG_SIGNATURE:
+        chunks = _png_chunks(data, checked=True)
+    else:
+        chunks = list(_webp_chunks(data))
+        announced = bool(chunks) and chunks[0][0] == b"VP8X" and bool(data[chunks[0][1]] & 0x08)
+        chunks = chunks if announced else []
     tiff = next((data[start:end] for kind, start, end in chunks if kind in (b"eXIf", b"EXIF")), b"")
-    if tiff.startswith(b"Exif\0\0"):  # some writers keep the JPEG APP1 prefix
-        tiff = tiff[6:]
     order = {b"II": "little", b"MM": "big"}.get(bytes(tiff[:2]))
     if order is None or len(tiff) < 8:
         return 1

@@ -25,6 +25,7 @@ from edge.bundle import InputSpec
 # unpacks to 10000 x 10000) from their header, before any memory is spent.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what the bin and training read
 MAX_DECODED_PIXELS = 40_000_000
+BLEND_ROWS = 256  # rows composed on white at a time (see _on_white)
 
 
 class ImageTooLarge(ValueError):
@@ -93,19 +94,22 @@ def _on_white(image: np.ndarray) -> np.ndarray:
 
     White because a cut-out is meant to be seen on a background, not as the colours its transparent
     pixels happen to hide (often black, or a lossy encoder's noise), and TrashNet's photos are taken
-    on white. Training composes the same way (``training.pipeline.decode_rgb``), to the same integers.
+    on white. Training decodes such files with this decoder too (``training.pipeline.decode_rgb``).
     """
     cv2 = _cv2()
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)  # what libpng's 16-to-8 strip gives the colour decode
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] != 4:
-        return image
-    alpha = image[..., 3:].astype(np.uint16)
-    # Rounded integer blending (at most 255 * 255 + 127, so uint16 holds it); opaque pixels stay exact.
-    blended = (image[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255
-    return blended.astype(np.uint8)
+    if image.ndim == 2 or image.shape[2] != 4:
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)  # what libpng's 16-to-8 strip gives the colour decode
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+    out = np.empty(image.shape[:2] + (3,), np.uint8)
+    shift = 8 if image.dtype == np.uint16 else 0
+    # In strips of rows: the wide temporaries of a 40-megapixel blend would otherwise take gigabytes.
+    for top in range(0, image.shape[0], BLEND_ROWS):
+        strip = image[top:top + BLEND_ROWS] >> shift if shift else image[top:top + BLEND_ROWS]
+        alpha = strip[..., 3:].astype(np.uint16)
+        # Rounded integer blending (at most 255 * 255 + 127, so uint16 holds it); opaque pixels stay exact.
+        out[top:top + BLEND_ROWS] = (strip[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255
+    return out
 
 
 def _upright(bgr: np.ndarray, orientation: int) -> np.ndarray:

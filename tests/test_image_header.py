@@ -97,3 +97,27 @@ def test_an_os2_bmp_is_measured_by_its_16_bit_sides():
     data = b"BM" + struct.pack("<IHHI", 26 + len(pixels), 0, 0, 26) + core_header + pixels
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (3, 5, 3)
     assert image_header.image_size(data) == (3, 5)  # was read as 32-bit fields: a huge, refused size
+
+
+def test_an_exif_block_opencv_would_not_read_counts_as_none():
+    png = pillow("RGBA", "PNG", 6)
+    position = png.index(b"eXIf")
+    length = int.from_bytes(png[position - 4:position], "big")
+    crc_at = position + 4 + length
+    bad_crc = png[:crc_at] + bytes(b ^ 0xFF for b in png[crc_at:crc_at + 4]) + png[crc_at + 4:]
+    assert image_header.exif_orientation(bad_crc) == 1  # libpng drops the chunk
+
+    webp = bytearray(pillow("RGBA", "WEBP", 6))
+    assert webp[12:16] == b"VP8X" and webp[20] & 0x08
+    webp[20] &= ~0x08  # the EXIF chunk is still there, but not announced
+    assert image_header.exif_orientation(bytes(webp)) == 1
+
+    exif = PIL.Exif()
+    exif[0x0112] = 6
+    prefixed = io.BytesIO()
+    PIL.new("RGBA", (8, 6)).save(prefixed, format="PNG", exif=b"Exif\0\0" + exif.tobytes())
+    assert image_header.exif_orientation(prefixed.getvalue()) == 1  # OpenCV refuses JPEG's prefix here
+
+
+def test_a_grey_pictures_colour_key_is_not_taken_for_transparency():
+    assert image_header.may_be_transparent(pillow("L", "PNG", transparency=0)) is False

@@ -265,3 +265,11 @@ def test_a_transparent_image_is_turned_upright_as_opencv_turns_an_opaque_one(fmt
 def test_an_opaque_png_is_decoded_as_before():
     rgb = make_photo(3, size=(20, 30))
     assert np.array_equal(imaging.decode_image(png_bytes(rgb)), rgb)
+
+
+def test_a_tall_transparent_image_is_composed_alike_in_every_strip_of_rows():
+    rgba = np.zeros((2 * imaging.BLEND_ROWS + 37, 5, 4), np.uint8)
+    rgba[..., :3] = 40
+    rgba[::2, :, 3] = 255  # even rows opaque, odd rows clear
+    decoded = imaging.decode_image(_pillow_bytes(rgba, "RGBA", "PNG"))
+    assert (decoded[::2] == 40).all() and (decoded[1::2] == 255).all()

@@ -99,3 +99,42 @@ def test_training_composes_transparency_on_white_to_the_bins_integers(tmp_path, 
 
     trained = decode_rgb(tf.io.read_file(str(path))).numpy()
     assert np.array_equal(trained, imaging.read_image(path))
+
+
+@pytest.mark.parametrize("name, mode, options", [
+    ("palette-4bit.png", "P", {"bits": 4}),
+    ("bilevel.png", "1", {}),
+    ("grey-colour-key.png", "L", {"transparency": 7}),  # OpenCV ignores a grey picture's colour key
+    ("palette.bmp", "P", {}),
+])
+def test_opaque_and_low_bit_depth_pictures_train_as_the_bin_decodes_them(tmp_path, name, mode, options):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    picture = Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    picture = picture.convert("P", palette=Image.Palette.ADAPTIVE, colors=16) if mode == "P" else picture.convert(mode)
+    path = tmp_path / name
+    picture.save(path, **options)
+    from training.pipeline import decode_rgb
+
+    trained = decode_rgb(tf.io.read_file(str(path))).numpy()
+    assert np.array_equal(trained, imaging.read_image(path))
+    import cv2
+
+    as_colour = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(trained, as_colour)  # opaque: nothing composed
+
+
+def test_a_transparent_png_turned_by_its_exif_trains_upright_once(tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[:24, :32] = (200, 30, 30, 255)
+    image = Image.fromarray(rgba, "RGBA")
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.png"
+    image.save(path, exif=exif.tobytes())
+    assert exif_orientation(path) == 1  # the bin's decoder turns it; training must not turn it again
+    trained = load_image(tf.constant(str(path)), 32, exif_orientation(path)).numpy().astype(int)
+    assert np.abs(trained - bin_pixels(path, 32)).mean() < 1.0

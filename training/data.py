@@ -160,35 +160,38 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     return Dataset(root, list(labels or found), items, unreadable, unused, empty)
 
 
-# What TensorFlow's decoders read; Pillow reads more (a TIFF named .jpg would pass Pillow and then
-# stop training in its first epoch). MPO is a JPEG with extra pictures appended (phones' Ultra HDR,
-# many cameras): it decodes as the JPEG it starts with.
-TRAINABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
+def readable_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image training can read exactly as the bin does, else None.
 
+    A JPEG (or MPO: a JPEG with more pictures appended, as phones and cameras write) is decoded by
+    TensorFlow, so Pillow must read it whole (a truncated one would stop training mid-epoch);
+    anything else is decoded by the bin's own decoder (``edge.imaging``), which must read it.
+    """
+    from edge import imaging
 
-def trainable(image) -> bool:
-    """True when TensorFlow decodes this opened Pillow image to RGB: a trainable format, for WebP
-    a single picture (not an animation), for BMP true colour or grey."""
-    if image.format not in TRAINABLE_FORMATS:
-        return False
-    if image.format == "BMP":
-        # TensorFlow reads 24/32-bit and 8-bit grey BMPs; it stops on 1-bit ones and reads a colour
-        # palette's indices as grey levels.
-        return image.mode in ("RGB", "RGBA", "L")
-    return image.format != "WEBP" or (image.mode in ("RGB", "RGBA") and getattr(image, "n_frames", 1) == 1)
-
-
-def is_readable(path: Path) -> bool:
-    """True when Pillow can fully decode the file and TensorFlow can too (truncated files or
-    other formats fail here, not mid-epoch)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if data[:2] != b"\xff\xd8":
+        try:
+            height, width = imaging.decode_image(data).shape[:2]
+        except ValueError:
+            return None
+        return width, height
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.load()
-            return trainable(image)
+            return image.size
     except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
-        return False
+        return None
+
+
+def is_readable(path: Path) -> bool:
+    """True when training can decode the file (truncated files or other formats fail here, not mid-epoch)."""
+    return readable_size(path) is not None
 
 
 def file_digest(path: Path) -> str:
@@ -206,19 +209,13 @@ def duplicate_groups(root: Path, paths: list[str]) -> list[list[str]]:
 def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> tuple[str, bool]:
     """The ``check`` report (counts, imbalance, unreadable files, duplicates, size statistics) and
     whether training could start on this folder."""
-    from PIL import Image
     from tqdm import tqdm
 
     dataset = discover(root, label_map=label_map, verify=False, allow_empty=True)
     readable, unreadable, sizes = [], [], Counter()
     for rel, label in tqdm(dataset.items, desc="checking images", unit="img", file=sys.stderr):
-        try:
-            with Image.open(dataset.root / rel) as image:
-                image.load()
-                usable, size = trainable(image), image.size
-        except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
-            usable = False
-        if usable:  # the same rule as is_readable, which training applies
+        size = readable_size(dataset.root / rel)  # the rule is_readable applies when training
+        if size is not None:
             sizes[size] += 1
             readable.append((rel, label))
         else:

@@ -15,59 +15,48 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from edge.image_header import PNG_SIGNATURE
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 EXIF_ORIENTATION_TAG = 0x0112
+JPEG_SIGNATURE = b"\xff\xd8"
 
 
 def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation (1-8) of an image file; 1 when it has none or it cannot be read."""
+    """The EXIF orientation (1-8) of a JPEG file; 1 when it has none, cannot be read, or is no JPEG
+    (other formats are decoded by the bin's own decoder, which turns them itself)."""
     from PIL import Image
 
     try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != JPEG_SIGNATURE:
+                return 1
         with Image.open(path) as image:
-            if image.format == "PNG":
-                # Pillow's getexif() decodes a whole PNG that has no eXIf chunk before its pixels
-                # (70 ms for 3 MP); the chunk, when there is one, is already in image.info.
-                raw = image.info.get("exif")
-                exif = Image.Exif()
-                if raw:
-                    exif.load(raw)
-            else:
-                exif = image.getexif()
-            value = exif.get(EXIF_ORIENTATION_TAG, 1)
+            value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001 -- unreadable files are listed and skipped elsewhere
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def on_white(rgba: tf.Tensor) -> tf.Tensor:
-    """RGB uint8 of an RGBA uint8 image, its transparent parts shown on white, to the same integers as
-    the bin's decoder (``edge.imaging``): a cut-out is not the colours its transparent pixels hide."""
-    colour, alpha = tf.cast(rgba[..., :3], tf.int32), tf.cast(rgba[..., 3:], tf.int32)
-    return tf.cast((colour * alpha + 255 * (255 - alpha) + 127) // 255, tf.uint8)
+def _decoded_by_the_bin(data: np.ndarray) -> np.ndarray:
+    from edge import imaging
 
-
-def _decode_webp(data: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_image(data, channels=0, expand_animations=False)  # 3 or 4 channels, as stored
-    rgb = tf.cond(tf.shape(image)[-1] == 4, lambda: on_white(image), lambda: image[..., :3])
-    return tf.ensure_shape(rgb, [None, None, 3])
+    return imaging.decode_image(data.item())  # a 0-d array holding the file's bytes
 
 
 def decode_rgb(data: tf.Tensor) -> tf.Tensor:
-    """RGB uint8 from an encoded image, with the pixels the bin's OpenCV decodes: JPEG through libjpeg's
-    accurate integer DCT (OpenCV's; TensorFlow's default fast DCT differs by about a grey level), the
-    transparent parts of a PNG or WebP on white."""
-    head = tf.strings.substr(data, 0, 12)
-    is_png = tf.strings.substr(head, 0, 8) == PNG_SIGNATURE
-    is_webp = tf.logical_and(tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(head, 8, 4) == b"WEBP")
-    return tf.case([(tf.io.is_jpeg(data), lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")),
-                    (is_png, lambda: on_white(tf.io.decode_png(data, channels=4))),
-                    (is_webp, lambda: _decode_webp(data))],
-                   default=lambda: tf.io.decode_image(data, channels=3, expand_animations=False), exclusive=True)
+    """RGB uint8 from an encoded image, with the pixels the bin decodes: a JPEG through libjpeg's
+    accurate integer DCT (OpenCV's; TensorFlow's default fast DCT differs by about a grey level), not
+    yet turned by its EXIF orientation (``upright``); any other format by the bin's own decoder
+    (``edge.imaging.decode_image``: upright, transparent parts on white, palettes read as colours),
+    so the two cannot disagree on a PNG, WebP or BMP."""
+    def by_the_bin():
+        image = tf.numpy_function(_decoded_by_the_bin, [data], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    return tf.cond(tf.io.is_jpeg(data),
+                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"), by_the_bin)
 
 
 def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
@@ -85,7 +74,8 @@ def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 
 
 def load_image(path: tf.Tensor, size: int, orientation: tf.Tensor | int = 1) -> tf.Tensor:
-    """Reads one file and returns a ``size x size x 3`` uint8 RGB image (upright, stretched, no crop)."""
+    """Reads one file and returns a ``size x size x 3`` uint8 RGB image (upright, stretched, no crop);
+    ``orientation`` is the file's ``exif_orientation``."""
     image = upright(decode_rgb(tf.io.read_file(path)), orientation)
     image = tf.image.resize(image, (size, size), method="bilinear")
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)

@@ -44,9 +44,9 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 MAX_EVENT_STREAMS = 8
 MAX_KEPT_UPLOADS = 500
 MAX_CONNECTIONS = 64  # browsers open about six per page; a few operators at once fit easily
-# A request line and its headers (or an idle keep-alive connection's next request) must all arrive
-# within this; the per-read timeout alone lets a client that sends a byte every few seconds hold a
-# connection slot for ever, and 64 such clients would shut every operator out.
+# A request line and its headers must all arrive within this: the per-read timeout alone lets a
+# client that sends a byte every few seconds hold a connection slot for ever, and 64 such clients
+# would shut every operator out.
 HEAD_DEADLINE_S = 20.0
 HEAD_WATCH_INTERVAL_S = 1.0
 MAX_KEPT_UPLOAD_BYTES = 200 << 20  # on the card that also holds the counts: a full disk stops the bin
