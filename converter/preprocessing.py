@@ -1,11 +1,11 @@
-"""How far the bin's preprocessing is from training's: OpenCV vs TensorFlow decode and resize.
+"""How far the bin's preprocessing is from training's: a guard that they give the model the same pixels.
 
-Training decodes with TensorFlow's libjpeg (the accurate integer DCT, as OpenCV) and resizes with
-``tf.image.resize`` (bilinear); the bin decodes and resizes with OpenCV. Both turn the photo upright
-by its EXIF orientation and stretch the whole of it, but the bilinear kernels differ slightly (and
-models trained before session 7 used TensorFlow's fast DCT, a grey level away). The converter
-measures what that costs the float model on the test split, so the manifest shows it instead of
-hiding it.
+Since session 13 training decodes and resizes with the bin's own functions (``edge.imaging``
+through ``training.pipeline.load_image``), so both give the same pictures and the figures are 0.00
+grey levels apart and full top-1 agreement. Until then training used TensorFlow's decoder and
+``tf.image.resize`` (about 0.1 grey level apart since session 7, 1.0 before). The converter
+measures it on the test split for every bundle, so a drift would show in the manifest instead of
+hiding in the accuracy.
 
 Usage:
     from converter.preprocessing import measure
@@ -25,12 +25,12 @@ def tensorflow_images(items: list[Item], size: int) -> np.ndarray | None:
     """The photos as ``training.pipeline.load_image`` makes them (uint8, rounded); ``None`` if one fails."""
     import tensorflow as tf
 
-    from training.pipeline import exif_orientation, load_image  # the real thing, so the two cannot drift
+    from training.pipeline import load_image  # the real thing, so the two cannot drift
 
     images = []
     for item in items:
         try:
-            images.append(load_image(tf.constant(str(item.path)), size, exif_orientation(item.path)).numpy())
+            images.append(load_image(tf.constant(str(item.path)), size).numpy())
         except (tf.errors.OpError, ValueError):
             return None
     return np.stack(images) if images else None

@@ -172,5 +172,5 @@ def _flips_text(figures: dict[str, Any] | None) -> str:
 def _preprocessing_line(figures: dict[str, Any] | None) -> str:
     if not figures:
         return ""
-    return (f"\n  OpenCV vs TensorFlow preprocessing: {figures['pixel_mean_abs_diff']:.2f} grey levels apart, "
+    return (f"\n  training vs bin preprocessing: {figures['pixel_mean_abs_diff']:.2f} grey levels apart, "
             f"float top-1 agreement {figures['float_top1_agreement']:.4f}")

@@ -14,7 +14,36 @@ from __future__ import annotations
 import zlib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (PNG_SIGNATURE, "png"),
+    (b"BM", "bmp"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
 EXIF_ORIENTATION_TAG = 0x0112
+
+
+def sniff(data: bytes) -> str | None:
+    """Names the image format from the file's first bytes, or ``None`` when it is none we read."""
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def is_truncated(data: bytes, kind: str) -> bool:
+    """True when a JPEG or PNG lacks its end marker (OpenCV would decode the torn file silently)."""
+    if kind == "jpeg":
+        # Some cameras pad after the end-of-image marker, so look near the end, not at it.
+        return b"\xff\xd9" not in data[-64:]
+    if kind == "png":
+        return b"IEND" not in data[-32:]
+    if kind == "webp":
+        return len(data) < 8 + int.from_bytes(data[4:8], "little")
+    return False
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -148,7 +177,8 @@ def exif_orientation(data: bytes) -> int:
         chunks = _png_chunks(data, checked=True)
     else:
         chunks = list(_webp_chunks(data))
-        announced = bool(chunks) and chunks[0][0] == b"VP8X" and bool(data[chunks[0][1]] & 0x08)
+        announced = bool(chunks) and chunks[0][0] == b"VP8X" and chunks[0][2] > chunks[0][1] \
+            and bool(data[chunks[0][1]] & 0x08)
         chunks = chunks if announced else []
     tiff = next((data[start:end] for kind, start, end in chunks if kind in (b"eXIf", b"EXIF")), b"")
     order = {b"II": "little", b"MM": "big"}.get(bytes(tiff[:2]))

@@ -121,3 +121,18 @@ def test_an_exif_block_opencv_would_not_read_counts_as_none():
 
 def test_a_grey_pictures_colour_key_is_not_taken_for_transparency():
     assert image_header.may_be_transparent(pillow("L", "PNG", transparency=0)) is False
+
+
+PNG_START = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR"
+
+
+@pytest.mark.parametrize("data", [
+    b"RIFF\x0c\0\0\0WEBPVP8X\0\0\0\0",  # an empty VP8X chunk at the end
+    b"RIFF\x14\0\0\0WEBPVP8X\0\0\0\0EXIF\0\0\0\0",
+    PNG_START,
+    PNG_START + b"\0" * 30,
+    b"\x89PNG\r\n\x1a\n\xff\xff\xff\xffeXIf",
+])
+def test_malformed_headers_are_read_as_opaque_and_upright_without_raising(data):
+    assert image_header.exif_orientation(data) == 1
+    assert image_header.may_be_transparent(data) in (True, False)

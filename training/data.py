@@ -161,32 +161,20 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
 
 
 def readable_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of an image training can read exactly as the bin does, else None.
-
-    A JPEG (or MPO: a JPEG with more pictures appended, as phones and cameras write) is decoded by
-    TensorFlow, so Pillow must read it whole (a truncated one would stop training mid-epoch);
-    anything else is decoded by the bin's own decoder (``edge.imaging``), which must read it.
-    """
-    from edge import imaging
+    """(width, height), upright, of a photo training can use, else None: one the bin's decoder
+    reads (``edge.imaging``, within its pixel limit) and that is whole (a JPEG or PNG without its
+    end marker, or a short WebP, decodes with a grey or missing part)."""
+    from edge import image_header, imaging
 
     try:
         data = Path(path).read_bytes()
-    except OSError:
-        return None
-    if data[:2] != b"\xff\xd8":
-        try:
-            height, width = imaging.decode_image(data).shape[:2]
-        except ValueError:
+        kind = image_header.sniff(data)
+        if kind and image_header.is_truncated(data, kind):
             return None
-        return width, height
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.size
-    except Exception:  # Pillow raises many kinds for broken files; all mean "skip it"
+        height, width = imaging.decode_image(data, max_pixels=imaging.MAX_DECODED_PIXELS).shape[:2]
+    except (OSError, ValueError, MemoryError):
         return None
+    return width, height
 
 
 def is_readable(path: Path) -> bool:

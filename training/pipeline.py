@@ -1,8 +1,10 @@
-"""The tf.data input pipeline: decode -> RGB -> upright (EXIF) -> resize whole image (bilinear, no
-crop) -> uint8, cached.
+"""The tf.data input pipeline: each photo decoded and stretched to the model's size by the bin's
+own functions (``edge.imaging``), cached, then shuffled, batched and augmented.
 
-Rescaling lives inside the model, so batches hold raw 0..255 RGB values, exactly what the
-exported model takes on the device.
+The model is trained on exactly the pixels the bin gives it: the same decoder (libjpeg's accurate
+integer DCT, EXIF orientation, transparency on white, palettes in their colours) and the same
+bilinear resize of the whole photo (no crop). Rescaling lives inside the model, so batches hold raw
+0..255 RGB values, exactly what the exported model takes on the device.
 
 Usage:
     train = make_dataset(root, split["train"], labels, 224, 32, training=True, augmenter=aug)
@@ -15,70 +17,30 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-EXIF_ORIENTATION_TAG = 0x0112
-JPEG_SIGNATURE = b"\xff\xd8"
+def as_the_bin_sees_it(data: bytes, size: int) -> np.ndarray:
+    """The ``size x size x 3`` uint8 RGB picture the bin's classifier is given for an encoded photo.
 
-
-def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation (1-8) of a JPEG file; 1 when it has none, cannot be read, or is no JPEG
-    (other formats are decoded by the bin's own decoder, which turns them itself)."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(2) != JPEG_SIGNATURE:
-                return 1
-        with Image.open(path) as image:
-            value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-    except Exception:  # noqa: BLE001 -- unreadable files are listed and skipped elsewhere
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def _decoded_by_the_bin(data: np.ndarray) -> np.ndarray:
+    Raises:
+        ValueError: not an image the bin reads, or one over its pixel limit (``edge.imaging``).
+    """
     from edge import imaging
+    from edge.bundle import InputSpec
 
-    return imaging.decode_image(data.item())  # a 0-d array holding the file's bytes
-
-
-def decode_rgb(data: tf.Tensor) -> tf.Tensor:
-    """RGB uint8 from an encoded image, with the pixels the bin decodes: a JPEG through libjpeg's
-    accurate integer DCT (OpenCV's; TensorFlow's default fast DCT differs by about a grey level), not
-    yet turned by its EXIF orientation (``upright``); any other format by the bin's own decoder
-    (``edge.imaging.decode_image``: upright, transparent parts on white, palettes read as colours),
-    so the two cannot disagree on a PNG, WebP or BMP."""
-    def by_the_bin():
-        image = tf.numpy_function(_decoded_by_the_bin, [data], tf.uint8, stateful=False)
-        return tf.ensure_shape(image, [None, None, 3])
-
-    return tf.cond(tf.io.is_jpeg(data),
-                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"), by_the_bin)
+    photo = imaging.decode_image(data, max_pixels=imaging.MAX_DECODED_PIXELS)
+    return imaging.resize_for_model(photo, InputSpec(height=size, width=size))
 
 
-def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
-    """Turns an image as its EXIF orientation says, as OpenCV's imread does on the bin (a phone photo
-    taken upright trains upright, not on its side)."""
-    turns = [lambda: image,
-             lambda: tf.image.flip_left_right(image),
-             lambda: tf.image.rot90(image, 2),
-             lambda: tf.image.flip_up_down(image),
-             lambda: tf.image.transpose(image),
-             lambda: tf.image.rot90(image, 3),
-             lambda: tf.image.rot90(tf.image.transpose(image), 2),
-             lambda: tf.image.rot90(image, 1)]
-    return tf.switch_case(tf.cast(orientation, tf.int32) - 1, turns)
+def load_image(path: tf.Tensor, size: int) -> tf.Tensor:
+    """Reads one file and returns a ``size x size x 3`` uint8 RGB image, as the bin classifies it."""
+    def pictured(data) -> np.ndarray:
+        # tf.data hands a graph's string over as bytes, an eager call as a 0-d array holding them.
+        return as_the_bin_sees_it(data if isinstance(data, bytes) else data.item(), size)
 
-
-def load_image(path: tf.Tensor, size: int, orientation: tf.Tensor | int = 1) -> tf.Tensor:
-    """Reads one file and returns a ``size x size x 3`` uint8 RGB image (upright, stretched, no crop);
-    ``orientation`` is the file's ``exif_orientation``."""
-    image = upright(decode_rgb(tf.io.read_file(path)), orientation)
-    image = tf.image.resize(image, (size, size), method="bilinear")
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    image = tf.numpy_function(pictured, [tf.io.read_file(path)], tf.uint8, stateful=False)
+    return tf.ensure_shape(image, [size, size, 3])
 
 
 def make_dataset(root: str | Path, items: list[tuple[str, str]], labels: list[str], size: int,
@@ -94,9 +56,8 @@ def make_dataset(root: str | Path, items: list[tuple[str, str]], labels: list[st
     index = {label: i for i, label in enumerate(labels)}
     paths = [str(Path(root) / rel) for rel, _ in items]
     targets = [index[label] for _, label in items]
-    orientations = [exif_orientation(path) for path in paths]  # the header only: fast
-    ds = tf.data.Dataset.from_tensor_slices((paths, orientations, targets))
-    ds = ds.map(lambda p, o, t: (load_image(p, size, o), tf.one_hot(t, len(labels))), num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((paths, targets))
+    ds = ds.map(lambda p, t: (load_image(p, size), tf.one_hot(t, len(labels))), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache()
     if training:

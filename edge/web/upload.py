@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from edge import image_header
 from edge.errors import UploadError
 
 FIELD = "image"
@@ -39,13 +40,6 @@ MAX_PART_HEADER_BYTES = 8 * 1024  # a real part header (name, file name, type) i
 _ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
                      b"avif": "AVIF", b"avis": "AVIF"}
 
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"BM", "bmp"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-)
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.HTTP)
 log = logging.getLogger(__name__)
 
@@ -187,14 +181,14 @@ def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
         raise UploadError(400, "the photo is empty (0 bytes)")
     if len(data) > limit:
         raise too_large(limit)
-    kind = sniff(data)
+    kind = image_header.sniff(data)
     if kind is None:
         container = _ISO_MEDIA_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
         if container:
             raise UploadError(415, f"'{filename or FIELD}' is a {container} photo, which the bin cannot read: "
                                    f"export it as JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)")
         raise UploadError(415, f"'{filename or FIELD}' is not an image (JPEG, PNG, WebP, BMP or GIF expected)")
-    if is_truncated(data, kind):
+    if image_header.is_truncated(data, kind):
         raise UploadError(400, f"'{filename or FIELD}' is truncated: the {kind.upper()} file ends too early")
     return Photo(data, kind, filename)
 
@@ -234,28 +228,6 @@ def _find_field(body: bytes, boundary: bytes, name: str) -> tuple[bytes, str, st
             return body[content_start:content_end], part_type, filename
         position = content_end + 2 + len(delimiter)
     raise UploadError(400, f"no file field named '{name}' in the upload")
-
-
-def sniff(data: bytes) -> str | None:
-    """Names the image format from the file's first bytes, or ``None`` when it is none we read."""
-    for signature, kind in _SIGNATURES:
-        if data.startswith(signature):
-            return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def is_truncated(data: bytes, kind: str) -> bool:
-    """True when a JPEG or PNG lacks its end marker (OpenCV would decode the torn file silently)."""
-    if kind == "jpeg":
-        # Some cameras pad after the end-of-image marker, so look near the end, not at it.
-        return b"\xff\xd9" not in data[-64:]
-    if kind == "png":
-        return b"IEND" not in data[-32:]
-    if kind == "webp":
-        return len(data) < 8 + int.from_bytes(data[4:8], "little")
-    return False
 
 
 def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: int, max_bytes: int) -> None:
