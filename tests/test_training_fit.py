@@ -175,3 +175,30 @@ def test_labels_on_the_command_line_are_split_and_trimmed_as_in_a_config_file(tm
     data = write_class_folders(tmp_path / "data", per_class=2)
     args = parse_args(["--data", str(data), "--out", str(tmp_path / "run"), "--labels", "glass, metal,cardboard"])
     assert resolve_config(args).labels == ["glass", "metal", "cardboard"]
+
+
+@pytest.mark.slow
+def test_a_run_can_start_from_an_earlier_runs_weights_and_refuses_one_that_does_not_fit(tmp_path, capsys):
+    import keras
+    import numpy as np
+
+    data = write_class_folders(tmp_path / "data", per_class=10)
+    first = tmp_path / "first"
+    assert main(["--data", str(data), "--out", str(first), *TINY]) == 0
+    second = tmp_path / "second"
+    whole = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "0",
+             "--finetune-epochs", "1", "--max-train-steps", "2"]
+    # Another seed: had the weights not been loaded, its random start would be far from the first run's.
+    assert main(["--data", str(data), "--out", str(second), "--init-from", str(first), "--seed", "1", *whole]) == 0
+    assert "starting from the weights of" in capsys.readouterr().err
+    assert (second / "config.yaml").read_text().count(f"init_from: {first}") == 1
+    before = keras.saving.load_model(first / "model.keras", compile=False).get_weights()
+    after = keras.saving.load_model(second / "model.keras", compile=False).get_weights()
+    # Started from the first run's weights: one short epoch later they are still close, not random.
+    assert all(np.allclose(a, b, atol=0.05) for a, b in zip(before, after))
+
+    assert main(["--data", str(data), "--out", str(tmp_path / "third"), "--init-from", str(first),
+                 *whole[:2], "--image-size", "48", *whole[4:]]) == 2
+    assert "its image_size is 32, this run's 48" in capsys.readouterr().err
+    assert main(["--data", str(data), "--out", str(tmp_path / "fourth"), "--init-from", str(data), *whole]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err

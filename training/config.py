@@ -82,6 +82,7 @@ class TrainConfig(_Settings):
     cache: bool = True
     cache_views: int = Field(0, ge=0)                    # >0: cache the frozen lower backbone for K augmented views (CPU)
     cache_cut: str = ""                                  # layer where the frozen part ends (default per backbone)
+    init_from: str = ""                                  # a finished run folder whose model.keras the weights start from
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -103,7 +104,7 @@ class TrainConfig(_Settings):
     def _weights_none(cls, value: Any) -> Any:
         return "none" if value is None else value  # YAML "weights: null"
 
-    @field_validator("data", "cache_cut", mode="before")
+    @field_validator("data", "cache_cut", "init_from", mode="before")
     @classmethod
     def _empty_text(cls, value: Any) -> Any:
         return "" if value is None else value  # a key left empty in YAML means its default

@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-views", type=int, help="CPU speed-up: cache the frozen lower backbone for K "
                                                         "augmented views per image and train the top on them")
     parser.add_argument("--cache-cut", help="layer where the cached frozen part ends (default per backbone)")
+    parser.add_argument("--init-from", help="a finished run folder: start from its model's weights (same "
+                                            "backbone, image size and classes) instead of the preset's")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--seeds", help="comma-separated seeds: repeat the run, report mean ± std")
@@ -66,7 +68,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         split_file=args.split_file, label_map=args.label_map, backbone=args.backbone, weights=args.weights,
         image_size=args.image_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
         finetune_layers=args.finetune_layers, batch_size=args.batch_size, seed=args.seed,
-        cache_views=args.cache_views, cache_cut=args.cache_cut,
+        cache_views=args.cache_views, cache_cut=args.cache_cut, init_from=args.init_from,
         labels=args.labels,  # "a, b,c": split and trimmed by the config, as in YAML
     )
     if not config.data:
@@ -77,7 +79,21 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     weights = str(config.weights)
     if ("/" in weights or weights.startswith(".")) and not Path(weights).exists():
         raise ModelError(f"--weights {weights}: preset folder not found")
+    if config.init_from:
+        check_init_run(config)
     return config
+
+
+def check_init_run(config: TrainConfig) -> None:
+    """Refuses an ``init_from`` run whose model could not take this run's place (before TensorFlow loads)."""
+    run = Path(config.init_from)
+    if not (run / "model.keras").is_file() or not (run / "config.yaml").is_file():
+        raise ModelError(f"--init-from {run}: not a finished run folder (model.keras and config.yaml)")
+    earlier = TrainConfig.from_yaml(run / "config.yaml")
+    for key in ("backbone", "image_size", "dropout"):
+        if getattr(earlier, key) != getattr(config, key):
+            raise ModelError(f"--init-from {run}: its {key} is {getattr(earlier, key)!r}, this run's "
+                             f"{getattr(config, key)!r}; the weights fit only the same model")
 
 
 def prepare_data(config: TrainConfig):
@@ -167,6 +183,8 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     with strategy.scope():
         model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),
                                            config.dropout)
+        if config.init_from:
+            start_from_run(model, Path(config.init_from), labels)
     if config.loss == "focal":
         # The class weights as they are (their mean over the training samples is 1), not scaled to sum 1:
         # the loss keeps cross-entropy's scale, so clipnorm and SGD's step size mean the same.
@@ -239,6 +257,17 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     print(f"wrote {run_dir}: model.keras, report.md, metrics.json, confusion_matrix.png, curves.png "
           f"(test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f})", file=sys.stderr)
     return metrics
+
+
+def start_from_run(model, run: Path, labels: list[str]) -> None:
+    """Loads an earlier run's weights into ``model`` (a longer schedule in steps: e.g. the whole backbone
+    fine-tuned after a run that trained its top on cached features)."""
+    earlier = [line for line in (run / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
+    if earlier != labels:
+        raise ModelError(f"--init-from {run}: its classes {', '.join(earlier)} are not this run's "
+                         f"{', '.join(labels)} (in this order)")
+    model.load_weights(run / "model.keras")
+    print(f"starting from the weights of {run / 'model.keras'}", file=sys.stderr)
 
 
 def write_run_header(config: TrainConfig, run_dir: Path, labels: list[str], split) -> None:
