@@ -32,6 +32,19 @@ def make_photo(label_index: int, size=(48, 64), seed: int = 0) -> np.ndarray:
     return np.clip(base + noise + 30, 0, 255).astype(np.uint8)
 
 
+def pillow_bytes(image, fmt: str, orientation: int | None = None, **options) -> bytes:
+    """A Pillow image encoded as ``fmt`` (PNG, WEBP, ...), optionally tagged with an EXIF orientation."""
+    import io
+
+    if orientation is not None:
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
 def write_class_folders(root: Path, labels=TINY_LABELS, per_class: int = 8, size=(48, 64)) -> Path:
     """Writes ``root/<label>/<label>_<i>.jpg`` photos and returns ``root``."""
     import cv2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge import image_header
-from tests.conftest import make_photo
+from tests.conftest import make_photo, pillow_bytes
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -21,14 +21,7 @@ def encoded(ext: str, image: np.ndarray, *params) -> bytes:
 
 
 def pillow(mode: str, fmt: str, orientation: int | None = None, **options) -> bytes:
-    image = PIL.new(mode, (8, 6))
-    if orientation is not None:
-        exif = PIL.Exif()
-        exif[0x0112] = orientation
-        options["exif"] = exif.tobytes()
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+    return pillow_bytes(PIL.new(mode, (8, 6)), fmt, orientation, **options)
 
 
 def test_jpeg_size_reads_the_frame_header_without_decoding():

@@ -8,7 +8,7 @@ import pytest
 
 from edge import image_header, imaging
 from edge.bundle import InputSpec
-from tests.conftest import make_photo
+from tests.conftest import make_photo, pillow_bytes
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -198,16 +198,8 @@ def test_a_junk_ff00_cannot_steer_the_size_reading_to_a_fake_frame_header():
 
 
 def _pillow_bytes(pixels: np.ndarray, mode: str, fmt: str, orientation: int | None = None, **options) -> bytes:
-    import io
-
     image = pytest.importorskip("PIL.Image").fromarray(pixels, mode)
-    if orientation is not None:
-        exif = image.getexif()
-        exif[0x0112] = orientation
-        options["exif"] = exif.tobytes()
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+    return pillow_bytes(image, fmt, orientation, **options)
 
 
 def test_transparent_pixels_are_shown_on_white_not_as_the_colour_they_hide():
