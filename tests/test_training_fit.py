@@ -185,20 +185,55 @@ def test_a_run_can_start_from_an_earlier_runs_weights_and_refuses_one_that_does_
     data = write_class_folders(tmp_path / "data", per_class=10)
     first = tmp_path / "first"
     assert main(["--data", str(data), "--out", str(first), *TINY]) == 0
-    second = tmp_path / "second"
+    same_split = ["--split-file", str(first / "split.json")]
     whole = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "0",
-             "--finetune-epochs", "1", "--max-train-steps", "2"]
+             "--finetune-epochs", "1", "--max-train-steps", "2", *same_split]
+    second = tmp_path / "second"
     # Another seed: had the weights not been loaded, its random start would be far from the first run's.
     assert main(["--data", str(data), "--out", str(second), "--init-from", str(first), "--seed", "1", *whole]) == 0
     assert "starting from the weights of" in capsys.readouterr().err
     assert (second / "config.yaml").read_text().count(f"init_from: {first}") == 1
+    assert f"Started from the weights of `{first}`" in (second / "report.md").read_text()
     before = keras.saving.load_model(first / "model.keras", compile=False).get_weights()
     after = keras.saving.load_model(second / "model.keras", compile=False).get_weights()
-    # Started from the first run's weights: one short epoch later they are still close, not random.
     assert all(np.allclose(a, b, atol=0.05) for a, b in zip(before, after))
 
-    assert main(["--data", str(data), "--out", str(tmp_path / "third"), "--init-from", str(first),
-                 *whole[:2], "--image-size", "48", *whole[4:]]) == 2
-    assert "its image_size is 32, this run's 48" in capsys.readouterr().err
-    assert main(["--data", str(data), "--out", str(tmp_path / "fourth"), "--init-from", str(data), *whole]) == 2
-    assert "not a finished run folder" in capsys.readouterr().err
+
+@pytest.mark.parametrize("change, message", [
+    ("image_size", "its image_size is 32, this run's 48; start from a run of the same model"),
+    ("unfinished", "not a finished run folder (metrics.json missing; a run still training has no metrics.json yet)"),
+    ("not_a_run", "not a finished run folder"),
+    ("damaged", "model.keras is not a saved Keras model"),
+    ("other_classes", "its classes cardboard, glass, metal, paper are not this run's cardboard, glass, metal"),
+    ("other_split", "it trained on"),
+])
+def test_a_start_run_that_does_not_fit_is_refused_in_one_line_before_training(tmp_path, capsys, change, message):
+    import yaml
+
+    data = write_class_folders(tmp_path / "data", per_class=6)
+    run = tmp_path / "earlier"
+    run.mkdir()
+    config = {"backbone": "efficientnet_lite0", "image_size": 32, "dropout": 0.2}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    labels = ["cardboard", "glass", "metal"] + (["paper"] if change == "other_classes" else [])
+    (run / "labels.txt").write_text("\n".join(labels) + "\n")
+    files = sorted(str(path.relative_to(data)) for path in data.rglob("*.jpg"))
+    train = files if change == "other_split" else []
+    (run / "split.json").write_text(json.dumps({"splits": {"train": train, "val": [], "test": []}}))
+    (run / "metrics.json").write_text("{}")
+    import zipfile
+
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+    if change == "unfinished":
+        (run / "metrics.json").unlink()
+    if change == "not_a_run":
+        run = data
+    if change == "damaged":
+        (run / "model.keras").write_bytes(b"half a zip")
+    size = "48" if change == "image_size" else "32"
+    args = ["--data", str(data), "--out", str(tmp_path / "new"), "--init-from", str(run),
+            "--weights", "none", "--image-size", size, "--head-epochs", "0", "--finetune-epochs", "1"]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

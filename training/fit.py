@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                         "augmented views per image and train the top on them")
     parser.add_argument("--cache-cut", help="layer where the cached frozen part ends (default per backbone)")
     parser.add_argument("--init-from", help="a finished run folder: start from its model's weights (same "
-                                            "backbone, image size and classes) instead of the preset's")
+                                            "backbone, image size, dropout and classes; it must not have "
+                                            "trained on this run's val/test photos)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--seeds", help="comma-separated seeds: repeat the run, report mean ± std")
@@ -80,20 +81,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if ("/" in weights or weights.startswith(".")) and not Path(weights).exists():
         raise ModelError(f"--weights {weights}: preset folder not found")
     if config.init_from:
-        check_init_run(config)
+        from training.init_run import check_finished
+
+        check_finished(config)
     return config
-
-
-def check_init_run(config: TrainConfig) -> None:
-    """Refuses an ``init_from`` run whose model could not take this run's place (before TensorFlow loads)."""
-    run = Path(config.init_from)
-    if not (run / "model.keras").is_file() or not (run / "config.yaml").is_file():
-        raise ModelError(f"--init-from {run}: not a finished run folder (model.keras and config.yaml)")
-    earlier = TrainConfig.from_yaml(run / "config.yaml")
-    for key in ("backbone", "image_size", "dropout"):
-        if getattr(earlier, key) != getattr(config, key):
-            raise ModelError(f"--init-from {run}: its {key} is {getattr(earlier, key)!r}, this run's "
-                             f"{getattr(config, key)!r}; the weights fit only the same model")
 
 
 def prepare_data(config: TrainConfig):
@@ -139,6 +130,10 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     # a second. They draw their own seeded random numbers, untouched by Keras' global seed.
     scan_started = time.time()
     dataset, split = prepare_data(config)
+    if config.init_from:
+        from training.init_run import check_against
+
+        check_against(config, dataset.labels, split)
     scan_seconds = time.time() - scan_started
     import keras
     import numpy as np
@@ -184,7 +179,10 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),
                                            config.dropout)
         if config.init_from:
-            start_from_run(model, Path(config.init_from), labels)
+            from training.init_run import load_weights
+
+            load_weights(model, Path(config.init_from))
+            print(f"starting from the weights of {Path(config.init_from) / 'model.keras'}", file=sys.stderr)
     if config.loss == "focal":
         # The class weights as they are (their mean over the training samples is 1), not scaled to sum 1:
         # the loss keeps cross-entropy's scale, so clipnorm and SGD's step size mean the same.
@@ -249,6 +247,15 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
              f"train/val/test images; {metrics['train_seconds']:.0f} s.",
              f"As the bin classifies by default (each photo {', '.join(DEFAULT_VIEWS)}, averaged): test accuracy "
              f"{metrics['bin_views_accuracy']:.4f}, macro-F1 {metrics['bin_views_macro_f1']:.4f} (reported only)."]
+    if config.init_from:
+        from training.init_run import earlier_val_macro_f1
+
+        earlier = earlier_val_macro_f1(Path(config.init_from))
+        notes.append(f"Started from the weights of `{config.init_from}`"
+                     + (f" (its val macro-F1 {earlier:.4f})." if earlier is not None else "."))
+        if earlier is not None and best.best_f1 < earlier:
+            print(f"note: no epoch beat the val macro-F1 of {config.init_from} ({best.best_f1:.4f} < {earlier:.4f}): "
+                  f"that run's model is the better one on val", file=sys.stderr)
     if dataset.unreadable:
         from training.split import first_names
 
@@ -257,17 +264,6 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     print(f"wrote {run_dir}: model.keras, report.md, metrics.json, confusion_matrix.png, curves.png "
           f"(test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f})", file=sys.stderr)
     return metrics
-
-
-def start_from_run(model, run: Path, labels: list[str]) -> None:
-    """Loads an earlier run's weights into ``model`` (a longer schedule in steps: e.g. the whole backbone
-    fine-tuned after a run that trained its top on cached features)."""
-    earlier = [line for line in (run / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
-    if earlier != labels:
-        raise ModelError(f"--init-from {run}: its classes {', '.join(earlier)} are not this run's "
-                         f"{', '.join(labels)} (in this order)")
-    model.load_weights(run / "model.keras")
-    print(f"starting from the weights of {run / 'model.keras'}", file=sys.stderr)
 
 
 def write_run_header(config: TrainConfig, run_dir: Path, labels: list[str], split) -> None:
