@@ -237,7 +237,7 @@ def _evaluate(run: RunFolder, model, lite, data_dir: Path, pixels: InputSpec,
         "test", run, model, lite, data_dir, pixels, say)
     if skipped:
         metrics["skipped"] = len(skipped)
-    # The figures above use the bin's OpenCV pipeline; say how far training's TensorFlow one is.
+    # The figures above use the bin's pipeline; say how far training's is (a guard: 0 since session 13).
     # The photos the bin's decoder read (its images line up with these), so one unreadable photo does
     # not cost the whole comparison.
     pipelines = measure_preprocessing(model, items_read(test_items, skipped), test_images, float_probabilities,

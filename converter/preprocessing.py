@@ -9,7 +9,7 @@ hiding in the accuracy.
 
 Usage:
     from converter.preprocessing import measure
-    figures = measure(model, items, edge_images, edge_probabilities, size)
+    figures = measure(model, items, edge_images, edge_probabilities, targets)
 """
 
 from __future__ import annotations

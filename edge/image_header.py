@@ -6,7 +6,8 @@ before any memory is spent, transparency and orientation to show a cut-out photo
 camera would see it.
 
 Usage:
-    height, width = image_header.image_size(data)
+    from edge import image_header
+    size = image_header.image_size(data)  # (height, width), or None when the header does not say
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ def sniff(data: bytes) -> str | None:
 
 
 def is_truncated(data: bytes, kind: str) -> bool:
-    """True when a JPEG or PNG lacks its end marker (OpenCV would decode the torn file silently)."""
+    """True when a JPEG, PNG or WebP ends before its picture does (OpenCV would decode the torn file
+    silently, with a grey or missing part).
+
+    A JPEG is whole when an end marker follows the start of its scan data anywhere: phones append
+    data after it (a Motion Photo's video, Samsung's trailer), and an embedded thumbnail's own end
+    marker comes before the scan. A PNG is whole when its chunks reach ``IEND``.
+    """
     if kind == "jpeg":
-        # Some cameras pad after the end-of-image marker, so look near the end, not at it.
-        return b"\xff\xd9" not in data[-64:]
+        scan = _jpeg_scan_start(data)
+        return scan is None or data.find(b"\xff\xd9", scan) < 0
     if kind == "png":
-        return b"IEND" not in data[-32:]
+        return not any(chunk == b"IEND" for chunk, _, _ in _png_chunks(data))
     if kind == "webp":
         return len(data) < 8 + int.from_bytes(data[4:8], "little")
     return False
@@ -112,6 +119,28 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+
+def _jpeg_scan_start(data: bytes) -> int | None:
+    """Where a JPEG's first start-of-scan segment begins; None if the segments end before one."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            position = data.find(b"\xff", position)
+            if position < 0:
+                return None
+            continue
+        marker = data[position + 1]
+        if marker == 0xDA:
+            return position
+        if marker in (0xFF, 0x00) or marker in _STANDALONE_MARKERS:
+            position += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker == 0xD9 or length < 2:
+            return None
+        position += 2 + length
+    return None
+
 def _png_chunks(data: bytes, checked: bool = False):
     """(type, start, end) of each PNG chunk's payload, in file order, up to IEND or a truncation;
     ``checked``: only chunks whose CRC is right (libpng drops an ancillary chunk whose CRC is wrong)."""
@@ -155,7 +184,14 @@ def may_be_transparent(data: bytes) -> bool:
             return True
         # A tRNS chunk on a palette or RGB picture: OpenCV gives it an alpha channel. A grey one's
         # colour key it ignores (one channel comes back), so such a picture is taken as opaque.
-        return colour_type in (2, 3) and any(kind == b"tRNS" for kind, _, _ in _png_chunks(data))
+        if colour_type not in (2, 3):
+            return False
+        for kind, _, _ in _png_chunks(data):
+            if kind == b"tRNS":
+                return True
+            if kind == b"IDAT":  # tRNS must come before the image data
+                return False
+        return False
     for fourcc, start, end in _webp_chunks(data):
         if fourcc == b"VP8X":
             return end > start and bool(data[start] & 0x10)
@@ -195,3 +231,27 @@ def exif_orientation(data: bytes) -> int:
             value = int.from_bytes(tiff[entry + 8:entry + 10], order)  # a SHORT, first in the value field
             return value if 1 <= value <= 8 else 1
     return 1
+
+
+def _orientation_tiff(orientation: int) -> bytes:
+    """A little-endian TIFF block holding just an EXIF orientation."""
+    entry = (EXIF_ORIENTATION_TAG.to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+             + orientation.to_bytes(2, "little") + bytes(2))
+    return b"II*\0" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little") + entry + bytes(4)
+
+
+def with_exif_orientation(data: bytes, orientation: int) -> bytes:
+    """A PNG, or a lossless WebP without an extended header (as OpenCV writes them), with an EXIF
+    orientation added: how the decoder asks OpenCV whether it turns such a file itself."""
+    tiff = _orientation_tiff(orientation)
+    if data[:8] == PNG_SIGNATURE:
+        chunk = b"eXIf" + tiff
+        exif = len(tiff).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+        return data[:33] + exif + data[33:]  # after the 25-byte IHDR chunk
+    if data[:4] == b"RIFF" and data[12:16] == b"VP8L":
+        height, width = image_size(data)
+        header = bytes([0x08, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+        body = (b"VP8X" + len(header).to_bytes(4, "little") + header + data[12:]
+                + b"EXIF" + len(tiff).to_bytes(4, "little") + tiff + bytes(len(tiff) & 1))
+        return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WEBP" + body
+    raise ValueError("expected a PNG or a lossless WebP without an extended header")

@@ -68,14 +68,18 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     if max_pixels is not None and size is None:
         # OpenCV decodes more than the header readers know (TIFF, PPM, odd JPEGs): unchecked, it could be huge.
         raise ValueError("not a readable image (its size cannot be read from its header)")
+    transparent = image_header.may_be_transparent(data)
     if max_pixels is not None and size is not None:
         height, width = (-(-side // factor) for side in size)  # libjpeg rounds scaled sizes up
         if height * width > max_pixels:
             raise ImageTooLarge(f"too large: {size[1]}x{size[0]} pixels (limit {max_pixels / 1e6:g} megapixels)")
+        if transparent and height * width * _transparent_weight(data) > max_pixels:
+            raise ImageTooLarge(f"too large: {size[1]}x{size[0]} pixels with transparency take the memory of "
+                                f"{height * width * _transparent_weight(data) / 1e6:.0f} megapixels "
+                                f"(limit {max_pixels / 1e6:g} megapixels)")
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
     buffer = np.frombuffer(data, dtype=np.uint8)
-    transparent = image_header.may_be_transparent(data)
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED if transparent else flag)
     except cv2.error:
@@ -83,9 +87,38 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
     if bgr is None or bgr.size == 0 or (bgr.ndim != 3 and not transparent):
         raise ValueError("not a readable image")
     if transparent:
-        bgr = _upright(_on_white(bgr), image_header.exif_orientation(data))
+        # Turned only where this OpenCV turns the same file when it decodes to colour (builds differ:
+        # 4.x leaves a WebP's orientation alone), so a cut-out lies as its opaque twin would.
+        kind = image_header.sniff(data)
+        orientation = image_header.exif_orientation(data) if _opencv_turns(kind) else 1
+        bgr = _upright(_on_white(bgr), orientation)
     # In place: a second full-size array would double the peak memory of a large photo.
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+
+
+def _transparent_weight(data: bytes) -> float:
+    """How many colour pixels' memory one pixel of a transparent image takes while it is decoded as
+    stored (4 channels, 1 or 2 bytes each) and composed into 3 bytes: counted against max_pixels."""
+    sixteen_bits = data[:8] == image_header.PNG_SIGNATURE and len(data) > 24 and data[24] == 16
+    return (4 * (2 if sixteen_bits else 1) + 3) / 3
+
+
+@functools.cache
+def _opencv_turns(kind: str | None) -> bool:
+    """Whether this OpenCV build turns a ``png`` or ``webp`` file by its EXIF orientation when it
+    decodes it to colour (asked once, with a 2 x 1 picture tagged "turn 90 degrees")."""
+    cv2 = _cv2()
+    extension = {"png": ".png", "webp": ".webp"}.get(kind or "")
+    if extension is None:
+        return False
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if kind == "webp" else []  # above 100: lossless
+    ok, encoded = cv2.imencode(extension, np.zeros((1, 2, 3), np.uint8), params)
+    try:
+        tagged = image_header.with_exif_orientation(encoded.tobytes(), 6)
+        decoded = cv2.imdecode(np.frombuffer(tagged, np.uint8), cv2.IMREAD_COLOR)
+    except (ValueError, cv2.error):
+        return False
+    return ok and decoded is not None and decoded.shape[:2] == (2, 1)
 
 
 def _on_white(image: np.ndarray) -> np.ndarray:
@@ -94,7 +127,7 @@ def _on_white(image: np.ndarray) -> np.ndarray:
 
     White because a cut-out is meant to be seen on a background, not as the colours its transparent
     pixels happen to hide (often black, or a lossy encoder's noise), and TrashNet's photos are taken
-    on white. Training decodes such files with this decoder too (``training.pipeline.decode_rgb``).
+    on white. Training decodes every photo with this decoder too (``training.pipeline.as_the_bin_sees_it``).
     """
     cv2 = _cv2()
     if image.ndim == 2 or image.shape[2] != 4:

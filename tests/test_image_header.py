@@ -129,3 +129,30 @@ PNG_START = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR"
 def test_malformed_headers_are_read_as_opaque_and_upright_without_raising(data):
     assert image_header.exif_orientation(data) == 1
     assert image_header.may_be_transparent(data) in (True, False)
+
+
+def test_sniff_names_the_formats_the_bin_reads():
+    assert image_header.sniff(encoded(".jpg", make_photo(0))) == "jpeg"
+    assert image_header.sniff(encoded(".png", make_photo(0))) == "png"
+    assert image_header.sniff(encoded(".webp", make_photo(0))) == "webp"
+    assert image_header.sniff(encoded(".bmp", make_photo(0))) == "bmp"
+    assert image_header.sniff(b"\0\0\0\x18ftypheic") is None
+
+
+def test_a_jpeg_or_png_with_data_after_its_end_is_whole_one_cut_short_is_not():
+    jpeg, png = encoded(".jpg", make_photo(0)), encoded(".png", make_photo(0))
+    motion_photo = jpeg + b"\0\0\0\x18ftypmp42" + bytes(5000)  # a phone's video after the picture
+    assert not image_header.is_truncated(motion_photo, "jpeg")
+    assert not image_header.is_truncated(png + bytes(100), "png")
+    assert image_header.is_truncated(jpeg[:len(jpeg) // 2], "jpeg")
+    assert image_header.is_truncated(png[:len(png) // 2], "png")
+    padded = jpeg[:-2] + bytes(200)  # the end marker replaced by padding
+    assert image_header.is_truncated(padded, "jpeg")
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp"])
+def test_an_orientation_can_be_added_to_the_files_opencv_writes(ext):
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else []
+    tagged = image_header.with_exif_orientation(encoded(ext, make_photo(0, size=(6, 8)), *params), 6)
+    assert image_header.exif_orientation(tagged) == 6
+    assert cv2.imdecode(np.frombuffer(tagged, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] == (6, 8)

@@ -28,11 +28,6 @@ def photo(path, orientation: int | None = None) -> None:
     image.save(path, quality=90, exif=exif)
 
 
-def bin_pixels(path, size: int) -> np.ndarray:
-    spec = InputSpec(height=size, width=size, dtype="uint8", scale=1.0, zero_point=0)
-    return imaging.resize_for_model(imaging.read_image(path), spec).astype(int)
-
-
 def bin_input(path, size: int) -> np.ndarray:
     spec = InputSpec(height=size, width=size, dtype="uint8", scale=1.0, zero_point=0)
     return imaging.resize_for_model(imaging.read_image(path), spec)
@@ -44,6 +39,11 @@ def test_training_sees_each_exif_orientation_exactly_as_the_bin_does(tmp_path, o
     photo(path, orientation)
     trained = load_image(tf.constant(str(path)), 32).numpy()
     assert np.array_equal(trained, bin_input(path, 32))
+    import cv2
+
+    upright = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert upright.shape[:2] == ((48, 64) if orientation <= 4 else (64, 48))  # OpenCV turned it
+    assert np.array_equal(trained, cv2.resize(upright, (32, 32), interpolation=cv2.INTER_LINEAR))
 
 
 def test_a_jpeg_is_decoded_and_stretched_exactly_as_the_bin_does(tmp_path):
@@ -52,7 +52,7 @@ def test_a_jpeg_is_decoded_and_stretched_exactly_as_the_bin_does(tmp_path):
     assert np.array_equal(load_image(tf.constant(str(path)), 48).numpy(), bin_input(path, 48))
 
 
-def test_datasets_carry_the_orientation_of_each_file(tmp_path):
+def test_a_dataset_turns_each_photo_by_its_own_orientation(tmp_path):
     for name, orientation in (("a", 6), ("b", None)):
         (tmp_path / "glass").mkdir(exist_ok=True)
         photo(tmp_path / "glass" / f"{name}.jpg", orientation)

@@ -136,7 +136,6 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         check_against(config, dataset.labels, split)
     scan_seconds = time.time() - scan_started
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from training.augment import Augmenter

@@ -4,8 +4,8 @@
 what it answers (the status, a classification) comes from that ``WebServer``, so this module is
 only about HTTP: methods, headers, refusals that never leave a client hanging.
 
-Usage:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 8080), RequestHandler)
+Usage (``edge.web.server`` does this; the server must also carry a ``head_watch``):
+    httpd = _Server(("127.0.0.1", 8080), RequestHandler)
     httpd.app = web_server  # what the handler asks for
 """
 
