@@ -83,10 +83,9 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's frame header without decoding it; None if not a readable JPEG."""
-    if data[:2] != b"\xff\xd8":
-        return None
+def _jpeg_segments(data: bytes):
+    """(marker, position) of each JPEG segment that has a length, in file order, up to the first
+    scan or end marker (both yielded); bytes libjpeg skips are skipped here too."""
     position, end = 2, len(data)
     while position + 4 <= end:
         if data[position] != 0xFF:
@@ -94,7 +93,7 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             # must this, or a picture's size would go unread (and unchecked) while OpenCV decodes it.
             position = data.find(b"\xff", position)
             if position < 0:
-                return None
+                return
             continue
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte before a marker
@@ -106,40 +105,32 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in _STANDALONE_MARKERS:
             position += 2
             continue
+        yield marker, position
         length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image, or scan data: no more headers
+            return
+        position += 2 + length
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header without decoding it; None if not a readable JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    for marker, position in _jpeg_segments(data):
         if marker in _SOF_MARKERS:
-            if length < 7 or position + 9 > end:
+            length = int.from_bytes(data[position + 2:position + 4], "big")
+            if length < 7 or position + 9 > len(data):
                 return None
             height = int.from_bytes(data[position + 5:position + 7], "big")
             width = int.from_bytes(data[position + 7:position + 9], "big")
             return (height, width) if height and width else None
-        if marker in (0xD9, 0xDA) or length < 2:  # end of image or scan data before any frame header
-            return None
-        position += 2 + length
     return None
-
 
 
 def _jpeg_scan_start(data: bytes) -> int | None:
     """Where a JPEG's first start-of-scan segment begins; None if the segments end before one."""
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            position = data.find(b"\xff", position)
-            if position < 0:
-                return None
-            continue
-        marker = data[position + 1]
-        if marker == 0xDA:
-            return position
-        if marker in (0xFF, 0x00) or marker in _STANDALONE_MARKERS:
-            position += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(data[position + 2:position + 4], "big")
-        if marker == 0xD9 or length < 2:
-            return None
-        position += 2 + length
-    return None
+    return next((position for marker, position in _jpeg_segments(data) if marker == 0xDA), None)
+
 
 def _png_chunks(data: bytes, checked: bool = False):
     """(type, start, end) of each PNG chunk's payload, in file order, up to IEND or a truncation;
