@@ -73,10 +73,10 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
         height, width = (-(-side // factor) for side in size)  # libjpeg rounds scaled sizes up
         if height * width > max_pixels:
             raise ImageTooLarge(f"too large: {size[1]}x{size[0]} pixels (limit {max_pixels / 1e6:g} megapixels)")
-        if transparent and height * width * _transparent_weight(data) > max_pixels:
+        held = height * width * _transparent_weight(data) if transparent else 0
+        if held > max_pixels:
             raise ImageTooLarge(f"too large: {size[1]}x{size[0]} pixels with transparency take the memory of "
-                                f"{height * width * _transparent_weight(data) / 1e6:.0f} megapixels "
-                                f"(limit {max_pixels / 1e6:g} megapixels)")
+                                f"{held / 1e6:.0f} megapixels (limit {max_pixels / 1e6:g} megapixels)")
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
     buffer = np.frombuffer(data, dtype=np.uint8)

@@ -91,7 +91,7 @@ def test_manifest_carries_the_gate_figures(bundles):
     assert gate["split"] == "val" and gate["n"] == 3 and gate["max_drop"] == 1.0 and gate["significance"] == 0.05
     assert gate["drop_points"] == pytest.approx(100 * (gate["float_accuracy"] - gate["model_accuracy"]))
     assert set(gate["flips"]) == {"broken", "fixed", "mcnemar_p"}
-    pipelines = metrics["preprocessing"]  # OpenCV (the bin) against TensorFlow (training) decode + resize
+    pipelines = metrics["preprocessing"]  # training's pictures against the bin's (the same functions since session 13)
     assert 0 <= pipelines["pixel_mean_abs_diff"] < 5
     assert 0.0 <= pipelines["float_top1_agreement"] <= 1.0
 

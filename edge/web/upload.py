@@ -246,19 +246,21 @@ def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: i
         # Pruned by their answers (written first, so a photo never lacks one); the new upload is
         # never pruned, even when a clock that stepped back makes its name sort first.
         size: dict[str, int] = {}  # upload name -> bytes of its photo and answer, in one pass over the folder
+        files: dict[str, list[str]] = {}
         answered = set()
         with os.scandir(folder) as entries:
             for entry in entries:
                 name, _, suffix = entry.name.partition(".")
                 size[name] = size.get(name, 0) + entry.stat().st_size
+                files.setdefault(name, []).append(entry.path)
                 if suffix == "json":
                     answered.add(name)
         kept = sorted(answered - {stem})
         total = sum(size.values())
         while kept and (len(kept) + 1 > max_files or total > max_bytes):
             oldest = kept.pop(0)
-            for path in folder.glob(f"{oldest}.*"):
-                path.unlink(missing_ok=True)
+            for path in files[oldest]:
+                Path(path).unlink(missing_ok=True)
             total -= size[oldest]
     except OSError as err:
         log.warning("could not keep the upload in %s: %s", folder, err)
