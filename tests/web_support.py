@@ -1,4 +1,4 @@
-"""Helpers for the web tests: multipart bodies, raw HTTP requests and a system Chromium.
+"""Helpers for the web tests: a served tiny model, multipart bodies, raw HTTP requests and a system Chromium.
 
 Usage:
     body, content_type = multipart(("image", "photo.jpg", "image/jpeg", data))
@@ -19,9 +19,46 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from edge.decision import Decider
+from edge.web.server import WebServer
+from tests.conftest import make_photo
+
 CHROMIUM = os.environ.get("SMARTBIN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The bins the web API tests' tiny three-class model sorts into.
+BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
+
+
+def serve(classifier, state_dir, **options) -> WebServer:
+    server = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
+                       state_dir=state_dir, **options)
+    server.start()
+    return server
+
+
+@contextlib.contextmanager
+def serving(classifier, state_dir, **options):
+    """A started ``WebServer`` for the ``with`` block (the ``server`` fixture of the web API tests)."""
+    web = serve(classifier, state_dir, **options)
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
+def classify(server, body: bytes, content_type: str, headers: dict[str, str] | None = None):
+    return request(server.url + "api/classify", "POST", body, {"Content-Type": content_type, **(headers or {})})
+
+
+def upload(server, data: bytes, filename="photo.jpg", content_type="image/jpeg"):
+    body, kind = multipart(("image", filename, content_type, data))
+    return classify(server, body, kind)
+
+
+def assert_still_serving(server):
+    status, _, result = upload(server, jpeg_bytes(make_photo(0, size=(96, 128))))
+    assert status == 200 and result["label"] == "cardboard"
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
