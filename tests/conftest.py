@@ -22,6 +22,15 @@ TINY_LABELS = ("cardboard", "glass", "metal")
 TINY_SIZE = 32
 
 
+def read_all(source, limit=10_000) -> list:
+    """Every frame a camera source gives until it ends (a test fails on an endless one)."""
+    frames = []
+    while (frame := source.read(timeout=5)) is not None:
+        frames.append(frame)
+        assert len(frames) < limit
+    return frames
+
+
 def make_photo(label_index: int, size=(48, 64), seed: int = 0) -> np.ndarray:
     """A synthetic RGB photo whose dominant colour depends on its class, so a tiny model can learn it."""
     rng = np.random.default_rng(seed)

@@ -1,4 +1,7 @@
-"""camera: replay simulates a tray, OpenCV reads files/devices with back-off, auto fails clearly, fake hangs on cue."""
+"""camera: OpenCV reads files/devices with back-off, picamera2 gives RGB, auto fails clearly, fake hangs on cue.
+
+The replay source has its own file, ``test_camera_replay.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,168 +14,12 @@ import numpy as np
 import pytest
 
 from edge import imaging
-from edge.camera import Frame, FrameSource, open_source
-from edge.camera.replay import empty_tray
+from edge.camera import open_source
 from edge.errors import CameraError
-from tests.conftest import make_photo
-
-
-def read_all(source, limit=10_000) -> list[Frame]:
-    frames = []
-    while (frame := source.read(timeout=5)) is not None:
-        frames.append(frame)
-        assert len(frames) < limit
-    return frames
-
-
-# --- replay -----------------------------------------------------------------------------------
-
-
-def test_replay_shows_each_photo_as_an_item_between_empty_trays(photo_folder):
-    source = open_source("replay", path=photo_folder, empty_frames=3, present_frames=5)
-    assert isinstance(source, FrameSource)
-    frames = read_all(source)
-    assert len(frames) == 24 * (3 + 5) + 3
-    assert [frame.index for frame in frames] == list(range(len(frames)))
-    first_item = frames[:8]
-    assert [frame.truth for frame in first_item] == [None] * 3 + ["cardboard"] * 5
-    assert first_item[3].source_id == "cardboard/cardboard_0.jpg"
-    assert all(frame.truth is None for frame in frames[-3:])
-    assert source.stats == {"frames": len(frames), "unreadable": 0, "retries": 0, "photos": 24}
-
-
-def test_replay_present_frames_are_the_decoded_photo_exactly(photo_folder):
-    source = open_source("replay", path=photo_folder, empty_frames=2, present_frames=2)
-    frames = read_all(source)
-    photo = imaging.read_image(photo_folder / "glass" / "glass_3.jpg")
-    shown = [frame for frame in frames if frame.source_id == "glass/glass_3.jpg"]
-    assert len(shown) == 2
-    for frame in shown:
-        assert frame.truth == "glass"
-        assert frame.image.dtype == np.uint8
-        np.testing.assert_array_equal(frame.image, photo)
-
-
-def test_replay_frames_carry_the_detectors_thumbnail_made_off_the_loop(photo_folder):
-    frames = read_all(open_source("replay", path=photo_folder, empty_frames=2, present_frames=2))
-    for frame in frames[:8] + frames[-2:]:
-        assert frame.thumbnail.shape == (48, 64) and frame.thumbnail.dtype == np.float32
-        np.testing.assert_array_equal(frame.thumbnail, imaging.thumbnail(frame.image))
-        assert not frame.thumbnail.flags.writeable  # shared by every frame of the photo
-
-
-def test_replay_empty_tray_is_the_same_every_time_at_the_photo_size(photo_folder):
-    frames = read_all(open_source("replay", path=photo_folder))
-    empties = [frame.image for frame in frames if frame.truth is None]
-    assert all(image.shape == (48, 64, 3) for image in empties)
-    assert all(np.array_equal(image, empties[0]) for image in empties)
-    assert empty_tray(64, 48).std() > 20  # textured, so no photo matches it by accident
-
-
-def test_replay_photos_come_sorted_by_path_and_walk_subfolders(tmp_path):
-    for relative in ("b/z.png", "a/y.JPG", "a/x.jpeg", "top.bmp", "notes.txt"):
-        path = tmp_path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".txt":
-            path.write_text("not a photo")
-        else:
-            cv2.imwrite(str(path), make_photo(0))
-    frames = read_all(open_source("replay", path=tmp_path, empty_frames=1, present_frames=1))
-    shown = [(frame.source_id, frame.truth) for frame in frames if frame.source_id]
-    assert shown == [("a/x.jpeg", "a"), ("a/y.JPG", "a"), ("b/z.png", "b"), ("top.bmp", None)]
-
-
-def test_replay_follows_symlinked_class_folders_once_even_through_a_loop(tmp_path, photo_folder):
-    from edge.camera.replay import find_photos
-
-    replay = tmp_path / "replay"
-    replay.mkdir()
-    (replay / "glass").symlink_to(photo_folder / "glass", target_is_directory=True)
-    (replay / "glass" / "again").symlink_to(photo_folder / "glass", target_is_directory=True)  # a loop
-    found = [path.relative_to(replay).as_posix() for path in find_photos(replay)]
-    assert found == sorted(f"glass/{path.name}" for path in (photo_folder / "glass").glob("*.jpg"))
-
-
-def test_replay_shuffled_mixes_the_classes_in_the_same_order_every_run(photo_folder):
-    def sources():
-        frames = read_all(open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, order="shuffled"))
-        return [frame.source_id for frame in frames if frame.source_id]
-
-    first = sources()
-    assert first == sources()  # a repeatable experiment
-    assert sorted(first) == sorted(p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*.jpg"))
-    assert len({source.split("/")[0] for source in first[:6]}) > 1  # not one class folder after the other
-    with pytest.raises(CameraError, match="order must be one of shuffled, sorted"):
-        open_source("replay", path=photo_folder, order="random")
-
-
-def test_replay_skips_and_counts_unreadable_photos(photo_folder, caplog):
-    (photo_folder / "glass" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)
-    frames = read_all(source)
-    assert "glass/broken.jpg" not in {frame.source_id for frame in frames}
-    assert source.stats["unreadable"] == 1 and source.stats["photos"] == 24
-    assert "broken.jpg" in caplog.text
-
-
-def test_replay_skips_a_photo_that_would_unpack_to_more_pixels_than_any_camera_gives(photo_folder, caplog):
-    import cv2
-
-    cv2.imwrite(str(photo_folder / "glass" / "bomb.png"), np.zeros((10000, 4100), np.uint8))  # 41 MP in ~40 KB
-    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)
-    frames = read_all(source)
-    assert "glass/bomb.png" not in {frame.source_id for frame in frames}
-    assert source.stats["unreadable"] == 1 and "too large" in caplog.text
-
-
-def test_replay_paces_frames_at_the_requested_fps(photo_folder):
-    source = open_source("replay", path=photo_folder, fps=100)
-    start = time.perf_counter()
-    for _ in range(11):
-        source.read()
-    assert time.perf_counter() - start >= 0.09
-
-
-def test_replay_loops_when_asked(photo_folder):
-    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, loop=True)
-    frames = [source.read() for _ in range(24 * 2 * 2 + 2)]
-    assert frames[1].source_id == frames[24 * 2 + 1].source_id == "cardboard/cardboard_0.jpg"
-    source.close()
-    assert source.read() is None
-
-
-def test_replay_decodes_the_next_photo_while_the_current_one_is_on_the_tray(photo_folder):
-    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)
-    source.read()
-    deadline = time.monotonic() + 5
-    while source._decoded.empty() and time.monotonic() < deadline:  # the decoder works ahead on its own
-        time.sleep(0.01)
-    assert source._decoded.full()
-    source.close()
-
-
-def test_replay_close_from_another_thread_ends_a_waiting_read(photo_folder):
-    source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1, loop=True)
-    source.read()
-    closer = threading.Timer(0.2, source.close)
-    closer.start()
-    started = time.monotonic()
-    while source.read() is not None:
-        assert time.monotonic() - started < 5
-    closer.join()
-    source._decoder.join(timeout=2)
-    assert not source._decoder.is_alive()
-
-
-def test_replay_of_a_missing_or_empty_folder_is_a_camera_error(tmp_path):
-    with pytest.raises(CameraError, match="replay folder not found"):
-        open_source("replay", path=tmp_path / "nope")
-    with pytest.raises(CameraError, match="no photos"):
-        open_source("replay", path=tmp_path)
+from tests.conftest import make_photo, read_all
 
 
 # --- opencv -----------------------------------------------------------------------------------
-
 
 def write_video(path, frames: int = 5, size=(64, 48)) -> None:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
@@ -441,16 +288,3 @@ def test_fake_hangs_after_block_after_and_times_out_like_a_stalled_camera():
     assert 0.1 <= time.perf_counter() - start < 1.0
     source.close()
     assert source.read(timeout=5) is None  # closing wakes a blocked reader
-
-
-def test_replay_decoder_failure_reaches_the_reader_instead_of_hanging_it(photo_folder, monkeypatch):
-    from edge.camera import replay
-
-    def out_of_memory(_rgb):
-        raise MemoryError("no room for the thumbnail")
-
-    monkeypatch.setattr(replay.imaging, "thumbnail", out_of_memory)
-    source = open_source("replay", path=photo_folder)
-    with pytest.raises(MemoryError, match="no room"):
-        read_all(source)
-    source.close()
