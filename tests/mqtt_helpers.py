@@ -16,7 +16,27 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from edge.config import MqttConfig
+from edge.mqtt import MqttLink
+from edge.store import Store
 from tests.conftest import Mosquitto
+
+
+# The device every MqttLink test runs as, and its topic root.
+ROOT = "smartbin/bin-t"
+
+
+def event(i: int) -> dict:
+    """A minimal item event, ``id-<i>``, as the daemon records it."""
+    return {"id": f"id-{i}", "ts": float(i), "label": "glass", "bin": "glass", "confidence": 0.9}
+
+
+def make_link(tmp_path, broker, **kw) -> tuple[MqttLink, Store]:
+    """An ``MqttLink`` for device ``bin-t`` on ``broker``, quick to reconnect, over a fresh store."""
+    store = Store(tmp_path / "state" / "smartbin.db")
+    settings = MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, reconnect_min_s=0.1,
+                          reconnect_max_s=0.5, stats_interval_s=1)
+    return MqttLink(settings, "bin-t", store, **kw), store
 
 
 @dataclass
