@@ -38,6 +38,17 @@ def test_fit_writes_the_whole_run_folder(tmp_path):
         (out / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_run_with_ema_trains_both_phases_and_keeps_the_setting(tmp_path):
+    data = write_class_folders(tmp_path / "data", per_class=10)
+    (tmp_path / "ema.yaml").write_text("ema: 0.9\n")
+    out = tmp_path / "run"
+    assert main(["--data", str(data), "--out", str(out), "--config", str(tmp_path / "ema.yaml"), *TINY]) == 0
+    assert "ema: 0.9" in (out / "config.yaml").read_text()
+    phases = [line.split(",")[1] for line in (out / "history.csv").read_text().splitlines()[1:]]
+    assert phases == ["head", "finetune"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "{tmp}/nowhere"], "data folder not found"),
     (["--data", "{data}", "--backbone", "vgg99"], "unknown backbone"),

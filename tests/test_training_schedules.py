@@ -38,3 +38,57 @@ def test_weight_decay_shrinks_kernels_but_not_biases(kind):
     optimizer.apply_gradients(zip(zero, layer.trainable_variables))
     kernel, bias = (keras.ops.convert_to_numpy(v) for v in (layer.kernel, layer.bias))
     assert np.all(kernel < 1.0) and np.all(bias == 1.0)
+
+
+def fitted_with_ema(tmp_path, ema: float, early_stop: bool):
+    """A softmax layer trained hard (SGD at lr 5) for 3 epochs with the callbacks ``training.fit`` uses;
+    returns (weights before, weights at each epoch's scoring, weights after fit, weights saved)."""
+    import tensorflow as tf
+
+    from training.callbacks import BestMacroF1
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    images = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    targets = (images[:, 0] > 0).astype(int)
+    train = tf.data.Dataset.from_tensor_slices((images, keras.utils.to_categorical(targets, 2))).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((images, targets)).batch(8)
+    model.compile(optimizer=make_optimizer("sgd", 5.0, weight_decay=0.0, clipnorm=None, ema=ema),
+                  loss="categorical_crossentropy")
+    before = model.get_weights()
+    scored = []
+    best = BestMacroF1(val, targets, ["a", "b"], tmp_path / "model.keras", patience=1 if early_stop else 0)
+    if early_stop:
+        best.best_f1 = 2.0  # no epoch can beat it: the phase stops after its first epoch
+        best.best_weights = before
+    spy = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: scored.append(model.get_weights()))
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
+    model.fit(train, epochs=3, verbose=0, callbacks=[*callbacks, best, spy])
+    return before, scored, model.get_weights(), best
+
+
+def close(first, second) -> bool:
+    return all(np.allclose(a, b, atol=1e-4) for a, b in zip(first, second))
+
+
+def test_ema_scores_and_keeps_the_moving_average_not_the_last_steps_weights(tmp_path):
+    # A momentum of 0.999999 holds the average where the first step put it (Keras starts it there),
+    # so the weights scored and saved at each epoch's end stay put while plain training moves them a lot.
+    _, scored, after, _ = fitted_with_ema(tmp_path, ema=0.999999, early_stop=False)
+    assert close(scored[0], scored[1]) and close(scored[1], scored[2])
+    assert close(keras.saving.load_model(tmp_path / "model.keras").get_weights(), scored[0])
+    assert close(after, scored[0])
+    (tmp_path / "plain").mkdir()
+    _, plain_scored, _, _ = fitted_with_ema(tmp_path / "plain", ema=0.0, early_stop=False)
+    assert not close(plain_scored[0], plain_scored[2])
+
+
+def test_a_phase_stopped_early_with_ema_ends_on_its_best_weights(tmp_path):
+    _, scored, after, best = fitted_with_ema(tmp_path, ema=0.999999, early_stop=True)
+    assert len(scored) == 1 and close(after, best.best_weights)
+
+
+def test_ema_is_off_unless_asked_for():
+    assert not make_optimizer("adamw", 1e-3, weight_decay=0.0, clipnorm=None).use_ema
+    optimizer = make_optimizer("adamw", 1e-3, weight_decay=0.0, clipnorm=None, ema=0.99)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.99

@@ -71,6 +71,7 @@ class TrainConfig(_Settings):
     warmup_epochs: float = Field(1.0, ge=0.0)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     clipnorm: float | None = Field(1.0, gt=0.0)
+    ema: float = Field(0.0, ge=0.0, lt=1.0)               # >0: keep and judge the weights' moving average (momentum per step)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     loss: Literal["crossentropy", "focal"] = "crossentropy"
     focal_gamma: float = Field(2.0, ge=0.0)

@@ -216,10 +216,13 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         schedule = make_schedule(config.schedule, peak, epochs * steps, int(config.warmup_epochs * steps))
         with strategy.scope():
             trainer.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay,
-                                                     config.clipnorm), loss=loss)
+                                                     config.clipnorm, config.ema), loss=loss)
+        # With EMA the averaged weights are swapped in at each epoch's end, before ``best`` scores and
+        # saves them, and out again for the next epoch's steps.
+        averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
         # shuffle=False: the tf.data pipelines shuffle themselves (Keras would ignore True and warn each run).
         trainer.fit(train_data, epochs=epochs, verbose=0, shuffle=False,
-                    callbacks=[best, TqdmProgress(phase, steps), recorder])
+                    callbacks=[*averaged, best, TqdmProgress(phase, steps), recorder])
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     test_targets = [index[label] for _, label in split["test"]]

@@ -59,12 +59,16 @@ def make_schedule(kind: str, peak: float, total_steps: int, warmup_steps: int = 
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
 
 
-def make_optimizer(kind: str, learning_rate, weight_decay: float, clipnorm: float | None):
+def make_optimizer(kind: str, learning_rate, weight_decay: float, clipnorm: float | None, ema: float = 0.0):
+    """AdamW or Nesterov SGD; with ``ema`` > 0 it also keeps an exponential moving average of the
+    weights (Keras' ``use_ema``, that momentum per step), which ``keras.callbacks.SwapEMAWeights``
+    puts in the model for validation and checkpoints."""
+    averaging = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
     if kind == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm)
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm, **averaging)
     elif kind == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
-                                         weight_decay=weight_decay, clipnorm=clipnorm)
+                                         weight_decay=weight_decay, clipnorm=clipnorm, **averaging)
     else:
         raise ValueError(f"unknown optimizer {kind!r} (adamw, sgd)")
     if weight_decay:
