@@ -80,7 +80,7 @@ def host_port(text: str) -> tuple[str, int]:
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     elif text.count(":") > 1:
-        raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets, e.g. [{text}]:1883, got {text!r}")
+        raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets, e.g. [::1]:1883, got {text!r}")
     else:
         host, _, port = text.partition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:

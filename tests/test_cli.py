@@ -92,7 +92,7 @@ def test_run_options_become_config_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("address, message", [("nohost", "HOST:PORT"), ("host:99999", "HOST:PORT"),
-                                              ("::1", "in brackets, e.g. [::1]:1883"), ("[::1]", "HOST:PORT")])
+                                              ("::1", "in brackets, e.g. [::1]:1883"), ("::1:1883", "e.g. [::1]:1883, got '::1:1883'"), ("[::1]", "HOST:PORT")])
 def test_a_bad_mqtt_address_is_a_usage_error(capsys, address, message):
     with pytest.raises(SystemExit) as caught:
         main(["run", "--mqtt", address])
