@@ -39,12 +39,22 @@ def test_fit_writes_the_whole_run_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_with_ema_trains_both_phases_and_keeps_the_setting(tmp_path):
+def test_a_run_with_ema_averages_in_both_phases_and_keeps_the_setting(tmp_path, monkeypatch):
+    import training.callbacks
+    import training.schedules
+
+    asked = []
+    make_optimizer, epoch_callbacks = training.schedules.make_optimizer, training.callbacks.epoch_callbacks
+    monkeypatch.setattr(training.schedules, "make_optimizer",
+                        lambda *args, **kw: asked.append(("optimizer", args[-1])) or make_optimizer(*args, **kw))
+    monkeypatch.setattr(training.callbacks, "epoch_callbacks",
+                        lambda ema, *rest: asked.append(("callbacks", ema)) or epoch_callbacks(ema, *rest))
     data = write_class_folders(tmp_path / "data", per_class=10)
     (tmp_path / "ema.yaml").write_text("ema: 0.9\n")
     out = tmp_path / "run"
     assert main(["--data", str(data), "--out", str(out), "--config", str(tmp_path / "ema.yaml"), *TINY]) == 0
     assert "ema: 0.9" in (out / "config.yaml").read_text()
+    assert asked == [("optimizer", 0.9), ("callbacks", 0.9)] * 2  # head, then fine-tune
     phases = [line.split(",")[1] for line in (out / "history.csv").read_text().splitlines()[1:]]
     assert phases == ["head", "finetune"]
 

@@ -40,12 +40,20 @@ def test_weight_decay_shrinks_kernels_but_not_biases(kind):
     assert np.all(kernel < 1.0) and np.all(bias == 1.0)
 
 
-def fitted_with_ema(tmp_path, ema: float, early_stop: bool):
-    """A softmax layer trained hard (SGD at lr 5) for 3 epochs with the callbacks ``training.fit`` uses;
-    returns (weights before, weights at each epoch's scoring, weights after fit, weights saved)."""
+class Trained:
+    """What ``fitted`` saw: the weights after every step, at each epoch's scoring, at the end, and saved."""
+
+    def __init__(self):
+        self.steps, self.scored = [], []
+        self.after = self.saved = self.best = None
+
+
+def fitted(tmp_path, ema: float, stop_early: bool = False) -> Trained:
+    """A softmax layer trained hard (SGD at lr 5, 4 steps per epoch) for 3 epochs with the callbacks
+    ``training.fit`` uses (``epoch_callbacks``), and a spy after them."""
     import tensorflow as tf
 
-    from training.callbacks import BestMacroF1
+    from training.callbacks import BestMacroF1, epoch_callbacks
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
@@ -55,37 +63,57 @@ def fitted_with_ema(tmp_path, ema: float, early_stop: bool):
     val = tf.data.Dataset.from_tensor_slices((images, targets)).batch(8)
     model.compile(optimizer=make_optimizer("sgd", 5.0, weight_decay=0.0, clipnorm=None, ema=ema),
                   loss="categorical_crossentropy")
-    before = model.get_weights()
-    scored = []
-    best = BestMacroF1(val, targets, ["a", "b"], tmp_path / "model.keras", patience=1 if early_stop else 0)
-    if early_stop:
-        best.best_f1 = 2.0  # no epoch can beat it: the phase stops after its first epoch
-        best.best_weights = before
-    spy = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: scored.append(model.get_weights()))
-    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
-    model.fit(train, epochs=3, verbose=0, callbacks=[*callbacks, best, spy])
-    return before, scored, model.get_weights(), best
+    seen = Trained()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    best = BestMacroF1(val, targets, ["a", "b"], tmp_path / "model.keras", patience=1 if stop_early else 0)
+    if stop_early:
+        best.best_f1, best.best_weights = 2.0, model.get_weights()  # no epoch beats it: one epoch, then stop
+    spy = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.steps.append(model.get_weights()),
+                                         on_epoch_end=lambda epoch, logs: seen.scored.append(model.get_weights()))
+    model.fit(train, epochs=3, verbose=0, callbacks=epoch_callbacks(ema, best, spy))
+    seen.after, seen.best = model.get_weights(), best
+    if (tmp_path / "model.keras").exists():
+        seen.saved = keras.saving.load_model(tmp_path / "model.keras").get_weights()
+    return seen
 
 
 def close(first, second) -> bool:
     return all(np.allclose(a, b, atol=1e-4) for a, b in zip(first, second))
 
 
-def test_ema_scores_and_keeps_the_moving_average_not_the_last_steps_weights(tmp_path):
-    # A momentum of 0.999999 holds the average where the first step put it (Keras starts it there),
-    # so the weights scored and saved at each epoch's end stay put while plain training moves them a lot.
-    _, scored, after, _ = fitted_with_ema(tmp_path, ema=0.999999, early_stop=False)
-    assert close(scored[0], scored[1]) and close(scored[1], scored[2])
-    assert close(keras.saving.load_model(tmp_path / "model.keras").get_weights(), scored[0])
-    assert close(after, scored[0])
-    (tmp_path / "plain").mkdir()
-    _, plain_scored, _, _ = fitted_with_ema(tmp_path / "plain", ema=0.0, early_stop=False)
-    assert not close(plain_scored[0], plain_scored[2])
+def test_ema_scores_and_saves_the_moving_average_while_the_steps_train_the_raw_weights(tmp_path):
+    plain, averaged = fitted(tmp_path / "plain", ema=0.0), fitted(tmp_path / "ema", ema=0.5)
+    # The steps are those of plain training: the average is swapped out again before each epoch's steps.
+    assert len(averaged.steps) == 12 and all(close(a, b) for a, b in zip(averaged.steps, plain.steps))
+    # What is scored at each epoch's end is the average by hand: it starts at the first step's
+    # weights (as Keras starts it) and takes half of each later step.
+    average, expected = averaged.steps[0], []
+    for step, weights in enumerate(averaged.steps):
+        if step:
+            average = [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
+        if step % 4 == 3:
+            expected.append(average)
+    assert all(close(a, b) for a, b in zip(averaged.scored, expected))
+    assert not close(averaged.scored[2], averaged.steps[-1])
+    assert close(averaged.saved, averaged.best.best_weights) and close(averaged.after, averaged.best.best_weights)
+    assert any(close(averaged.saved, scored) for scored in averaged.scored)
 
 
-def test_a_phase_stopped_early_with_ema_ends_on_its_best_weights(tmp_path):
-    _, scored, after, best = fitted_with_ema(tmp_path, ema=0.999999, early_stop=True)
-    assert len(scored) == 1 and close(after, best.best_weights)
+def test_a_phase_stopped_early_with_ema_ends_on_its_best_weights_not_on_the_raw_ones(tmp_path):
+    # An early stop skips Keras' own end-of-fit copy of the average: the raw weights come back into
+    # the model first, and BestMacroF1 must put its best weights over them.
+    averaged = fitted(tmp_path, ema=0.5, stop_early=True)
+    assert len(averaged.scored) == 1 and close(averaged.after, averaged.best.best_weights)
+    assert not close(averaged.after, averaged.steps[-1])
+
+
+def test_the_average_is_swapped_in_before_the_best_checkpoint_scores_it():
+    from training.callbacks import BestMacroF1, epoch_callbacks
+
+    best = BestMacroF1(None, [], [], "unused.keras")
+    assert epoch_callbacks(0.0, best) == [best]
+    swap, first = epoch_callbacks(0.99, best, "progress")[:2]
+    assert isinstance(swap, keras.callbacks.SwapEMAWeights) and swap.swap_on_epoch and first is best
 
 
 def test_ema_is_off_unless_asked_for():

@@ -74,6 +74,14 @@ class BestMacroF1(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+def epoch_callbacks(ema: float, best: BestMacroF1, *others: keras.callbacks.Callback) -> list:
+    """The callbacks of one phase's ``fit``, in order: with ``ema`` > 0 Keras' ``SwapEMAWeights``
+    first, so the weights' moving average is in the model when ``best`` scores and saves it at each
+    epoch's end (and the raw weights are back for the next epoch's steps), then ``best``, then the rest."""
+    averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema > 0 else []
+    return [*averaged, best, *others]
+
+
 class TqdmProgress(keras.callbacks.Callback):
     """One tqdm bar per epoch with the running loss (readable in a log file too)."""
 

@@ -139,7 +139,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     import tensorflow as tf
 
     from training.augment import Augmenter
-    from training.callbacks import BestMacroF1, TqdmProgress, predict
+    from training.callbacks import BestMacroF1, TqdmProgress, epoch_callbacks, predict
     from training.losses import FocalLoss, class_weights
     from training.metrics import classification_metrics
     from training.model import build_classifier, set_phase
@@ -217,12 +217,9 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         with strategy.scope():
             trainer.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay,
                                                      config.clipnorm, config.ema), loss=loss)
-        # With EMA the averaged weights are swapped in at each epoch's end, before ``best`` scores and
-        # saves them, and out again for the next epoch's steps.
-        averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
         # shuffle=False: the tf.data pipelines shuffle themselves (Keras would ignore True and warn each run).
         trainer.fit(train_data, epochs=epochs, verbose=0, shuffle=False,
-                    callbacks=[*averaged, best, TqdmProgress(phase, steps), recorder])
+                    callbacks=epoch_callbacks(config.ema, best, TqdmProgress(phase, steps), recorder))
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     test_targets = [index[label] for _, label in split["test"]]
