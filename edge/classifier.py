@@ -14,10 +14,10 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ import numpy as np
 from edge import imaging
 from edge.bundle import Bundle, load_bundle
 from edge.errors import BundleError, ClassifierError
+from edge.priority_lock import PriorityLock
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class Prediction:
 class Classifier:
     """A LiteRT interpreter for one bundle, safe to share between threads.
 
+    Callers that can wait (the web page's uploads) pass ``background=True``: while a foreground
+    ``classify_frames`` (the sorting loop's item) is under way their invokes wait, so an item on the
+    tray is delayed by at most the one background invoke already running.
+
     Usage:
         classifier = Classifier(load_bundle(path), threads=2)
         prediction = classifier.classify_frames([frame.image for frame in frames])
@@ -65,7 +70,7 @@ class Classifier:
         self.labels: tuple[str, ...] = bundle.labels
         self.threads = threads
         self.delegate = "cpu"
-        self._lock = threading.Lock()
+        self._lock = PriorityLock()
         self._interpreter = None
         if use_edgetpu:
             self._interpreter = self._edgetpu_interpreter(Interpreter)
@@ -154,9 +159,9 @@ class Classifier:
             values = scale * (values - zero_point)
         return values
 
-    def _run(self, rgb: np.ndarray, view: str = "original") -> tuple[np.ndarray, float]:
+    def _run(self, rgb: np.ndarray, view: str = "original", background: bool = False) -> tuple[np.ndarray, float]:
         tensor = self._to_input(rgb, view)
-        with self._lock:
+        with self._lock.hold(background):
             self._interpreter.set_tensor(self._input["index"], tensor)
             start = time.perf_counter()
             try:
@@ -172,29 +177,31 @@ class Classifier:
         shown to the model as ``view`` (one of ``imaging.VIEWS``)."""
         return self._run(rgb, view)[0]
 
-    def classify(self, rgb: np.ndarray) -> Prediction:
+    def classify(self, rgb: np.ndarray, background: bool = False) -> Prediction:
         """Classifies one RGB uint8 image of any size: every one of ``views`` of it, averaged
         (one invoke per view), which is what the bin does with the same photo as K still frames."""
         if rgb.ndim == 3 and rgb.dtype == np.uint8:  # anything else is refused by classify_frames as it is
             rgb = imaging.resize_for_model(rgb, self.bundle.manifest.input)  # once, not once per view
-        return self.classify_frames([rgb] * len(self.views))
+        return self.classify_frames([rgb] * len(self.views), background=background)
 
-    def classify_frames(self, images: list[np.ndarray]) -> Prediction:
+    def classify_frames(self, images: list[np.ndarray], background: bool = False) -> Prediction:
         """Classifies K frames of one item by averaging their probabilities (one invoke each).
 
         Frame ``i`` is shown to the model as ``views[i % len(views)]``: with the three default
         views, the second frame mirrored and the third upside down, so K still frames that are
-        nearly the same picture still give the model three different looks at the item.
+        nearly the same picture still give the model three different looks at the item. With
+        ``background``, each invoke waits for foreground work on this classifier (class docstring).
         """
         if not images:
             raise ValueError("classify_frames needs at least one image")
         start = time.perf_counter()
         total = np.zeros(len(self.labels), np.float32)
         invoke_ms = 0.0
-        for i, image in enumerate(images):
-            probabilities, spent = self._run(image, self.views[i % len(self.views)])
-            total += probabilities
-            invoke_ms += spent
+        with contextlib.nullcontext() if background else self._lock.priority():
+            for i, image in enumerate(images):
+                probabilities, spent = self._run(image, self.views[i % len(self.views)], background)
+                total += probabilities
+                invoke_ms += spent
         mean = total / len(images)
         order = np.argsort(-mean, kind="stable")
         probabilities = {label: float(mean[i]) for i, label in enumerate(self.labels)}

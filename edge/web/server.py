@@ -178,7 +178,7 @@ class WebServer:
                 raise UploadError(413, f"'{photo.filename or 'image'}' is {err}") from None
             except ValueError:
                 raise UploadError(415, f"'{photo.filename or 'image'}' is not a readable image") from None
-            prediction = self.classifier.classify(rgb)
+            prediction = self.classifier.classify(rgb, background=True)  # an item on the tray goes first
             del rgb  # a large photo's pixels should not outlive the decode slot
             decision = self.decider.decide(prediction)
             server_ms = (time.perf_counter() - start) * 1000.0
