@@ -58,8 +58,8 @@ def test_frame_i_is_shown_as_view_i_mod_n_and_classify_shows_every_view(tiny_bun
     views = Classifier.from_path(tiny_bundle, threads=1, views=["original", "mirrored", "flipped"])
     shown = []
     real_run = Classifier._run
-    monkeypatch.setattr(Classifier, "_run", lambda self, rgb, view="original": shown.append((id(rgb), view))
-                        or real_run(self, rgb, view))
+    monkeypatch.setattr(Classifier, "_run", lambda self, rgb, view="original", background=False:
+                        shown.append((id(rgb), view)) or real_run(self, rgb, view, background))
     frames = [make_photo(0, seed=1), make_photo(2, seed=2), make_photo(2, seed=3), make_photo(1, seed=4)]
     views.classify_frames(frames)
     assert shown == [(id(frames[0]), "original"), (id(frames[1]), "mirrored"), (id(frames[2]), "flipped"),
