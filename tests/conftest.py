@@ -85,6 +85,14 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny-int8", TINY_LABELS, TINY_SIZE)
 
 
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle):
+    """The tiny bundle's ``Classifier`` (one LiteRT thread), one per test module."""
+    from edge.classifier import Classifier
+
+    return Classifier.from_path(tiny_bundle, threads=1)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` (or ``SMARTBIN_SHARED``); skips the test when absent."""

@@ -16,11 +16,6 @@ from edge.errors import BundleError, ClassifierError
 from tests.conftest import TINY_LABELS, make_photo
 
 
-@pytest.fixture(scope="module")
-def classifier(tiny_bundle) -> Classifier:
-    return Classifier.from_path(tiny_bundle, threads=1)
-
-
 def copy_bundle(tiny_bundle, tmp_path):
     return shutil.copytree(tiny_bundle, tmp_path / "copy")
 

@@ -11,23 +11,15 @@ from edge.classifier import Classifier
 from edge.decision import Decider
 from edge.web.server import WebServer
 from tests.conftest import REPO_ROOT, TINY_LABELS, make_photo
-from tests.web_support import (BINS, classify, jpeg_bytes, png_bytes, serve, serving, upload)
+from tests.web_support import BINS, classify, jpeg_bytes, png_bytes, serve, serving, upload
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_bundle):
-    return Classifier.from_path(tiny_bundle, threads=1)
 
 
 @pytest.fixture
 def server(classifier, tmp_path):
     with serving(classifier, tmp_path / "state", max_upload_bytes=200_000) as web:
         yield web
-
-SHIPPED_MODEL = REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8"
-
 
 
 SHIPPED_MODEL = REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8"

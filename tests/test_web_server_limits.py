@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from edge.classifier import Classifier
 from edge.decision import Decider
 from edge.web.server import WebServer
 from tests.conftest import TINY_LABELS, make_photo
@@ -14,11 +13,6 @@ from tests.web_support import (BINS, assert_still_serving, classify, jpeg_bytes,
                                serving, upload)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_bundle):
-    return Classifier.from_path(tiny_bundle, threads=1)
 
 
 @pytest.fixture

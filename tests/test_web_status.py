@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from edge.classifier import Classifier
 from edge.decision import Decider
 from edge.imaging import encode_jpeg
 from edge.web.server import WebServer
@@ -72,11 +71,6 @@ class FakeDaemon:
         if self.fail:
             raise RuntimeError("store is locked")
         return fake_status(self.items)
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_bundle):
-    return Classifier.from_path(tiny_bundle, threads=1)
 
 
 @pytest.fixture

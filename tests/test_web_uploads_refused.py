@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from edge.classifier import Classifier
 from edge.errors import UploadError
 from edge.web.upload import read_body
 from tests.conftest import make_photo
@@ -17,11 +16,6 @@ from tests.web_support import (assert_still_serving, classify, jpeg_bytes, multi
                                serving, status_and_json, upload)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_bundle):
-    return Classifier.from_path(tiny_bundle, threads=1)
 
 
 @pytest.fixture
