@@ -13,7 +13,6 @@ from collections import Counter
 
 import pytest
 
-from converter import ConverterError
 from converter.build import check_output_folder
 from converter.cli import main
 from converter.dataset import stratified_sample
