@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -58,3 +60,36 @@ def test_a_port_in_use_is_one_error_line_and_exit_2(tiny_bundle):
         _, err = process.communicate(timeout=30)
     assert process.returncode == 2
     assert f"error: web page cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+class FakeServer:
+    """Stands in for ``WebServer``: sends this process a SIGTERM at the step named ``stop_at``."""
+
+    def __init__(self, stop_at: str):
+        self.stop_at, self.stopped = stop_at, False
+
+    def _maybe_stop(self, step: str) -> None:
+        if step == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def start(self) -> None:
+        self._maybe_stop("start")
+
+    @property
+    def url(self) -> str:
+        self._maybe_stop("print")  # the address is read just before it is printed
+        return "http://127.0.0.1:9/"
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize("stop_at", ["start", "print"])
+def test_a_sigterm_at_any_step_of_starting_ends_the_run_with_exit_0(monkeypatch, capsys, stop_at):
+    from edge.web import cli
+
+    fake = FakeServer(stop_at)
+    monkeypatch.setattr(cli, "build_server", lambda args: fake)
+    assert cli.run(argparse.Namespace()) == 0
+    assert fake.stopped == (stop_at == "print")  # a server that never finished starting has nothing to stop
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -43,21 +43,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serves the page until Ctrl+C or SIGTERM. Returns 0, or 2 after printing a one-line error."""
+    # The handler goes in before the address is printed (whoever reads it may stop us at once), and
+    # a stop at any moment from here on ends the same way: the server closed if it started, exit 0.
+    _install_stop_handler()
+    server = None
     try:
-        server = build_server(args)
-        server.start()
-    except SmartbinError as err:
-        for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err.strerror or err}", file=sys.stderr)
-        return 2
-    print(f"smartbin web page at {server.url} (Ctrl+C to stop)", flush=True)
-    try:
+        try:
+            built = build_server(args)
+            built.start()
+            server = built
+        except SmartbinError as err:
+            for line in str(err).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            print(f"error: {err.strerror or err}", file=sys.stderr)
+            return 2
+        print(f"smartbin web page at {server.url} (Ctrl+C to stop)", flush=True)
         _wait_for_stop()
+    except (KeyboardInterrupt, _Stopped):
+        pass
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        _remove_stop_handler()
     return 0
 
 
@@ -89,20 +98,24 @@ def _raise_stopped(*_) -> None:
     raise _Stopped
 
 
-def _wait_for_stop() -> None:
+def _install_stop_handler() -> None:
     # The handler raises rather than setting an Event: setting one from a handler deadlocks when the
     # signal lands while the main thread itself holds that Event's lock inside wait().
-    main = threading.current_thread() is threading.main_thread()
-    if main:
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_stopped)
-    try:
-        while True:
-            time.sleep(3600)
-    except (KeyboardInterrupt, _Stopped):
-        pass
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _remove_stop_handler() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _wait_for_stop() -> None:
+    """Returns never: Ctrl+C (KeyboardInterrupt) or SIGTERM (``_Stopped``) ends it."""
+    while True:
+        # Short sleeps: Python runs a handler between bytecodes, and a signal that lands just before
+        # a sleep starts does not interrupt it; a long sleep would ignore SIGTERM for that long.
+        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
