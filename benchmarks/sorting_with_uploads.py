@@ -34,7 +34,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "trashnet-efficientnet-lite0-int8"
 DEFAULT_PHOTO = REPO_ROOT.parent / "shared" / "data" / "trashnet" / "glass" / "glass1.jpg"
 MODES = ("no uploads", "equal turns", "loop first")
-DECODE_SLOTS = 2  # edge.web.server.MAX_CONCURRENT_DECODES: uploads decoded and classified at once
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
 def one_turn(classifier, frames, jpeg: bytes, mode: str, args) -> tuple[list[float], int]:
     """Runs the loop (and the uploaders, unless ``no uploads``) for ``args.seconds``."""
     from edge import imaging
+    from edge.web.server import MAX_CONCURRENT_DECODES
 
     stop = threading.Event()
-    slots = threading.BoundedSemaphore(DECODE_SLOTS)
+    slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)  # uploads decoded and classified at once
+    spec = classifier.bundle.manifest.input
     done = [0]
 
     def upload() -> None:
         while not stop.is_set():
-            with slots:
-                rgb = imaging.decode_image(jpeg, max_pixels=imaging.MAX_DECODED_PIXELS)
+            with slots:  # the decode and classify of WebServer.classify
+                rgb = imaging.decode_image(jpeg, min_side=max(spec.height, spec.width),
+                                           max_pixels=imaging.MAX_DECODED_PIXELS)
                 classifier.classify(rgb, background=mode == "loop first")
             done[0] += 1
 

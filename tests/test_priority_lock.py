@@ -39,10 +39,15 @@ def test_two_holds_never_overlap():
 
 def test_a_background_hold_waits_for_the_whole_urgent_stretch_even_between_its_holds():
     lock, order = PriorityLock(), []
+
+    def background():
+        with lock.hold(background=True):
+            order.append("background")
+
     with lock.priority():
         with lock.hold():
             order.append("urgent 1")
-        waiting = in_thread(lambda: (lock.hold(background=True).__enter__(), order.append("background")))
+        waiting = in_thread(background)
         time.sleep(0.1)  # the background holder is free to take the lock now, but must not
         with lock.hold():
             order.append("urgent 2")
