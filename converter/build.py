@@ -158,6 +158,9 @@ def convert_run(options: ConvertOptions, say: Callable[[str], None] = _stderr) -
     # that passed, and only reported.
     if gate_split != "val":
         say("warning: the run has no val split; the gate falls back to the test split")
+    elif run.config.get("final_fit"):
+        say("warning: the run trained on its val photos (a final fit): the gate compares the two models on "
+            "photos they have seen, so it checks the conversion, not how either model generalises")
     gate = _compare_on(gate_split, run, model, lite, data_dir, pixels, say)
     say(f"gate: {gate_line(gate)}")
     check_gate(gate, options.max_drop, options.significance)

@@ -199,6 +199,26 @@ def test_labels_on_the_command_line_are_split_and_trimmed_as_in_a_config_file(tm
 
 
 @pytest.mark.slow
+def test_a_final_fit_trains_on_train_and_val_keeps_its_last_epoch_and_claims_no_val_score(tmp_path, capsys):
+    data = write_class_folders(tmp_path / "data", per_class=10)
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(out), *TINY, "--finetune-epochs", "2", "--final-fit"]
+    assert main(args) == 0
+    assert "final_fit: true" in (out / "config.yaml").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final_fit"] is True and metrics["val_macro_f1"] is None
+    assert metrics["best_epoch"] == "finetune 2"  # the last, whatever val says
+    split = json.loads((out / "split.json").read_text())["splits"]
+    trained = len(split["train"]) + len(split["val"])
+    assert f"final fit on train + val ({trained} images): the last epoch kept (finetune 2)" in \
+        (out / "report.md").read_text()
+    # A run started from it must not count those val photos as unseen.
+    again = ["--data", str(data), "--out", str(tmp_path / "again"), "--init-from", str(out), *TINY]
+    assert main(again) == 2
+    assert "it trained on" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_run_can_start_from_an_earlier_runs_weights_and_refuses_one_that_does_not_fit(tmp_path, capsys):
     import keras
     import numpy as np

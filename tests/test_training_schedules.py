@@ -48,7 +48,7 @@ class Trained:
         self.after = self.saved = self.best = None
 
 
-def fitted(tmp_path, ema: float, stop_early: bool = False) -> Trained:
+def fitted(tmp_path, ema: float, stop_early: bool = False, keep_last: bool = False) -> Trained:
     """A softmax layer trained hard (SGD at lr 5, 4 steps per epoch) for 3 epochs with the callbacks
     ``training.fit`` uses (``epoch_callbacks``), and a spy after them."""
     import tensorflow as tf
@@ -65,7 +65,8 @@ def fitted(tmp_path, ema: float, stop_early: bool = False) -> Trained:
                   loss="categorical_crossentropy")
     seen = Trained()
     tmp_path.mkdir(parents=True, exist_ok=True)
-    best = BestMacroF1(val, targets, ["a", "b"], tmp_path / "model.keras", patience=1 if stop_early else 0)
+    best = BestMacroF1(val, targets, ["a", "b"], tmp_path / "model.keras", patience=1 if stop_early else 0,
+                       keep_last=keep_last)
     if stop_early:
         best.best_f1, best.best_weights = 2.0, model.get_weights()  # no epoch beats it: one epoch, then stop
     spy = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.steps.append(model.get_weights()),
@@ -105,6 +106,14 @@ def test_a_phase_stopped_early_with_ema_ends_on_its_best_weights_not_on_the_raw_
     averaged = fitted(tmp_path, ema=0.5, stop_early=True)
     assert len(averaged.scored) == 1 and close(averaged.after, averaged.best.best_weights)
     assert not close(averaged.after, averaged.steps[-1])
+
+
+def test_a_final_fit_keeps_and_saves_its_last_epoch_whatever_val_says(tmp_path):
+    # A final fit trains on the val photos, so val cannot choose an epoch or stop the run: even
+    # against a val score no epoch can beat, all three epochs run and the last one is kept.
+    final = fitted(tmp_path, ema=0.0, stop_early=True, keep_last=True)
+    assert len(final.scored) == 3 and final.best.best_epoch.endswith("3")
+    assert close(final.saved, final.scored[-1]) and close(final.after, final.scored[-1])
 
 
 def test_the_average_is_swapped_in_before_the_best_checkpoint_scores_it():

@@ -40,12 +40,15 @@ class BestMacroF1(keras.callbacks.Callback):
 
     Adds ``val_macro_f1`` and ``val_acc`` to the epoch logs (so they land in history.csv),
     stops training after ``patience`` epochs without improvement, and restores the best weights
-    at the end of each phase. The best score carries across phases.
+    at the end of each phase. The best score carries across phases. With ``keep_last`` (a final
+    fit, which trains on the val photos) every epoch is kept in turn, so the last one is saved.
     """
 
-    def __init__(self, val_ds, val_targets, labels, checkpoint: Path, patience: int = 5, to_save=None):
+    def __init__(self, val_ds, val_targets, labels, checkpoint: Path, patience: int = 5, to_save=None,
+                 keep_last: bool = False):
         super().__init__()
         self.to_save = to_save  # the full model, when training runs on a cached-feature sub-model
+        self.keep_last = keep_last
         self.val_ds, self.val_targets, self.labels = val_ds, np.asarray(val_targets), list(labels)
         self.checkpoint, self.patience = Path(checkpoint), patience
         self.best_f1, self.best_weights, self.best_epoch, self.wait = -1.0, None, None, 0
@@ -60,7 +63,7 @@ class BestMacroF1(keras.callbacks.Callback):
         if logs is not None:
             logs["val_macro_f1"] = report["macro_f1"]
             logs["val_acc"] = report["accuracy"]
-        if report["macro_f1"] > self.best_f1:
+        if self.keep_last or report["macro_f1"] > self.best_f1:
             self.best_f1, self.best_epoch, self.wait = report["macro_f1"], f"{self.phase} {epoch + 1}", 0
             self.best_weights = self.model.get_weights()
             (self.to_save or self.model).save(self.checkpoint)

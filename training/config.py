@@ -84,6 +84,7 @@ class TrainConfig(_Settings):
     cache_views: int = Field(0, ge=0)                    # >0: cache the frozen lower backbone for K augmented views (CPU)
     cache_cut: str = ""                                  # layer where the frozen part ends (default per backbone)
     init_from: str = ""                                  # a finished run folder whose model.keras the weights start from
+    final_fit: bool = False                              # train on train + val, keep the last epoch (settings chosen before, on val)
 
     @field_validator("labels", mode="before")
     @classmethod

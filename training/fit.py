@@ -2,7 +2,8 @@
 
 Phase 1 trains a new softmax head on the frozen backbone; phase 2 unfreezes the backbone
 (or its top N layers) at a lower learning rate. The best epoch by validation macro-F1 is kept;
-the test split is only used once, at the end.
+the test split is only used once, at the end. A final fit (``--final-fit``) trains a recipe already
+chosen on val once more on train + val together and keeps its last epoch.
 
 Usage:
     python -m training.fit --data ../shared/data/trashnet --split-file ../shared/data/trashnet-split.json \
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--init-from", help="a finished run folder: start from its model's weights (same "
                                             "backbone, image size, dropout and classes; it must not have "
                                             "trained on this run's val/test photos)")
+    parser.add_argument("--final-fit", action="store_true", default=None,
+                        help="train on the train and val photos together and keep the last epoch (no early "
+                             "stopping): for a recipe and epoch count already chosen on val")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--seeds", help="comma-separated seeds: repeat the run, report mean ± std")
@@ -69,7 +73,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         split_file=args.split_file, label_map=args.label_map, backbone=args.backbone, weights=args.weights,
         image_size=args.image_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
         finetune_layers=args.finetune_layers, batch_size=args.batch_size, seed=args.seed,
-        cache_views=args.cache_views, cache_cut=args.cache_cut, init_from=args.init_from,
+        cache_views=args.cache_views, cache_cut=args.cache_cut, init_from=args.init_from, final_fit=args.final_fit,
         labels=args.labels,  # "a, b,c": split and trimmed by the config, as in YAML
     )
     if not config.data:
@@ -160,19 +164,21 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
-    counts = [sum(1 for _, label in split["train"] if label == name) for name in labels]
+    # A final fit learns from the val photos too; its val figures are then scores on seen photos.
+    trained = split["train"] + split["val"] if config.final_fit else split["train"]
+    counts = [sum(1 for _, label in trained if label == name) for name in labels]
     weights = class_weights(counts, config.class_weights, config.effective_beta) \
         if config.class_weights != "none" else None
     index = {label: i for i, label in enumerate(labels)}
     common = dict(root=dataset.root, labels=labels, size=config.image_size, batch_size=config.batch_size,
                   cache=config.cache)
-    train_ds = make_dataset(items=split["train"], training=True, augmenter=augmenter,
+    train_ds = make_dataset(items=trained, training=True, augmenter=augmenter,
                             class_weights=weights if config.loss != "focal" else None, seed=config.seed, **common)
     val_ds = make_dataset(items=split["val"], **common)
     test_ds = make_dataset(items=split["test"], **common)
     if max_train_steps:
         train_ds = train_ds.take(max_train_steps)
-    steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else len(split["train"]) // config.batch_size
+    steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else len(trained) // config.batch_size
 
     with strategy.scope():
         model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),
@@ -197,8 +203,8 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     # The run folder is written only now that the model and its data are built: a bad preset or
     # setting leaves no half-written folder that would refuse the corrected command.
     write_run_header(config, run_dir, labels, split)
-    best = BestMacroF1(val_data, val_targets, labels, run_dir / "model.keras",
-                       patience=config.early_stopping_patience, to_save=model)
+    best = BestMacroF1(val_data, val_targets, labels, run_dir / "model.keras", to_save=model,
+                       patience=0 if config.final_fit else config.early_stopping_patience, keep_last=config.final_fit)
     rows: list[dict] = []
     recorder = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: rows.append({"phase": best.phase, "epoch": epoch + 1,
@@ -225,7 +231,8 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     test_targets = [index[label] for _, label in split["test"]]
     test_probabilities = predict(model, test_ds, "testing")
     metrics = classification_metrics(test_targets, test_probabilities, labels)
-    metrics.update(split="test", best_epoch=best.best_epoch, val_macro_f1=best.best_f1,
+    metrics.update(split="test", best_epoch=best.best_epoch, val_macro_f1=None if config.final_fit else best.best_f1,
+                   final_fit=config.final_fit,
                    backbone=config.backbone, image_size=config.image_size,
                    train_seconds=round(time.time() - started, 1))
     # Reported beside the one-view figures, never used to choose: the test photos as the bin classifies
@@ -240,9 +247,11 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
                    bin_views_macro_f1=as_the_bin["macro_f1"])
     write_history(rows, run_dir / "history.csv")
     plot_curves(rows, run_dir / "curves.png")
+    kept = (f"final fit on train + val ({len(trained)} images): the last epoch kept ({best.best_epoch}); the val "
+            f"figures in history.csv score photos it trained on" if config.final_fit else
+            f"best epoch by val macro-F1: {best.best_epoch} (val macro-F1 {best.best_f1:.4f})")
     notes = [f"Backbone `{config.backbone}` ({config.weights}), {config.image_size} px, seed {config.seed}; "
-             f"data `{config.data}`; best epoch by val macro-F1: {best.best_epoch} "
-             f"(val macro-F1 {best.best_f1:.4f}); {len(split['train'])}/{len(split['val'])}/{len(split['test'])} "
+             f"data `{config.data}`; {kept}; {len(split['train'])}/{len(split['val'])}/{len(split['test'])} "
              f"train/val/test images; {metrics['train_seconds']:.0f} s.",
              f"As the bin classifies by default (each photo {', '.join(DEFAULT_VIEWS)}, averaged): test accuracy "
              f"{metrics['bin_views_accuracy']:.4f}, macro-F1 {metrics['bin_views_macro_f1']:.4f} (reported only)."]
@@ -252,7 +261,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         earlier = earlier_val_macro_f1(Path(config.init_from))
         notes.append(f"Started from the weights of `{config.init_from}`"
                      + (f" (its val macro-F1 {earlier:.4f})." if earlier is not None else "."))
-        if earlier is not None and best.best_f1 < earlier:
+        if earlier is not None and best.best_f1 < earlier and not config.final_fit:
             print(f"note: no epoch beat the val macro-F1 of {config.init_from} ({best.best_f1:.4f} < {earlier:.4f}): "
                   f"that run's model is the better one on val", file=sys.stderr)
     if dataset.unreadable:

@@ -49,6 +49,8 @@ def check_against(config: TrainConfig, labels: list[str], split: dict[str, list[
         text = (run / "labels.txt").read_text(encoding="utf-8")
         earlier_split = json.loads((run / "split.json").read_text(encoding="utf-8"))
         trained_on = set(earlier_split["splits"]["train"])
+        if TrainConfig.from_yaml(run / "config.yaml").final_fit:  # it learnt from its val photos too
+            trained_on |= set(earlier_split["splits"]["val"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"--init-from {run}: cannot read its labels.txt or split.json ({err})") from None
     earlier_labels = [normal_label(line.strip()) for line in text.splitlines() if line.strip()]
