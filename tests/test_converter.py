@@ -389,3 +389,18 @@ def test_exact_rescaling_leaves_rescalings_it_cannot_make_exact(scale, offset):
     model = keras.Model(inputs, keras.layers.Rescaling(scale, offset=offset)(inputs))
     with exact_input_rescaling(model) as patched:
         assert patched == 0
+
+
+def test_a_final_fits_gate_still_runs_on_val_and_says_it_checks_only_the_conversion(workspace, capsys):
+    import shutil
+
+    import yaml
+
+    final = workspace / "final-run"
+    shutil.copytree(workspace / "run", final)
+    config = yaml.safe_load((final / "config.yaml").read_text()) or {}
+    (final / "config.yaml").write_text(yaml.safe_dump({**config, "final_fit": True}))
+    with contextlib.chdir(workspace):
+        assert main(["final-run", "--quantize", "float32", "--out", "bundles/final"]) == 0
+    err = capsys.readouterr().err
+    assert "trained on its val photos (a final fit)" in err and "gate: val split, 3 photos" in err
