@@ -404,3 +404,8 @@ def test_a_final_fits_gate_still_runs_on_val_and_says_it_checks_only_the_convers
         assert main(["final-run", "--quantize", "float32", "--out", "bundles/final"]) == 0
     err = capsys.readouterr().err
     assert "trained on its val photos (a final fit)" in err and "gate: val split, 3 photos" in err
+    assert load_bundle(workspace / "bundles" / "final").manifest.metrics["gate"]["seen_in_training"] is True
+
+
+def test_a_held_out_gate_says_its_photos_were_unseen(bundles):
+    assert load_bundle(bundles["int8"]).manifest.metrics["gate"]["seen_in_training"] is False

@@ -92,6 +92,23 @@ def test_the_val_list_can_be_scored_with_the_probabilities_of_several_views_aver
     assert metrics["views"] == ["original", "mirrored"]
     report = (out / "eval-report.md").read_text()
     assert "on the val split of" in report and "averaged over the views original, mirrored" in report
+    assert metrics["seen_in_training"] is False and "final fit" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_scoring_a_final_fits_val_list_says_those_photos_were_trained_on(run, tmp_path, capsys):
+    import yaml
+
+    final = shutil.copytree(run / "run", tmp_path / "final")
+    config = yaml.safe_load((final / "config.yaml").read_text())
+    (final / "config.yaml").write_text(yaml.safe_dump({**config, "final_fit": True}))
+    assert evaluate([str(final), "--split", "val", "--out", str(tmp_path / "val")]) == 0
+    assert "is a final fit, which trained on its val photos" in capsys.readouterr().err
+    assert json.loads((tmp_path / "val" / "eval-metrics.json").read_text())["seen_in_training"] is True
+    assert "so these are training figures" in (tmp_path / "val" / "eval-report.md").read_text()
+    # Its test list was never trained on: no warning there.
+    assert evaluate([str(final), "--out", str(tmp_path / "test")]) == 0
+    assert json.loads((tmp_path / "test" / "eval-metrics.json").read_text())["seen_in_training"] is False
 
 
 def test_an_unknown_view_is_refused_by_the_parser(run, capsys):

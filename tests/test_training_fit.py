@@ -199,23 +199,83 @@ def test_labels_on_the_command_line_are_split_and_trimmed_as_in_a_config_file(tm
 
 
 @pytest.mark.slow
-def test_a_final_fit_trains_on_train_and_val_keeps_its_last_epoch_and_claims_no_val_score(tmp_path, capsys):
+def test_a_final_fit_trains_on_train_and_val_keeps_its_last_epoch_and_claims_no_val_score(tmp_path, capsys,
+                                                                                           monkeypatch):
+    import training.losses
+    import training.pipeline
+
+    trained_on, counted = [], []
+    make_dataset, class_weights = training.pipeline.make_dataset, training.losses.class_weights
+    monkeypatch.setattr(training.pipeline, "make_dataset", lambda *args, **kw: (
+        trained_on.extend(rel for rel, _ in kw["items"]) if kw.get("training") else None) or make_dataset(*args, **kw))
+    monkeypatch.setattr(training.losses, "class_weights",
+                        lambda counts, *rest: counted.append(sum(counts)) or class_weights(counts, *rest))
     data = write_class_folders(tmp_path / "data", per_class=10)
+    (tmp_path / "final.yaml").write_text("final_fit: true\nclass_weights: effective\n")
     out = tmp_path / "run"
-    args = ["--data", str(data), "--out", str(out), *TINY, "--finetune-epochs", "2", "--final-fit"]
+    args = ["--data", str(data), "--out", str(out), "--config", str(tmp_path / "final.yaml"), *TINY,
+            "--finetune-epochs", "2"]
     assert main(args) == 0
+    split = json.loads((out / "split.json").read_text())["splits"]
+    assert sorted(trained_on) == sorted(split["train"] + split["val"]) and counted == [len(trained_on)]
     assert "final_fit: true" in (out / "config.yaml").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final_fit"] is True and metrics["val_macro_f1"] is None
     assert metrics["best_epoch"] == "finetune 2"  # the last, whatever val says
-    split = json.loads((out / "split.json").read_text())["splits"]
     trained = len(split["train"]) + len(split["val"])
     assert f"final fit on train + val ({trained} images): the last epoch kept (finetune 2)" in \
         (out / "report.md").read_text()
     # A run started from it must not count those val photos as unseen.
     again = ["--data", str(data), "--out", str(tmp_path / "again"), "--init-from", str(out), *TINY]
     assert main(again) == 2
-    assert "it trained on" in capsys.readouterr().err
+    assert "it is a final fit, which trained on its val photos too" in capsys.readouterr().err
+
+
+def test_final_fit_from_a_recipe_can_be_turned_off_on_the_command_line(tmp_path):
+    from training.fit import parse_args, resolve_config
+
+    data = write_class_folders(tmp_path / "data", per_class=2)
+    (tmp_path / "final.yaml").write_text("final_fit: true\n")
+    common = ["--data", str(data), "--out", str(tmp_path / "run"), "--config", str(tmp_path / "final.yaml")]
+    assert resolve_config(parse_args(common)).final_fit is True
+    assert resolve_config(parse_args([*common, "--no-final-fit"])).final_fit is False
+
+
+def write_earlier_run(folder, final_fit: bool, split: dict) -> None:
+    """A finished run's files as check_against reads them."""
+    import yaml
+
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump({"final_fit": final_fit}))
+    (folder / "labels.txt").write_text("glass\n")
+    (folder / "split.json").write_text(json.dumps({"splits": split}))
+
+
+@pytest.mark.parametrize("earlier_final, now_final, refusal", [
+    (True, True, None),  # both train on val: only the test photos must be new to it
+    (True, False, "it is a final fit, which trained on its val photos too, and 1 of them"),
+    (False, True, None),
+    (False, False, None),
+])
+def test_a_start_run_must_not_have_trained_on_the_photos_this_run_holds_out(tmp_path, earlier_final, now_final,
+                                                                            refusal):
+    from training.config import TrainConfig
+    from training.errors import ModelError
+    from training.init_run import check_against
+
+    write_earlier_run(tmp_path / "earlier", earlier_final, {"train": ["glass/a.jpg"], "val": ["glass/b.jpg"],
+                                                            "test": ["glass/c.jpg"]})
+    config = TrainConfig(init_from=str(tmp_path / "earlier"), final_fit=now_final)
+    split = {name: [(f"glass/{rel}.jpg", "glass")] for name, rel in (("train", "a"), ("val", "b"), ("test", "c"))}
+    if refusal is None:
+        check_against(config, ["glass"], split)
+    else:
+        with pytest.raises(ModelError, match=refusal):
+            check_against(config, ["glass"], split)
+    # Whatever the two runs are, one that trained on this run's test photos is refused.
+    leaky = {**split, "test": [("glass/a.jpg", "glass")]}
+    with pytest.raises(ModelError, match=r"it trained on \d of this run's"):
+        check_against(config, ["glass"], leaky)
 
 
 @pytest.mark.slow

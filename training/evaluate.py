@@ -141,10 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         metrics["split"] = "all" if args.data else args.split  # every image of --data, or one of the run's lists
         metrics["views"] = args.views
         metrics["skipped"] = skipped
+        # A final fit trained on its val photos: scoring them measures nothing a choice could rest on.
+        metrics["seen_in_training"] = bool(config.get("final_fit")) and not args.data and args.split == "val"
+        if metrics["seen_in_training"]:
+            print(f"warning: {run_dir} is a final fit, which trained on its val photos: these figures score "
+                  f"photos it has seen", file=sys.stderr)
         out = Path(args.out) if args.out else run_dir
         out.mkdir(parents=True, exist_ok=True)
         what = "every readable image of" if args.data else f"the {args.split} split of"
         notes = [f"Run `{run_dir}` on {what} `{metrics['data']}` ({metrics['n']} images)."]
+        if metrics["seen_in_training"]:
+            notes.append("The run is a final fit: it trained on these val photos, so these are training figures.")
         if args.views != ["original"]:
             notes.append(f"Probabilities averaged over the views {', '.join(args.views)} of each photo.")
         if skipped:

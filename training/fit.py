@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--init-from", help="a finished run folder: start from its model's weights (same "
                                             "backbone, image size, dropout and classes; it must not have "
                                             "trained on this run's val/test photos)")
-    parser.add_argument("--final-fit", action="store_true", default=None,
+    parser.add_argument("--final-fit", action=argparse.BooleanOptionalAction, default=None,
                         help="train on the train and val photos together and keep the last epoch (no early "
                              "stopping): for a recipe and epoch count already chosen on val")
     parser.add_argument("--batch-size", type=int)
@@ -246,7 +246,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     metrics.update(bin_views=list(DEFAULT_VIEWS), bin_views_accuracy=as_the_bin["accuracy"],
                    bin_views_macro_f1=as_the_bin["macro_f1"])
     write_history(rows, run_dir / "history.csv")
-    plot_curves(rows, run_dir / "curves.png")
+    plot_curves(rows, run_dir / "curves.png", val_seen=config.final_fit)
     kept = (f"final fit on train + val ({len(trained)} images): the last epoch kept ({best.best_epoch}); the val "
             f"figures in history.csv score photos it trained on" if config.final_fit else
             f"best epoch by val macro-F1: {best.best_epoch} (val macro-F1 {best.best_f1:.4f})")

@@ -49,18 +49,25 @@ def check_against(config: TrainConfig, labels: list[str], split: dict[str, list[
         text = (run / "labels.txt").read_text(encoding="utf-8")
         earlier_split = json.loads((run / "split.json").read_text(encoding="utf-8"))
         trained_on = set(earlier_split["splits"]["train"])
-        if TrainConfig.from_yaml(run / "config.yaml").final_fit:  # it learnt from its val photos too
-            trained_on |= set(earlier_split["splits"]["val"])
+        # A final fit learnt from its val photos too.
+        also_val = set(earlier_split["splits"]["val"]) if TrainConfig.from_yaml(run / "config.yaml").final_fit else set()
+        trained_on |= also_val
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"--init-from {run}: cannot read its labels.txt or split.json ({err})") from None
     earlier_labels = [normal_label(line.strip()) for line in text.splitlines() if line.strip()]
     if earlier_labels != list(labels):
         raise ModelError(f"--init-from {run}: its classes {', '.join(earlier_labels)} are not this run's "
                          f"{', '.join(labels)} (in this order)")
-    held_out = [rel for name in ("val", "test") for rel, _ in split[name]]
+    # A final fit trains on its own val photos anyway: only its test photos must be unseen.
+    held_out = [rel for name in (("test",) if config.final_fit else ("val", "test")) for rel, _ in split[name]]
     seen = [rel for rel in held_out if rel in trained_on]
+    if seen and set(seen) <= also_val and not config.final_fit:
+        raise ModelError(f"--init-from {run}: it is a final fit, which trained on its val photos too, and "
+                         f"{len(seen)} of them are in this run's val/test (e.g. {seen[0]}); start from the "
+                         f"val-chosen run it repeats, or make this run a final fit too (--final-fit)")
     if seen:
-        raise ModelError(f"--init-from {run}: it trained on {len(seen)} of this run's val/test photos "
+        what = "test" if config.final_fit else "val/test"
+        raise ModelError(f"--init-from {run}: it trained on {len(seen)} of this run's {what} photos "
                          f"(e.g. {seen[0]}); use its split (--split-file {run / 'split.json'})")
 
 

@@ -43,12 +43,14 @@ def plot_confusion(matrix, labels, path: Path, title: str = "Confusion matrix (t
     plt.close(fig)
 
 
-def plot_curves(rows: list[dict], path: Path) -> None:
+def plot_curves(rows: list[dict], path: Path, val_seen: bool = False) -> None:
+    """Training loss and val scores per epoch; ``val_seen``: a final fit, which trained on the val photos."""
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
     steps = range(1, len(rows) + 1)
+    val = "val (seen in training)" if val_seen else "val"
     loss_ax.plot(steps, [r.get("loss", np.nan) for r in rows], label="train loss")
-    score_ax.plot(steps, [r.get("val_macro_f1", np.nan) for r in rows], label="val macro-F1")
-    score_ax.plot(steps, [r.get("val_acc", np.nan) for r in rows], label="val accuracy")
+    score_ax.plot(steps, [r.get("val_macro_f1", np.nan) for r in rows], label=f"{val} macro-F1")
+    score_ax.plot(steps, [r.get("val_acc", np.nan) for r in rows], label=f"{val} accuracy")
     boundary = next((i for i, r in enumerate(rows) if r.get("phase") == "finetune"), None)
     for ax in (loss_ax, score_ax):
         if boundary:
@@ -58,7 +60,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     loss_ax.set_title("training loss")
-    score_ax.set_title("validation")
+    score_ax.set_title("validation photos, seen in training (a final fit)" if val_seen else "validation")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
