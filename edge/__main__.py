@@ -92,7 +92,7 @@ def run_overrides(args: argparse.Namespace) -> dict:
     overrides = {}
     if args.replay is not None:
         overrides["camera.type"] = "replay"
-        overrides["camera.replay.path"] = str(args.replay.resolve())
+        overrides["camera.replay.path"] = str(args.replay.expanduser().resolve())
     if args.replay_fps is not None:
         overrides["camera.replay.fps"] = args.replay_fps
     if args.mock_gpio:
@@ -102,9 +102,9 @@ def run_overrides(args: argparse.Namespace) -> dict:
     if args.device_id is not None:
         overrides["device.id"] = args.device_id
     if args.state_dir is not None:
-        overrides["device.state_dir"] = str(args.state_dir.resolve())
+        overrides["device.state_dir"] = str(args.state_dir.expanduser().resolve())
     if args.model is not None:
-        overrides["model.path"] = str(args.model.resolve())
+        overrides["model.path"] = str(args.model.expanduser().resolve())
     return overrides
 
 
@@ -125,6 +125,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     for key, warning in config_warnings(config):
         logging.getLogger("edge.config").warning("%s: %s", key, warning)
     daemon = Daemon(config, max_items=args.max_items)
+    daemon.install_signal_handlers()  # before start-up: a stop asked while the model loads is kept, not fatal
     try:
         daemon.start()
     except (SmartbinError, OSError) as err:
@@ -141,16 +142,15 @@ def run_daemon(args: argparse.Namespace) -> int:
     except BaseException:
         daemon.close()  # the flap parks on any fatal error, also one nobody foresaw
         raise
-    daemon.install_signal_handlers()
     return daemon.run()
 
 
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from edge.config import config_warnings, load_config, model_dir, model_warnings
-    from edge.errors import BundleError, ConfigError
+    from edge.errors import BundleError, ClassifierError, ConfigError
 
-    overrides = {} if args.model is None else {"model.path": str(args.model.resolve())}
+    overrides = {} if args.model is None else {"model.path": str(args.model.expanduser().resolve())}
     try:
         config = load_config(args.file, overrides)
     except ConfigError as err:
@@ -158,6 +158,17 @@ def validate_config(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(model_dir(config))
     except BundleError as err:
+        return fail([f"model.path: {err}"])
+    try:
+        # The model file itself, as `run` loads it: a manifest that lies about it or a damaged
+        # file with a matching checksum is refused here, not at the bin's next start.
+        from edge.classifier import Classifier
+
+        Classifier(bundle, threads=1, views=config.model.views)
+    except ImportError:
+        print("warning: model.path: ai-edge-litert is not installed here, so the model file itself was not "
+              "loaded (pip install 'smartbin[edge]')", file=sys.stderr)
+    except (BundleError, ClassifierError) as err:
         return fail([f"model.path: {err}"])
     for key, warning in config_warnings(config) + model_warnings(config, bundle):
         print(f"warning: {key}: {warning}", file=sys.stderr)

@@ -246,7 +246,9 @@ class MqttConfig(Section):
                       description="Broker host name or address (the port goes in mqtt.port; IPv6 as `::1`, "
                                   "without brackets).")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
-    prefix: str = Field("smartbin", pattern=r"^[^#+]+$", description="Topics are <prefix>/<device id>/....")
+    prefix: str = Field("smartbin", pattern=r"^[^#+]+$",
+                        description="Topics are <prefix>/<device id>/... (no # or +, and not starting with $, "
+                                    "which brokers keep for themselves).")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "
                                                           "offline after 1.5 x this.")
     client_id: str | None = Field(None, description="MQTT client id; empty: smartbin-<device id>.")
@@ -264,6 +266,15 @@ class MqttConfig(Section):
     @classmethod
     def _host_without_port(cls, host: str) -> str:
         return host_without_port(host, "mqtt.port")
+
+    @field_validator("prefix")
+    @classmethod
+    def _not_a_broker_topic(cls, prefix: str) -> str:
+        # A broker acknowledges what a client publishes under $SYS/... and drops it: every event would vanish.
+        if prefix.startswith("$"):
+            raise ValueError("must not start with '$': brokers keep $ topics for themselves and drop what "
+                             "clients publish there")
+        return prefix
 
     @property
     def address(self) -> str:

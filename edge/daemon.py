@@ -29,7 +29,7 @@ from edge import parts
 from edge.bundle import normal_label
 from edge.camera.fake import BrokenCamera
 from edge.config import Config, model_warnings, state_dir
-from edge.errors import CameraError, ClassifierError, FlapError
+from edge.errors import CameraError, ClassifierError, FlapError, StoreError
 from edge.notify import Notifier
 from edge.recorder import Recorder
 from edge.remote_commands import RemoteCommands
@@ -142,14 +142,14 @@ class Daemon(RemoteCommands):
     # -- running ----------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the loop; ``run`` then parks the flap and exits 0."""
+        """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the loop; ``run`` then parks the flap and exits 0."""
         def handle(number, _frame):
             # The handler interrupts the loop anywhere, maybe while it holds a lock stop() needs (an
             # Event's, a camera's): stopping from another thread cannot deadlock on it.
             threading.Thread(target=self.stop, args=(f"signal {signal.Signals(number).name}",),
                              name="stop", daemon=True).start()
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, handle)
 
     def stop(self, reason: str = "stop requested") -> None:
@@ -165,6 +165,9 @@ class Daemon(RemoteCommands):
         code = 0
         try:
             self._loop()
+        except StoreError as err:  # a full disk, a failing card: its message says all, a traceback would bury it
+            log.error("fatal: the state database failed, so the bin stops (flap parked): %s", err)
+            code = 1
         except Exception:  # noqa: BLE001 -- the flap must park whatever went wrong; systemd restarts us
             log.exception("fatal error in the sorting loop")
             code = 1

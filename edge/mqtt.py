@@ -39,6 +39,7 @@ PUMP_ERROR_LOG_INTERVAL_S = 60.0
 SUBACK_TIMEOUT_S = 10.0
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
 CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
+UNREACHABLE_LOG_INTERVAL_S = 300.0  # an unreachable broker is said once, then every 5 minutes while it lasts
 Provider = Callable[[], Any]
 
 
@@ -93,6 +94,7 @@ class MqttLink:
         self._pump_error, self._pump_error_at = "", 0.0
         self._subscribe_mid: int | None = None
         self._subscribe_sent_at: float | None = None  # monotonic time of the SUBSCRIBE awaiting its SUBACK
+        self._unreachable_said_at: float | None = None  # monotonic; None while the broker answers
         self._last_stats = 0.0
         self.client = self._make_client(device_id, password, config_path)
 
@@ -190,6 +192,7 @@ class MqttLink:
             log.warning("MQTT broker %s refused the connection: %s", self.settings.address, reason_code)
             return
         log.info("MQTT connected to %s", self.settings.address)
+        self._unreachable_said_at = None
         if self._stopping.is_set() or self._draining.is_set():
             # Connected while stopping: say how we stop, never "online" with nobody behind it. While
             # draining the pump still delivers the backlog (and the counts) on this connection.
@@ -243,7 +246,15 @@ class MqttLink:
         self._connected.clear()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        log.debug("MQTT broker %s unreachable; retrying with back-off", self.settings.address)
+        # A typo in mqtt.host or a TLS setting against a plain port fails here, again and again: said at
+        # once (an operator checking the log must see it), then only now and then.
+        now = time.monotonic()
+        if self._unreachable_said_at is None or now - self._unreachable_said_at >= UNREACHABLE_LOG_INTERVAL_S:
+            self._unreachable_said_at = now
+            log.warning("MQTT broker %s unreachable (check mqtt.host, mqtt.port and mqtt.tls); retrying with "
+                        "back-off, events wait in the outbox", self.settings.address)
+        else:
+            log.debug("MQTT broker %s still unreachable", self.settings.address)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._wake.set()

@@ -69,6 +69,18 @@ def test_validate_config_checks_the_model_bundle(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("model.path: ")
 
 
+def test_validate_config_loads_the_model_file_as_run_would(tmp_path, tiny_bundle, capsys):
+    import json
+    import shutil
+
+    lying = shutil.copytree(tiny_bundle, tmp_path / "lying")
+    manifest = json.loads((lying / "manifest.json").read_text())
+    manifest["input"]["height"] = manifest["input"]["width"] = 2 * manifest["input"]["height"]
+    (lying / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["validate-config", str(write_config(tmp_path)), "--model", str(lying)]) == 2
+    assert "does not match the manifest's" in capsys.readouterr().err
+
+
 def test_run_reports_a_bad_config_by_file_and_key_or_a_bad_model_in_one_line_and_exits_2(tmp_path, capsys,
                                                                                            photo_folder):
     config = write_config(tmp_path, "bogus: 1\n")
@@ -89,6 +101,15 @@ def test_run_options_become_config_overrides(tmp_path):
     assert overrides["flap.pin_factory"] == "mock"
     assert (overrides["mqtt.enabled"], overrides["mqtt.host"], overrides["mqtt.port"]) == (True, "broker.local", 1884)
     assert overrides["device.id"] == "b2" and overrides["device.state_dir"].endswith("st")
+
+
+def test_a_leading_tilde_in_a_path_option_is_the_home_folder_as_in_the_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # Quoted in the shell ('~/bin-state'), the tilde reaches the program as it is.
+    args = build_parser().parse_args(["run", "--state-dir", "~/bin-state", "--replay", "~/photos", "--model", "~/m"])
+    overrides = run_overrides(args)
+    assert overrides["device.state_dir"] == str(tmp_path / "bin-state")
+    assert overrides["camera.replay.path"] == str(tmp_path / "photos") and overrides["model.path"] == str(tmp_path / "m")
 
 
 @pytest.mark.parametrize("address, message", [("nohost", "HOST:PORT"), ("host:99999", "HOST:PORT"),

@@ -236,6 +236,7 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("mqtt: {host: ''}", "mqtt.host: String should have at least 1 character"),
     ("mqtt: {host: 'broker:1883'}", "mqtt.host: a host name or address without a port"),
     ("mqtt: {host: 'my broker'}", "mqtt.host: a host name or address, without spaces"),
+    ("mqtt: {prefix: $SYS}", "mqtt.prefix: must not start with '$': brokers keep $ topics for themselves"),
     ("flap: {frame_width: 2}", "flap.frame_width: Input should be less than or equal to 0.05"),
     ("flap: {max_pulse_width: 0.02}", "flap.max_pulse_width: Input should be less than or equal to 0.003"),
     ("flap: {min_pulse_width: 0.0025, max_pulse_width: 0.0005}",

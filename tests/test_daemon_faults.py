@@ -121,13 +121,18 @@ def test_the_item_is_committed_before_the_flap_moves_so_a_kill_9_cannot_lose_it(
     assert daemon.flap.history[-2:] == [0.0, None]
 
 
-def test_a_failed_commit_stops_the_bin_before_the_flap_moves(tmp_path, tiny_bundle, photo_folder):
+def test_a_failed_commit_stops_the_bin_before_the_flap_moves_and_says_why_in_one_line(tmp_path, tiny_bundle,
+                                                                                       photo_folder, caplog):
     from edge.errors import StoreError
 
     daemon = started_with_a_fault(tmp_path, tiny_bundle, photo_folder, "store", "record_item",
                                   StoreError("smartbin.db: cannot record an item: database or disk is full"))
     assert daemon.run() == 1
     assert set(daemon.flap.history) <= {0.0, None}  # never left neutral: the item stays on the tray
+    fatal, = [r for r in caplog.records if r.levelname == "ERROR" and "fatal" in r.getMessage()]
+    assert fatal.getMessage().endswith("the bin stops (flap parked): smartbin.db: cannot record an item: "
+                                       "database or disk is full")
+    assert fatal.exc_info is None  # the message says it all; a traceback would bury it
 
 
 def test_a_flap_that_fails_to_move_is_written_into_the_items_event(tmp_path, tiny_bundle, photo_folder):

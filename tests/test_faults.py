@@ -168,20 +168,21 @@ def test_sigkill_mid_run_sends_the_last_will_and_a_restart_counts_each_id_once(t
     assert row["counted"] == killed_run + 18
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP (terminal closed)"])
 def test_sigterm_exits_0_within_5_s_with_stopped_published_and_the_flap_parked(tmp_path, tiny_bundle, photos,
-                                                                              broker):
+                                                                              broker, signum):
     config = write_config(tmp_path, tiny_bundle, settle_s=0.4)  # a real servo's settle time
     with Listener(broker.port, f"{ROOT}/#", session="fault-listener") as listener:
         daemon = Bin(tmp_path, config, photos, fps=10, broker=broker)
         listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 2, timeout=30, what="2 items")
         started = time.monotonic()
-        daemon.process.send_signal(signal.SIGTERM)
+        daemon.process.send_signal(signum)
         code = daemon.wait(10)
         elapsed = time.monotonic() - started
         listener.wait_for(lambda: "stopped" in listener.texts(f"{ROOT}/availability"), what="stopped")
         sorted_items = len(stored_ids(tmp_path))
         listener.wait_for(lambda: len(set(listener.ids(f"{ROOT}/item"))) >= sorted_items, what="flushed events")
-        row = record("SIGTERM mid-run", sorted_items, tmp_path, listener, broker)
+        row = record(f"{signal.Signals(signum).name} mid-run", sorted_items, tmp_path, listener, broker)
     assert code == 0, daemon.output()
     assert elapsed < 5.0
     assert listener.texts(f"{ROOT}/availability")[-1] == "stopped"

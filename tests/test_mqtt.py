@@ -372,3 +372,24 @@ def test_events_flow_even_when_the_broker_never_confirms_the_subscriptions(tmp_p
     finally:
         link.stop(timeout=2)
         broker.close()
+
+
+def test_an_unreachable_broker_is_warned_about_at_once_and_not_at_every_retry(tmp_path, caplog):
+    # A typo in mqtt.host or mqtt.port: the operator reading the log must see it without debug logging.
+    broker = Mosquitto(tmp_path)  # its port, with nothing listening yet
+    link, store = make_link(tmp_path, broker)
+    caplog.set_level("DEBUG", logger="edge.mqtt")
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum("still unreachable" in r.getMessage() for r in caplog.records) < 2:
+            time.sleep(0.05)
+        broker.start()
+        assert link.wait_connected(10)
+    finally:
+        link.stop()
+        broker.stop()
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "unreachable" in r.getMessage()]
+    assert len(warned) == 1 and f"MQTT broker 127.0.0.1:{broker.port} unreachable (check mqtt.host" in \
+        warned[0].getMessage()
+    assert sum("still unreachable" in r.getMessage() for r in caplog.records) >= 2  # the retries, at debug level

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -262,6 +263,20 @@ def test_a_corrupt_database_is_an_error_that_says_what_to_do_and_is_not_retried(
     path = tmp_path / "smartbin.db"
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreUnusableError, match="smartbin.db: the state database is damaged .* move it aside"):
+        Store(path)
+
+
+def test_another_programs_database_is_refused_before_the_first_query_and_is_not_retried(tmp_path):
+    import sqlite3
+
+    from edge.errors import StoreUnusableError
+
+    path = tmp_path / "smartbin.db"
+    with contextlib.closing(sqlite3.connect(path)) as other:  # a table of our name, other columns
+        other.execute("CREATE TABLE items (id TEXT PRIMARY KEY, title TEXT)")
+        other.commit()
+    with pytest.raises(StoreUnusableError, match="not a smartbin state database \\(its table 'items' has no "
+                                                 "column bin, confidence, event"):
         Store(path)
 
 
