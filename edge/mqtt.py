@@ -40,6 +40,7 @@ SUBACK_TIMEOUT_S = 10.0
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
 CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
 UNREACHABLE_LOG_INTERVAL_S = 300.0  # an unreachable broker is said once, then every 5 minutes while it lasts
+SHORT_CONNECTION_S, SHORT_CONNECTIONS_BEFORE_HINT = 5.0, 3  # a broker closing us again and again: say why it may
 Provider = Callable[[], Any]
 
 
@@ -95,7 +96,9 @@ class MqttLink:
         self._subscribe_mid: int | None = None
         self._subscribe_sent_at: float | None = None  # monotonic time of the SUBSCRIBE awaiting its SUBACK
         self._unreachable_said_at: float | None = None  # monotonic; None while the broker answers
+        self._connected_at, self._short_connections = 0.0, 0
         self._last_stats = 0.0
+        self.client_id = settings.client_id or f"smartbin-{device_id}"
         self.client = self._make_client(device_id, password, config_path)
 
     def topic(self, name: str) -> str:
@@ -193,6 +196,7 @@ class MqttLink:
             return
         log.info("MQTT connected to %s", self.settings.address)
         self._unreachable_said_at = None
+        self._connected_at = time.monotonic()
         if self._stopping.is_set() or self._draining.is_set():
             # Connected while stopping: say how we stop, never "online" with nobody behind it. While
             # draining the pump still delivers the backlog (and the counts) on this connection.
@@ -243,6 +247,13 @@ class MqttLink:
         if self._connected.is_set() and not self._stopping.is_set():
             log.warning("MQTT disconnected from %s (%s); events wait in the outbox", self.settings.address,
                         reason_code)
+            lasted = time.monotonic() - self._connected_at
+            self._short_connections = self._short_connections + 1 if lasted < SHORT_CONNECTION_S else 0
+            if self._short_connections == SHORT_CONNECTIONS_BEFORE_HINT:  # said once per streak
+                # MQTT 3.1.1 brokers close a connection without saying why; the usual reason is a twin.
+                log.warning("MQTT broker %s keeps closing the connection within seconds: is another client "
+                            "connected with the client id %r (two bins with the same device.id or "
+                            "mqtt.client_id)?", self.settings.address, self.client_id)
         self._connected.clear()
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -394,7 +405,7 @@ class MqttLink:
 
     def _make_client(self, device_id: str, password: str | None, config_path: str | None) -> mqtt.Client:
         settings = self.settings
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id or f"smartbin-{device_id}",
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)
         client.will_set(self.topic("availability"), "offline", qos=1, retain=True)
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)

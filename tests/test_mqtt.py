@@ -393,3 +393,20 @@ def test_an_unreachable_broker_is_warned_about_at_once_and_not_at_every_retry(tm
     assert len(warned) == 1 and f"MQTT broker 127.0.0.1:{broker.port} unreachable (check mqtt.host" in \
         warned[0].getMessage()
     assert sum("still unreachable" in r.getMessage() for r in caplog.records) >= 2  # the retries, at debug level
+
+
+def test_two_bins_with_one_client_id_are_told_why_the_broker_keeps_closing_them(tmp_path, mosquitto, caplog):
+    # The broker hands the client id to the newer connection and closes the older, again and again.
+    first, _ = make_link(tmp_path / "first", mosquitto)
+    second, _ = make_link(tmp_path / "second", mosquitto)
+    first.start()
+    second.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("keeps closing" in r.getMessage() for r in caplog.records):
+            time.sleep(0.05)
+    finally:
+        first.stop()
+        second.stop()
+    hints = {r.getMessage() for r in caplog.records if "keeps closing" in r.getMessage()}
+    assert hints and all("another client connected with the client id 'smartbin-bin-t'" in hint for hint in hints)
