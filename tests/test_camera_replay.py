@@ -170,3 +170,60 @@ def test_replay_decoder_failure_reaches_the_reader_instead_of_hanging_it(photo_f
     with pytest.raises(MemoryError, match="no room"):
         read_all(source)
     source.close()
+
+
+# Photos too small or too thin to draw the tray at their size: one pixel, icons, a strip, a needle.
+ODD_SIZES = [(1, 1), (8, 8), (16, 12), (10000, 10), (3, 2000)]  # width, height
+
+
+def odd_photo_folder(root, odd_size, position):
+    """Eight 512x384 photos in class folders, and one photo of ``odd_size`` first or in the middle."""
+    for index in range(8):
+        folder = root / ("glass" if index < 4 else "metal")
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{index}.jpg"), make_photo(index, size=(384, 512), seed=index))
+    width, height = odd_size
+    odd = "cardboard/odd.jpg" if position == "first" else "glass/3b-odd.jpg"  # sorted: first, or after glass/3.jpg
+    (root / odd).parent.mkdir(exist_ok=True)
+    cv2.imwrite(str(root / odd), make_photo(1, size=(height, width)))
+    return odd
+
+
+@pytest.mark.parametrize("position", ["first", "middle"])
+@pytest.mark.parametrize("odd_size", ODD_SIZES, ids=[f"{w}x{h}" for w, h in ODD_SIZES])
+def test_replay_of_a_tiny_or_thin_photo_gives_the_detector_one_item_per_photo(tmp_path, odd_size, position):
+    from edge.detector import make_trigger
+
+    odd = odd_photo_folder(tmp_path, odd_size, position)
+    source = open_source("replay", path=tmp_path)  # the config's defaults: 4 empty frames, 6 present
+    detector = make_trigger("occupancy")  # the config's defaults too
+    sorted_items = [settled[-1].source_id for frame in read_all(source) if (settled := detector.update(frame))]
+    # Every photo is one item, in order: the odd one is not lost, and it neither ends the run nor
+    # merges the photos after it into one item that never leaves.
+    shown = [path.relative_to(tmp_path).as_posix() for path in imaging.find_photos(tmp_path)]
+    assert odd in shown
+    assert sorted_items == shown
+    assert source.stats["photos"] == 9 and source.stats["unreadable"] == 0
+
+
+@pytest.mark.parametrize("odd_size", ODD_SIZES, ids=[f"{w}x{h}" for w, h in ODD_SIZES])
+def test_replay_shows_the_same_tray_to_the_detector_around_a_tiny_or_thin_photo(tmp_path, odd_size):
+    odd = odd_photo_folder(tmp_path, odd_size, "first")
+    frames = read_all(open_source("replay", path=tmp_path, empty_frames=2, present_frames=1, tray_size=(320, 240)))
+    before_odd = frames[:2]
+    assert frames[2].source_id == odd and frames[2].image.shape[:2] == odd_size[::-1]  # the photo itself, unchanged
+    # Drawn on so few pixels the tray pattern would look like something else: the tray comes at tray_size.
+    assert all(frame.image.shape == (240, 320, 3) for frame in before_odd)
+    usual_tray = imaging.thumbnail(empty_tray(512, 384))
+    for frame in frames:
+        np.testing.assert_array_equal(frame.thumbnail, imaging.thumbnail(frame.image))
+        if frame.source_id is None:
+            assert np.abs(frame.thumbnail - usual_tray).max() <= 10  # the detector's threshold is 25
+
+
+def test_replay_tray_size_is_at_least_the_detectors_thumbnail(tmp_path):
+    # A tray_size smaller than the thumbnail would be as unlike the tray as a tiny photo's.
+    cv2.imwrite(str(tmp_path / "dot.png"), make_photo(0, size=(1, 1)))
+    frames = read_all(open_source("replay", path=tmp_path, empty_frames=1, present_frames=1, tray_size=(8, 8)))
+    trays = [frame.image for frame in frames if frame.source_id is None]
+    assert len(trays) == 2 and all(tray.shape == (48, 64, 3) for tray in trays)

@@ -4,7 +4,11 @@ Each photo is one item: ``empty_frames`` frames of the empty tray, then ``presen
 frames that are the decoded photo itself (unchanged, so classifying the settled frame
 equals classifying the photo), then the next photo's empty frames. After the last
 photo, one more run of empty frames, then the end of the stream. The item detector
-therefore sees exactly what a camera over a real tray would give it. Like a camera, which
+therefore sees exactly what a camera over a real tray would give it. The tray is drawn at
+each photo's size, like a camera's frames; a photo with fewer pixels than the detector's
+thumbnail across or down (1x1, 16x12, 10000x10, 3x2000) gets the tray at ``tray_size``
+instead: drawn on so few pixels, the tray pattern no longer looks like the same tray to the
+detector, which would take it for an item and never see the photo. Like a camera, which
 captures on its own thread while the pipeline works, the replay decodes the next photo (and
 makes the detector's thumbnails of it and of the tray) on a background thread while the
 current one is on the tray.
@@ -77,7 +81,9 @@ class ReplaySource:
         fps: frames per second to pace at; 0 delivers frames as fast as ``read`` is called.
         empty_frames: empty-tray frames before each photo (and after the last one).
         present_frames: frames showing each photo.
-        tray_size: (width, height) of the empty tray before any photo has been read.
+        tray_size: (width, height) of the empty tray before any photo has been read, and under a
+            photo too small or too thin to draw the tray at its size; at least the detector's
+            thumbnail size (``imaging.THUMBNAIL_SIZE``) each way.
         loop: start again from the first photo instead of ending.
         order: ``shuffled`` (a fixed pseudo-random order: the same every run, classes mixed as on a
             real tray) or ``sorted`` (by relative path, one class folder after the other).
@@ -108,7 +114,8 @@ class ReplaySource:
         self.empty_frames = empty_frames
         self.present_frames = present_frames
         self.loop = loop
-        self._tray_size = tuple(tray_size)
+        # Raised to the thumbnail size: this tray stands in for the ones too small to look like a tray.
+        self._tray_size = tuple(max(int(side), least) for side, least in zip(tray_size, imaging.THUMBNAIL_SIZE))
         self._interval = 1.0 / fps if fps else 0.0
         self._next_due = time.monotonic()
         self._index = 0
@@ -137,13 +144,30 @@ class ReplaySource:
                     continue
                 # The detector's thumbnails are made here too, as a camera's low-resolution
                 # stream would make them, so the sorting loop only compares them.
-                height, width = photo.shape[:2]
-                thumbs = imaging.thumbnail(photo), empty_tray_thumbnail(width, height)
-                if not self._hand_over((path, photo, thumbs)):
+                tray = self._tray_under(photo)
+                thumbs = imaging.thumbnail(photo), empty_tray_thumbnail(*tray)
+                if not self._hand_over((path, photo, tray, thumbs)):
                     return
             if not self.loop or shown == 0:
                 break
         self._hand_over(None)
+
+    def _tray_under(self, photo: np.ndarray) -> tuple[int, int]:
+        """The (width, height) to draw the empty tray at around ``photo``: the photo's own size, as a
+        camera's frames all have one size, unless the photo is smaller than the detector's thumbnail
+        either way; then ``tray_size``.
+
+        The tray pattern is defined in relative coordinates, but drawn on fewer pixels than the
+        thumbnail has, it is sampled too coarsely (one pixel: one grey level; three columns: stripes)
+        and its thumbnail differs from every other tray's: the detector, which learnt the tray from
+        other photos, would take that tray for an item (and the photo after it for the same item),
+        or, learning it first, take every later tray for one item that never leaves.
+        """
+        height, width = photo.shape[:2]
+        least_width, least_height = imaging.THUMBNAIL_SIZE
+        if width < least_width or height < least_height:
+            return self._tray_size
+        return width, height
 
     def _hand_over(self, item) -> bool:
         while not self._closed:
@@ -167,8 +191,7 @@ class ReplaySource:
         while (item := self._take_decoded()) is not None:
             if isinstance(item, BaseException):
                 raise item  # the decoder thread failed (out of memory, ...): as fatal as on this thread
-            path, photo, (photo_thumb, tray_thumb) = item
-            size = (photo.shape[1], photo.shape[0])
+            path, photo, size, (photo_thumb, tray_thumb) = item
             relative = path.relative_to(self.root)
             truth = relative.parts[0] if len(relative.parts) > 1 else None
             for _ in range(self.empty_frames):
