@@ -133,6 +133,14 @@ class Daemon(RemoteCommands):
                                    state_dir=folder)
         self.web.start()
 
+    def _warn_about_unsorted_photos(self) -> None:
+        # A replay knows how many photos it laid on the tray: one the detector never took for an item
+        # (settings too strict for it, a photo too like the tray) must not vanish without a word.
+        shown = getattr(self.source, "stats", {}).get("photos", 0)
+        if shown > self.items:
+            log.warning("replay: %d of %d photos were not sorted: the item detector never saw them as items "
+                        "(check detector.diff_threshold and occupied_fraction)", shown - self.items, shown)
+
     def _warn_about_labels(self) -> list[str]:
         warnings = [f"{key}: {warning}" for key, warning in model_warnings(self.config, self.classifier.bundle)]
         for warning in warnings:
@@ -198,6 +206,7 @@ class Daemon(RemoteCommands):
             if frame is None:
                 if not self._stop.is_set():
                     log.info("camera source ended after %d items", self.items)
+                    self._warn_about_unsorted_photos()
                     if self.truth_seen:
                         log.info("replay: label equals the photo's folder for %d of %d items (%.1f%%)",
                                  self.truth_agreed, self.truth_seen, 100 * self.truth_agreed / self.truth_seen)

@@ -227,3 +227,27 @@ def test_replay_tray_size_is_at_least_the_detectors_thumbnail(tmp_path):
     frames = read_all(open_source("replay", path=tmp_path, empty_frames=1, present_frames=1, tray_size=(8, 8)))
     trays = [frame.image for frame in frames if frame.source_id is None]
     assert len(trays) == 2 and all(tray.shape == (48, 64, 3) for tray in trays)
+
+
+def test_a_file_name_that_is_not_utf8_reaches_the_events_as_valid_text(tmp_path):
+    import json
+    import os
+
+    folder = os.fsencode(tmp_path / "paper")
+    os.mkdir(folder)
+    ok, encoded = cv2.imencode(".jpg", make_photo(0))
+    with open(os.path.join(folder, b"bad\xffname.jpg"), "wb") as out:  # a name from an old camera card
+        out.write(encoded.tobytes())
+    frames = read_all(open_source("replay", path=tmp_path, empty_frames=1, present_frames=1))
+    shown = {frame.source_id for frame in frames if frame.source_id}
+    assert shown == {"paper/bad\ufffdname.jpg"}
+    json.dumps(sorted(shown), ensure_ascii=False).encode("utf-8")  # what a dashboard's parser gets: strict UTF-8
+
+
+def test_closing_a_slow_replay_wakes_a_read_waiting_for_its_frame(photo_folder):
+    source = open_source("replay", path=photo_folder, fps=0.05)  # one frame every 20 s
+    assert source.read() is not None
+    threading.Timer(0.2, source.close).start()
+    started = time.monotonic()
+    assert source.read() is None
+    assert time.monotonic() - started < 2.0  # not the 20 s interval: a stop is quick at any pace

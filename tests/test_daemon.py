@@ -66,6 +66,18 @@ def test_replay_scores_a_label_mapped_model_against_the_merged_label(tmp_path, t
     assert daemon.truth_agreed == daemon.truth_seen == photo_count(photo_folder)
 
 
+def test_replayed_photos_the_detector_never_took_for_items_are_named_at_the_end(tmp_path, tiny_bundle,
+                                                                                 photo_folder, caplog):
+    # A threshold no photo reaches: every photo lies on the tray and leaves unsorted.
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, detector={"occupied_fraction": 1.0,
+                                                                                 "diff_threshold": 254}))
+    daemon.start()
+    assert daemon.run() == 0 and daemon.items == 0
+    shown = photo_count(photo_folder)
+    assert f"replay: {shown} of {shown} photos were not sorted: the item detector never saw them as items" in \
+        caplog.text
+
+
 def test_reloading_a_model_whose_labels_have_no_bin_says_so_in_the_reply(tmp_path, tiny_bundle):
     from edge import commands as cmd
 

@@ -117,6 +117,7 @@ class ReplaySource:
         # Raised to the thumbnail size: this tray stands in for the ones too small to look like a tray.
         self._tray_size = tuple(max(int(side), least) for side, least in zip(tray_size, imaging.THUMBNAIL_SIZE))
         self._interval = 1.0 / fps if fps else 0.0
+        self._closing = threading.Event()
         self._next_due = time.monotonic()
         self._index = 0
         self._closed = False
@@ -193,6 +194,9 @@ class ReplaySource:
                 raise item  # the decoder thread failed (out of memory, ...): as fatal as on this thread
             path, photo, size, (photo_thumb, tray_thumb) = item
             relative = path.relative_to(self.root)
+            # A name that is not UTF-8 (copied from an old camera card) reaches us with surrogates, which
+            # no JSON parser of a dashboard accepts: shown with U+FFFD in the events instead.
+            relative = Path(utf8_text(str(relative)))
             truth = relative.parts[0] if len(relative.parts) > 1 else None
             for _ in range(self.empty_frames):
                 yield empty_tray(*size), tray_thumb, None, None
@@ -224,7 +228,9 @@ class ReplaySource:
         if item is None:
             return None
         if self._interval:
-            time.sleep(max(0.0, self._next_due - time.monotonic()))
+            # Woken by close(): at a slow pace a stop must not wait out the frame interval.
+            if self._closing.wait(max(0.0, self._next_due - time.monotonic())):
+                return None
             self._next_due = max(self._next_due, time.monotonic()) + self._interval
         image, thumb, truth, source_id = item
         frame = Frame(image=image, ts=time.time(), index=self._index, truth=truth, source_id=source_id,
@@ -235,7 +241,16 @@ class ReplaySource:
 
     def close(self) -> None:
         self._closed = True
+        self._closing.set()
 
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
+
+
+def utf8_text(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes a file name had that were not UTF-8 become U+FFFD."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no file system byte gives
+        return name.encode("utf-8", "replace").decode("utf-8")
