@@ -1,10 +1,13 @@
 """Remote commands on plain data: parse and validate a payload, run it, shape the reply.
 
-Commands arrive on ``<prefix>/<device_id>/cmd/<name>`` as small JSON objects (an empty
-payload means ``{}``). Parsing never raises past ``parse_command``: every malformed,
-unknown or oversized message becomes a ``CommandError`` that the caller turns into an
-error reply on ``cmd/result``. Running is ``dispatch``: a handler per command name, any
-exception becomes an error reply, so a bad command never stops the sorting loop.
+Commands arrive on ``<prefix>/<device_id>/cmd/<name>`` as small JSON objects (``{}`` for a
+command without options). An empty message is not a command: it is how MQTT clears a retained
+message, and ``edge.mqtt_inbound`` drops it before it gets here (``parse_command`` refuses it too).
+Parsing never raises past ``parse_command``: every malformed, unknown, oversized or too deeply
+nested message becomes a ``CommandError`` that the caller turns into an error reply on
+``cmd/result``, and ``request_id_of`` (for that reply) never raises at all. Running is
+``dispatch``: a handler per command name, any exception becomes an error reply, so a bad command
+never stops the sorting loop.
 
 Usage:
     try:
@@ -62,27 +65,41 @@ COMMANDS: dict[str, type[Command]] = {"reset_counts": ResetCounts, "reload_model
                                       "flap": FlapCommand}
 
 
+def _load(payload: bytes | str | None) -> Any:
+    """The JSON value of a payload, with every limit checked before it is parsed.
+
+    Raises:
+        CommandError: empty, over ``MAX_PAYLOAD_BYTES``, not UTF-8, not JSON, or nested too deeply.
+    """
+    if payload is None:
+        raw = b""
+    elif isinstance(payload, str):
+        raw = payload.encode("utf-8", "surrogatepass")  # a lone surrogate then fails as "not valid JSON"
+    else:
+        raw = bytes(memoryview(payload))  # bytes, bytearray; not bytes(5), five zero bytes
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"payload of {len(raw)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    if not raw.strip():
+        raise CommandError("payload is empty: send a JSON object ({} for a command without options)")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CommandError(f"payload is not valid JSON: {err}") from None
+    except RecursionError:  # a few thousand nested brackets fit in the size limit
+        raise CommandError("payload is nested too deeply") from None
+
+
 def parse_command(name: str, payload: bytes | str | None) -> Command:
     """Validates a command name and its JSON payload.
 
     Raises:
-        CommandError: unknown command, payload too large, not JSON, not an object, bad or unknown fields.
+        CommandError: unknown command, payload empty, too large, not JSON, nested too deeply, not an
+            object, bad or unknown fields.
     """
     model = COMMANDS.get(name)
     if model is None:
         raise CommandError(f"unknown command {name[:64]!r} (known: {', '.join(sorted(COMMANDS))})")
-    raw = payload.encode() if isinstance(payload, str) else (payload or b"")
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise CommandError(f"payload of {len(raw)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
-            raise CommandError(f"payload is not valid JSON: {err}") from None
-        except RecursionError:  # a few thousand nested brackets fit in the size limit
-            raise CommandError("payload is nested too deeply") from None
+    data = _load(payload)
     if not isinstance(data, dict):
         raise CommandError("payload must be a JSON object")
     if "name" in data:
@@ -97,13 +114,15 @@ def parse_command(name: str, payload: bytes | str | None) -> Command:
 
 
 def request_id_of(payload: bytes | str | None) -> str | int | None:
-    """Best-effort ``request_id`` of a payload that failed validation, so even error replies can be matched."""
+    """Best-effort ``request_id`` of a payload that failed validation, so even error replies can be
+    matched; ``None`` when it cannot be read. Never raises: it runs on the error path, where the payload
+    is already known to be bad (too large, too deep, not JSON), and applies the same limits."""
     try:
-        data = json.loads(payload or b"")
-    except (ValueError, TypeError, UnicodeDecodeError):
+        data = _load(payload)
+        value = data.get("request_id") if isinstance(data, dict) else None
+        ok = isinstance(value, (str, int)) and not isinstance(value, bool) and len(str(value)) <= 128
+    except Exception:  # noqa: BLE001 -- CommandError and anything unforeseen: the reply goes out without it
         return None
-    value = data.get("request_id") if isinstance(data, dict) else None
-    ok = isinstance(value, (str, int)) and not isinstance(value, bool) and len(str(value)) <= 128
     return value if ok else None
 
 

@@ -52,7 +52,7 @@ class MqttLink:
         device_id: this bin's id.
         store: the outbox and counts.
         password: broker password (read by the caller from a file or systemd credential).
-        on_command: called on paho's thread with ``(name, payload)`` for each ``cmd/<name>`` message.
+        on_command: called on paho's thread with ``(name, payload)`` for each live, non-empty ``cmd/<name>`` message.
         stats_provider: returns the ``stats`` payload; called every ``stats_interval_s`` while connected.
         discovery_provider: returns Home Assistant ``(topic, config)`` pairs to publish retained.
         config_path: the config file, to resolve relative TLS file names.

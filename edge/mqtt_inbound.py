@@ -24,7 +24,7 @@ class InboundRouter:
     Args:
         command_prefix: ``<prefix>/<device_id>/cmd/``.
         home_assistant_status_topic: where Home Assistant says ``online`` after a restart.
-        on_command: called with ``(name, payload)`` for each live ``cmd/<name>`` message.
+        on_command: called with ``(name, payload)`` for each live, non-empty ``cmd/<name>`` message.
         on_home_assistant_online: called when Home Assistant comes back (it forgot non-retained state).
         discovery: an ``edge.discovery.DiscoveryRegistry`` that claims its own retained configs, or None.
     """
@@ -57,6 +57,12 @@ class InboundRouter:
         name = topic[len(self.command_prefix):]
         if name == "result" or self.on_command is None:
             return  # our own replies come back through the cmd/+ subscription
+        if not payload:
+            # An empty message is how MQTT clears a retained one (``mosquitto_pub -r -n``, the fix the
+            # warning below gives); the broker hands it to subscribers live. It is not a command: it
+            # runs nothing and gets no reply (``{}`` runs a command without options).
+            log.info("ignoring the empty message on %s: it clears a retained command, it is not one", topic)
+            return
         if retain:
             # A retained command would run again after every reconnect and restart (zeroing the
             # counts, moving the flap); commands act once, so only live messages are obeyed.

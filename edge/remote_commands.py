@@ -28,14 +28,16 @@ class RemoteCommands:
         """MQTT thread: validate now (bad input is answered at once), run later on the loop's thread."""
         try:
             command = cmd.parse_command(name, payload)
-            if self._stop.is_set():  # the loop that runs commands is gone: answer now, not never
-                self._reply(cmd.result(name, False, "the bin is stopping", command.request_id))
-                return
-            self._commands.put_nowait(command)
-        except CommandError as err:
+        except CommandError as err:  # request_id_of never raises, so a bad payload always gets its reply
             self._reply(cmd.result(name, False, str(err), cmd.request_id_of(payload)))
+            return
+        if self._stop.is_set():  # the loop that runs commands is gone: answer now, not never
+            self._reply(cmd.result(name, False, "the bin is stopping", command.request_id))
+            return
+        try:
+            self._commands.put_nowait(command)
         except queue.Full:
-            self._reply(cmd.result(name, False, "busy: too many queued commands", cmd.request_id_of(payload)))
+            self._reply(cmd.result(name, False, "busy: too many queued commands", command.request_id))
 
     def _run_commands(self) -> None:
         while True:

@@ -112,7 +112,7 @@ def test_commands_run_on_the_loop_and_bad_ones_get_error_replies(tmp_path, tiny_
         thread = run_in_thread(daemon)
         listener.wait_for(lambda: len(listener.on(f"{ROOT}/item")) >= 2, what="first items")
         for name, payload in [("flap", '{"bin": "glass", "request_id": 1}'), ("flap", '{"bin": "attic"}'),
-                              ("reset_counts", ""), ("reload_model", '{"path": "/nowhere"}'),
+                              ("reset_counts", "{}"), ("reload_model", '{"path": "/nowhere"}'),
                               ("reload_model", json.dumps({"path": str(tiny_bundle)})), ("dance", "{}"),
                               ("flap", "{oops"), ("flap", '{"bin": 7}'), ("flap", "x" * 10_000)]:
             listener.publish(f"{ROOT}/cmd/{name}", payload)

@@ -85,3 +85,23 @@ def test_a_failing_handler_is_logged_not_raised_into_the_network_thread(caplog):
         inbound.handle("homeassistant/status", b"online", retain=False)
     assert [record.message for record in caplog.records] == [
         f"command handler failed for {PREFIX}reset_counts", "MQTT message on homeassistant/status could not be handled"]
+
+
+def test_an_empty_message_clears_a_retained_command_and_runs_nothing(caplog):
+    # `mosquitto_pub -r -n -t .../cmd/reset_counts`, the fix the warning above gives, reaches the
+    # subscribed bin live (retain flag off, empty payload): it must not reset the counts again.
+    seen = Recorder()
+    inbound = router(seen)
+    with caplog.at_level(logging.DEBUG, logger="edge.mqtt_inbound"):
+        inbound.handle(PREFIX + "reset_counts", b"", retain=False)
+        inbound.handle(PREFIX + "flap", b"", retain=True)  # retain-as-published brokers: still not a command
+    assert seen.commands == []
+    assert [(record.levelname, record.message) for record in caplog.records] == [
+        ("INFO", f"ignoring the empty message on {PREFIX}reset_counts: it clears a retained command, it is not one"),
+        ("INFO", f"ignoring the empty message on {PREFIX}flap: it clears a retained command, it is not one")]
+
+
+def test_a_blank_but_not_empty_payload_is_a_command_and_gets_its_error_reply_downstream():
+    seen = Recorder()
+    router(seen).handle(PREFIX + "reset_counts", b" ", retain=False)
+    assert seen.commands == [("reset_counts", b" ")]
