@@ -32,42 +32,8 @@ from typing import Any
 
 from edge.errors import StoreError, StoreUnusableError
 from edge.state_lock import lock_state_folder
+from edge.store_schema import create_tables
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
-    ts REAL NOT NULL,
-    label TEXT NOT NULL,
-    bin TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    rejected INTEGER NOT NULL,
-    truth TEXT,
-    event TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counts (
-    scope TEXT NOT NULL,      -- 'install' (never reset) or 'reset' (since the last reset_counts)
-    kind TEXT NOT NULL,       -- 'label', 'bin' or 'total'
-    name TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (scope, kind, name)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,      -- relative to <prefix>/<device_id>/
-    payload TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-# The columns of SCHEMA the code reads and writes (checked on opening: see Store._check_schema).
-SCHEMA_COLUMNS = {
-    "items": {"id", "ts", "label", "bin", "confidence", "rejected", "truth", "event"},
-    "counts": {"scope", "kind", "name", "n"},
-    "outbox": {"seq", "topic", "payload", "created"},
-    "meta": {"key", "value"},
-}
 CHECKPOINT_EVERY_WRITES = 200  # a few hundred KB of log between checkpoints
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes: a damaged file, or not a database at all
 
@@ -111,8 +77,7 @@ class Store:
                 raise StoreError(f"{self.path}: this file system cannot hold SQLite's write-ahead log "
                                  f"(journal mode stays {mode!r}); put the state folder on a local disk")
             self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.executescript(SCHEMA)
-            self._check_schema()
+            create_tables(self._db, self.path)
             with self._transaction(durable=True):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('installed_at', ?)", (str(time.time()),))
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('reset_at', ?)", (str(time.time()),))
@@ -320,17 +285,6 @@ class Store:
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock
             self._lock_file = None
-
-    def _check_schema(self) -> None:
-        # CREATE TABLE IF NOT EXISTS keeps another program's table of the same name: found now, in one
-        # line, rather than as "no such column" from the first query (and a restart loop under systemd).
-        for table, columns in SCHEMA_COLUMNS.items():
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            missing = sorted(columns - have)
-            if missing:
-                raise StoreUnusableError(
-                    f"{self.path}: not a smartbin state database (its table {table!r} has no column "
-                    f"{', '.join(missing)}): point device.state_dir at another folder or move the file aside")
 
     def _counts(self) -> dict[str, Any]:
         return _counts_in(self._db)

@@ -16,7 +16,7 @@ OWNERS = {
     "ai_edge_litert": {"classifier.py"},
     "picamera2": {"camera/picamera.py"},
     "cv2": {"imaging.py", "camera/opencv.py"},  # pixels, and the OpenCV camera's VideoCapture
-    "sqlite3": {"store.py"},
+    "sqlite3": {"store.py", "store_schema.py"},  # the store, and its tables
     "tensorflow": set(),
     "keras": set(),
     "training": set(),
