@@ -29,7 +29,7 @@ from edge import parts
 from edge.bundle import normal_label
 from edge.camera.fake import BrokenCamera
 from edge.config import Config, model_warnings, state_dir
-from edge.errors import CameraError, ClassifierError, FlapError, StoreError
+from edge.errors import CameraError, ClassifierError, ConfigError, FlapError, StoreError
 from edge.notify import Notifier
 from edge.recorder import Recorder
 from edge.remote_commands import RemoteCommands
@@ -131,7 +131,10 @@ class Daemon(RemoteCommands):
     def _start_web(self, folder) -> None:
         self.web = parts.build_web(self.config, self.classifier, self.decider, status_provider=self.status,
                                    state_dir=folder)
-        self.web.start()
+        try:
+            self.web.start()
+        except OSError as err:  # a port another program holds: a restart every 5 s cannot free it
+            raise ConfigError([("web.port", err.strerror or str(err))]) from None
 
     def _warn_about_unsorted_photos(self) -> None:
         # A replay knows how many photos it laid on the tray: one the detector never took for an item

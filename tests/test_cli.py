@@ -93,6 +93,20 @@ def test_run_reports_a_bad_config_by_file_and_key_or_a_bad_model_in_one_line_and
     assert "model bundle folder not found" in err and "Traceback" not in err
 
 
+def test_run_with_the_web_page_on_a_port_another_program_holds_exits_2_not_retried(tmp_path, tiny_bundle,
+                                                                                    photo_folder, capsys):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        config = write_config(tmp_path, f"web: {{enabled: true, port: {holder.getsockname()[1]}}}\n", tiny_bundle)
+        assert main(["run", "--config", str(config), "--replay", str(photo_folder), "--mock-gpio",
+                     "--state-dir", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: web.port: web page cannot listen on 127.0.0.1:") and "Traceback" not in err
+
+
 def test_run_options_become_config_overrides(tmp_path):
     args = build_parser().parse_args(["run", "--replay", "photos", "--replay-fps", "0", "--mock-gpio",
                                       "--mqtt", "broker.local:1884", "--device-id", "b2", "--state-dir", "st"])
