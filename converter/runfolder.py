@@ -52,6 +52,7 @@ class RunFolder:
     labels: tuple[str, ...]
     splits: dict[str, list[str]]
     data_hint: str = ""
+    data_resolved: str = ""  # split.json's absolute form of data_hint, as training resolved it
     file_labels: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -98,10 +99,11 @@ class RunFolder:
     def resolve_data_dir(self, data: str | os.PathLike | None) -> Path:
         """Finds the data folder: ``--data``, else split.json's ``data``, else ``$SMARTBIN_DATA``.
 
-        A relative ``data`` from split.json was relative to where training ran: it is tried as
-        given, then relative to the run folder's parent, then to its grandparent (a run in
-        ``runs/NAME`` trained from the folder that holds ``runs/``), so converting works from
-        any directory.
+        split.json's absolute ``data_resolved`` is tried first. A relative ``data`` was relative
+        to where training ran: it is tried as given, then relative to the run folder's parent, then
+        to its grandparent (a run in ``runs/NAME`` trained from the folder that holds ``runs/``), so
+        converting works from any directory. The run folder itself is never taken for the data
+        (a run named after its data folder, converted from ``runs/``).
 
         Raises:
             ConverterError: no candidate is an existing folder.
@@ -116,8 +118,10 @@ class RunFolder:
             hint = Path(self.data_hint)
             candidates = [hint] if hint.is_absolute() else [
                 hint, self.path.parent / hint, self.path.resolve().parent.parent / hint]
+            if self.data_resolved:
+                candidates.insert(0, Path(self.data_resolved))
             for folder in candidates:
-                if folder.is_dir():
+                if folder.is_dir() and folder.resolve() != self.path.resolve():
                     return folder
                 tried.append(str(folder))
         env = os.environ.get(DATA_ENV)
@@ -165,6 +169,11 @@ def load_run(path: str | os.PathLike) -> RunFolder:
         raise ConverterError(f"{folder}: run folder not found")
     if not (folder / MODEL_FILE).is_file():
         raise ConverterError(f"{folder}: no {MODEL_FILE} (is this a run folder written by training.fit?)")
+    if not (folder / "metrics.json").is_file():
+        # training.fit writes metrics.json last: without it the run was stopped or is still training,
+        # and model.keras is only some epoch's checkpoint.
+        raise ConverterError(f"{folder}: not a finished run (metrics.json missing: training was stopped or is "
+                             f"still running); convert a finished run")
     try:  # checked before TensorFlow starts; Keras would say "File not found" for a corrupt file
         with open(folder / MODEL_FILE, "rb") as model_file:
             valid = zipfile.is_zipfile(model_file)
@@ -190,6 +199,7 @@ def load_run(path: str | os.PathLike) -> RunFolder:
         labels=labels,
         splits={name: [str(entry) for entry in splits.get(name, [])] for name in SPLITS},
         data_hint=str(split.get("data") or ""),
+        data_resolved=str(split.get("data_resolved") or ""),
         file_labels={str(k): str(v) for k, v in file_labels.items()},
         config=_read_yaml(folder / "config.yaml"),
         metrics=_read_optional_json(folder / "metrics.json"),

@@ -6,6 +6,7 @@ Everything here fails (or succeeds) before TensorFlow is imported, so these test
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -92,6 +93,29 @@ class TestRunFolder:
         monkeypatch.chdir(tmp_path)  # converting from somewhere else entirely
         found = load_run(run_dir).resolve_data_dir(None)
         assert found.resolve() == (project / "photos").resolve()
+
+    def test_data_folder_recorded_as_training_resolved_it_is_found_wherever_the_run_was_copied(
+            self, run_dir, monkeypatch, tmp_path):
+        split = json.loads((run_dir / "split.json").read_text())
+        (run_dir / "split.json").write_text(json.dumps({**split, "data_resolved": str(tmp_path / "photos")}))
+        copy = shutil.copytree(run_dir, tmp_path / "deep" / "x" / "y" / "run")
+        monkeypatch.chdir("/")
+        assert load_run(copy).resolve_data_dir(None) == tmp_path / "photos"
+
+    def test_a_run_named_after_its_data_folder_is_never_taken_for_the_data(self, tmp_path, monkeypatch):
+        # Trained from the project folder with --data base --out runs/base; converted from runs/.
+        project = tmp_path / "project"
+        run_dir = write_run_folder(project / "runs", data_name="base", run_name="base-run")
+        (project / "runs" / "base").rename(project / "base")
+        run_dir = run_dir.rename(project / "runs" / "base")
+        monkeypatch.chdir(project / "runs")
+        assert load_run("base").resolve_data_dir(None).resolve() == (project / "base").resolve()
+
+    def test_a_run_stopped_before_it_finished_is_not_converted(self, run_dir, capsys):
+        (run_dir / "metrics.json").unlink()  # training.fit writes it last
+        assert main([str(run_dir), "--out", str(run_dir.parent / "bundle")]) == 2
+        assert "not a finished run (metrics.json missing: training was stopped or is still running)" in \
+            error_line(capsys)
 
     def test_data_folder_falls_back_to_smartbin_data(self, run_dir, monkeypatch, tmp_path):
         moved = tmp_path / "elsewhere"

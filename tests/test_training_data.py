@@ -186,3 +186,10 @@ def test_every_bmp_the_bin_reads_is_trained_on_as_the_bin_sees_it(photo_folder, 
     assert f"glass/odd_{mode}.bmp" not in dataset.unreadable
     trained = as_the_bin_sees_it(path.read_bytes(), 16)
     assert np.array_equal(trained, imaging.read_image(path))  # a palette's colours, not its indices as grey
+
+
+def test_check_says_when_the_class_folders_are_one_level_too_deep_and_exits_1(tmp_path, capsys):
+    write_class_folders(tmp_path / "unpacked" / "dataset-resized", per_class=2)  # as TrashNet's zip unpacks
+    assert main(["check", str(tmp_path / "unpacked")]) == 1
+    out = capsys.readouterr().out
+    assert "only one class, 'dataset-resized': a classifier needs two or more" in out and "(training stops here)" in out

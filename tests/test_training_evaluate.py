@@ -159,3 +159,36 @@ def test_photos_gone_or_damaged_since_training_are_skipped_and_listed(run, tmp_p
     metrics = json.loads((tmp_path / "eval" / "eval-metrics.json").read_text())
     assert sorted(metrics["skipped"]) == sorted([gone, damaged])
     assert metrics["n"] == len(split["splits"]["test"]) - 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated model", "model.keras: not a loadable Keras model"),
+    ("broken split", "a damaged run file"),
+    ("broken config", "a damaged run file"),
+    ("repeated label", "labels.txt must name each class once"),
+    ("missing label", "the model has 3 outputs but labels.txt names 2 classes"),
+])
+def test_a_damaged_run_folder_is_one_line_and_exit_2(run, tmp_path, capsys, damage, message):
+    damaged = shutil.copytree(run / "run", tmp_path / "damaged")
+    if damage == "truncated model":
+        (damaged / "model.keras").write_bytes((damaged / "model.keras").read_bytes()[:500])
+    elif damage == "broken split":
+        (damaged / "split.json").write_text("{ half")
+    elif damage == "broken config":
+        (damaged / "config.yaml").write_text("a: [unclosed")
+    elif damage == "repeated label":
+        (damaged / "labels.txt").write_text("cardboard\nglass\nglass\n")
+    else:
+        (damaged / "labels.txt").write_text("cardboard\nglass\n")
+    assert evaluate([str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_an_out_folder_that_cannot_be_made_and_a_zero_batch_are_refused_before_scoring(run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("in the way")
+    assert evaluate([str(run / "run"), "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert f"{tmp_path / 'afile'} is a file (choose a folder)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        evaluate([str(run / "run"), "--batch-size", "0"])
+    assert caught.value.code == 2 and "expected a whole number of 1 or more" in capsys.readouterr().err

@@ -119,6 +119,40 @@ def test_a_folder_name_no_model_can_carry_as_a_label_stops_the_run_before_tensor
     assert "'metal ': not a class name a model can carry" in result.stderr
 
 
+@pytest.mark.parametrize("where", ["the file itself", "under the file"])
+def test_an_out_that_a_file_blocks_is_refused_before_any_work(tmp_path, capsys, where):
+    data = write_class_folders(tmp_path / "data", per_class=4)
+    (tmp_path / "afile").write_text("in the way")
+    out = tmp_path / "afile" if where == "the file itself" else tmp_path / "afile" / "run"
+    assert main(["--data", str(data), "--out", str(out), *TINY]) == 2
+    assert f"cannot be a run folder: {tmp_path / 'afile'} is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("one folder too high", "only one class, 'photos': a classifier needs two or more (are the class folders "
+                            "one level deeper"),
+    ("a label map onto one class", "only one class, 'metal'"),
+])
+def test_a_dataset_of_one_class_is_refused_before_tensorflow(tmp_path, capsys, layout, message):
+    data = write_class_folders(tmp_path / "data" / "photos", per_class=4)
+    args = ["--data", str(data.parent), "--out", str(tmp_path / "run"), *TINY]
+    if layout == "a label map onto one class":
+        (tmp_path / "all.yaml").write_text("cardboard: metal\nglass: metal\n")
+        args = ["--data", str(data), "--out", str(tmp_path / "run"), "--label-map", str(tmp_path / "all.yaml"), *TINY]
+    code = subprocess.run([sys.executable, "-c", "import sys; from training.fit import main; "
+                           "code = main(sys.argv[1:]); print('tensorflow' in sys.modules); sys.exit(code)", *args],
+                          capture_output=True, text=True)
+    assert code.returncode == 2 and message in code.stderr and code.stdout.strip() == "False"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_label_named_twice_is_refused_before_training(tmp_path, capsys):
+    data = write_class_folders(tmp_path / "data", per_class=4)
+    assert main(["--data", str(data), "--out", str(tmp_path / "run"), "--labels", "cardboard,cardboard,glass,metal",
+                 *TINY]) == 2
+    assert "labels: cardboard named twice" in capsys.readouterr().err
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

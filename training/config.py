@@ -94,6 +94,14 @@ class TrainConfig(_Settings):
             return [label.strip() for label in value.split(",") if label.strip()]
         return value
 
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[str] | None) -> list[str] | None:
+        repeated = sorted({label for label in labels or [] if labels.count(label) > 1})
+        if repeated:  # a model output no photo can ever be: found now, not by the converter after training
+            raise ValueError(f"{', '.join(repeated)} named twice")
+        return labels
+
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:

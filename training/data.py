@@ -229,6 +229,7 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
                 for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
     refused += [f"{label!r}: not a class name a model can carry (spaces at either end, or a line break): "
                 f"rename the folder or map it with --label-map" for label in invalid_labels(shown)]
+    refused += [problem for problem in [one_class_problem(dataset.root, shown)] if problem and shown]
     problems = refused + [f"label map: {key!r} names no folder" for key in dataset.unused_map_keys]
     if problems:
         lines += ["", "problems:"]
@@ -249,6 +250,16 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
         lines.append("  most common (width x height: count):")
         lines += [f"    {w}x{h}: {n}" for (w, h), n in sizes.most_common(10)]
     return "\n".join(lines), not refused
+
+
+def one_class_problem(root, labels) -> str | None:
+    """Why a dataset with fewer than two classes cannot train a classifier, or None."""
+    if len(set(labels)) >= 2:
+        return None
+    if not labels:
+        return f"{root}: no class folders with images"
+    return (f"{root}: only one class, {labels[0]!r}: a classifier needs two or more (are the class folders "
+            f"one level deeper, in {Path(root) / labels[0]}/<class>/? or does the label map merge them all?)")
 
 
 def main(argv: list[str] | None = None) -> int:

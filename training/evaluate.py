@@ -34,14 +34,28 @@ def load_run(run_dir: Path):
     import training.losses  # noqa: F401  registers the focal loss
     import training.schedules  # noqa: F401
 
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     from edge.bundle import normal_label
 
-    # In NFC like the labels training gives data folders now (a run from before may hold a decomposed "ü").
-    labels = [normal_label(line.strip()) for line in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
-              if line.strip()]
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
+    try:
+        # In NFC like the labels training gives data folders now (a run from before may hold a decomposed "ü").
+        labels = [normal_label(line.strip()) for line in
+                  (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+        raise TrainingError(f"{run_dir}: a damaged run file ({str(err).splitlines()[0]})") from None
+    if not isinstance(config, dict) or not isinstance(split, dict) or not isinstance(split.get("splits"), dict):
+        raise TrainingError(f"{run_dir}: config.yaml or split.json is not what training.fit writes")
+    if not labels or len(set(labels)) != len(labels):
+        raise TrainingError(f"{run_dir}: labels.txt must name each class once (it names {', '.join(labels) or 'none'})")
+    try:
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    except Exception as err:  # noqa: BLE001 -- Keras says "File not found" for a truncated file, among others
+        raise TrainingError(f"{run_dir / 'model.keras'}: not a loadable Keras model "
+                            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+    if int(model.output_shape[-1]) != len(labels):
+        raise TrainingError(f"{run_dir}: the model has {model.output_shape[-1]} outputs but labels.txt names "
+                            f"{len(labels)} classes")
     return model, labels, config, split
 
 
@@ -104,6 +118,17 @@ def parse_views(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder written by python -m training.fit")
@@ -115,12 +140,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="views of each photo whose probabilities are averaged: original, mirrored, flipped, "
                              "turned (default: original; the bin's default is original,mirrored,flipped)")
     parser.add_argument("--out", help="folder for the evaluation files (default: the run folder)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     args = parser.parse_args(argv)
     if args.data and args.split != "test":
         parser.error("--split chooses one of the run's own lists; with --data every image of that folder is scored")
     run_dir = Path(args.run_dir)
     try:
+        out = Path(args.out) if args.out else run_dir
+        blocking = next((path for path in [out, *out.parents] if path.exists() and not path.is_dir()), None)
+        if blocking is not None:  # found now, not after every photo was scored
+            raise TrainingError(f"--out {out}: {blocking} is a file (choose a folder)")
         model, labels, config, split = load_run(run_dir)
         from training.data import LABEL_MAP_FILE
 
@@ -146,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         if metrics["seen_in_training"]:
             print(f"warning: {run_dir} is a final fit, which trained on its val photos: these figures score "
                   f"photos it has seen", file=sys.stderr)
-        out = Path(args.out) if args.out else run_dir
         out.mkdir(parents=True, exist_ok=True)
         what = "every readable image of" if args.data else f"the {args.split} split of"
         notes = [f"Run `{run_dir}` on {what} `{metrics['data']}` ({metrics['n']} images)."]

@@ -93,11 +93,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 def prepare_data(config: TrainConfig):
     """Dataset discovery (unreadable files listed and skipped) and the split."""
-    from training.data import discover, invalid_labels, load_label_map
+    from training.data import discover, invalid_labels, load_label_map, one_class_problem
     from training.split import copies_across_splits, load_split, make_split
 
     dataset = discover(config.data, labels=config.labels, label_map=load_label_map(config.label_map),
                        verify=True)
+    single = one_class_problem(config.data, dataset.labels)
+    if single:
+        raise DataError(single)
     invalid = invalid_labels(dataset.labels)
     if invalid:
         raise DataError(f"{config.data}: {', '.join(map(repr, invalid))}: not a class name a model can carry "
@@ -319,6 +322,15 @@ def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds)
     return head_on_features(upper, model), train_data, val_data, steps
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuses, before any work, a ``--out`` that holds a run already or cannot become a folder."""
+    blocking = next((path for path in [out, *out.parents] if path.exists() and not path.is_dir()), None)
+    if blocking is not None:
+        raise TrainingError(f"{out}: cannot be a run folder: {blocking} is a file (choose another --out)")
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out}: run folder exists and is not empty (choose a new --out)")
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",")]
@@ -334,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve_config(args)
         out = Path(args.out)
-        if out.exists() and any(out.iterdir()):
-            raise TrainingError(f"{out}: run folder exists and is not empty (choose a new --out)")
+        check_out_folder(out)
         seeds = parse_seeds(args.seeds) if args.seeds else None
         if not seeds:
             metrics = train_one(config, out, args.max_train_steps)
