@@ -192,3 +192,19 @@ def test_an_out_folder_that_cannot_be_made_and_a_zero_batch_are_refused_before_s
     with pytest.raises(SystemExit) as caught:
         evaluate([str(run / "run"), "--batch-size", "0"])
     assert caught.value.code == 2 and "expected a whole number of 1 or more" in capsys.readouterr().err
+
+
+def test_a_run_whose_data_folder_moved_is_scored_on_its_own_list_where_smartbin_data_says(run, tmp_path,
+                                                                                           monkeypatch, capsys):
+    import json as json_module
+
+    moved_run = shutil.copytree(run / "run", tmp_path / "run")
+    split = json_module.loads((moved_run / "split.json").read_text())
+    gone = tmp_path / "gone"
+    (moved_run / "split.json").write_text(json_module.dumps({**split, "data": str(gone), "data_resolved": str(gone)}))
+    monkeypatch.delenv("SMARTBIN_DATA", raising=False)
+    assert evaluate([str(moved_run)]) == 2
+    assert "set SMARTBIN_DATA to where it is now to score the run's own test list" in capsys.readouterr().err
+    monkeypatch.setenv("SMARTBIN_DATA", str(run / "data"))
+    assert evaluate([str(moved_run)]) == 0
+    assert json_module.loads((moved_run / "eval-metrics.json").read_text())["n"] == len(split["splits"]["test"])

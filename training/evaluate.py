@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -81,11 +82,15 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
             raise DataError(f"{data}: classes {', '.join(unknown)} are not among the run's labels "
                             f"({', '.join(labels)}); {hint}")
         return dataset.root, dataset.items, dataset.unreadable
-    # Its absolute form, then as given to training.fit (relative to where that ran), then beside the run folder.
+    # Its absolute form, then as given to training.fit (relative to where that ran), then beside the run
+    # folder, then where $SMARTBIN_DATA says it is now (a data folder that moved).
     candidates = [Path(split.get("data_resolved") or split["data"]), Path(split["data"]), run_dir.parent / split["data"]]
+    if os.environ.get("SMARTBIN_DATA"):
+        candidates.append(Path(os.environ["SMARTBIN_DATA"]))
     root = next((folder for folder in candidates if folder.is_dir()), None)
     if root is None:
-        raise DataError(f"{split['data']}: the run's data folder is not here (pass --data)")
+        raise DataError(f"{split['data']}: the run's data folder is not here: set SMARTBIN_DATA to where it is "
+                        f"now to score the run's own {split_name} list (--data scores every photo of a folder)")
     from tqdm import tqdm
 
     from edge.bundle import normal_label
