@@ -146,6 +146,13 @@ def test_a_dataset_of_one_class_is_refused_before_tensorflow(tmp_path, capsys, l
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("steps", ["0", "-1"])
+def test_a_step_cap_below_one_is_a_usage_error_not_a_silent_full_epoch(tmp_path, capsys, steps):
+    with pytest.raises(SystemExit) as caught:
+        main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--max-train-steps", steps])
+    assert caught.value.code == 2 and "expected a whole number of 1 or more" in capsys.readouterr().err
+
+
 def test_a_label_named_twice_is_refused_before_training(tmp_path, capsys):
     data = write_class_folders(tmp_path / "data", per_class=4)
     assert main(["--data", str(data), "--out", str(tmp_path / "run"), "--labels", "cardboard,cardboard,glass,metal",

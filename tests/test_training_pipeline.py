@@ -143,3 +143,18 @@ def test_an_image_over_the_bins_pixel_limit_is_refused_not_decoded(tmp_path):
 
     with pytest.raises(ValueError, match="too large"):
         as_the_bin_sees_it(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x3e\x80\0\0\x3e\x80\x01\0\0\0\0", 32)
+
+
+def test_a_photo_gone_after_the_scan_is_skipped_in_training_not_a_crash_mid_epoch(tmp_path):
+    from tests.conftest import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    items = sorted((str(path.relative_to(data)), path.parent.name) for path in data.rglob("*.jpg"))
+    training = make_dataset(data, items, ["cardboard", "glass", "metal"], 32, batch_size=2, training=True)
+    scoring = make_dataset(data, items, ["cardboard", "glass", "metal"], 32, batch_size=2)
+    (data / items[0][0]).unlink()  # deleted by hand while the run starts
+    seen = sum(int(images.shape[0]) for images, _ in training)
+    assert seen == 8  # 9 photos, one gone, in full batches of 2
+    with pytest.raises(tf.errors.OpError):  # scoring never drops a photo: labels must stay aligned
+        for _ in scoring:
+            pass

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.errors import DataError, ModelError, TrainingError
+from training.evaluate import positive_int
 
 RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
              "confusion_matrix.png", "curves.png", "report.md")
@@ -62,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--seeds", help="comma-separated seeds: repeat the run, report mean ± std")
-    parser.add_argument("--max-train-steps", type=int, help="cap steps per epoch (smoke tests)")
+    parser.add_argument("--max-train-steps", type=positive_int, help="cap steps per epoch (smoke tests)")
     return parser.parse_args(argv)
 
 
@@ -181,7 +182,9 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     test_ds = make_dataset(items=split["test"], **common)
     if max_train_steps:
         train_ds = train_ds.take(max_train_steps)
-    steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else len(trained) // config.batch_size
+    # Counted, not read from the dataset: skipping unreadable photos makes its length unknown to tf.data.
+    batches = len(trained) // config.batch_size if len(trained) >= config.batch_size else 1
+    steps = min(batches, max_train_steps) if max_train_steps else batches
 
     with strategy.scope():
         model, backbone = build_classifier(config.backbone, config.weights, config.image_size, len(labels),

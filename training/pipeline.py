@@ -58,6 +58,11 @@ def make_dataset(root: str | Path, items: list[tuple[str, str]], labels: list[st
     targets = [index[label] for _, label in items]
     ds = tf.data.Dataset.from_tensor_slices((paths, targets))
     ds = ds.map(lambda p, t: (load_image(p, size), tf.one_hot(t, len(labels))), num_parallel_calls=AUTOTUNE)
+    if training:
+        # A photo deleted or damaged after the scan (the scan checked every file) is skipped with
+        # TensorFlow's warning, not a crash halfway through an epoch. Never when scoring: there every
+        # prediction must stay beside its photo's label.
+        ds = ds.ignore_errors(log_warning=True)
     if cache:
         ds = ds.cache()
     if training:
