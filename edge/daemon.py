@@ -139,7 +139,7 @@ class Daemon(RemoteCommands):
     def _warn_about_unsorted_photos(self) -> None:
         # A replay knows how many photos it laid on the tray: one the detector never took for an item
         # (settings too strict for it, a photo too like the tray) must not vanish without a word.
-        shown = getattr(self.source, "stats", {}).get("photos", 0)
+        shown = self.source.stats.get("photos", 0)
         if shown > self.items:
             log.warning("replay: %d of %d photos were not sorted: the item detector never saw them as items "
                         "(check detector.diff_threshold and occupied_fraction)", shown - self.items, shown)

@@ -99,7 +99,7 @@ class MqttLink:
         self._connected_at, self._short_connections = 0.0, 0
         self._last_stats = 0.0
         self.client_id = settings.client_id or f"smartbin-{device_id}"
-        self.client = self._make_client(device_id, password, config_path)
+        self.client = self._make_client(password, config_path)
 
     def topic(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -403,7 +403,7 @@ class MqttLink:
         self._last_stats = now
         self._publish_stats()
 
-    def _make_client(self, device_id: str, password: str | None, config_path: str | None) -> mqtt.Client:
+    def _make_client(self, password: str | None, config_path: str | None) -> mqtt.Client:
         settings = self.settings
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)

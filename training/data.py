@@ -229,7 +229,9 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
                 for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
     refused += [f"{label!r}: not a class name a model can carry (spaces at either end, or a line break): "
                 f"rename the folder or map it with --label-map" for label in invalid_labels(shown)]
-    refused += [problem for problem in [one_class_problem(dataset.root, shown)] if problem and shown]
+    single = one_class_problem(dataset.root, shown)
+    if single:
+        refused.append(single)
     problems = refused + [f"label map: {key!r} names no folder" for key in dataset.unused_map_keys]
     if problems:
         lines += ["", "problems:"]
@@ -253,11 +255,10 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
 
 
 def one_class_problem(root, labels) -> str | None:
-    """Why a dataset with fewer than two classes cannot train a classifier, or None."""
-    if len(set(labels)) >= 2:
+    """Why a dataset of exactly one class cannot train a classifier, or None (none at all is
+    ``discover``'s error)."""
+    if len(set(labels)) != 1:
         return None
-    if not labels:
-        return f"{root}: no class folders with images"
     return (f"{root}: only one class, {labels[0]!r}: a classifier needs two or more (are the class folders "
             f"one level deeper, in {Path(root) / labels[0]}/<class>/? or does the label map merge them all?)")
 

@@ -2,6 +2,7 @@
 
 Usage:
     raise DataError("data/plastic: no images")
+    raise ModelError(f"{path}: not a loadable Keras model ({first_line(err)})")
 """
 
 
@@ -15,3 +16,9 @@ class DataError(TrainingError, ValueError):
 
 class ModelError(TrainingError, ValueError):
     """An unknown backbone, preset or weights path."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's text (libraries raise multi-line ones), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

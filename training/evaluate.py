@@ -19,7 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-from training.errors import DataError, TrainingError
+from training.errors import DataError, TrainingError, first_line
+from training.options import file_in_the_way, positive_int
 
 
 def load_run(run_dir: Path):
@@ -44,7 +45,7 @@ def load_run(run_dir: Path):
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise TrainingError(f"{run_dir}: a damaged run file ({str(err).splitlines()[0]})") from None
+        raise TrainingError(f"{run_dir}: a damaged run file ({first_line(err)})") from None
     if not isinstance(config, dict) or not isinstance(split, dict) or not isinstance(split.get("splits"), dict):
         raise TrainingError(f"{run_dir}: config.yaml or split.json is not what training.fit writes")
     if not labels or len(set(labels)) != len(labels):
@@ -52,8 +53,7 @@ def load_run(run_dir: Path):
     try:
         model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     except Exception as err:  # noqa: BLE001 -- Keras says "File not found" for a truncated file, among others
-        raise TrainingError(f"{run_dir / 'model.keras'}: not a loadable Keras model "
-                            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+        raise TrainingError(f"{run_dir / 'model.keras'}: not a loadable Keras model ({first_line(err)})") from None
     if int(model.output_shape[-1]) != len(labels):
         raise TrainingError(f"{run_dir}: the model has {model.output_shape[-1]} outputs but labels.txt names "
                             f"{len(labels)} classes")
@@ -123,17 +123,6 @@ def parse_views(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder written by python -m training.fit")
@@ -152,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     try:
         out = Path(args.out) if args.out else run_dir
-        blocking = next((path for path in [out, *out.parents] if path.exists() and not path.is_dir()), None)
+        blocking = file_in_the_way(out)
         if blocking is not None:  # found now, not after every photo was scored
             raise TrainingError(f"--out {out}: {blocking} is a file (choose a folder)")
         model, labels, config, split = load_run(run_dir)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.errors import DataError, ModelError, TrainingError
-from training.evaluate import positive_int
+from training.options import file_in_the_way, positive_int
 
 RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
              "confusion_matrix.png", "curves.png", "report.md")
@@ -327,7 +327,7 @@ def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds)
 
 def check_out_folder(out: Path) -> None:
     """Refuses, before any work, a ``--out`` that holds a run already or cannot become a folder."""
-    blocking = next((path for path in [out, *out.parents] if path.exists() and not path.is_dir()), None)
+    blocking = file_in_the_way(out)
     if blocking is not None:
         raise TrainingError(f"{out}: cannot be a run folder: {blocking} is a file (choose another --out)")
     if out.exists() and any(out.iterdir()):

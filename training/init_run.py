@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from training.config import TrainConfig
-from training.errors import ModelError
+from training.errors import ModelError, first_line
 
 # What a run folder holds once training.fit has finished it (model.keras is rewritten during a run).
 FINISHED_FILES = ("model.keras", "config.yaml", "labels.txt", "split.json", "metrics.json")
@@ -76,8 +76,7 @@ def load_weights(model, run: Path) -> None:
     try:
         model.load_weights(run / "model.keras")
     except (ValueError, OSError, zipfile.BadZipFile) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"--init-from {run}: its model.keras does not fit this model ({first_line})") from None
+        raise ModelError(f"--init-from {run}: its model.keras does not fit this model ({first_line(err)})") from None
 
 
 def earlier_val_macro_f1(run: Path) -> float | None:

@@ -117,10 +117,9 @@ class ReplaySource:
         # Raised to the thumbnail size: this tray stands in for the ones too small to look like a tray.
         self._tray_size = tuple(max(int(side), least) for side, least in zip(tray_size, imaging.THUMBNAIL_SIZE))
         self._interval = 1.0 / fps if fps else 0.0
-        self._closing = threading.Event()
         self._next_due = time.monotonic()
         self._index = 0
-        self._closed = False
+        self._closed = threading.Event()  # set by close(); also wakes a paced read
         self._stats = {"frames": 0, "unreadable": 0, "retries": 0, "photos": 0}
         # One photo decoded ahead: enough to overlap decoding with the pipeline, and a 12 MP photo
         # costs 36 MB, so no more.
@@ -136,7 +135,7 @@ class ReplaySource:
             self._hand_over(err)
 
     def _decode_all(self) -> None:
-        while not self._closed:
+        while not self._closed.is_set():
             shown = 0
             for path in self.photos:
                 photo = self._decode(path)
@@ -171,7 +170,7 @@ class ReplaySource:
         return width, height
 
     def _hand_over(self, item) -> bool:
-        while not self._closed:
+        while not self._closed.is_set():
             try:
                 self._decoded.put(item, timeout=0.1)
                 return True
@@ -180,7 +179,7 @@ class ReplaySource:
         return False
 
     def _take_decoded(self):
-        while not self._closed:
+        while not self._closed.is_set():
             try:
                 return self._decoded.get(timeout=0.1)
             except queue.Empty:
@@ -222,14 +221,14 @@ class ReplaySource:
 
         Pacing never waits longer than one frame interval, so ``timeout`` cannot expire.
         """
-        if self._closed:
+        if self._closed.is_set():
             return None
         item = next(self._frames, None)
         if item is None:
             return None
         if self._interval:
             # Woken by close(): at a slow pace a stop must not wait out the frame interval.
-            if self._closing.wait(max(0.0, self._next_due - time.monotonic())):
+            if self._closed.wait(max(0.0, self._next_due - time.monotonic())):
                 return None
             self._next_due = max(self._next_due, time.monotonic()) + self._interval
         image, thumb, truth, source_id = item
@@ -240,8 +239,7 @@ class ReplaySource:
         return frame
 
     def close(self) -> None:
-        self._closed = True
-        self._closing.set()
+        self._closed.set()
 
     @property
     def stats(self) -> dict[str, int]:
