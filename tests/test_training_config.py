@@ -38,6 +38,7 @@ def test_numbers_written_like_1e_3_are_numbers(tmp_path):
     ({"backbone": "vgg99"}, "backbone: unknown backbone 'vgg99'; choose one of efficientnet_lite0"),
     ({"head_epochs": 0, "finetune_epochs": 0}, "head_epochs and finetune_epochs are both 0"),
     ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction + test_fraction must stay below 1"),
+    ({"backbone": "efficientnet_lite2"}, "weights: efficientnet_lite2 has no online preset; give a local preset"),
 ])
 def test_a_bad_setting_is_named_with_its_problem_on_one_line(tmp_path, setting, problem):
     import yaml

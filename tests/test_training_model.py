@@ -69,3 +69,40 @@ def test_lite0_preset_loads_when_shared_weights_exist(shared_dir):
     preset = shared_dir / "weights" / "efficientnet_lite0_imagenet"
     backbone = build_backbone("efficientnet_lite0", str(preset), 64)
     assert backbone.count_params() == 3_413_024
+
+
+def test_lite1_and_lite2_have_no_online_preset_so_default_weights_is_refused():
+    with pytest.raises(ModelError, match="no online preset"):
+        resolve_weights("efficientnet_lite1", "default")
+
+
+@pytest.fixture(scope="module")
+def lite1_preset(tmp_path_factory):
+    """A random-init Lite1 saved the way keras-hub saves any preset folder."""
+    import keras_hub
+
+    from training.backbones import LITE0_ARGS, LITE_VARIANTS
+
+    folder = tmp_path_factory.mktemp("presets") / "lite1"
+    core = keras_hub.models.EfficientNetBackbone(input_shape=(None, None, 3),
+                                                 **{**LITE0_ARGS, **LITE_VARIANTS["efficientnet_lite1"]})
+    core.save_to_preset(str(folder))
+    return folder
+
+
+def test_a_preset_of_another_lite_variant_is_refused_with_the_backbone_to_use(lite1_preset):
+    with pytest.raises(ModelError, match="this preset is efficientnet_lite1, not efficientnet_lite0; "
+                                         "use --backbone efficientnet_lite1"):
+        build_backbone("efficientnet_lite0", str(lite1_preset), 32)
+
+
+def test_a_preset_loads_under_its_own_variant_name(lite1_preset):
+    backbone = build_backbone("efficientnet_lite1", str(lite1_preset), 32)
+    assert backbone.name == "efficientnet_lite1"
+    assert backbone.count_params() == 4_189_344
+
+
+@pytest.mark.parametrize("variant, params", [("lite1", 4_189_344), ("lite2", 4_869_168)])
+def test_the_larger_shared_lite_presets_load_under_their_names(shared_dir, variant, params):
+    preset = shared_dir / "weights" / f"efficientnet_{variant}_imagenet"
+    assert build_backbone(f"efficientnet_{variant}", str(preset), 64).count_params() == params

@@ -53,21 +53,62 @@ def _wrap(name: str, image_size: int, preprocess: list[keras.layers.Layer], core
     return keras.Model(inputs, core(x), name=name)
 
 
-def _efficientnet_lite0(weights: str | None, image_size: int) -> keras.Model:
-    import keras_hub
+# The Lite family differs only in these scalings (EfficientNet-Lite's compound scaling; the stem and
+# top conv are not width-scaled in Lite models, hence Lite2's ``num_features`` below 1280).
+LITE_VARIANTS = {
+    "efficientnet_lite0": dict(stackwise_width_coefficients=[1.0] * 7,
+                               stackwise_depth_coefficients=[1.0] * 7, num_features=1280),
+    "efficientnet_lite1": dict(stackwise_width_coefficients=[1.0] * 7,
+                               stackwise_depth_coefficients=[1.0] + [1.1] * 5 + [1.0], num_features=1280),
+    "efficientnet_lite2": dict(stackwise_width_coefficients=[1.1] * 7,
+                               stackwise_depth_coefficients=[1.0] + [1.2] * 5 + [1.0], num_features=1164),
+}
 
-    if weights:
-        try:
-            core = keras_hub.models.Backbone.from_preset(weights)
-        except Exception as err:  # keras-hub raises several kinds for a bad preset
-            # keras-hub's message goes on to list every preset form it knows; its first line says what failed.
-            first_line = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-            raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {first_line}") from None
-    else:
-        core = keras_hub.models.EfficientNetBackbone(input_shape=(None, None, 3), **LITE0_ARGS)
-    # (pixel - 127) / 128: the preset's image_converter.json (scale 1/128, offset -127/128)
-    rescale = keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name="rescale")
-    return _wrap("efficientnet_lite0", image_size, [rescale], core)
+
+def lite_variant_of(config: dict) -> str | None:
+    """Names the Lite variant whose scalings a keras-hub ``EfficientNetBackbone`` config carries.
+
+    Usage:
+        lite_variant_of(core.get_config())   # -> "efficientnet_lite1"
+    """
+    for name, scalings in LITE_VARIANTS.items():
+        if all(_close(config.get(key), value) for key, value in scalings.items() if key != "num_features"):
+            return name
+    return None
+
+
+def _close(found, wanted) -> bool:
+    try:
+        return len(found) == len(wanted) and all(abs(float(a) - b) < 1e-6 for a, b in zip(found, wanted))
+    except TypeError:
+        return False
+
+
+def _efficientnet_lite(name: str):
+    def build(weights: str | None, image_size: int) -> keras.Model:
+        import keras_hub
+
+        if weights:
+            try:
+                core = keras_hub.models.Backbone.from_preset(weights)
+            except Exception as err:  # keras-hub raises several kinds for a bad preset
+                # keras-hub's message goes on to list every preset form it knows; its first line says what failed.
+                first_line = next((line.strip() for line in str(err).splitlines() if line.strip()),
+                                  type(err).__name__)
+                raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {first_line}") from None
+            # A Lite1 preset loads fine under --backbone efficientnet_lite0 and would be recorded (and
+            # cached, cut, converted) as Lite0; refuse the mismatch instead.
+            found = lite_variant_of(core.get_config()) or f"not an EfficientNet-Lite ({type(core).__name__})"
+            if found != name:
+                hint = f"; use --backbone {found}" if found in LITE_VARIANTS else ""
+                raise ModelError(f"--weights {weights}: this preset is {found}, not {name}{hint}")
+        else:
+            core = keras_hub.models.EfficientNetBackbone(input_shape=(None, None, 3),
+                                                         **{**LITE0_ARGS, **LITE_VARIANTS[name]})
+        # (pixel - 127) / 128: the presets' image_converter.json (scale 1/128, offset -127/128)
+        rescale = keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name="rescale")
+        return _wrap(name, image_size, [rescale], core)
+    return build
 
 
 def _keras_app(factory_name: str, **extra):
@@ -97,8 +138,13 @@ def _resnet50(weights: str | None, image_size: int) -> keras.Model:
 
 
 REGISTRY: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec(_efficientnet_lite0, "efficientnet_lite0_ra_imagenet",
+    "efficientnet_lite0": BackboneSpec(_efficientnet_lite("efficientnet_lite0"), "efficientnet_lite0_ra_imagenet",
                                        "EfficientNet-Lite0 (keras-hub), ReLU6, no SE: INT8 and Edge TPU friendly"),
+    # keras-hub publishes no Lite1/Lite2 presets: --weights names a local preset folder (or none).
+    "efficientnet_lite1": BackboneSpec(_efficientnet_lite("efficientnet_lite1"), "",
+                                       "EfficientNet-Lite1 (keras-hub architecture), native 240 px"),
+    "efficientnet_lite2": BackboneSpec(_efficientnet_lite("efficientnet_lite2"), "",
+                                       "EfficientNet-Lite2 (keras-hub architecture), native 260 px"),
     # MobileNetV3 and EfficientNetB0 in keras.applications rescale inside (include_preprocessing).
     "mobilenet_v3_small": BackboneSpec(_keras_app("MobileNetV3Small", include_preprocessing=True),
                                        "imagenet", "MobileNetV3-Small (keras.applications)"),
@@ -115,6 +161,9 @@ def resolve_weights(backbone: str, weights: str | None) -> str | None:
     if weights is None or str(weights).lower() == "none":
         return None
     if weights == "default":
+        if not REGISTRY[backbone].default_weights:
+            raise ModelError(f"--weights default: {backbone} has no online preset; pass a local preset folder "
+                             "(e.g. ../shared/weights/efficientnet_lite1_imagenet) or none")
         return REGISTRY[backbone].default_weights
     return str(weights)
 
@@ -128,7 +177,7 @@ def build_backbone(name: str, weights: str | None, image_size: int) -> keras.Mod
     if name not in REGISTRY:
         raise ModelError(f"unknown backbone {name!r}; choose one of {', '.join(REGISTRY)}")
     resolved = resolve_weights(name, weights)
-    if resolved and name == "efficientnet_lite0" and "/" in resolved and not Path(resolved).is_dir():
+    if resolved and name in LITE_VARIANTS and "/" in resolved and not Path(resolved).is_dir():
         raise ModelError(f"--weights {resolved}: preset folder not found")
     try:
         return REGISTRY[name].build(resolved, image_size)

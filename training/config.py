@@ -18,7 +18,9 @@ from training.errors import TrainingError
 
 # The backbone registry's names (training.backbones.REGISTRY, which needs Keras), here so that a typo
 # is refused before TensorFlow is imported; a test keeps the two in step.
-BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_small",
+                  "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+NO_ONLINE_PRESET = ("efficientnet_lite1", "efficientnet_lite2")  # keras-hub publishes Lite0 only
 
 
 class _Settings(BaseModel):
@@ -130,6 +132,13 @@ class TrainConfig(_Settings):
             raise ValueError("head_epochs and finetune_epochs are both 0: nothing would be trained")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must stay below 1 (the rest is the train split)")
+        return self
+
+    @model_validator(mode="after")
+    def _weights_for_backbone(self) -> TrainConfig:
+        if self.weights == "default" and self.backbone in NO_ONLINE_PRESET:
+            raise ValueError(f"weights: {self.backbone} has no online preset; give a local preset folder "
+                             f"(e.g. ../shared/weights/{self.backbone}_imagenet) or none")
         return self
 
     @classmethod

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 DEFAULT_CUTS = {
     "efficientnet_lite0": "block5c_add",      # 14x14x112; blocks 6-7 and the top conv stay trainable
+    "efficientnet_lite1": "block5d_add",      # Lite1/Lite2 repeat stage 5 four times
+    "efficientnet_lite2": "block5d_add",
     "efficientnet_b0": "block5c_add",
     "mobilenet_v3_small": "expanded_conv_7_add",  # the last residual add at stride 16 (block 8 has none)
     "mobilenet_v3_large": "expanded_conv_11_add",

@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                              "default: a stratified, seeded split")
     parser.add_argument("--labels", help="comma-separated class order (default: sorted folder names)")
     parser.add_argument("--label-map", help="YAML mapping source_folder: class (merges or renames classes)")
-    parser.add_argument("--backbone", help="efficientnet_lite0 (default), mobilenet_v3_small, "
-                                           "mobilenet_v3_large, efficientnet_b0, resnet50")
+    parser.add_argument("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1, "
+                                           "efficientnet_lite2 (these two need --weights PRESET_FOLDER or none), "
+                                           "mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, resnet50")
     parser.add_argument("--weights", help="keras-hub preset name, local preset folder, 'imagenet', "
                                           "'none' (random init) or 'default'")
     parser.add_argument("--image-size", type=int, help="square input size in pixels (default 224)")
