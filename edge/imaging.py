@@ -24,6 +24,9 @@ from edge.bundle import InputSpec
 # More than any camera or phone photo this bin needs: refuses decompression bombs (a 97 KB PNG that
 # unpacks to 10000 x 10000) from their header, before any memory is spent.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what the bin and training read
+# Photo formats people have (phones save HEIC) that the bin does not read: named when found, so a
+# class folder of iPhone photos is not silently a class without photos.
+OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".tif", ".tiff", ".gif", ".jfif", ".jpe", ".dng")
 MAX_DECODED_PIXELS = 40_000_000
 BLEND_ROWS = 256  # rows composed on white at a time (see _on_white)
 
@@ -160,8 +163,9 @@ def skipped_name(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def find_photos(root: str | os.PathLike) -> list[Path]:
-    """Every image file under ``root`` (hidden ones skipped), sorted by relative path.
+def find_photos(root: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Every image file under ``root`` (hidden ones skipped), sorted by relative path; ``extensions``
+    (lower case) say what an image file is.
 
     Symlinked folders are followed (a replay folder or a class is often linked from a dataset),
     each real folder once, so a link loop cannot repeat photos or never end.
@@ -180,9 +184,16 @@ def find_photos(root: str | os.PathLike) -> list[Path]:
         # Sorted: of two links to one folder, the first by name is the one kept, on every file system.
         subfolders[:] = sorted(name for name in subfolders if not skipped_name(name))
         photos += [Path(folder, name) for name in files
-                   if not skipped_name(name) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+                   if not skipped_name(name) and Path(name).suffix.lower() in extensions
                    and os.path.isfile(os.path.join(folder, name))]
     return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
+
+
+def other_format_summary(paths: list) -> str:
+    """``"3 files (.heic 2, .gif 1)"`` for photos ``find_photos(root, OTHER_IMAGE_EXTENSIONS)`` found."""
+    kinds = sorted({Path(path).suffix.lower() for path in paths})
+    counts = ", ".join(f"{kind} {sum(1 for path in paths if Path(path).suffix.lower() == kind)}" for kind in kinds)
+    return f"{len(paths)} file{'s' if len(paths) != 1 else ''} ({counts})"
 
 
 def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:

@@ -159,6 +159,18 @@ def test_replay_of_a_missing_or_empty_folder_is_a_camera_error(tmp_path):
         open_source("replay", path=tmp_path)
 
 
+def test_replay_names_photos_in_formats_the_bin_does_not_read(tmp_path, photo_folder, caplog):
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "IMG_0001.HEIC").write_bytes(b"heic bytes")
+    with pytest.raises(CameraError, match=r"no photos .* under .*phone; 1 file \(\.heic 1\) in formats the bin "
+                                          r"does not read \(convert them to JPEG or PNG\)"):
+        open_source("replay", path=tmp_path / "phone")
+    (photo_folder / "glass" / "clip.gif").write_bytes(b"GIF89a")
+    with caplog.at_level("WARNING"):
+        open_source("replay", path=photo_folder).close()
+    assert "replay: leaving out 1 file (.gif 1) in formats the bin does not read" in caplog.text
+
+
 def test_replay_decoder_failure_reaches_the_reader_instead_of_hanging_it(photo_folder, monkeypatch):
     from edge.camera import replay
 

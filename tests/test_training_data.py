@@ -54,6 +54,28 @@ def test_a_file_the_bin_cannot_decode_is_skipped_although_pillow_reads_it(photo_
     assert "  glass/icon_in_disguise.png" in report and "| glass | 8 |" in report
 
 
+def test_photos_in_formats_training_does_not_read_are_named_not_silently_passed_over(photo_folder):
+    (photo_folder / "glass" / "IMG_0001.HEIC").write_bytes(b"heic bytes")
+    (photo_folder / "metal" / "can.gif").write_bytes(b"GIF89a")
+    (photo_folder / "metal" / "notes.txt").write_text("not a photo at all")
+    dataset = discover(photo_folder)
+    assert dataset.other_formats == ["glass/IMG_0001.HEIC", "metal/can.gif"]
+    assert "glass/IMG_0001.HEIC" not in dict(dataset.items)
+    report, trainable = check_report(photo_folder)
+    assert trainable
+    assert "files in formats training does not read (2, left out; convert them to JPEG or PNG):" in report
+    assert "  glass/IMG_0001.HEIC" in report and "notes.txt" not in report
+
+
+def test_a_class_of_iphone_photos_says_why_it_has_no_images(photo_folder):
+    (photo_folder / "paper").mkdir()
+    for n in range(3):
+        (photo_folder / "paper" / f"IMG_{n}.heic").write_bytes(b"heic bytes")
+    with pytest.raises(DataError, match=r"paper: class folder has no images \(3 files \(\.heic 3\) in formats "
+                                        r"training does not read: convert them to JPEG or PNG\)"):
+        discover(photo_folder)
+
+
 def test_check_reports_counts_corrupt_files_and_cross_label_duplicates(photo_folder, capsys):
     (photo_folder / "glass" / "broken.jpg").write_bytes(b"junk")
     (photo_folder / "metal" / "copy.jpg").write_bytes((photo_folder / "glass" / "glass_0.jpg").read_bytes())

@@ -37,6 +37,7 @@ class Dataset:
     unreadable: list[str] = field(default_factory=list)
     unused_map_keys: list[str] = field(default_factory=list)  # label-map sources that name no folder (typos?)
     empty_folders: list[str] = field(default_factory=list)    # names; only with allow_empty (the check report)
+    other_formats: list[str] = field(default_factory=list)    # photos in formats not read (.heic, .gif, ...)
 
     def counts(self) -> Counter:
         return Counter(label for _, label in self.items)
@@ -129,9 +130,13 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not skipped_name(p.name))
     if not folders:
         raise DataError(f"{root}: no class folders (expected ROOT/<class>/<image>)")
-    items, unreadable, empty = [], [], []
+    from edge.imaging import OTHER_IMAGE_EXTENSIONS, find_photos, other_format_summary
+
+    items, unreadable, empty, others = [], [], [], []
     for folder in folders:
         files = image_files(folder)
+        not_read = find_photos(folder, OTHER_IMAGE_EXTENSIONS)
+        others += [path.relative_to(root).as_posix() for path in not_read]
         label = label_map.get(normal_label(folder.name), normal_label(folder.name))
         kept = 0
         for path in files:
@@ -144,6 +149,9 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
         if not kept:
             problem = "class folder has no images" if not files else \
                 f"class folder has no readable images ({len(files)} unreadable)"
+            if not files and not_read:
+                problem += f" ({other_format_summary(not_read)} in formats training does not read: " \
+                           "convert them to JPEG or PNG)"
             if not allow_empty:
                 raise DataError(f"{folder}: {problem}")
             empty.append(folder.name)
@@ -157,7 +165,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
         if extra:
             raise DataError(f"{root}: folders {', '.join(extra)} are not in --labels (map or remove them)")
     unused = sorted(set(label_map) - {normal_label(folder.name) for folder in folders})
-    return Dataset(root, list(labels or found), items, unreadable, unused, empty)
+    return Dataset(root, list(labels or found), items, unreadable, unused, empty, others)
 
 
 def readable_size(path: Path) -> tuple[int, int] | None:
@@ -238,6 +246,12 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
         lines += [f"  {problem}{' (training stops here)' if problem in refused else ''}" for problem in problems]
     lines += ["", f"unreadable or corrupt files ({len(unreadable)}, skipped everywhere):"]
     lines += [f"  {rel}" for rel in unreadable] or ["  none"]
+    if dataset.other_formats:
+        lines += ["", f"files in formats training does not read ({len(dataset.other_formats)}, left out; "
+                      "convert them to JPEG or PNG):"]
+        lines += [f"  {rel}" for rel in dataset.other_formats[:MAX_LISTED_GROUPS]]
+        if len(dataset.other_formats) > MAX_LISTED_GROUPS:
+            lines.append(f"  ... and {len(dataset.other_formats) - MAX_LISTED_GROUPS} more")
     cross = [g for g in groups if len({label_of[p] for p in g}) > 1]
     lines += ["", f"byte-identical duplicate groups: {len(groups)}; carrying two labels: {len(cross)} (marked !)"]
     lines += [f"  {'! ' if g in cross else ''}{' = '.join(g)}" for g in groups[:MAX_LISTED_GROUPS]]

@@ -109,6 +109,11 @@ def prepare_data(config: TrainConfig):
                         f"(spaces at either end, or a line break): rename the folder or map it with --label-map")
     for rel in dataset.unreadable:
         print(f"warning: skipping unreadable image {rel}", file=sys.stderr)
+    if dataset.other_formats:
+        from edge.imaging import other_format_summary
+
+        print(f"warning: leaving out {other_format_summary(dataset.other_formats)} in formats training does "
+              f"not read, e.g. {dataset.other_formats[0]} (convert them to JPEG or PNG)", file=sys.stderr)
     for key in dataset.unused_map_keys:  # "PET: plastic" beside a folder named pet/ would train a class "pet"
         print(f"warning: label map: {key!r} names no folder of {config.data}", file=sys.stderr)
     if config.split_file:

@@ -101,8 +101,14 @@ class ReplaySource:
         if not self.root.is_dir():
             raise MissingInputError(f"replay folder not found: {self.root}")
         self.photos = find_photos(self.root)
+        others = find_photos(self.root, imaging.OTHER_IMAGE_EXTENSIONS)
+        unread = f"; {imaging.other_format_summary(others)} in formats the bin does not read " \
+                 "(convert them to JPEG or PNG)" if others else ""
         if not self.photos:
-            raise MissingInputError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) under {self.root}")
+            raise MissingInputError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) "
+                                    f"under {self.root}{unread}")
+        if others:
+            log.warning("replay: leaving out %s", unread[2:])
         if order not in REPLAY_ORDERS:
             raise CameraError(f"replay: order must be one of {', '.join(REPLAY_ORDERS)}, not {order!r}")
         if order == "shuffled":
