@@ -409,3 +409,18 @@ def test_a_final_fits_gate_still_runs_on_val_and_says_it_checks_only_the_convers
 
 def test_a_held_out_gate_says_its_photos_were_unseen(bundles):
     assert load_bundle(bundles["int8"]).manifest.metrics["gate"]["seen_in_training"] is False
+
+
+def test_an_unreadable_calibration_photo_is_named_and_left_out(workspace, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace / "photos", copy / "photos")
+    shutil.copytree(workspace / "run", copy / "run")
+    train_photo = json.loads((copy / "run" / "split.json").read_text())["splits"]["train"][0]
+    (copy / "photos" / train_photo).write_bytes(b"")  # emptied by a failed copy after training
+    assert convert(copy, "--out", "bundles/one-short") == 0
+    err = capsys.readouterr().err
+    assert f"warning: skipped unreadable photo photos/{train_photo}: not a readable image" in err
+    trained = len(json.loads((copy / "run" / "split.json").read_text())["splits"]["train"])
+    assert f"calibrating on {trained - 1} train photos" in err
