@@ -143,6 +143,14 @@ def test_split_is_refused_with_another_data_folder(run, capsys):
     assert "--split chooses one of the run's own lists" in capsys.readouterr().err
 
 
+def test_a_label_map_without_another_data_folder_is_refused_not_ignored(run, tmp_path, capsys):
+    (tmp_path / "map.yaml").write_text("glass: metal\n")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate([str(run / "run"), "--label-map", str(tmp_path / "map.yaml")])
+    assert exit_info.value.code == 2
+    assert "--label-map maps the folders of --data" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_photos_gone_or_damaged_since_training_are_skipped_and_listed(run, tmp_path, capsys):
     copy = tmp_path / "copy"

@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.data and args.split != "test":
         parser.error("--split chooses one of the run's own lists; with --data every image of that folder is scored")
+    if args.label_map and not args.data:  # the run's own lists carry the labels it trained with
+        parser.error("--label-map maps the folders of --data; the run's own lists keep the labels it trained with")
     run_dir = Path(args.run_dir)
     try:
         out = Path(args.out) if args.out else run_dir
