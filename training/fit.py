@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args)
         out = Path(args.out)
         check_out_folder(out)
-        seeds = parse_seeds(args.seeds) if args.seeds else None
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
         if not seeds:
             metrics = train_one(config, out, args.max_train_steps)
             print(json.dumps({k: metrics[k] for k in ("accuracy", "macro_f1", "micro_f1")}))
