@@ -66,6 +66,13 @@ _drop_points = _checked(float, lambda value: math.isfinite(value) and value >= 0
 _probability = _checked(float, lambda value: 0 <= value <= 1, "must be between 0 and 1")
 
 
+def _bundle_name(text: str) -> str:
+    # A name, not a path: "--name ../x" or "a/b" would put the bundle outside models/ (use --out for that).
+    if not text.strip() or text in (".", "..") or "/" in text or "\\" in text or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plain folder name (use --out for a path)")
+    return text
+
+
 def _thread_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -86,7 +93,8 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `python -m training.fit`")
     parser.add_argument("--out", metavar="BUNDLE_DIR",
                         help="bundle folder to write (default: models/NAME); replaced atomically")
-    parser.add_argument("--name", help="bundle name when --out is not given (default: <run folder>-<mode>)")
+    parser.add_argument("--name", type=_bundle_name,
+                        help="bundle name when --out is not given (default: <run folder>-<mode>)")
     parser.add_argument("--quantize", default="int8", choices=("int8", "float16", "dynamic", "float32"),
                         help="int8 = full-integer, uint8 in/out (default); float16 weights; "
                              "dynamic = int8 weights, float activations; float32 = no quantisation")

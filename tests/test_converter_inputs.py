@@ -137,6 +137,9 @@ class TestBadInputExitsTwo:
         ("--seed", "-1", "must be 0 or more"),
         ("--significance", "1.5", "must be between 0 and 1"),
         ("--significance", "nan", "must be between 0 and 1"),
+        ("--name", "../elsewhere", "'../elsewhere' is not a plain folder name (use --out for a path)"),
+        ("--name", "a/b", "is not a plain folder name"),
+        ("--name", ".hidden", "is not a plain folder name"),
     ])
     def test_options_the_gate_or_sampler_cannot_use(self, run_dir, capsys, option, value, message):
         assert main(["run", str(run_dir), option, value]) == 2
