@@ -239,8 +239,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+    except OSError as err:
         raise ConverterError(f"{path}: unreadable: {err}".splitlines()[0]) from None
+    except yaml.YAMLError as err:
+        from edge.yaml_unique import syntax_error_text
+
+        raise ConverterError(f"{path}: YAML syntax error at {syntax_error_text(err)}") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -29,7 +29,7 @@ from edge.config_schema import (CameraConfig, Config, DecisionConfig, DetectorCo
 from edge.bundle import normal_label
 from edge import gpio
 from edge.errors import ConfigError
-from edge.yaml_unique import DuplicateKeyError, load_unique
+from edge.yaml_unique import DuplicateKeyError, load_unique, syntax_error_text
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle
@@ -371,10 +371,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError([(err.path, f"{path}: line {err.line}: appears again (first on line {err.first}); "
                                      f"YAML would silently keep only the last one")]) from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = getattr(err, "problem", None) or str(err)
-        raise ConfigError([("config", f"{path}: YAML syntax error at {where}{reason}")]) from None
+        raise ConfigError([("config", f"{path}: YAML syntax error at {syntax_error_text(err)}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -24,6 +24,20 @@ class DuplicateKeyError(ValueError):
         self.path = key  # dotted from the top (``mqtt.tls.enabled``), once ``load_unique`` has found it
 
 
+def syntax_error_text(err: Exception) -> str:
+    """One line for a YAML syntax error: ``line 3, column 8: expected ',' or ']'`` (PyYAML's own
+    message spans five lines with a caret drawing, which a one-line error cannot carry).
+
+    Usage:
+        except yaml.YAMLError as err: print(f"{path}: YAML syntax error at {syntax_error_text(err)}")
+    """
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    reason = getattr(err, "problem", None) or next((line for line in str(err).splitlines() if line.strip()),
+                                                   type(err).__name__)
+    return f"{where}{reason}"
+
+
 def load_unique(text: str) -> Any:
     """Parses YAML like ``yaml.safe_load``, except that a repeated key raises ``DuplicateKeyError``.
 

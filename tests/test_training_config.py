@@ -51,6 +51,14 @@ def test_a_bad_setting_is_named_with_its_problem_on_one_line(tmp_path, setting, 
     assert len(message.splitlines()) == 1
 
 
+def test_a_yaml_syntax_error_is_one_line_saying_where(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("augment:\n  flip: true\n mixup: 0.2\n")
+    with pytest.raises(TrainingError) as caught:
+        TrainConfig.from_yaml(tmp_path / "recipe.yaml")
+    assert str(caught.value).startswith(f"{tmp_path / 'recipe.yaml'}: YAML syntax error at line 3, column 2: ")
+    assert len(str(caught.value).splitlines()) == 1
+
+
 def test_command_line_overrides_meet_the_same_rules():
     with pytest.raises(TrainingError, match=r"^options: image_size: Input should be greater than or equal to 32"):
         TrainConfig().override(image_size=0)

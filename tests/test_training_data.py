@@ -161,6 +161,14 @@ def test_two_keys_that_name_the_same_folder_are_an_error(tmp_path):
         load_label_map(tmp_path / "map.yaml")
 
 
+def test_a_label_map_with_a_yaml_syntax_error_is_one_line_with_where(tmp_path):
+    (tmp_path / "map.yaml").write_text("pet: [plastic\nhdpe: plastic\n")
+    with pytest.raises(DataError) as caught:
+        load_label_map(tmp_path / "map.yaml")
+    assert str(caught.value) == (f"{tmp_path / 'map.yaml'}: label map: YAML syntax error at line 2, column 5: "
+                                 "expected ',' or ']', but got ':'")
+
+
 def test_a_label_map_that_is_not_utf8_is_one_clear_error(tmp_path):
     (tmp_path / "map.yaml").write_bytes("bio: Bio-M\u00fcll\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8 text"):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.yaml_unique import DuplicateKeyError, load_unique
+from edge.yaml_unique import DuplicateKeyError, load_unique, syntax_error_text
 from training.errors import TrainingError
 
 # The backbone registry's names (training.backbones.REGISTRY, which needs Keras), here so that a typo
@@ -162,7 +162,7 @@ class TrainConfig(_Settings):
         except UnicodeDecodeError as err:
             raise TrainingError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
-            raise TrainingError(f"{path}: not valid YAML: {err}") from None
+            raise TrainingError(f"{path}: YAML syntax error at {syntax_error_text(err)}") from None
         return cls.from_dict(data, where=str(path))
 
     def override(self, **changes: Any) -> TrainConfig:

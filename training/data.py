@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from edge.bundle import normal_label
-from edge.yaml_unique import DuplicateKeyError, load_unique
+from edge.yaml_unique import DuplicateKeyError, load_unique, syntax_error_text
 from training.errors import DataError
 
 MAX_LISTED_GROUPS = 50  # duplicate groups the check report lists one by one
@@ -64,8 +64,10 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
         raise DataError(f"{path}: {err}; YAML would silently keep only the last target") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: label map is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except (OSError, yaml.YAMLError) as err:
-        raise DataError(f"{path}: cannot read label map: {err}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read label map: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise DataError(f"{path}: label map: YAML syntax error at {syntax_error_text(err)}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: a label map is a YAML mapping source_class: bin_class")
     mapping = {}
