@@ -106,3 +106,10 @@ def test_a_preset_loads_under_its_own_variant_name(lite1_preset):
 def test_the_larger_shared_lite_presets_load_under_their_names(shared_dir, variant, params):
     preset = shared_dir / "weights" / f"efficientnet_{variant}_imagenet"
     assert build_backbone(f"efficientnet_{variant}", str(preset), 64).count_params() == params
+
+
+def test_an_unknown_preset_name_says_which_name_keras_hub_knows():
+    with pytest.raises(ModelError, match=r"^--weights lite0_typo: cannot load keras-hub preset: no such preset name "
+                                         r"or folder \(keras-hub's efficientnet_lite0 preset is "
+                                         r"efficientnet_lite0_ra_imagenet\)$"):
+        build_backbone("efficientnet_lite0", "lite0_typo", 32)
