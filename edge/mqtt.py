@@ -30,17 +30,15 @@ import paho.mqtt.client as mqtt
 from edge.config import MqttConfig, resolve_path
 from edge.discovery import DiscoveryRegistry
 from edge.errors import ConfigError, StoreError
+from edge.mqtt_health import LinkHealth
 from edge.mqtt_inbound import CommandHandler, InboundRouter
 from edge.store import Store
 
 log = logging.getLogger(__name__)
 
-PUMP_ERROR_LOG_INTERVAL_S = 60.0
 SUBACK_TIMEOUT_S = 10.0
 WINDOW = 50  # un-acknowledged outbox messages handed to paho at once; bounds its memory during an outage
 CONNECTING_GRACE_S = 0.5  # how long stop() waits for a connection that may be under way
-UNREACHABLE_LOG_INTERVAL_S = 300.0  # an unreachable broker is said once, then every 5 minutes while it lasts
-SHORT_CONNECTION_S, SHORT_CONNECTIONS_BEFORE_HINT = 5.0, 3  # a broker closing us again and again: say why it may
 Provider = Callable[[], Any]
 
 
@@ -92,13 +90,11 @@ class MqttLink:
         self._stale_online: mqtt.MQTTMessageInfo | None = None  # an unacknowledged one paho will send again
         self._final_availability = "stopped"
         self._pump: threading.Thread | None = None
-        self._pump_error, self._pump_error_at = "", 0.0
         self._subscribe_mid: int | None = None
         self._subscribe_sent_at: float | None = None  # monotonic time of the SUBSCRIBE awaiting its SUBACK
-        self._unreachable_said_at: float | None = None  # monotonic; None while the broker answers
-        self._connected_at, self._short_connections = 0.0, 0
         self._last_stats = 0.0
         self.client_id = settings.client_id or f"smartbin-{device_id}"
+        self.health = LinkHealth(settings.address, self.client_id)
         self.client = self._make_client(password, config_path)
 
     def topic(self, name: str) -> str:
@@ -195,8 +191,7 @@ class MqttLink:
             log.warning("MQTT broker %s refused the connection: %s", self.settings.address, reason_code)
             return
         log.info("MQTT connected to %s", self.settings.address)
-        self._unreachable_said_at = None
-        self._connected_at = time.monotonic()
+        self.health.connected()
         if self._stopping.is_set() or self._draining.is_set():
             # Connected while stopping: say how we stop, never "online" with nobody behind it. While
             # draining the pump still delivers the backlog (and the counts) on this connection.
@@ -245,27 +240,11 @@ class MqttLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set() and not self._stopping.is_set():
-            log.warning("MQTT disconnected from %s (%s); events wait in the outbox", self.settings.address,
-                        reason_code)
-            lasted = time.monotonic() - self._connected_at
-            self._short_connections = self._short_connections + 1 if lasted < SHORT_CONNECTION_S else 0
-            if self._short_connections == SHORT_CONNECTIONS_BEFORE_HINT:  # said once per streak
-                # MQTT 3.1.1 brokers close a connection without saying why; the usual reason is a twin.
-                log.warning("MQTT broker %s keeps closing the connection within seconds: is another client "
-                            "connected with the client id %r (two bins with the same device.id or "
-                            "mqtt.client_id)?", self.settings.address, self.client_id)
+            self.health.disconnected(reason_code)
         self._connected.clear()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        # A typo in mqtt.host or a TLS setting against a plain port fails here, again and again: said at
-        # once (an operator checking the log must see it), then only now and then.
-        now = time.monotonic()
-        if self._unreachable_said_at is None or now - self._unreachable_said_at >= UNREACHABLE_LOG_INTERVAL_S:
-            self._unreachable_said_at = now
-            log.warning("MQTT broker %s unreachable (check mqtt.host, mqtt.port and mqtt.tls); retrying with "
-                        "back-off, events wait in the outbox", self.settings.address)
-        else:
-            log.debug("MQTT broker %s still unreachable", self.settings.address)
+        self.health.unreachable()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._wake.set()
@@ -300,7 +279,7 @@ class MqttLink:
                                         qos=1, retain=True)
                 self._maybe_publish_stats()
             except Exception as err:  # noqa: BLE001 -- keep pumping; the outbox keeps the data
-                self._log_pump_error(err)
+                self.health.pump_error(err)
                 time.sleep(0.5)
         self._mark_acked()
 
@@ -323,13 +302,6 @@ class MqttLink:
             log.warning("MQTT broker %s did not confirm the subscriptions within %g s; delivering events anyway, "
                         "commands may not arrive", self.settings.address, SUBACK_TIMEOUT_S)
             self._ready()
-
-    def _log_pump_error(self, err: Exception) -> None:
-        # A lasting fault (a full disk) repeats every half second: its traceback once a minute is enough.
-        now = time.monotonic()
-        if repr(err) != self._pump_error or now - self._pump_error_at >= PUMP_ERROR_LOG_INTERVAL_S:
-            self._pump_error, self._pump_error_at = repr(err), now
-            log.exception("MQTT outbox pump error (repeats are logged once a minute)")
 
     def _publish_pending(self) -> None:
         room = WINDOW - len(self._inflight)

@@ -1,0 +1,83 @@
+"""mqtt_health: the link's log lines about its broker are said at once and then only now and then."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from edge.mqtt_health import SHORT_CONNECTIONS_BEFORE_HINT, UNREACHABLE_LOG_INTERVAL_S, LinkHealth
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def warnings(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_an_unreachable_broker_is_said_at_once_then_every_five_minutes(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.DEBUG, logger="edge.mqtt"):
+        for _ in range(10):
+            health.unreachable()
+            clock.now += UNREACHABLE_LOG_INTERVAL_S / 10
+        health.unreachable()
+    said = warnings(caplog)
+    assert len(said) == 2 and "mqtt.local:1883 unreachable (check mqtt.host, mqtt.port and mqtt.tls)" in said[0]
+
+
+def test_after_a_connection_the_next_outage_is_said_at_once_again(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        health.unreachable()
+        health.connected()
+        health.unreachable()
+    assert len(warnings(caplog)) == 2
+
+
+def test_a_broker_closing_short_connections_again_and_again_gets_the_twin_hint_once(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        for _ in range(SHORT_CONNECTIONS_BEFORE_HINT + 2):
+            health.connected()
+            clock.now += 1
+            health.disconnected("Unspecified error")
+    hints = [line for line in warnings(caplog) if "keeps closing the connection" in line]
+    assert len(hints) == 1 and "'smartbin-bin-1'" in hints[0]
+
+
+def test_long_connections_lost_now_and_then_get_no_twin_hint(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        for _ in range(SHORT_CONNECTIONS_BEFORE_HINT + 2):
+            health.connected()
+            clock.now += 3600
+            health.disconnected("Unspecified error")
+    assert not any("keeps closing" in line for line in warnings(caplog))
+
+
+def test_a_lasting_pump_error_is_logged_once_a_minute_and_a_new_one_at_once(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.ERROR, logger="edge.mqtt"):
+        for _ in range(121):  # half a second apart, for a minute
+            try:
+                raise OSError(28, "No space left on device")
+            except OSError as err:
+                health.pump_error(err)
+            clock.now += 0.5
+        try:
+            raise ValueError("something else")
+        except ValueError as err:
+            health.pump_error(err)
+    assert len(caplog.records) == 3  # the first, one a minute later, and the new kind
