@@ -113,3 +113,25 @@ def test_an_unknown_preset_name_says_which_name_keras_hub_knows():
                                          r"or folder \(keras-hub's efficientnet_lite0 preset is "
                                          r"efficientnet_lite0_ra_imagenet\)$"):
         build_backbone("efficientnet_lite0", "lite0_typo", 32)
+
+
+@pytest.mark.parametrize("config, variant", [
+    # keras-hub's online Lite0 preset (converted from timm): every stage scaled alike.
+    (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0] * 7,
+          stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7), "efficientnet_lite0"),
+    # The TF Lite models leave the first and last stage's depth alone.
+    (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0] * 7,
+          stackwise_width_coefficients=[1.1] * 7, stackwise_depth_coefficients=[1.0] + [1.2] * 5 + [1.0]),
+     "efficientnet_lite2"),
+    (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0] * 7,
+          stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.1] * 7), "efficientnet_lite1"),
+    # EfficientNet-B0 has Lite0's scalings, but squeeze-excite and swish.
+    (dict(activation="swish", stackwise_squeeze_and_excite_ratios=[0.25] * 7,
+          stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7), None),
+    (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0] * 7,
+          stackwise_width_coefficients=[1.4] * 7, stackwise_depth_coefficients=[1.8] * 7), None),  # Lite4
+])
+def test_a_preset_config_is_recognised_as_its_lite_variant(config, variant):
+    from training.backbones import lite_variant_of
+
+    assert lite_variant_of(config) == variant

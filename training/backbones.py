@@ -66,22 +66,26 @@ LITE_VARIANTS = {
 
 
 def lite_variant_of(config: dict) -> str | None:
-    """Names the Lite variant whose scalings a keras-hub ``EfficientNetBackbone`` config carries.
+    """Names the Lite variant a keras-hub ``EfficientNetBackbone`` config describes, else None.
+
+    Lite models have no squeeze-excite and ReLU6 (EfficientNet-B0 shares Lite0's scalings but not
+    these); the variant is read from the scalings of the middle stages, which every Lite scales.
 
     Usage:
         lite_variant_of(core.get_config())   # -> "efficientnet_lite1"
     """
+    if config.get("activation") != "relu6" or any(config.get("stackwise_squeeze_and_excite_ratios") or [1]):
+        return None
+    try:
+        width = float(config["stackwise_width_coefficients"][1])
+        depth = float(config["stackwise_depth_coefficients"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
     for name, scalings in LITE_VARIANTS.items():
-        if all(_close(config.get(key), value) for key, value in scalings.items() if key != "num_features"):
+        wanted = (scalings["stackwise_width_coefficients"][1], scalings["stackwise_depth_coefficients"][1])
+        if abs(width - wanted[0]) < 1e-6 and abs(depth - wanted[1]) < 1e-6:
             return name
     return None
-
-
-def _close(found, wanted) -> bool:
-    try:
-        return len(found) == len(wanted) and all(abs(float(a) - b) < 1e-6 for a, b in zip(found, wanted))
-    except TypeError:
-        return False
 
 
 def _efficientnet_lite(name: str):
