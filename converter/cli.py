@@ -106,7 +106,8 @@ def convert_parser() -> argparse.ArgumentParser:
                         help="refuse a one-sided loss (more val photos lost than gained) whose McNemar "
                              "exact p-value is below P, even within --max-drop (default: 0.05; 0 turns it off)")
     parser.add_argument("--data", metavar="DIR",
-                        help="data folder of the run's split (default: split.json's \"data\", then $SMARTBIN_DATA)")
+                        help="data folder of the run's split (default: the folder training resolved, "
+                             "recorded in split.json, then its \"data\" as given, then $SMARTBIN_DATA)")
     parser.add_argument("--edgetpu", action="store_true",
                         help="pre-check Edge TPU ops and compile model_edgetpu.tflite when edgetpu_compiler is on PATH")
     parser.add_argument("--keep-float", action="store_true",

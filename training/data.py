@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="report counts, imbalance, corrupt files and duplicates; "
-                                         "exit 1 when a class has no readable image")
+                                         "exit 1 when training could not start (a class without a "
+                                         "readable image, one class only, a folder name no model can carry)")
     check.add_argument("root", help="dataset folder: ROOT/<class>/<image>")
     check.add_argument("--label-map", help="YAML mapping source_class: bin_class")
     args = parser.parse_args(argv)
