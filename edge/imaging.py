@@ -80,6 +80,12 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
         if held > max_pixels:
             raise ImageTooLarge(f"too large: {size[1]}x{size[0]} pixels with transparency take the memory of "
                                 f"{held / 1e6:.0f} megapixels (limit {max_pixels / 1e6:g} megapixels)")
+        # In colour pixels' worth (3 bytes), as the limit counts them; at full size whatever the factor.
+        held = image_header.jpeg_coefficient_bytes(data) / 3
+        if held > max_pixels:
+            raise ImageTooLarge(f"too large: a progressive JPEG of {size[1]}x{size[0]} pixels takes the memory of "
+                                f"{held / 1e6:.0f} megapixels while it is decoded (limit {max_pixels / 1e6:g} "
+                                f"megapixels)")
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
     buffer = np.frombuffer(data, dtype=np.uint8)

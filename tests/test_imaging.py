@@ -276,3 +276,30 @@ def test_a_transparent_image_is_refused_by_the_memory_it_takes_to_compose():
     assert imaging.decode_image(data, max_pixels=10_000 * 7 // 3 + 1).shape == (100, 100, 3)
     with pytest.raises(imaging.ImageTooLarge, match="with transparency take the memory of"):
         imaging.decode_image(data, max_pixels=20_000)  # 10 000 pixels, but 4 bytes each as stored
+
+
+def _jpeg(width: int, height: int, progressive: bool, subsampling: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 130, 140)).save(buffer, "JPEG", progressive=progressive,
+                                                            subsampling=subsampling)
+    return buffer.getvalue()
+
+
+def test_a_progressive_jpeg_counts_the_coefficients_libjpeg_holds_at_full_size():
+    # 4:2:0: luma 125 x 100 blocks, each chroma 63 x 50; 64 coefficients of 2 bytes per block.
+    assert image_header.jpeg_coefficient_bytes(_jpeg(1000, 800, True, 2)) == (12_500 + 2 * 3_150) * 128
+    assert image_header.jpeg_coefficient_bytes(_jpeg(1000, 800, False, 2)) == 0  # decoded a band at a time
+
+
+def test_a_progressive_jpeg_is_refused_by_its_decoding_memory_even_at_a_reduced_scale():
+    # A small progressive file can need gigabytes (16000x12000: 1.1 GB) although decoded at 1/8.
+    progressive, baseline = _jpeg(1000, 800, True, 0), _jpeg(1000, 800, False, 0)
+    assert imaging.decode_image(baseline, min_side=100, max_pixels=1_000_000).shape == (100, 125, 3)
+    with pytest.raises(imaging.ImageTooLarge, match=r"a progressive JPEG of 1000x800 pixels takes the memory of "
+                                                    r"2 megapixels while it is decoded \(limit 1 megapixels\)"):
+        imaging.decode_image(progressive, min_side=100, max_pixels=1_000_000)
+    assert imaging.decode_image(progressive, min_side=100, max_pixels=2_000_000).shape == (100, 125, 3)
