@@ -177,3 +177,32 @@ def test_a_big_photo_is_shrunk_in_the_browser_before_upload(browser, tiny_bundle
     finally:
         page.close()
         web.stop()
+
+
+def test_a_big_cut_out_is_shrunk_on_white_as_the_bin_shows_transparency(browser, tiny_bundle, tmp_path):
+    import cv2
+    import numpy as np
+
+    state = tmp_path / "state"
+    web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
+                    decider=Decider(BINS, "rest", 0.6), state_dir=state, keep_uploads=True)
+    web.start()
+    rgba = np.random.default_rng(1).integers(0, 256, (1200, 1600, 4)).astype(np.uint8)  # ~7 MB as PNG
+    rgba[:, :800, 3] = 0  # the left half cut away
+    rgba[:, 800:, 3] = 255
+    cut_out = tmp_path / "cut-out.png"
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    cut_out.write_bytes(data.tobytes())
+    assert ok and cut_out.stat().st_size > 2 * 1024 * 1024  # so the page shrinks it to a JPEG
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(web.url)
+        page.set_input_files("#file-input", str(cut_out))
+        page.wait_for_selector("#result:not([hidden])")
+        kept = [path for path in (state / "uploads").iterdir() if path.suffix == ".jpeg"]
+        received = cv2.imread(str(kept[0]))
+        assert received[:, :700].mean() > 250  # white, not the black a clear canvas becomes in a JPEG
+    finally:
+        page.close()
+        web.stop()
