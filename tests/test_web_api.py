@@ -109,6 +109,28 @@ def test_only_the_newest_kept_uploads_stay(tmp_path):
     assert len(list((tmp_path / "uploads").glob("*.jpeg"))) == 2
 
 
+def test_uploads_kept_at_the_same_time_by_several_visitors_prune_without_false_alarms(tmp_path, caplog):
+    import logging
+    import threading
+
+    from edge.web.upload import Photo, keep_upload
+
+    def visitor(n):
+        for i in range(25):
+            keep_upload(tmp_path / "uploads", Photo(b"\xff\xd8\xff" + bytes(2_000), "jpeg"), {"n": n * 100 + i},
+                        max_files=5, max_bytes=1 << 20)
+
+    with caplog.at_level(logging.WARNING, logger="edge.web"):
+        visitors = [threading.Thread(target=visitor, args=(n,)) for n in range(6)]
+        for thread in visitors:
+            thread.start()
+        for thread in visitors:
+            thread.join()
+    assert not caplog.records  # no "could not keep the upload", no pruning skipped
+    assert len(list((tmp_path / "uploads").glob("*.json"))) == 5
+    assert len(list((tmp_path / "uploads").glob("*.jpeg"))) == 5
+
+
 def test_kept_uploads_stay_under_their_byte_budget_however_few_they_are(tmp_path):
     from edge.web.upload import Photo, keep_upload
 

@@ -60,6 +60,20 @@ def test_events_stream_the_status_and_stop_does_not_wait_for_open_streams(server
     connection.close()
 
 
+def test_a_live_page_closed_mid_stream_leaves_no_traceback_in_the_journal(server, capfd):
+    import socket
+
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    for _ in range(3):  # a tab closed or hidden: the page drops its stream
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            sock.recv(4096)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # reset
+    time.sleep(2.5)  # the next event finds the connection gone
+    assert_still_serving(server)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_event_streams_are_capped_so_forgotten_tabs_cannot_tie_up_the_bin(classifier, tmp_path, monkeypatch):
     import http.client
 
@@ -107,6 +121,16 @@ def test_uploads_beyond_the_receiving_limit_get_503_at_once(server):
         for _ in range(MAX_CONCURRENT_UPLOADS):
             server.upload_slots.release()
     assert_still_serving(server)
+
+
+def test_a_page_on_every_address_warns_without_naming_a_loopback_url(classifier, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="edge.web"):
+        with serving(classifier, tmp_path / "state", host="0.0.0.0"):
+            pass
+    warning = next(record.getMessage() for record in caplog.records if "no password" in record.getMessage())
+    assert "on port" in warning and "of every address of this machine" in warning and "127.0.0.1" not in warning
 
 
 def test_a_busy_port_is_a_clear_error(server, classifier):

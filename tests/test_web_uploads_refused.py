@@ -99,6 +99,30 @@ def test_a_chunk_size_that_is_not_plain_hex_is_400(server, size_line):
     assert_still_serving(server)
 
 
+@pytest.mark.parametrize("header, message", [
+    (b"Content-Length: 8_927", "Content-Length is not a number"),  # int() would take it
+    (b"Content-Length: +12", "Content-Length is not a number"),
+    (b"Content-Length: -12", "Content-Length is negative"),
+    (b"Transfer-Encoding: notchunked", "Transfer-Encoding 'notchunked' is not supported"),
+    (b"Transfer-Encoding: chunked, gzip", "Transfer-Encoding 'chunked, gzip' is not supported"),
+])
+def test_a_body_length_http_does_not_allow_is_400(server, header, message):
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            + header + b"\r\n\r\n")
+    status, result = status_and_json(raw_exchange(server.url, head, b"x" * 12, half_close=True))
+    assert status == 400 and message in result["error"]
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("boundary", ["boundary*=utf-8''%E2%82%AC", "boundary=\u00e9\u00e9"])
+def test_a_boundary_that_is_not_plain_ascii_is_400_not_a_server_error(server, boundary):
+    head = (f"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; {boundary}\r\n"
+            f"Content-Length: 12\r\n\r\n").encode("latin-1")
+    status, result = status_and_json(raw_exchange(server.url, head, b"x" * 12))
+    assert status == 400 and "boundary is not plain ASCII" in result["error"]
+    assert_still_serving(server)
+
+
 def test_a_body_cut_off_before_its_content_length_is_400(server):
     body, kind = multipart(("image", "photo.jpg", "image/jpeg", jpeg_bytes(make_photo(0))))
     head = (f"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: {kind}\r\n"
@@ -163,6 +187,20 @@ def test_an_iphone_heic_photo_is_named_with_a_way_out(server):
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
     status, _, result = upload(server, heic, "IMG_0001.HEIC", "image/heic")
     assert status == 415 and "HEIC photo" in result["error"] and "JPEG" in result["error"]
+
+
+def test_a_file_name_cannot_write_a_line_of_its_own_into_the_log(server, caplog):
+    import logging
+
+    # RFC 2231 lets a part's file name carry any byte, a line break included.
+    body = (b"--bnd\r\nContent-Disposition: form-data; name=image; filename*=utf-8''x%0AERROR%20edge.daemon"
+            b"%3A%20flap%20jammed.txt\r\nContent-Type: text/plain\r\n\r\nnot a photo\r\n--bnd--\r\n")
+    with caplog.at_level(logging.INFO, logger="edge.web"):
+        status, _, result = classify(server, body, "multipart/form-data; boundary=bnd")
+    assert status == 415 and "x\nERROR edge.daemon: flap jammed.txt" in result["error"]  # told as it is
+    logged = [record.getMessage() for record in caplog.records if "415" in record.getMessage()]
+    assert logged and all("\n" not in line for line in logged)
+    assert "x\\nERROR edge.daemon: flap jammed" in logged[0]
 
 
 def test_a_multipart_body_without_its_closing_boundary_is_400(server):

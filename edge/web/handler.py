@@ -63,6 +63,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.server.head_watch.arm(self.connection)
         try:
             super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            # The stdlib flushes after each answer; a live page closed or hidden meanwhile is gone,
+            # which is no error worth a traceback in the bin's journal.
+            self.close_connection = True
         finally:
             self.server.head_watch.disarm(self.connection)
 
@@ -75,7 +79,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return parsed
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), _printable(format % args))
 
     # -- who may ask ----------------------------------------------------------------------
 
@@ -207,7 +211,10 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, data: dict[str, Any], extra: dict[str, str] | None = None):
         if status >= 400:
-            log.info("%s %s -> %d %s", self.command, getattr(self, "path", ""), status, data.get("error"))
+            # A client chooses the path and the file name an error quotes: escaped, so that neither can
+            # start a line of its own (a forged "ERROR edge.daemon: flap jammed") in the bin's journal.
+            log.info("%s %s -> %d %s", _printable(self.command or ""), _printable(getattr(self, "path", "")),
+                     status, _printable(str(data.get("error"))))
         self._send(status, json.dumps(data).encode("utf-8"), "application/json", extra)
 
     def _send_static(self, name: str):
@@ -268,6 +275,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             pass  # the page was closed
         finally:
             self.app.event_streams.release()
+
+
+def _printable(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``), for a log line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _drain(connection: socket.socket, rfile, length: int) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
-import os
 import logging
+import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -70,18 +71,23 @@ def read_body(rfile, headers, limit: int, deadline_s: float = UPLOAD_DEADLINE_S,
     """
     allowed = limit + ENVELOPE_BYTES
     deadline = time.monotonic() + deadline_s
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+    codings = [coding.strip().lower() for coding in headers.get("Transfer-Encoding", "").split(",") if coding.strip()]
+    if codings == ["chunked"]:
         go_ahead()
         return _read_chunked(rfile, allowed, limit, deadline)
+    if codings:  # RFC 9112: a request whose last coding is not chunked has no knowable length
+        raise UploadError(400, f"the upload's Transfer-Encoding {', '.join(codings)!r} is not supported "
+                               "(send it chunked or with a Content-Length)")
     length_text = headers.get("Content-Length")
     if length_text is None:
         raise UploadError(411, "the upload has no Content-Length")
-    try:
-        length = int(length_text)
-    except ValueError:
-        raise UploadError(400, "the upload's Content-Length is not a number") from None
-    if length < 0:
+    length_text = length_text.strip()
+    if length_text.startswith("-") and length_text[1:].isascii() and length_text[1:].isdigit():
         raise UploadError(400, "the upload's Content-Length is negative")
+    # Digits only: Python's int() would also take "8_927", "+5" or Unicode digits, which HTTP does not.
+    if not (length_text.isascii() and length_text.isdigit()):
+        raise UploadError(400, "the upload's Content-Length is not a number")
+    length = int(length_text)
     if length > allowed:
         raise too_large(limit)
     go_ahead()  # the client may send the body now (HTTP "Expect: 100-continue")
@@ -169,7 +175,11 @@ def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
         boundary = params.get("boundary", "")
         if not boundary:
             raise UploadError(400, "the multipart upload has no boundary")
-        data, part_type, filename = _find_field(body, boundary.encode("latin-1"), FIELD)
+        try:
+            delimiter = boundary.encode("ascii")
+        except UnicodeEncodeError:  # RFC 2046: a boundary is 1-70 plain ASCII characters
+            raise UploadError(400, "the multipart boundary is not plain ASCII") from None
+        data, part_type, filename = _find_field(body, delimiter, FIELD)
     elif media_type.startswith("image/"):
         data, part_type = body, media_type
     else:
@@ -238,6 +248,16 @@ def keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: i
     no upload can name a file outside ``folder``. A full disk is logged, not raised: the
     visitor still gets the answer.
     """
+    # One upload at a time: a second one pruning meanwhile would delete files this one's scan is
+    # measuring (a false "could not keep" warning, and this upload's pruning skipped).
+    with _KEEPING:
+        _keep_upload(folder, photo, result, max_files, max_bytes)
+
+
+_KEEPING = threading.Lock()
+
+
+def _keep_upload(folder: Path, photo: Photo, result: dict[str, Any], max_files: int, max_bytes: int) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
