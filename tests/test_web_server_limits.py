@@ -203,6 +203,32 @@ def test_connections_beyond_the_cap_are_dropped_and_the_page_still_answers_once_
         server.stop()
 
 
+def test_one_address_holding_idle_connections_cannot_lock_other_visitors_out(classifier, tmp_path, monkeypatch):
+    import socket
+    from urllib.parse import urlsplit
+
+    monkeypatch.setattr("edge.web.server.MAX_CONNECTIONS_PER_CLIENT", 3)
+    server = serve(classifier, tmp_path / "state")
+    try:
+        address = urlsplit(server.url).hostname, urlsplit(server.url).port
+        hog = [socket.create_connection(address, source_address=("127.0.0.2", 0)) for _ in range(3)]
+        time.sleep(0.3)
+        extra = socket.create_connection(address, source_address=("127.0.0.2", 0))
+        extra.settimeout(5)
+        assert extra.recv(1) == b""  # the hog's fourth is dropped at once...
+        assert_still_serving(server)  # ...while another address (127.0.0.1) is served
+        for sock in hog + [extra]:
+            sock.close()
+        time.sleep(0.3)
+        again = socket.create_connection(address, source_address=("127.0.0.2", 0))
+        again.sendall(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        again.settimeout(5)
+        assert again.recv(12).startswith(b"HTTP/1.")  # its slots came back when it let go
+        again.close()
+    finally:
+        server.stop()
+
+
 def test_methods_the_page_does_not_know_get_json_with_the_security_headers(server):
     status, headers, result = request(server.url + "api/status", "FOO")
     assert status == 501 and "error" in result

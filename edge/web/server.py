@@ -44,6 +44,9 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 MAX_EVENT_STREAMS = 8
 MAX_KEPT_UPLOADS = 500
 MAX_CONNECTIONS = 64  # browsers open about six per page; a few operators at once fit easily
+# One address may hold a quarter of them: a single host on the LAN (a script, a scanner) holding
+# idle connections open must not lock every operator out.
+MAX_CONNECTIONS_PER_CLIENT = 16
 # A request line and its headers must all arrive within this: the per-read timeout alone lets a
 # client that sends a byte every few seconds hold a connection slot for ever, and 64 such clients
 # would shut every operator out.
@@ -234,6 +237,8 @@ class _Server(ThreadingHTTPServer):
         # One thread and one descriptor per connection: capped, so slow clients cannot take every file
         # descriptor of the daemon (whose store, camera and MQTT need them too).
         self.connection_slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._per_client: dict[str, int] = {}
+        self._per_client_lock = threading.Lock()
         self.head_watch = HeadWatch(HEAD_DEADLINE_S, HEAD_WATCH_INTERVAL_S)
         super().__init__(*args, **kwargs)
 
@@ -252,14 +257,21 @@ class _Server(ThreadingHTTPServer):
             raise
 
     def process_request(self, request, client_address):
+        client = client_address[0]
+        if not self._enter(client):
+            log.debug("web page: %d connections open from %s, dropping one", MAX_CONNECTIONS_PER_CLIENT, client)
+            self.shutdown_request(request)
+            return
         if not self.connection_slots.acquire(blocking=False):
-            log.debug("web page: %d connections open, dropping one from %s", MAX_CONNECTIONS, client_address[0])
+            self._leave(client)
+            log.debug("web page: %d connections open, dropping one from %s", MAX_CONNECTIONS, client)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
             self.connection_slots.release()  # its thread never started
+            self._leave(client)
             raise
 
     def process_request_thread(self, request, client_address):
@@ -267,6 +279,22 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.connection_slots.release()
+            self._leave(client_address[0])
+
+    def _enter(self, client: str) -> bool:
+        with self._per_client_lock:
+            if self._per_client.get(client, 0) >= MAX_CONNECTIONS_PER_CLIENT:
+                return False
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+            return True
+
+    def _leave(self, client: str) -> None:
+        with self._per_client_lock:
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
 
 
 class HeadWatch:
