@@ -31,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Classify photos with a model bundle; prints one JSON line per photo.")
     parser.add_argument("--model", metavar="BUNDLE",
                         help="model bundle folder (default: model.path of the default config, the shipped model)")
-    parser.add_argument("--threads", type=_positive_int, metavar="N",
+    parser.add_argument("--threads", type=_thread_count, metavar="N",
                         help="LiteRT interpreter threads (default: model.threads of the default config "
                              "without --model, the config's default 2 with it)")
     parser.add_argument("--views", type=_views, metavar="V,V,...",
@@ -61,30 +61,48 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     exit_code = EXIT_OK
     for path in args.images:
+        shown = imaging.utf8_text(path)  # a name from an old camera card must not break a JSON parser
         try:
-            prediction = classifier.classify(imaging.read_image(path))
+            # The bin's limit: a small PNG can unpack to gigabytes (30000x30000: 5.4 GB).
+            photo = imaging.read_image(path, max_pixels=imaging.MAX_DECODED_PIXELS)
+            prediction = classifier.classify(photo)
         except ValueError as err:
             exit_code = EXIT_BAD_INPUT
-            line = {"path": path, "error": str(err)}
+            line = {"path": shown, "error": imaging.utf8_text(str(err))}
         else:
             line = {
-                "path": path,
+                "path": shown,
                 "label": prediction.label,
                 "confidence": round(prediction.confidence, 4),
                 "top3": [[label, round(p, 4)] for label, p in prediction.top3],
                 "latency_ms": round(prediction.latency_ms, 2),
             }
-        print(json.dumps(line), flush=True)
+        try:
+            print(json.dumps(line), flush=True)
+        except BrokenPipeError:  # "| head -1": the reader has what it wanted
+            _silence_stdout()
+            return exit_code
     return exit_code
 
 
-def _positive_int(text: str) -> int:
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit and would print a second BrokenPipeError there.
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _thread_count(text: str) -> int:
+    """1-16, as the config's ``model.threads`` (99999 threads crashed the process)."""
+    from edge.config_schema import ModelConfig
+
+    most = next(meta.le for meta in ModelConfig.model_fields["threads"].metadata if hasattr(meta, "le"))
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"must be 1 to {most}, got {value}")
     return value
 
 

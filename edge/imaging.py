@@ -195,6 +195,14 @@ def find_photos(root: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXT
     return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
 
 
+def utf8_text(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes a file name had that were not UTF-8 become U+FFFD."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no file system byte gives
+        return name.encode("utf-8", "replace").decode("utf-8")
+
+
 def other_format_summary(paths: list) -> str:
     """``"3 files (.heic 2, .gif 1)"`` for photos ``find_photos(root, OTHER_IMAGE_EXTENSIONS)`` found."""
     kinds = sorted({Path(path).suffix.lower() for path in paths})

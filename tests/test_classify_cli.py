@@ -117,11 +117,44 @@ def test_an_unknown_view_is_refused_by_the_parser(capsys):
     assert "--views: expected views from original, mirrored, flipped, turned" in capsys.readouterr().err
 
 
-def test_zero_threads_is_refused_by_the_parser(capsys):
+@pytest.mark.parametrize("threads", ["0", "17", "99999"])  # 99999 crashed the process; the config allows 1-16
+def test_a_thread_count_outside_the_configs_range_is_refused_by_the_parser(capsys, threads):
     with pytest.raises(SystemExit) as exit_info:
-        parse(["classify", "--threads", "0", "x.jpg"])
+        parse(["classify", "--threads", threads, "x.jpg"])
     assert exit_info.value.code == 2
-    assert "--threads: must be 1 or more" in capsys.readouterr().err
+    assert f"--threads: must be 1 to 16, got {threads}" in capsys.readouterr().err
+
+
+def test_an_image_that_would_unpack_beyond_the_bins_limit_is_refused_not_decoded(tiny_bundle, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    bomb = tmp_path / "bomb.png"
+    cv2.imwrite(str(bomb), np.zeros((8000, 6000, 3), np.uint8))  # 48 MP in a small file
+    assert classify_cli.run(parse(["classify", "--model", str(tiny_bundle), str(bomb)])) == 2
+    line = json.loads(capsys.readouterr().out)
+    assert "too large: 6000x8000 pixels (limit 40 megapixels)" in line["error"]
+
+
+def test_a_file_name_that_is_not_utf8_comes_out_as_valid_json_text(tiny_bundle, photo_folder, tmp_path, capsys):
+    import os
+
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")  # a Latin-1 name from an old camera card
+    with open(odd, "wb") as out:
+        out.write((photo_folder / "glass" / "glass_0.jpg").read_bytes())
+    assert classify_cli.run(parse(["classify", "--model", str(tiny_bundle), os.fsdecode(odd)])) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")  # strict: no lone surrogate for jq to trip on
+    assert json.loads(out)["path"].endswith("caf\ufffd.jpg")
+
+
+def test_output_cut_short_by_head_ends_quietly(tiny_bundle, photo_folder):
+    images = [str(path) for path in sorted(photo_folder.rglob("*.jpg"))]
+    command = " ".join([sys.executable, "-m", "edge", "classify", "--model", str(tiny_bundle), *images, "| head -1"])
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60,
+                            cwd=REPO_ROOT)
+    assert len(result.stdout.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
 
 
 def test_a_thread_count_that_is_not_a_number_is_one_clear_error(capsys):

@@ -201,7 +201,7 @@ class ReplaySource:
             relative = path.relative_to(self.root)
             # A name that is not UTF-8 (copied from an old camera card) reaches us with surrogates, which
             # no JSON parser of a dashboard accepts: shown with U+FFFD in the events instead.
-            relative = Path(utf8_text(str(relative)))
+            relative = Path(imaging.utf8_text(str(relative)))
             truth = relative.parts[0] if len(relative.parts) > 1 else None
             for _ in range(self.empty_frames):
                 yield empty_tray(*size), tray_thumb, None, None
@@ -250,11 +250,3 @@ class ReplaySource:
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
-
-
-def utf8_text(name: str) -> str:
-    """``name`` as valid UTF-8 text: bytes a file name had that were not UTF-8 become U+FFFD."""
-    try:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # a surrogate no file system byte gives
-        return name.encode("utf-8", "replace").decode("utf-8")
