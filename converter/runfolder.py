@@ -244,7 +244,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         from edge.yaml_unique import syntax_error_text
 
-        raise ConverterError(f"{path}: YAML syntax error at {syntax_error_text(err)}") from None
+        raise ConverterError(f"{path}: {syntax_error_text(err)}") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -331,6 +331,8 @@ def validation_problems(err: ValidationError, data: Any = None) -> list[tuple[st
             message = "unknown key"
         elif item["type"] == "value_error":
             message = message.removeprefix("Value error, ")
+        elif item["type"] == "model_type":  # "a valid dictionary or instance of MqttConfig": our class name
+            message = "should be a section of keys (key: value lines indented below it)"
         elif "input" in item and item["type"] not in ("missing",) and not isinstance(item["input"], (dict, list)):
             message = f"{message} (got {item['input']!r})"
         # A union reports each member; one line per key reads better.
@@ -371,7 +373,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError([(err.path, f"{path}: line {err.line}: appears again (first on line {err.first}); "
                                      f"YAML would silently keep only the last one")]) from None
     except yaml.YAMLError as err:
-        raise ConfigError([("config", f"{path}: YAML syntax error at {syntax_error_text(err)}")]) from None
+        raise ConfigError([("config", f"{path}: {syntax_error_text(err)}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

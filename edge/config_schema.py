@@ -29,7 +29,10 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_boolean_for_another_type(cls, value, info):
-        if _misplaced_bool(value, cls.model_fields[info.field_name].annotation):
+        annotation = cls.model_fields[info.field_name].annotation
+        if value is None and isinstance(annotation, type) and issubclass(annotation, Section):
+            return {}  # "mqtt:" with every key below it commented out: the section's defaults
+        if _misplaced_bool(value, annotation):
             what = f"{str(value).lower()} is a boolean" if isinstance(value, bool) else "holds a boolean"
             raise ValueError(f"{what}, not allowed here (YAML reads a bare yes, no, on, off, true or false "
                              f"as one: write a number, or quote text)")

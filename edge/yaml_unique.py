@@ -25,17 +25,17 @@ class DuplicateKeyError(ValueError):
 
 
 def syntax_error_text(err: Exception) -> str:
-    """One line for a YAML syntax error: ``line 3, column 8: expected ',' or ']'`` (PyYAML's own
-    message spans five lines with a caret drawing, which a one-line error cannot carry).
+    """One line for a YAML error: ``YAML syntax error at line 3, column 8: expected ',' or ']'``
+    (PyYAML's own message spans five lines with a caret drawing, which a one-line error cannot carry).
 
     Usage:
-        except yaml.YAMLError as err: print(f"{path}: YAML syntax error at {syntax_error_text(err)}")
+        except yaml.YAMLError as err: print(f"{path}: {syntax_error_text(err)}")
     """
     mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     reason = getattr(err, "problem", None) or next((line for line in str(err).splitlines() if line.strip()),
                                                    type(err).__name__)
-    return f"{where}{reason}"
+    return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {reason}" if mark \
+        else f"YAML: {reason}"
 
 
 def load_unique(text: str) -> Any:
@@ -43,7 +43,7 @@ def load_unique(text: str) -> Any:
 
     Raises:
         DuplicateKeyError: a key given twice in one mapping.
-        yaml.YAMLError: a syntax error.
+        yaml.YAMLError: a syntax error (also nesting too deep for the parser, a number too long to read).
     """
     import yaml
 
@@ -52,6 +52,12 @@ def load_unique(text: str) -> Any:
     except DuplicateKeyError as err:
         err.path = _dotted_path(yaml.compose(text, Loader=yaml.SafeLoader), err) or err.key
         raise
+    # Read as syntax errors, so every caller's one-line error (and exit 2) covers them too.
+    except RecursionError:  # thousands of nested "[": PyYAML's parser recurses per level
+        raise yaml.YAMLError("nested too deeply to read") from None
+    except ValueError as err:  # a 5000-digit number: beyond Python's integer conversion limit
+        reason = "a number too long to read" if "digits" in str(err) else str(err).splitlines()[0]
+        raise yaml.YAMLError(reason) from None
 
 
 def _dotted_path(root, err: DuplicateKeyError) -> str | None:

@@ -67,6 +67,24 @@ def test_yaml_syntax_errors_give_the_line(tmp_path):
     assert "line" in found["config"]
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("mqtt:\n  port: " + "[" * 5000 + "\n", "YAML: nested too deeply to read"),  # was a RecursionError, exit 1
+    ("mqtt:\n  port: " + "9" * 5001 + "\n", "YAML: a number too long to read"),  # was a ValueError, exit 1
+])
+def test_yaml_python_cannot_read_is_a_config_error_not_a_crash(tmp_path, text, problem):
+    assert problem in problems(tmp_path, text)["config"]
+
+
+def test_a_section_whose_keys_are_all_commented_out_means_its_defaults(tmp_path):
+    config = load_config(write(tmp_path, "mqtt:\n#  host: broker.local\ncamera:\n  replay:\n"))
+    assert config.mqtt == Config().mqtt and config.camera.replay == Config().camera.replay
+
+
+def test_a_section_given_a_value_says_it_needs_keys_not_a_class_name(tmp_path):
+    assert problems(tmp_path, "mqtt: 5\n") == {"mqtt": "should be a section of keys (key: value lines indented "
+                                                        "below it)"}
+
+
 def test_a_key_given_twice_is_an_error_not_a_silent_merge(tmp_path):
     # The second mqtt section would otherwise replace the first, TLS settings and all.
     path = write(tmp_path, "mqtt: {host: broker.lan, tls: {enabled: true}}\nlog_level: info\nmqtt: {enabled: true}\n")

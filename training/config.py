@@ -162,7 +162,7 @@ class TrainConfig(_Settings):
         except UnicodeDecodeError as err:
             raise TrainingError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
-            raise TrainingError(f"{path}: YAML syntax error at {syntax_error_text(err)}") from None
+            raise TrainingError(f"{path}: {syntax_error_text(err)}") from None
         return cls.from_dict(data, where=str(path))
 
     def override(self, **changes: Any) -> TrainConfig:

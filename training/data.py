@@ -67,7 +67,7 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
     except OSError as err:
         raise DataError(f"{path}: cannot read label map: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise DataError(f"{path}: label map: YAML syntax error at {syntax_error_text(err)}") from None
+        raise DataError(f"{path}: label map: {syntax_error_text(err)}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: a label map is a YAML mapping source_class: bin_class")
     mapping = {}
