@@ -17,16 +17,23 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from edge.config import DEFAULT_CONFIG
 
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
+
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not 0 <= value <= 60:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be between 0 and 60 seconds, got {text}")
     return value
@@ -78,37 +85,76 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
     except FlapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if getattr(args, "pulse", False):
-        try:
-            widths = find_pulse_widths(flap, settings, ask)
-        except FlapError as err:  # the first pulse is where a real pin fails
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        finally:
-            flap.close()
-        print("\nflap:")
-        for key, seconds in widths.items():
-            print(f"  {key}: {seconds:.6g}")
-        if widths["min_pulse_width"] >= widths["max_pulse_width"]:
-            print("# min_pulse_width must be below max_pulse_width: validate-config would refuse this block",
-                  file=sys.stderr)
-            return 1
-        print("# new pulse widths move every angle: run calibrate-flap --step next")
-        return 0
+    # SIGTERM (systemctl, kill) and SIGHUP (an SSH session dropping) stop it as Ctrl-C does: the
+    # flap parks at neutral and what was found so far is still printed.
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if getattr(args, "pulse", False):
+            return _calibrate_pulses(flap, settings, ask)
+        return _calibrate_angles(flap, settings, bins, args, ask)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _calibrate_pulses(flap, settings, ask: Callable[[str], str]) -> int:
+    from edge.errors import FlapError
+
+    widths = {"min_pulse_width": settings.min_pulse_width, "max_pulse_width": settings.max_pulse_width}
+    interrupted = False
+    try:
+        find_pulse_widths(flap, settings, ask, widths)
+    except FlapError as err:  # the first pulse is where a real pin fails
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        flap.close()
+    print("\nflap:")
+    for key, seconds in widths.items():
+        print(f"  {key}: {seconds:.6g}")
+    if interrupted:
+        print("# interrupted: the pulse widths marked so far (an end left unmarked keeps its configured value)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if widths["min_pulse_width"] >= widths["max_pulse_width"]:
+        print("# min_pulse_width must be below max_pulse_width: validate-config would refuse this block",
+              file=sys.stderr)
+        return 1
+    print("# new pulse widths move every angle: run calibrate-flap --step next")
+    return 0
+
+
+def _calibrate_angles(flap, settings, bins: list[str], args: argparse.Namespace, ask: Callable[[str], str]) -> int:
     angles = dict(settings.angles)
     args.flap_settings = settings
+    interrupted = False
     try:
         for name in bins:
-            angles[name], carry_on = visit(flap, name, angles[name], args, ask)
+            visited = Visit(angles[name])
+            try:
+                carry_on = visit(flap, name, visited, args, ask)
+            finally:
+                angles[name] = visited.angle  # the nudges made before a Ctrl-C count too
             flap.neutral()
             if not carry_on:
                 break
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         flap.close()
     print("\nflap:\n  angles:")
     for name, angle in angles.items():
         print(f"    {name}: {angle:g}")
     print(f"  neutral_angle: {settings.neutral_angle:g}")
+    if interrupted:
+        print("# interrupted: bins not reached keep their configured angles", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -120,43 +166,50 @@ def pulse_ms(settings, angle: float) -> float:
     return 1000 * (settings.min_pulse_width + share * (settings.max_pulse_width - settings.min_pulse_width))
 
 
-def visit(flap, name: str, angle: float, args: argparse.Namespace,
-          ask: Callable[[str], str]) -> tuple[float, bool]:
-    """Moves to one bin's angle; with --step lets the installer adjust it. Returns (angle, carry on)."""
+@dataclass
+class Visit:
+    """One bin's angle as the installer adjusts it (kept when the adjusting is interrupted)."""
+
+    angle: float
+
+
+def visit(flap, name: str, visited: Visit, args: argparse.Namespace, ask: Callable[[str], str]) -> bool:
+    """Moves to one bin's angle; with --step lets the installer adjust ``visited.angle``. Returns
+    whether to carry on with the next bin."""
     from edge.errors import FlapError
 
+    angle = visited.angle
     print(f"bin {name}: {angle:g} degrees ({pulse_ms(args.flap_settings, angle):.2f} ms pulse)", flush=True)
     flap.set_angle(angle)
     if not args.step:
         time.sleep(max(0.0, args.hold))
-        return angle, True
+        return True
     while True:
         try:
             answer = ask(f"  {name} at {angle:g} degrees ({pulse_ms(args.flap_settings, angle):.2f} ms): "
                          f"Enter = keep, +N/-N = nudge, =A = try angle A, q = quit > ")
         except EOFError:
-            return angle, False
+            return False
         answer = answer.strip()
         if not answer:
-            return angle, True
+            return True
         if answer.lower() == "q":
-            return angle, False
+            return False
         try:
             candidate = angle + float(answer) if answer[0] in "+-" else float(answer.removeprefix("="))
             flap.set_angle(candidate)
-            angle = candidate
+            angle = visited.angle = candidate
         except ValueError:
             print("  type +N, -N, =A, Enter or q")
         except FlapError as err:
             print(f"  {err}")
 
 
-def find_pulse_widths(flap, settings, ask: Callable[[str], str]) -> dict[str, float]:
-    """Lets the installer send raw pulses and mark the servo's ends. Returns both pulse widths (seconds),
-    the configured one for an end left unmarked."""
+def find_pulse_widths(flap, settings, ask: Callable[[str], str], widths: dict[str, float]) -> dict[str, float]:
+    """Lets the installer send raw pulses and mark the servo's ends in ``widths`` (seconds; start it
+    with the configured ones, kept for an end left unmarked), which it also returns."""
     from edge.errors import FlapError
 
-    widths = {"min_pulse_width": settings.min_pulse_width, "max_pulse_width": settings.max_pulse_width}
     pulse = round(pulse_ms(settings, settings.neutral_angle), 3)
     flap.set_pulse_width(pulse / 1000)
     while True:

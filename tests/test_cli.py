@@ -206,6 +206,56 @@ def test_calibrate_flap_pulse_mode_reports_a_gpio_fault_in_one_line(tmp_path, ca
     assert capsys.readouterr().err == "error: flap: cannot send a 1.5 ms pulse: GPIO busy\n"
 
 
+def test_calibrate_flap_ctrl_c_parks_the_flap_and_still_prints_the_angles_adjusted_so_far(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    answers = iter(["+5", "", "+3"])
+
+    def ask(prompt):
+        answer = next(answers, None)
+        if answer is None:
+            raise KeyboardInterrupt  # Ctrl-C at glass's prompt, after a nudge
+        return answer
+
+    args = argparse.Namespace(config=path, mock_gpio=True, step=True, bin=None, hold=0)
+    assert calibrate(args, ask=ask) == 130
+    captured = capsys.readouterr()
+    assert "    paper: -55" in captured.out and "    glass: -17" in captured.out  # both adjustments kept
+    assert "    packaging: 20" in captured.out and "bins not reached keep their configured angles" in captured.err
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_calibrate_flap_stopped_by_a_signal_parks_the_flap_like_ctrl_c(tmp_path, capsys, monkeypatch, signum):
+    import os
+    import signal
+
+    from edge.gpio import Flap
+
+    moves, close = [], Flap.close
+
+    def closing(self):
+        moves.append("closed: parked and detached")
+        close(self)
+
+    monkeypatch.setattr(Flap, "close", closing)
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+
+    def ask(prompt):
+        os.kill(os.getpid(), getattr(signal, signum))  # an SSH session dropping, systemctl stop
+        return ""
+
+    args = argparse.Namespace(config=path, mock_gpio=True, step=True, bin=None, hold=0)
+    before = signal.getsignal(getattr(signal, signum))
+    assert calibrate(args, ask=ask) == 130
+    assert moves == ["closed: parked and detached"] and "flap:\n  angles:" in capsys.readouterr().out
+    assert signal.getsignal(getattr(signal, signum)) is before  # handed back afterwards
+
+
+def test_calibrate_flap_hold_that_is_not_a_number_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate-flap", "--mock-gpio", "--hold", "abc"])
+    assert "argument --hold: expected a number of seconds, got 'abc'" in capsys.readouterr().err
+
+
 def test_calibrate_flap_rejects_an_unknown_bin(tmp_path, capsys):
     path = write_config(tmp_path, "flap: {settle_s: 0}\n")
     assert main(["calibrate-flap", "--config", str(path), "--mock-gpio", "--bin", "attic"]) == 2
