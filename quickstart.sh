@@ -5,8 +5,9 @@
 #   ./quickstart.sh [PHOTO_FOLDER] [extra `smartbin run` options, e.g. --mqtt 127.0.0.1:1883]
 #
 # PHOTO_FOLDER (relative to where you stand; a folder that does not exist is an error) defaults to
-# $SMARTBIN_DATA, then ../shared/data/trashnet beside this checkout; class subfolders become each
-# item's `truth`. Without any of them it makes a few plain demo pictures so the pipeline runs.
+# $SMARTBIN_DATA (the same rules), then ../shared/data/trashnet beside this checkout; class
+# subfolders become each item's `truth`. Without any of them it makes a few plain demo pictures so
+# the pipeline runs. Packages are installed on the first run (and when pyproject.toml changes).
 set -euo pipefail
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then  # a first argument that is not an option is the folder
   if [ ! -d "$1" ]; then
@@ -15,13 +16,28 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then  # a first argument that is not an 
   fi
   photos="$(cd "$1" && pwd)"  # from where the user stands, before the cd below
   shift
+elif [ -n "${SMARTBIN_DATA:-}" ]; then  # set on purpose: a typo must not turn into demo pictures
+  if [ ! -d "$SMARTBIN_DATA" ]; then
+    echo "quickstart.sh: SMARTBIN_DATA=$SMARTBIN_DATA: no such photo folder" >&2
+    exit 2
+  fi
+  photos="$(cd "$SMARTBIN_DATA" && pwd)"
 fi
 cd "$(dirname "$0")"
-photos="${photos:-${SMARTBIN_DATA:-../shared/data/trashnet}}"
+photos="${photos:-../shared/data/trashnet}"
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[edge]"
+# A venv left half-made by an interrupted first run (no pip in it) is made again.
+if ! { [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1; }; then
+  python3 -m venv --clear .venv
+fi
+# Installed once per pyproject.toml: later runs start without the network.
+stamp=".venv/.smartbin-installed"
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[edge]"
+  echo "$wanted" > "$stamp"
+fi
 
 if [ ! -d "$photos" ]; then
   photos=state/demo-photos
