@@ -220,7 +220,7 @@ def check_labels(labels: Any) -> None:
 def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
     """Reads ``labels.txt`` (one label a line, blank lines ignored) and validates it."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # Windows editors start a UTF-8 file with a BOM
     except OSError as err:
         raise BundleError(f"labels: cannot read {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
@@ -316,7 +316,8 @@ def load_bundle(path: str | os.PathLike, verify_hash: bool = True) -> Bundle:
         except BundleError as err:
             raise BundleError(f"{folder}: {err}") from None
         if file_labels != manifest.labels:
-            raise BundleError(f"{folder}: {LABELS_FILE} does not match the manifest's labels")
+            raise BundleError(f"{folder}: {LABELS_FILE} does not match the manifest's labels "
+                              f"({', '.join(file_labels)} against {', '.join(manifest.labels)})")
     else:
         raise BundleError(f"{folder}: no {LABELS_FILE}")
     model_path = folder / manifest.model_file

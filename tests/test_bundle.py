@@ -109,6 +109,20 @@ def test_bad_labels_file_is_refused(bundle_dir, labels_text, problem):
         load_bundle(bundle_dir)
 
 
+def test_labels_saved_with_a_byte_order_mark_by_a_windows_editor_still_load(bundle_dir):
+    text = (bundle_dir / "labels.txt").read_text(encoding="utf-8")
+    (bundle_dir / "labels.txt").write_text("\ufeff" + text, encoding="utf-8")
+    assert load_bundle(bundle_dir).labels == load_bundle(bundle_dir).manifest.labels
+
+
+def test_labels_that_differ_from_the_manifest_say_how(bundle_dir):
+    labels = (bundle_dir / "labels.txt").read_text(encoding="utf-8").split()
+    (bundle_dir / "labels.txt").write_text("\n".join(reversed(labels)) + "\n", encoding="utf-8")
+    with pytest.raises(BundleError, match=f"labels.txt does not match the manifest's labels "
+                                          f"\\({', '.join(reversed(labels))} against {', '.join(labels)}\\)"):
+        load_bundle(bundle_dir)
+
+
 @pytest.mark.parametrize("key, value, problem", [
     ("schema_version", 99, "unknown schema_version"),
     ("quantization", "int4", "quantization"),
