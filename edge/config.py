@@ -365,7 +365,11 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([("config", f"file not found: {path}")]) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:  # an editor saving Windows-1252 ("é" in a comment): say where
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError([("config", f"{path}: line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); "
+                                      f"save the file as UTF-8")]) from None
+    except OSError as err:
         raise ConfigError([("config", f"cannot read {path}: {err}")]) from None
     try:
         data = load_unique(text)

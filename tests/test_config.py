@@ -75,6 +75,15 @@ def test_yaml_python_cannot_read_is_a_config_error_not_a_crash(tmp_path, text, p
     assert problem in problems(tmp_path, text)["config"]
 
 
+def test_a_file_saved_in_windows_1252_names_the_line_to_fix(tmp_path):
+    path = tmp_path / "smartbin.yaml"
+    path.write_bytes("version: 1\n# café\nmqtt:\n  enabled: false\n".encode("cp1252"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert dict(caught.value.problems)["config"] == (f"{path}: line 2 is not UTF-8 text (byte 0xe9); "
+                                                     "save the file as UTF-8")
+
+
 def test_a_section_whose_keys_are_all_commented_out_means_its_defaults(tmp_path):
     config = load_config(write(tmp_path, "mqtt:\n#  host: broker.local\ncamera:\n  replay:\n"))
     assert config.mqtt == Config().mqtt and config.camera.replay == Config().camera.replay
