@@ -101,20 +101,26 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _parked_after(flap, work: Callable[[], object]) -> bool:
+    """Runs ``work``, then parks the flap whatever happened; True when Ctrl-C or a signal stopped it."""
+    try:
+        work()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        flap.close()
+    return False
+
+
 def _calibrate_pulses(flap, settings, ask: Callable[[str], str]) -> int:
     from edge.errors import FlapError
 
     widths = {"min_pulse_width": settings.min_pulse_width, "max_pulse_width": settings.max_pulse_width}
-    interrupted = False
     try:
-        find_pulse_widths(flap, settings, ask, widths)
+        interrupted = _parked_after(flap, lambda: find_pulse_widths(flap, settings, ask, widths))
     except FlapError as err:  # the first pulse is where a real pin fails
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        flap.close()
     print("\nflap:")
     for key, seconds in widths.items():
         print(f"  {key}: {seconds:.6g}")
@@ -133,8 +139,8 @@ def _calibrate_pulses(flap, settings, ask: Callable[[str], str]) -> int:
 def _calibrate_angles(flap, settings, bins: list[str], args: argparse.Namespace, ask: Callable[[str], str]) -> int:
     angles = dict(settings.angles)
     args.flap_settings = settings
-    interrupted = False
-    try:
+
+    def visit_bins() -> None:
         for name in bins:
             visited = Visit(angles[name])
             try:
@@ -144,10 +150,8 @@ def _calibrate_angles(flap, settings, bins: list[str], args: argparse.Namespace,
             flap.neutral()
             if not carry_on:
                 break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        flap.close()
+
+    interrupted = _parked_after(flap, visit_bins)
     print("\nflap:\n  angles:")
     for name, angle in angles.items():
         print(f"    {name}: {angle:g}")

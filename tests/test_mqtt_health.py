@@ -46,25 +46,24 @@ def test_after_a_connection_the_next_outage_is_said_at_once_again(clock, caplog)
     assert len(warnings(caplog)) == 2
 
 
-def test_a_broker_closing_short_connections_again_and_again_gets_the_twin_hint_once(clock, caplog):
+def twin_hints(clock, caplog, connection_lasts_s: float) -> list[str]:
+    """The twin-client-id hints logged over a streak of connections that each last this long."""
     health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
     with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
         for _ in range(SHORT_CONNECTIONS_BEFORE_HINT + 2):
             health.connected()
-            clock.now += 1
+            clock.now += connection_lasts_s
             health.disconnected("Unspecified error")
-    hints = [line for line in warnings(caplog) if "keeps closing the connection" in line]
+    return [line for line in warnings(caplog) if "keeps closing the connection" in line]
+
+
+def test_a_broker_closing_short_connections_again_and_again_gets_the_twin_hint_once(clock, caplog):
+    hints = twin_hints(clock, caplog, connection_lasts_s=1)
     assert len(hints) == 1 and "'smartbin-bin-1'" in hints[0]
 
 
 def test_long_connections_lost_now_and_then_get_no_twin_hint(clock, caplog):
-    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
-    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
-        for _ in range(SHORT_CONNECTIONS_BEFORE_HINT + 2):
-            health.connected()
-            clock.now += 3600
-            health.disconnected("Unspecified error")
-    assert not any("keeps closing" in line for line in warnings(caplog))
+    assert not twin_hints(clock, caplog, connection_lasts_s=3600)
 
 
 def test_a_lasting_pump_error_is_logged_once_a_minute_and_a_new_one_at_once(clock, caplog):

@@ -149,44 +149,43 @@ def test_sizes_and_counts_are_shown_as_they_are(page):
     assert page.evaluate("() => own({}, 'constructor')") == 0  # a class named like a built-in counts 0, not a function
 
 
-def test_a_big_photo_is_shrunk_in_the_browser_before_upload(browser, tiny_bundle, tmp_path):
-    import numpy as np
-
-    from tests.web_support import png_bytes
-
-    state = tmp_path / "state"
+def sent_through_the_page(browser, tiny_bundle, state, photo) -> list:
+    """Uploads ``photo`` through the page of a server that keeps uploads; returns what it received."""
     web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
                     decider=Decider(BINS, "rest", 0.6), state_dir=state, keep_uploads=True)
     web.start()
-    noisy = np.random.default_rng(0).integers(0, 256, (1500, 2600, 3)).astype(np.uint8)  # ~11 MB as PNG
-    big = tmp_path / "huge.png"
-    big.write_bytes(png_bytes(noisy))
-    assert big.stat().st_size > 10 * 1024 * 1024  # over the default upload limit as it is
     page = browser.new_page()
     page.set_default_timeout(30_000)
     try:
         page.goto(web.url)
-        page.set_input_files("#file-input", str(big))
+        page.set_input_files("#file-input", str(photo))
         page.wait_for_selector("#result:not([hidden])")
-        kept = [path for path in (state / "uploads").iterdir() if path.suffix != ".json"]
-        assert len(kept) == 1 and kept[0].suffix == ".jpeg"  # what the server received
-        from edge import image_header
-
-        height, width = image_header.image_size(kept[0].read_bytes())
-        assert max(height, width) == 2048 and kept[0].stat().st_size < 10 * 1024 * 1024
+        return [path for path in (state / "uploads").iterdir() if path.suffix != ".json"]
     finally:
         page.close()
         web.stop()
+
+
+def test_a_big_photo_is_shrunk_in_the_browser_before_upload(browser, tiny_bundle, tmp_path):
+    import numpy as np
+
+    from edge import image_header
+    from tests.web_support import png_bytes
+
+    noisy = np.random.default_rng(0).integers(0, 256, (1500, 2600, 3)).astype(np.uint8)  # ~11 MB as PNG
+    big = tmp_path / "huge.png"
+    big.write_bytes(png_bytes(noisy))
+    assert big.stat().st_size > 10 * 1024 * 1024  # over the default upload limit as it is
+    kept = sent_through_the_page(browser, tiny_bundle, tmp_path / "state", big)
+    assert len(kept) == 1 and kept[0].suffix == ".jpeg"  # what the server received
+    height, width = image_header.image_size(kept[0].read_bytes())
+    assert max(height, width) == 2048 and kept[0].stat().st_size < 10 * 1024 * 1024
 
 
 def test_a_big_cut_out_is_shrunk_on_white_as_the_bin_shows_transparency(browser, tiny_bundle, tmp_path):
     import cv2
     import numpy as np
 
-    state = tmp_path / "state"
-    web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
-                    decider=Decider(BINS, "rest", 0.6), state_dir=state, keep_uploads=True)
-    web.start()
     rgba = np.random.default_rng(1).integers(0, 256, (1200, 1600, 4)).astype(np.uint8)  # ~7 MB as PNG
     rgba[:, :800, 3] = 0  # the left half cut away
     rgba[:, 800:, 3] = 255
@@ -194,15 +193,6 @@ def test_a_big_cut_out_is_shrunk_on_white_as_the_bin_shows_transparency(browser,
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     cut_out.write_bytes(data.tobytes())
     assert ok and cut_out.stat().st_size > 2 * 1024 * 1024  # so the page shrinks it to a JPEG
-    page = browser.new_page()
-    page.set_default_timeout(30_000)
-    try:
-        page.goto(web.url)
-        page.set_input_files("#file-input", str(cut_out))
-        page.wait_for_selector("#result:not([hidden])")
-        kept = [path for path in (state / "uploads").iterdir() if path.suffix == ".jpeg"]
-        received = cv2.imread(str(kept[0]))
-        assert received[:, :700].mean() > 250  # white, not the black a clear canvas becomes in a JPEG
-    finally:
-        page.close()
-        web.stop()
+    kept = sent_through_the_page(browser, tiny_bundle, tmp_path / "state", cut_out)
+    assert len(kept) == 1 and kept[0].suffix == ".jpeg"
+    assert cv2.imread(str(kept[0]))[:, :700].mean() > 250  # white, not the black of a clear canvas in a JPEG
