@@ -13,9 +13,10 @@ from training.model import _leaf_layers, build_classifier, set_phase  # noqa: E4
 
 
 def test_the_registry_and_the_names_checked_before_tensorflow_agree():
-    from training.config import BACKBONE_NAMES
+    from training.config import BACKBONE_NAMES, NO_ONLINE_PRESET
 
     assert tuple(REGISTRY) == BACKBONE_NAMES
+    assert set(NO_ONLINE_PRESET) == {name for name, spec in REGISTRY.items() if not spec.default_weights}
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -91,8 +92,8 @@ def lite1_preset(tmp_path_factory):
 
 
 def test_a_preset_of_another_lite_variant_is_refused_with_the_backbone_to_use(lite1_preset):
-    with pytest.raises(ModelError, match="this preset is efficientnet_lite1, not efficientnet_lite0; "
-                                         "use --backbone efficientnet_lite1"):
+    with pytest.raises(ModelError, match="efficientnet_lite0 needs its own preset, and this is an "
+                                         "efficientnet_lite1 preset; use --backbone efficientnet_lite1"):
         build_backbone("efficientnet_lite0", str(lite1_preset), 32)
 
 
@@ -100,6 +101,19 @@ def test_a_preset_loads_under_its_own_variant_name(lite1_preset):
     backbone = build_backbone("efficientnet_lite1", str(lite1_preset), 32)
     assert backbone.name == "efficientnet_lite1"
     assert backbone.count_params() == 4_189_344
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_a_saved_lite_model_loads_back_as_it_was_trained(name, tmp_path):
+    import keras_hub  # noqa: F401  (registers EfficientNetBackbone for loading, as the converter does)
+
+    model, _ = build_classifier(name, "none", 32, num_classes=3)
+    model.save(tmp_path / "model.keras")
+    # Lite2's top conv came back with 1408 channels instead of 1280: keras-hub saves no num_features.
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    image = np.full((1, 32, 32, 3), 90.0, np.float32)
+    assert loaded.count_params() == model.count_params()
+    np.testing.assert_allclose(loaded(image), model(image), atol=1e-6)
 
 
 @pytest.mark.parametrize("variant, params", [("lite1", 4_189_344), ("lite2", 4_869_168)])
@@ -125,8 +139,12 @@ def test_an_unknown_preset_name_says_which_name_keras_hub_knows():
      "efficientnet_lite2"),
     (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0] * 7,
           stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.1] * 7), "efficientnet_lite1"),
-    # EfficientNet-B0 has Lite0's scalings, but squeeze-excite and swish.
+    # EfficientNet-B0 has Lite0's scalings, but squeeze-excite and swish: either one rules a Lite out.
     (dict(activation="swish", stackwise_squeeze_and_excite_ratios=[0.25] * 7,
+          stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7), None),
+    (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0.25] * 7,
+          stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7), None),
+    (dict(activation="swish", stackwise_squeeze_and_excite_ratios=[0] * 7,
           stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7), None),
     (dict(activation="relu6", stackwise_squeeze_and_excite_ratios=[0] * 7,
           stackwise_width_coefficients=[1.4] * 7, stackwise_depth_coefficients=[1.8] * 7), None),  # Lite4

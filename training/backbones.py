@@ -53,8 +53,9 @@ def _wrap(name: str, image_size: int, preprocess: list[keras.layers.Layer], core
     return keras.Model(inputs, core(x), name=name)
 
 
-# The Lite family differs only in these scalings (EfficientNet-Lite's compound scaling; the stem and
-# top conv are not width-scaled in Lite models, hence Lite2's ``num_features`` below 1280).
+# The Lite family differs only in these scalings (EfficientNet-Lite's compound scaling). The Lite
+# models keep a 1280-channel top conv at every width, but keras-hub multiplies ``num_features`` by
+# the width: Lite2's 1164 x 1.1 rounds back to 1280.
 LITE_VARIANTS = {
     "efficientnet_lite0": dict(stackwise_width_coefficients=[1.0] * 7,
                                stackwise_depth_coefficients=[1.0] * 7, num_features=1280),
@@ -107,17 +108,39 @@ def _efficientnet_lite(name: str):
                 raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {first_line}") from None
             # A Lite1 preset loads fine under --backbone efficientnet_lite0 and would be recorded (and
             # cached, cut, converted) as Lite0; refuse the mismatch instead.
-            found = lite_variant_of(core.get_config()) or f"not an EfficientNet-Lite ({type(core).__name__})"
+            found = lite_variant_of(core.get_config())
             if found != name:
-                hint = f"; use --backbone {found}" if found in LITE_VARIANTS else ""
-                raise ModelError(f"--weights {weights}: this preset is {found}, not {name}{hint}")
+                what = f"an {found} preset; use --backbone {found}" if found else \
+                    f"no EfficientNet-Lite preset (a {type(core).__name__} with squeeze-excite or another activation)"
+                raise ModelError(f"--weights {weights}: {name} needs its own preset, and this is {what}")
+            num_features = _preset_num_features(weights, name)
         else:
+            num_features = LITE_VARIANTS[name]["num_features"]
             core = keras_hub.models.EfficientNetBackbone(input_shape=(None, None, 3),
                                                          **{**LITE0_ARGS, **LITE_VARIANTS[name]})
+        _keep_num_features(core, num_features)
         # (pixel - 127) / 128: the presets' image_converter.json (scale 1/128, offset -127/128)
         rescale = keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name="rescale")
         return _wrap(name, image_size, [rescale], core)
     return build
+
+
+def _preset_num_features(weights: str, name: str) -> int:
+    """``num_features`` as a preset folder's config.json gives it (online presets are Lite0: 1280)."""
+    import json
+
+    config_file = Path(weights) / "config.json"
+    try:
+        return int(json.loads(config_file.read_text())["config"]["num_features"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return LITE_VARIANTS[name]["num_features"]
+
+
+def _keep_num_features(core: keras.Model, num_features: int) -> None:
+    # keras-hub's get_config leaves num_features out: model.keras would reload Lite2 at the default
+    # 1280 (x 1.1 = 1408 channels) and fail on its own weights. Saved with the model's config instead.
+    saved_config = core.get_config
+    core.get_config = lambda: {**saved_config(), "num_features": num_features}
 
 
 def _keras_app(factory_name: str, **extra):
