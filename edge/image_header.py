@@ -128,34 +128,55 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 # Progressive frames (SOF2, SOF6, SOF10, SOF14): libjpeg keeps every DCT coefficient of the whole
-# picture in memory until the last scan, at full size, whatever scale it is asked to decode at.
+# picture in memory until the last scan, at full size, whatever scale it is asked to decode at. So
+# does a sequential JPEG whose colour channels come in separate scans.
 _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 
 
 def jpeg_coefficient_bytes(data: bytes) -> int:
-    """The memory libjpeg holds for a progressive JPEG's coefficients (2 bytes each, every component
-    at its sampled size); 0 for a sequential JPEG (decoded a band at a time) or anything else.
+    """The memory libjpeg holds for a JPEG's coefficients when it must buffer all of them
+    (progressive, or channels in separate scans): 2 bytes each, every component at its sampled
+    size as libjpeg allocates it. 0 for a JPEG decoded a band at a time, or anything else.
 
-    A 2 MB progressive 16000x12000 JPEG takes 1.1 GB this way even when decoded at 1/8 scale.
+    A 2 MB progressive 16000x12000 JPEG takes 1.1 GB this way (4:4:4; 576 MB at 4:2:0) even when
+    decoded at 1/8 scale.
     """
     if data[:2] != b"\xff\xd8":
         return 0
+    frame = None
     for marker, position in _jpeg_segments(data):
-        if marker not in _SOF_MARKERS:
-            continue
-        if marker not in _PROGRESSIVE_SOF or position + 10 > len(data):
-            return 0
-        height = int.from_bytes(data[position + 5:position + 7], "big")
-        width = int.from_bytes(data[position + 7:position + 9], "big")
-        count = data[position + 9]
-        factors = [(data[at] >> 4, data[at] & 0x0F) for at in range(position + 11, position + 11 + 3 * count, 3)
-                   if at < len(data)]
-        if not factors:
-            return 0
-        most_h, most_v = max(max(h for h, _ in factors), 1), max(max(v for _, v in factors), 1)
-        blocks = sum(-(-(-(-width * h // most_h)) // 8) * -(-(-(-height * v // most_v)) // 8) for h, v in factors)
-        return blocks * 64 * 2
+        if marker in _SOF_MARKERS and frame is None:
+            frame = marker, position
+        elif marker == 0xDA and frame is not None:
+            marker, at = frame
+            if at + 10 > len(data) or position + 5 > len(data):
+                return 0
+            components = data[at + 9]
+            if marker not in _PROGRESSIVE_SOF and data[position + 4] >= components:
+                return 0  # one interleaved scan: decoded a band at a time
+            return _coefficient_bytes(data, at, components)
     return 0
+
+
+def jpeg_is_progressive(data: bytes) -> bool:
+    """Whether a JPEG's frame is progressive (for messages; ``jpeg_coefficient_bytes`` decides)."""
+    return data[:2] == b"\xff\xd8" and next(
+        (marker in _PROGRESSIVE_SOF for marker, _ in _jpeg_segments(data) if marker in _SOF_MARKERS), False)
+
+
+def _coefficient_bytes(data: bytes, at: int, components: int) -> int:
+    height = int.from_bytes(data[at + 5:at + 7], "big")
+    width = int.from_bytes(data[at + 7:at + 9], "big")
+    factors = [(max(data[i] >> 4, 1), max(data[i] & 0x0F, 1)) for i in range(at + 11, at + 11 + 3 * components, 3)
+               if i < len(data)]
+    if not factors:
+        return 0
+    most_h, most_v = max(h for h, _ in factors), max(v for _, v in factors)
+    blocks = 0
+    for h, v in factors:  # jdcoefct.c: width/height in blocks, rounded up to the sampling factor
+        across, down = -(-width * h // (most_h * 8)), -(-height * v // (most_v * 8))
+        blocks += -(-across // h) * h * -(-down // v) * v
+    return blocks * 64 * 2
 
 
 def _jpeg_scan_start(data: bytes) -> int | None:

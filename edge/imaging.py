@@ -83,7 +83,8 @@ def decode_image(data: bytes, min_side: int | None = None, max_pixels: int | Non
         # In colour pixels' worth (3 bytes), as the limit counts them; at full size whatever the factor.
         held = image_header.jpeg_coefficient_bytes(data) / 3
         if held > max_pixels:
-            raise ImageTooLarge(f"too large: a progressive JPEG of {size[1]}x{size[0]} pixels takes the memory of "
+            kind = "progressive JPEG" if image_header.jpeg_is_progressive(data) else "JPEG in several scans"
+            raise ImageTooLarge(f"too large: a {kind} of {size[1]}x{size[0]} pixels takes the memory of "
                                 f"{held / 1e6:.0f} megapixels while it is decoded (limit {max_pixels / 1e6:g} "
                                 f"megapixels)")
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,

@@ -290,9 +290,31 @@ def _jpeg(width: int, height: int, progressive: bool, subsampling: int) -> bytes
 
 
 def test_a_progressive_jpeg_counts_the_coefficients_libjpeg_holds_at_full_size():
-    # 4:2:0: luma 125 x 100 blocks, each chroma 63 x 50; 64 coefficients of 2 bytes per block.
-    assert image_header.jpeg_coefficient_bytes(_jpeg(1000, 800, True, 2)) == (12_500 + 2 * 3_150) * 128
+    # 4:2:0: luma 125 x 100 blocks (126 x 100 as libjpeg rounds them up to its sampling factor 2),
+    # each chroma 63 x 50; 64 coefficients of 2 bytes per block.
+    assert image_header.jpeg_coefficient_bytes(_jpeg(1000, 800, True, 2)) == (12_600 + 2 * 3_150) * 128
     assert image_header.jpeg_coefficient_bytes(_jpeg(1000, 800, False, 2)) == 0  # decoded a band at a time
+
+
+def _sequential_jpeg_head(width: int, height: int, channels_per_scan: int) -> bytes:
+    """A baseline JPEG's headers: a 3-channel 4:4:4 frame, then a scan of ``channels_per_scan`` of them."""
+    import struct
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    frame = struct.pack(">BHHB", 8, height, width, 3) + b"".join(bytes([i + 1, 0x11, 0]) for i in range(3))
+    scan = bytes([channels_per_scan]) + b"".join(bytes([i + 1, 0]) for i in range(channels_per_scan)) + b"\x00\x3f\x00"
+    return b"\xff\xd8" + segment(0xC0, frame) + segment(0xDA, scan) + bytes(64)
+
+
+def test_a_sequential_jpeg_with_one_scan_per_channel_counts_its_coefficients_too():
+    # libjpeg buffers the whole picture when the channels come in separate scans (a 1.7 MB
+    # 8000x6000 file took 278 MB at 1/8 scale); one interleaved scan is decoded a band at a time.
+    assert image_header.jpeg_coefficient_bytes(_sequential_jpeg_head(1000, 800, 1)) == 3 * 125 * 100 * 128
+    assert image_header.jpeg_coefficient_bytes(_sequential_jpeg_head(1000, 800, 3)) == 0
+    with pytest.raises(imaging.ImageTooLarge, match="takes the memory of 2 megapixels while it is decoded"):
+        imaging.decode_image(_sequential_jpeg_head(1000, 800, 1), min_side=100, max_pixels=1_000_000)
 
 
 def test_a_progressive_jpeg_is_refused_by_its_decoding_memory_even_at_a_reduced_scale():
