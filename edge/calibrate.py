@@ -27,6 +27,7 @@ from typing import Callable
 from edge.config import DEFAULT_CONFIG
 
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _seconds(text: str) -> float:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
         return 2
     # SIGTERM (systemctl, kill) and SIGHUP (an SSH session dropping) stop it as Ctrl-C does: the
     # flap parks at neutral and what was found so far is still printed.
-    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     try:
         if getattr(args, "pulse", False):
             return _calibrate_pulses(flap, settings, ask)
@@ -108,6 +109,8 @@ def _parked_after(flap, work: Callable[[], object]) -> bool:
     except KeyboardInterrupt:
         return True
     finally:
+        for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the parking short (run() restores them)
+            signal.signal(signum, signal.SIG_IGN)
         flap.close()
     return False
 

@@ -244,10 +244,28 @@ def test_calibrate_flap_stopped_by_a_signal_parks_the_flap_like_ctrl_c(tmp_path,
         return ""
 
     args = argparse.Namespace(config=path, mock_gpio=True, step=True, bin=None, hold=0)
-    before = signal.getsignal(getattr(signal, signum))
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = [signal.getsignal(stop) for stop in stop_signals]
     assert calibrate(args, ask=ask) == 130
     assert moves == ["closed: parked and detached"] and "flap:\n  angles:" in capsys.readouterr().out
-    assert signal.getsignal(getattr(signal, signum)) is before  # handed back afterwards
+    assert [signal.getsignal(stop) for stop in stop_signals] == before  # handed back afterwards
+
+
+def test_calibrate_flap_pulse_mode_interrupted_still_prints_the_ends_marked_so_far(tmp_path, capsys):
+    path = write_config(tmp_path, "flap: {settle_s: 0}\n")
+    answers = iter(["=0.7", "min"])
+
+    def ask(prompt):
+        answer = next(answers, None)
+        if answer is None:
+            raise KeyboardInterrupt
+        return answer
+
+    args = argparse.Namespace(config=path, mock_gpio=True, step=False, pulse=True, bin=None, hold=0)
+    assert calibrate(args, ask=ask) == 130
+    captured = capsys.readouterr()
+    assert "flap:\n  min_pulse_width: 0.0007\n  max_pulse_width: 0.0025\n" in captured.out  # max as configured
+    assert "interrupted" in captured.err
 
 
 def test_calibrate_flap_hold_that_is_not_a_number_is_one_clear_error(capsys):

@@ -68,7 +68,8 @@ def test_the_unit_is_a_watched_notify_service_with_hardening():
 
 def test_the_install_script_gives_the_user_the_gpio_and_video_groups_the_unit_relies_on():
     script = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
-    assert "usermod -a -G" in script and "gpio" in script and "video" in script
+    groups = next(line for line in script.splitlines() if line.startswith("usermod -a -G"))
+    assert "gpio" in groups and "video" in groups and "smartbin" in groups
 
 
 def test_the_install_script_puts_the_binary_where_the_unit_expects_it():

@@ -58,7 +58,9 @@ def test_photos_in_formats_training_does_not_read_are_named_not_silently_passed_
     (photo_folder / "glass" / "IMG_0001.HEIC").write_bytes(b"heic bytes")
     (photo_folder / "metal" / "can.gif").write_bytes(b"GIF89a")
     (photo_folder / "metal" / "notes.txt").write_text("not a photo at all")
+    (photo_folder / "metal" / "saved-by-edge.jfif").write_bytes((photo_folder / "metal" / "metal_0.jpg").read_bytes())
     dataset = discover(photo_folder)
+    assert "metal/saved-by-edge.jfif" in dict(dataset.items)  # a JPEG by another name is read
     assert dataset.other_formats == ["glass/IMG_0001.HEIC", "metal/can.gif"]
     assert "glass/IMG_0001.HEIC" not in dict(dataset.items)
     report, trainable = check_report(photo_folder)
