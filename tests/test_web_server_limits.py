@@ -123,6 +123,32 @@ def test_uploads_beyond_the_receiving_limit_get_503_at_once(server):
     assert_still_serving(server)
 
 
+def test_one_address_trickling_uploads_cannot_take_every_upload_slot(server):
+    from edge.web.handler import MAX_UPLOADS_PER_CLIENT
+
+    for _ in range(MAX_UPLOADS_PER_CLIENT):  # this address is still sending two photos, byte by byte
+        server.uploads_per_client.enter("127.0.0.1")
+    try:
+        status, _, result = upload(server, jpeg_bytes(make_photo(0, size=(96, 128))))
+        assert status == 503 and "2 uploads from this address are already being received" in result["error"]
+        assert server.upload_slots.acquire(blocking=False)  # the other visitors' slots are all free
+        server.upload_slots.release()
+    finally:
+        for _ in range(MAX_UPLOADS_PER_CLIENT):
+            server.uploads_per_client.leave("127.0.0.1")
+    assert_still_serving(server)
+
+
+def test_per_client_counts_go_back_to_nothing_when_everything_is_given_back():
+    from edge.web.limits import PerClient
+
+    held = PerClient(2)
+    assert held.enter("a") and held.enter("a") and not held.enter("a") and held.enter("b")
+    for client in ("a", "a", "b"):
+        held.leave(client)
+    assert held._held == {}  # no address lingers, however many come and go
+
+
 def test_a_page_on_every_address_warns_without_naming_a_loopback_url(classifier, tmp_path, caplog):
     import logging
 

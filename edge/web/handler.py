@@ -30,6 +30,7 @@ log = logging.getLogger("edge.web.server")  # the page's logger before the split
 EVENT_INTERVAL_S = 1.0
 # Uploads being received at once: each holds up to web.max_upload_mb in memory until it is classified.
 MAX_CONCURRENT_UPLOADS = 4
+MAX_UPLOADS_PER_CLIENT = 2  # so one address trickling its uploads cannot hold all four slots
 SOCKET_TIMEOUT_S = 15.0
 # After refusing a body unread, read (and drop) this much of it so the client sees the answer
 # instead of a reset connection; bigger bodies are cut off.
@@ -141,14 +142,22 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._refuse_body(415, f"expected a photo as multipart/form-data (field 'image'), "
                                    f"got {media_type or 'no content type'}")
             return
-        if not self.app.upload_slots.acquire(blocking=False):
-            self._refuse_body(503, f"{MAX_CONCURRENT_UPLOADS} uploads are already being received; "
-                                   f"try again in a moment")
+        client = self.client_address[0]
+        if not self.app.uploads_per_client.enter(client):
+            self._refuse_body(503, f"{self.app.uploads_per_client.limit} uploads from this address are already "
+                                   f"being received; wait for their answers")
             return
         try:
-            self._classify_upload(content_type)
+            if not self.app.upload_slots.acquire(blocking=False):
+                self._refuse_body(503, f"{MAX_CONCURRENT_UPLOADS} uploads are already being received; "
+                                       f"try again in a moment")
+                return
+            try:
+                self._classify_upload(content_type)
+            finally:
+                self.app.upload_slots.release()
         finally:
-            self.app.upload_slots.release()
+            self.app.uploads_per_client.leave(client)
 
     def _classify_upload(self, content_type: str) -> None:
         limit = self.app.max_upload_bytes

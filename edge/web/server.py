@@ -33,7 +33,8 @@ from typing import Any, Callable
 from edge.config import is_loopback
 from edge.errors import ConfigError
 from edge.web import payloads
-from edge.web.handler import MAX_CONCURRENT_UPLOADS, RequestHandler
+from edge.web.handler import MAX_CONCURRENT_UPLOADS, MAX_UPLOADS_PER_CLIENT, RequestHandler
+from edge.web.limits import PerClient
 from edge.web.upload import UploadError, keep_upload
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class WebServer:
         self.event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
         self.decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
         self.upload_slots = threading.BoundedSemaphore(MAX_CONCURRENT_UPLOADS)
+        self.uploads_per_client = PerClient(MAX_UPLOADS_PER_CLIENT)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -237,8 +239,7 @@ class _Server(ThreadingHTTPServer):
         # One thread and one descriptor per connection: capped, so slow clients cannot take every file
         # descriptor of the daemon (whose store, camera and MQTT need them too).
         self.connection_slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._per_client: dict[str, int] = {}
-        self._per_client_lock = threading.Lock()
+        self.connections_per_client = PerClient(MAX_CONNECTIONS_PER_CLIENT)
         self.head_watch = HeadWatch(HEAD_DEADLINE_S, HEAD_WATCH_INTERVAL_S)
         super().__init__(*args, **kwargs)
 
@@ -258,12 +259,12 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request, client_address):
         client = client_address[0]
-        if not self._enter(client):
+        if not self.connections_per_client.enter(client):
             log.debug("web page: %d connections open from %s, dropping one", MAX_CONNECTIONS_PER_CLIENT, client)
             self.shutdown_request(request)
             return
         if not self.connection_slots.acquire(blocking=False):
-            self._leave(client)
+            self.connections_per_client.leave(client)
             log.debug("web page: %d connections open, dropping one from %s", MAX_CONNECTIONS, client)
             self.shutdown_request(request)
             return
@@ -271,7 +272,7 @@ class _Server(ThreadingHTTPServer):
             super().process_request(request, client_address)
         except BaseException:
             self.connection_slots.release()  # its thread never started
-            self._leave(client)
+            self.connections_per_client.leave(client)
             raise
 
     def process_request_thread(self, request, client_address):
@@ -279,22 +280,7 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.connection_slots.release()
-            self._leave(client_address[0])
-
-    def _enter(self, client: str) -> bool:
-        with self._per_client_lock:
-            if self._per_client.get(client, 0) >= MAX_CONNECTIONS_PER_CLIENT:
-                return False
-            self._per_client[client] = self._per_client.get(client, 0) + 1
-            return True
-
-    def _leave(self, client: str) -> None:
-        with self._per_client_lock:
-            left = self._per_client.get(client, 1) - 1
-            if left > 0:
-                self._per_client[client] = left
-            else:
-                self._per_client.pop(client, None)
+            self.connections_per_client.leave(client_address[0])
 
 
 class HeadWatch:
