@@ -18,6 +18,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from training.config import no_online_preset
 from training.errors import ModelError
 
 
@@ -194,8 +195,7 @@ def resolve_weights(backbone: str, weights: str | None) -> str | None:
         return None
     if weights == "default":
         if not REGISTRY[backbone].default_weights:
-            raise ModelError(f"--weights default: {backbone} has no online preset; pass a local preset folder "
-                             "(e.g. ../shared/weights/efficientnet_lite1_imagenet) or none")
+            raise ModelError(f"--weights default: {no_online_preset(backbone)}")
         return REGISTRY[backbone].default_weights
     return str(weights)
 

@@ -23,6 +23,12 @@ BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite
 NO_ONLINE_PRESET = ("efficientnet_lite1", "efficientnet_lite2")  # keras-hub publishes Lite0 only
 
 
+def no_online_preset(backbone: str) -> str:
+    """Why ``weights: default`` cannot work for ``backbone`` (one wording for the config and the builder)."""
+    return (f"{backbone} has no online preset; give a local preset folder "
+            f"(e.g. ../shared/weights/{backbone}_imagenet) or none")
+
+
 class _Settings(BaseModel):
     # Unknown keys are typos; a setting assigned later is checked like one read from a file.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -137,8 +143,7 @@ class TrainConfig(_Settings):
     @model_validator(mode="after")
     def _weights_for_backbone(self) -> TrainConfig:
         if self.weights == "default" and self.backbone in NO_ONLINE_PRESET:
-            raise ValueError(f"weights: {self.backbone} has no online preset; give a local preset folder "
-                             f"(e.g. ../shared/weights/{self.backbone}_imagenet) or none")
+            raise ValueError(f"weights: {no_online_preset(self.backbone)}")
         return self
 
     @classmethod
