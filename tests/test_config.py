@@ -70,7 +70,7 @@ def test_yaml_syntax_errors_give_the_line(tmp_path):
 @pytest.mark.parametrize("text, problem", [
     ("mqtt:\n  port: " + "[" * 5000 + "\n", "YAML: nested too deeply to read"),  # was a RecursionError, exit 1
     ("mqtt:\n  port: " + "9" * 5001 + "\n", "YAML: a number too long to read"),  # was a ValueError, exit 1
-])
+], ids=["nested-5000-deep", "number-of-5001-digits"])
 def test_yaml_python_cannot_read_is_a_config_error_not_a_crash(tmp_path, text, problem):
     assert problem in problems(tmp_path, text)["config"]
 
