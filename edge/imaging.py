@@ -21,13 +21,13 @@ from edge import image_header
 from edge.bundle import InputSpec
 
 
-# More than any camera or phone photo this bin needs: refuses decompression bombs (a 97 KB PNG that
-# unpacks to 10000 x 10000) from their header, before any memory is spent.
 # What the bin and training read (.jfif and .jpe are JPEG too: browsers on Windows save .jfif).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".webp")
 # Photo formats people have (phones save HEIC) that the bin does not read: named when found, so a
 # class folder of iPhone photos is not silently a class without photos.
 OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".tif", ".tiff", ".gif", ".dng")
+# More than any camera or phone photo this bin needs: refuses decompression bombs (a 97 KB PNG that
+# unpacks to 10000 x 10000) from their header, before any memory is spent.
 MAX_DECODED_PIXELS = 40_000_000
 BLEND_ROWS = 256  # rows composed on white at a time (see _on_white)
 
