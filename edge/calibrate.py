@@ -20,7 +20,6 @@ import argparse
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -145,11 +144,7 @@ def _calibrate_angles(flap, settings, bins: list[str], args: argparse.Namespace,
 
     def visit_bins() -> None:
         for name in bins:
-            visited = Visit(angles[name])
-            try:
-                carry_on = visit(flap, name, visited, args, ask)
-            finally:
-                angles[name] = visited.angle  # the nudges made before a Ctrl-C count too
+            carry_on = visit(flap, name, angles, args, ask)
             flap.neutral()
             if not carry_on:
                 break
@@ -173,19 +168,12 @@ def pulse_ms(settings, angle: float) -> float:
     return 1000 * (settings.min_pulse_width + share * (settings.max_pulse_width - settings.min_pulse_width))
 
 
-@dataclass
-class Visit:
-    """One bin's angle as the installer adjusts it (kept when the adjusting is interrupted)."""
-
-    angle: float
-
-
-def visit(flap, name: str, visited: Visit, args: argparse.Namespace, ask: Callable[[str], str]) -> bool:
-    """Moves to one bin's angle; with --step lets the installer adjust ``visited.angle``. Returns
-    whether to carry on with the next bin."""
+def visit(flap, name: str, angles: dict[str, float], args: argparse.Namespace, ask: Callable[[str], str]) -> bool:
+    """Moves to one bin's angle; with --step lets the installer adjust ``angles[name]`` (each accepted
+    nudge is kept at once, so a Ctrl-C loses none). Returns whether to carry on with the next bin."""
     from edge.errors import FlapError
 
-    angle = visited.angle
+    angle = angles[name]
     print(f"bin {name}: {angle:g} degrees ({pulse_ms(args.flap_settings, angle):.2f} ms pulse)", flush=True)
     flap.set_angle(angle)
     if not args.step:
@@ -205,7 +193,7 @@ def visit(flap, name: str, visited: Visit, args: argparse.Namespace, ask: Callab
         try:
             candidate = angle + float(answer) if answer[0] in "+-" else float(answer.removeprefix("="))
             flap.set_angle(candidate)
-            angle = visited.angle = candidate
+            angle = angles[name] = candidate
         except ValueError:
             print("  type +N, -N, =A, Enter or q")
         except FlapError as err:

@@ -94,9 +94,8 @@ def _silence_stdout() -> None:
 
 def _thread_count(text: str) -> int:
     """1-16, as the config's ``model.threads`` (99999 threads crashed the process)."""
-    from edge.config_schema import ModelConfig
+    from edge.config_schema import MAX_THREADS as most
 
-    most = next(meta.le for meta in ModelConfig.model_fields["threads"].metadata if hasattr(meta, "le"))
     try:
         value = int(text)
     except ValueError:

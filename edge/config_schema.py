@@ -18,6 +18,7 @@ DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
 Pixels = Annotated[int, Field(ge=8, le=8192)]  # one side of a frame
 View = Literal["original", "mirrored", "flipped", "turned"]  # edge.imaging.VIEWS
+MAX_THREADS = 16  # LiteRT interpreter threads, for model.threads and classify --threads alike
 
 
 class Section(BaseModel):
@@ -84,7 +85,7 @@ class ModelConfig(Section):
 
     path: str = Field(DEFAULT_MODEL, description="Model bundle folder; a relative path is looked up beside the "
                                                  "config file, then in the current folder, then in the install.")
-    threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads.")
+    threads: int = Field(2, ge=1, le=MAX_THREADS, description="LiteRT interpreter threads.")
     edgetpu: bool = Field(False, description="Use the Coral Edge TPU delegate when the bundle has an Edge TPU model "
                                              "(falls back to the CPU model with a warning).")
     views: list[View] = Field(

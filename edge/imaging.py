@@ -205,11 +205,20 @@ def utf8_text(name: str) -> str:
         return name.encode("utf-8", "replace").decode("utf-8")
 
 
+def photos_and_others(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``find_photos(root)``, and beside it the files in ``OTHER_IMAGE_EXTENSIONS``, from one walk."""
+    found = find_photos(root, IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS)
+    others = [path for path in found if path.suffix.lower() in OTHER_IMAGE_EXTENSIONS]
+    return [path for path in found if path.suffix.lower() not in OTHER_IMAGE_EXTENSIONS], others
+
+
 def other_format_summary(paths: list) -> str:
-    """``"3 files (.heic 2, .gif 1)"`` for photos ``find_photos(root, OTHER_IMAGE_EXTENSIONS)`` found."""
-    kinds = sorted({Path(path).suffix.lower() for path in paths})
-    counts = ", ".join(f"{kind} {sum(1 for path in paths if Path(path).suffix.lower() == kind)}" for kind in kinds)
-    return f"{len(paths)} file{'s' if len(paths) != 1 else ''} ({counts})"
+    """``"3 files (.heic 2, .gif 1)"`` for the others ``photos_and_others`` found."""
+    from collections import Counter
+
+    counts = Counter(Path(path).suffix.lower() for path in paths)
+    kinds = ", ".join(f"{kind} {counts[kind]}" for kind in sorted(counts))
+    return f"{len(paths)} file{'s' if len(paths) != 1 else ''} ({kinds})"
 
 
 def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:

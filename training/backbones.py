@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from training.config import no_online_preset
-from training.errors import ModelError
+from training.errors import ModelError, first_line
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,13 @@ def _efficientnet_lite(name: str):
                 core = keras_hub.models.Backbone.from_preset(weights)
             except Exception as err:  # keras-hub raises several kinds for a bad preset
                 # keras-hub's message goes on to list every preset form it knows; its first line says what failed.
-                first_line = next((line.strip() for line in str(err).splitlines() if line.strip()),
-                                  type(err).__name__)
-                if first_line.startswith("Unknown preset identifier"):  # the rest of keras-hub's line is a list
+                reason = first_line(err)
+                if reason.startswith("Unknown preset identifier"):  # the rest of keras-hub's line is a list
                     known = REGISTRY[name].default_weights
-                    first_line = "no such preset name or folder (" + (
+                    reason = "no such preset name or folder (" + (
                         f"keras-hub's {name} preset is {known})" if known
                         else f"keras-hub has no {name} preset: give a local preset folder)")
-                raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {first_line}") from None
+                raise ModelError(f"--weights {weights}: cannot load keras-hub preset: {reason}") from None
             # A Lite1 preset loads fine under --backbone efficientnet_lite0 and would be recorded (and
             # cached, cut, converted) as Lite0; refuse the mismatch instead.
             found = lite_variant_of(core.get_config())

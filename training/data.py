@@ -100,12 +100,13 @@ def invalid_labels(labels: list[str]) -> list[str]:
     return invalid
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
     """A class folder's photos, found as the bin's replay finds them (``edge.imaging.find_photos``):
-    subfolders and symlinked folders included, hidden files and folders and ``__MACOSX`` left out."""
-    from edge.imaging import find_photos
+    subfolders and symlinked folders included, hidden files and folders and ``__MACOSX`` left out;
+    and beside them the photos in formats the bin does not read."""
+    from edge.imaging import photos_and_others
 
-    return find_photos(folder)
+    return photos_and_others(folder)
 
 
 def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[str, str] | None = None,
@@ -132,12 +133,11 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not skipped_name(p.name))
     if not folders:
         raise DataError(f"{root}: no class folders (expected ROOT/<class>/<image>)")
-    from edge.imaging import OTHER_IMAGE_EXTENSIONS, find_photos, other_format_summary
+    from edge.imaging import other_format_summary
 
     items, unreadable, empty, others = [], [], [], []
     for folder in folders:
-        files = image_files(folder)
-        not_read = find_photos(folder, OTHER_IMAGE_EXTENSIONS)
+        files, not_read = image_files(folder)
         others += [path.relative_to(root).as_posix() for path in not_read]
         label = label_map.get(normal_label(folder.name), normal_label(folder.name))
         kept = 0

@@ -100,8 +100,7 @@ class ReplaySource:
         self.root = Path(path)
         if not self.root.is_dir():
             raise MissingInputError(f"replay folder not found: {self.root}")
-        self.photos = find_photos(self.root)
-        others = find_photos(self.root, imaging.OTHER_IMAGE_EXTENSIONS)
+        self.photos, others = imaging.photos_and_others(self.root)
         unread = f"; {imaging.other_format_summary(others)} in formats the bin does not read " \
                  "(convert them to JPEG or PNG)" if others else ""
         if not self.photos:

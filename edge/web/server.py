@@ -129,8 +129,7 @@ class WebServer:
         self._thread.start()
         if not is_loopback(self.host):
             # self.url names this machine's own address for a wildcard bind; the network uses the host's.
-            port = self.url.rsplit(":", 1)[1].rstrip("/")
-            where = f"on port {port} of every address of this machine" if self.host in ("", "0.0.0.0", "::") \
+            where = f"on port {httpd.server_address[1]} of every address of this machine" if self.host in ("", "0.0.0.0", "::") \
                 else f"at {self.url}"
             log.warning("web page is reachable from the network %s and has no password", where)
         log.info("web page at %s", self.url)
