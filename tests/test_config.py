@@ -204,46 +204,6 @@ def test_state_dir_prefers_config_then_systemd(tmp_path, monkeypatch):
     assert state_dir(load_config(write(tmp_path, f"device: {{state_dir: {tmp_path}}}\n"))) == tmp_path
 
 
-def test_every_key_is_documented_in_docs_configuration_md():
-    from edge.config import PACKAGE_ROOT, Section
-
-    doc = (PACKAGE_ROOT / "docs" / "configuration.md").read_text()
-
-    def keys(model, prefix=""):
-        for name, field in model.model_fields.items():
-            if name == "source_path":
-                continue
-            default = field.get_default(call_default_factory=True)
-            if isinstance(default, Section):
-                yield from keys(type(default), f"{prefix}{name}.")
-            else:
-                yield f"{prefix}{name}"
-
-    missing = [key for key in keys(Config) if f"`{key}`" not in doc]
-    assert not missing
-
-
-def test_docs_configuration_md_says_what_the_schema_says_of_every_key():
-    import re
-
-    from edge.config import PACKAGE_ROOT, Section
-
-    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| .*? \| (.*) \|$",
-                           (PACKAGE_ROOT / "docs" / "configuration.md").read_text(), flags=re.M))
-
-    def descriptions(model, prefix=""):
-        for name, field in model.model_fields.items():
-            default = field.get_default(call_default_factory=True)
-            if name == "source_path":
-                continue
-            if isinstance(default, Section):
-                yield from descriptions(type(default), f"{prefix}{name}.")
-            else:
-                yield f"{prefix}{name}", field.description
-
-    assert {key: rows.get(key) for key, _ in descriptions(Config)} == dict(descriptions(Config))
-
-
 def test_the_shipped_yaml_spells_out_every_key():
     import yaml
 
