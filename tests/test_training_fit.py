@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from tests.conftest import write_class_folders  # noqa: E402
+from tests.conftest import TINY_LABELS, write_class_folders  # noqa: E402
 from training.fit import RUN_FILES, main  # noqa: E402
 
 TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--head-epochs", "1",
@@ -207,6 +207,21 @@ def test_a_class_too_small_for_val_and_test_is_named_before_training(tmp_path, c
     assert "battery" not in {label for _, label in split["val"] + split["test"]}
     err = capsys.readouterr().err
     assert "warning: split: no val images for battery" in err and "warning: split: no test images for battery" in err
+
+
+def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tmp_path, capsys):
+    from training.fit import parse_args, prepare_data, resolve_config
+
+    data = write_class_folders(tmp_path / "data", per_class=6)
+    named = {"train": [f"{label}/{label}_{i}.jpg" for label in TINY_LABELS for i in (0, 1, 2)],
+             "val": [f"{label}/{label}_3.jpg" for label in TINY_LABELS],
+             "test": [f"{label}/{label}_4.jpg" for label in TINY_LABELS]}
+    (tmp_path / "split.json").write_text(json.dumps(named))
+    common = ["--data", str(data), "--out", str(tmp_path / "run"), "--split-file", str(tmp_path / "split.json")]
+    _, split = prepare_data(resolve_config(parse_args(common)))
+    assert len(split["train"]) == 9 and "3 photos in" in capsys.readouterr().err
+    _, split = prepare_data(resolve_config(parse_args([*common, "--unlisted", "train"])))
+    assert len(split["train"]) == 12 and [rel for rel, _ in split["test"]] == named["test"]
 
 
 def test_seeds_repeat_the_run_on_the_first_seeds_split_and_summarise_mean_and_std(tmp_path, capsys, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import write_class_folders
 from training.data import discover
 from training.errors import DataError
-from training.split import copies_across_splits, load_split, make_split, save_split
+from training.split import copies_across_splits, load_split, make_split, place_unlisted, save_split
 
 
 @pytest.fixture
@@ -91,3 +91,34 @@ def test_dot_slash_and_windows_separators_name_the_same_photos(dataset, tmp_path
     split = load_split(path, dataset)
     assert [rel for rel, _ in split["train"]] == ["glass/glass_1.jpg"]
     assert [rel for rel, _ in split["val"]] == ["glass/glass_3.jpg"]
+
+
+def _split_file_naming_a_few(dataset, tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["glass/glass_1.jpg", "metal/metal_1.jpg"], "val": ["glass/glass_2.jpg"],
+                                "test": ["glass/glass_0.jpg"]}))
+    return load_split(path, dataset)
+
+
+def test_photos_a_split_file_does_not_name_are_left_out_and_counted(dataset, tmp_path):
+    split = _split_file_naming_a_few(dataset, tmp_path)
+    kept, notes = place_unlisted(split, dataset, "ignore")
+    assert kept == split
+    assert len(notes) == 1 and f"{len(dataset.items) - 4} photos" in notes[0] and "--unlisted train" in notes[0]
+
+
+def test_unlisted_photos_can_join_train_but_never_as_copies_of_a_val_or_test_photo(dataset, tmp_path):
+    split = _split_file_naming_a_few(dataset, tmp_path)
+    grown, notes = place_unlisted(split, dataset, "train")
+    assert grown["val"] == split["val"] and grown["test"] == split["test"]
+    trained = {rel for rel, _ in grown["train"]}
+    assert "glass/glass_dup.jpg" not in trained  # byte-identical to the test photo glass_0.jpg
+    assert "cardboard/cardboard_dup.jpg" in trained and ("cardboard/cardboard_dup.jpg", "cardboard") in grown["train"]
+    assert len(trained) == len(dataset.items) - 3
+    assert notes[0].startswith(f"note: training on {len(dataset.items) - 5} photos")
+    assert "copies of a val or test photo: glass/glass_dup.jpg" in notes[1]
+
+
+def test_a_split_file_that_names_every_photo_says_nothing_about_unlisted_ones(dataset, tmp_path):
+    split = make_split(dataset, seed=0)
+    assert place_unlisted(split, dataset, "train") == (split, [])

@@ -58,6 +58,7 @@ class TrainConfig(_Settings):
 
     data: str = ""
     split_file: str | None = None
+    unlisted: Literal["ignore", "train"] = "ignore"     # photos of --data the split file does not name
     labels: list[str] | None = None                      # class order; default: sorted folder names
     label_map: str | None = None                         # YAML {source_class: bin_class}
     backbone: str = "efficientnet_lite0"                  # one of BACKBONE_NAMES

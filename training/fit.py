@@ -41,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML file with any TrainConfig keys (see training/config.py)")
     parser.add_argument("--split-file", help="JSON with train/val/test lists (paths relative to --data); "
                                              "default: a stratified, seeded split")
+    parser.add_argument("--unlisted", choices=("ignore", "train"),
+                        help="photos of --data the split file does not name (e.g. your bin's own, added to "
+                             "the class folders): left out (ignore, the default) or added to train; val and "
+                             "test stay as the file says")
     parser.add_argument("--labels", help="comma-separated class order (default: sorted folder names)")
     parser.add_argument("--label-map", help="YAML mapping source_folder: class (merges or renames classes)")
     parser.add_argument("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1, "
@@ -72,7 +76,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     config = config.override(
         data=args.data or (None if config.data else os.environ.get("SMARTBIN_DATA")),
-        split_file=args.split_file, label_map=args.label_map, backbone=args.backbone, weights=args.weights,
+        split_file=args.split_file, unlisted=args.unlisted, label_map=args.label_map, backbone=args.backbone, weights=args.weights,
         image_size=args.image_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
         finetune_layers=args.finetune_layers, batch_size=args.batch_size, seed=args.seed,
         cache_views=args.cache_views, cache_cut=args.cache_cut, init_from=args.init_from, final_fit=args.final_fit,
@@ -96,7 +100,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def prepare_data(config: TrainConfig):
     """Dataset discovery (unreadable files listed and skipped) and the split."""
     from training.data import discover, invalid_labels, load_label_map, one_class_problem
-    from training.split import copies_across_splits, load_split, make_split
+    from training.split import copies_across_splits, load_split, make_split, place_unlisted
 
     dataset = discover(config.data, labels=config.labels, label_map=load_label_map(config.label_map),
                        verify=True)
@@ -118,6 +122,9 @@ def prepare_data(config: TrainConfig):
         print(f"warning: label map: {key!r} names no folder of {config.data}", file=sys.stderr)
     if config.split_file:
         split = load_split(config.split_file, dataset)
+        split, notes = place_unlisted(split, dataset, config.unlisted)
+        for line in notes:
+            print(line, file=sys.stderr)
     else:
         split_seed = config.seed if config.split_seed is None else config.split_seed
         split = make_split(dataset, config.val_fraction, config.test_fraction, split_seed)

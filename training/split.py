@@ -5,6 +5,7 @@ inflate the test score); files that carry two labels go to train only.
 
 Usage:
     split = load_split("../shared/data/trashnet-split.json", dataset)
+    split, notes = place_unlisted(split, dataset, "train")  # photos it does not name, e.g. the bin's own
     split = make_split(dataset, val_fraction=0.15, test_fraction=0.15, seed=0)
 """
 
@@ -57,6 +58,44 @@ def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, 
     if in_two:
         raise DataError(f"{path}: {len(in_two)} files are in more than one of train/val/test: {first_names(in_two)}")
     return {name: [(rel, label_of[rel]) for rel in lists[name] if rel in label_of] for name in SPLITS}
+
+
+def unlisted(split: dict[str, list[tuple[str, str]]], dataset: Dataset) -> list[tuple[str, str]]:
+    """The dataset's photos that no list of a split file names (e.g. the bin's own, added later)."""
+    listed = {rel for name in SPLITS for rel, _ in split[name]}
+    return [(rel, label) for rel, label in dataset.items if rel not in listed]
+
+
+def add_to_train(root: Path, split: dict[str, list[tuple[str, str]]],
+                 extra: list[tuple[str, str]]) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
+    """``split`` with ``extra`` photos added to train, except copies of a val or test photo (a leak).
+
+    Returns:
+        the new split and the extra photos left out as copies, for the caller to name.
+    """
+    held_out = {rel for name in ("val", "test") for rel, _ in split[name]}
+    groups = duplicate_groups(root, sorted(held_out) + [rel for rel, _ in extra])
+    copies = sorted(rel for group in groups if held_out & set(group) for rel in group if rel not in held_out)
+    added = [(rel, label) for rel, label in extra if rel not in set(copies)]
+    return {**split, "train": split["train"] + added}, copies
+
+
+def place_unlisted(split: dict[str, list[tuple[str, str]]], dataset: Dataset,
+                   mode: str) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
+    """A split file's split with the photos it does not name left out (``ignore``) or trained on
+    (``train``), and the warning lines that say so."""
+    extra = unlisted(split, dataset)
+    if not extra:
+        return split, []
+    if mode != "train":
+        return split, [f"warning: {len(extra)} photos in {dataset.root} are not in the split file and are not "
+                       f"used, e.g. {extra[0][0]} (--unlisted train adds them to train)"]
+    split, copies = add_to_train(dataset.root, split, extra)
+    notes = [f"note: training on {len(extra) - len(copies)} photos the split file does not name"]
+    if copies:
+        notes.append(f"warning: leaving out {len(copies)} of them, copies of a val or test photo: "
+                     f"{first_names(copies)}")
+    return split, notes
 
 
 def first_names(names: list[str], shown: int = 5) -> str:
