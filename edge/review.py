@@ -30,6 +30,7 @@ from edge import imaging
 log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+NAME = re.compile(r"^(\d{8}T\d{12})_([A-Za-z0-9_.-]+)_(\d+\.\d\d)\.jpg$")  # what ``save`` writes
 # Frames waiting for the writer: beyond this, save_later waits (a slow card must not fill the memory).
 MAX_PENDING = 4
 
@@ -88,7 +89,7 @@ class ReviewFolder:
     def save(self, rgb: np.ndarray, item_id: str, label: str, confidence: float) -> Path:
         """Writes the frame as a JPEG (atomically) and returns its path."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        name = f"{stamp}_{_safe(item_id)}_{_safe(label)}_{confidence:.2f}.jpg"
+        name = f"{stamp}_{safe_part(item_id)}_{safe_part(label)}_{confidence:.2f}.jpg"
         data = imaging.encode_jpeg(rgb, quality=90)
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -117,6 +118,25 @@ class ReviewFolder:
             old.unlink(missing_ok=True)
 
 
-def _safe(text: str) -> str:
+def safe_part(text: str) -> str:
+    """``text`` as it appears in a review file name."""
     # Labels and ids come from the model and the network; keep them from escaping the folder.
     return _UNSAFE.sub("-", str(text))[:64] or "-"
+
+
+def read_name(name: str, labels: list[str] | tuple[str, ...]) -> dict | None:
+    """What a review file's name says: ``taken`` (ISO time, UTC), the model's ``guess`` (one of
+    ``labels``, None when the model that saved it had another) and its ``confidence``; None when
+    ``name`` is no review photo's name."""
+    match = NAME.match(name)
+    if not match:
+        return None
+    stamp, middle, confidence = match.groups()
+    try:
+        taken = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc)
+    except ValueError:  # month 13: a file someone named by hand
+        return None
+    # Ids and labels may both hold "_": the guess is the label whose safe form ends the middle part.
+    guess = next((label for label in labels if middle.endswith("_" + safe_part(label))), None)
+    return {"name": name, "taken": taken.isoformat(timespec="seconds"), "guess": guess,
+            "confidence": float(confidence)}

@@ -196,3 +196,31 @@ def test_a_big_cut_out_is_shrunk_on_white_as_the_bin_shows_transparency(browser,
     kept = sent_through_the_page(browser, tiny_bundle, tmp_path / "state", cut_out)
     assert len(kept) == 1 and kept[0].suffix == ".jpeg"
     assert cv2.imread(str(kept[0]))[:, :700].mean() > 250  # white, not the black of a clear canvas in a JPEG
+
+
+def test_review_photos_are_labelled_and_discarded_on_the_page(page, server):
+    from edge.review import ReviewFolder
+
+    review = ReviewFolder(server.desk.review)
+    older = review.save(make_photo(2, size=(96, 128), seed=5), "item-1", "metal", 0.41).name
+    newer = review.save(make_photo(1, size=(96, 128), seed=6), "item-2", "glass", 0.38).name
+    page.click("#review-refresh")
+    page.wait_for_function("() => document.querySelectorAll('#review-list li').length === 2")
+    assert "2 photos wait" in page.inner_text("#review-note")
+    items = page.locator("#review-list li")
+    assert "guessed glass, 38 %" in items.nth(0).inner_text()  # newest first
+    assert items.nth(0).locator("select").input_value() == "glass"  # the guess is preselected
+    assert items.nth(1).locator("img").evaluate("img => img.complete && img.naturalWidth") == 128
+
+    items.nth(0).locator("select").select_option("cardboard")
+    items.nth(0).get_by_role("button", name="Label").click()
+    page.wait_for_selector("#review-list li >> text=Labelled cardboard")
+    items.nth(1).get_by_role("button", name="Discard").click()
+    page.wait_for_selector("#review-list li >> text=Discarded")
+    page.screenshot(path=str(ARTIFACTS / "web-review.png"), full_page=True)
+
+    assert (server.desk.labelled / "cardboard" / newer).is_file()
+    assert not (server.desk.review / older).exists() and not (server.desk.review / newer).exists()
+    page.click("#review-refresh")
+    page.wait_for_function("() => document.getElementById('review-note').textContent.startsWith('0 photos')")
+    assert "1 labelled so far" in page.inner_text("#review-note")

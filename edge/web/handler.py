@@ -16,10 +16,12 @@ import logging
 import socket
 import time
 from http import HTTPStatus
+from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from edge.config import is_loopback
+from edge.web.labelling import LabelError
 from edge.web.upload import UploadError, extract_image, read_body
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.web.server")  # the page's logger before the split: journal filters keep working
 
 EVENT_INTERVAL_S = 1.0
+MAX_REVIEW_REQUEST_BYTES = 4096  # {"label": "..."}
 # Uploads being received at once: each holds up to web.max_upload_mb in memory until it is classified.
 MAX_CONCURRENT_UPLOADS = 4
 MAX_UPLOADS_PER_CLIENT = 2  # so one address trickling its uploads cannot hold all four slots
@@ -124,6 +127,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._stream_events()
         elif path == "/api/classify":
             self._send_json(405, {"error": "use POST with a photo in the field 'image'"}, {"Allow": "POST"})
+        elif path == "/api/review" or path.startswith("/api/review/"):
+            self._send_review(path[len("/api/review/"):])
         else:
             self._send_json(404, {"error": f"no such page: {path}"})
 
@@ -132,6 +137,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         refusal = self._foreign_host() or self._foreign_origin()
         if refusal:
             self._refuse_body(403, refusal)
+            return
+        if path.startswith("/api/review/"):
+            self._review_action(path[len("/api/review/"):])
             return
         if path != "/api/classify":
             self._refuse_body(404, f"no such endpoint: {path}")
@@ -176,6 +184,55 @@ class RequestHandler(BaseHTTPRequestHandler):
             log.exception("classifying an upload failed")
             self._send_json(500, {"error": f"the classifier failed: {err}"})
         else:
+            self._send_json(200, result)
+
+    def _send_review(self, name: str) -> None:
+        desk = self.app.desk
+        try:
+            if desk is None:
+                raise LabelError(404, "no review photos: the page runs without a state folder")
+            if not name:
+                self._send_json(200, desk.listing(self.app.model["labels"]))
+                return
+            body = desk.photo(unquote(name)).read_bytes()
+        except LabelError as err:
+            self._send_json(err.status, {"error": str(err)})
+        except OSError as err:
+            self._send_json(500, {"error": f"cannot read the review folder: {err.strerror or err}"})
+        else:
+            self._send(200, body, "image/jpeg")
+
+    def _review_action(self, name: str) -> None:
+        """``{"label": "glass"}`` moves review photo ``name`` into labelled/glass/; ``{"discard": true}``
+        deletes it."""
+        if self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower() != "application/json":
+            self._refuse_body(415, 'expected application/json: {"label": "..."} or {"discard": true}')
+            return
+        try:
+            request = json.loads(read_body(self.rfile, self.headers, MAX_REVIEW_REQUEST_BYTES))
+            desk = self.app.desk
+            if desk is None:
+                raise LabelError(404, "no review photos: the page runs without a state folder")
+            if not isinstance(request, dict) or set(request) not in ({"label"}, {"discard"}):
+                raise LabelError(400, 'expected {"label": "..."} or {"discard": true}')
+            name = unquote(name)
+            if "discard" in request:
+                if request["discard"] is not True:
+                    raise LabelError(400, 'expected {"discard": true}')
+                result = desk.discard(name)
+            else:
+                result = desk.label(name, request["label"], self.app.model["labels"])
+        except UploadError as err:
+            self._refuse_body(err.status, str(err))
+        except (ValueError, UnicodeDecodeError):
+            self._send_json(400, {"error": "the request is not JSON"})
+        except LabelError as err:
+            self._send_json(err.status, {"error": str(err)})
+        except OSError as err:
+            self._send_json(500, {"error": f"cannot change the review folder: {err.strerror or err}"})
+        else:
+            log.info("review photo %s: %s", _printable(name), "discarded" if "discard" in request
+                     else f"labelled {_printable(request['label'])}")
             self._send_json(200, result)
 
     def _continue(self) -> None:

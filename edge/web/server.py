@@ -7,6 +7,9 @@ no CDN: the three static files ship inside the package. Routes:
     POST /api/classify     multipart field ``image`` (or a raw ``image/*`` body) -> JSON verdict
     GET  /api/status       the daemon's status as JSON, or the model alone when standalone
     GET  /api/events       the same status as Server-Sent Events, about once a second
+    GET  /api/review       the bin's review photos (newest first) with the model's guesses
+    GET  /api/review/NAME  one review photo (JPEG)
+    POST /api/review/NAME  ``{"label": "glass"}`` moves it to labelled/glass/, ``{"discard": true}`` deletes it
 
 Every refusal is a 4xx JSON ``{"error": "..."}``; nothing a client sends stops the server.
 
@@ -34,6 +37,7 @@ from edge.config import is_loopback
 from edge.errors import ConfigError
 from edge.web import payloads
 from edge.web.handler import MAX_CONCURRENT_UPLOADS, MAX_UPLOADS_PER_CLIENT, RequestHandler
+from edge.web.labelling import LabelDesk
 from edge.web.limits import PerClient
 from edge.web.upload import UploadError, keep_upload
 
@@ -70,7 +74,7 @@ class WebServer:
         decider: an ``edge.decision.Decider`` mapping a prediction to a bin.
         status_provider: returns the daemon's status dict; ``None`` when running standalone.
         max_upload_bytes: largest photo accepted.
-        state_dir: the only folder the server may write to (kept uploads).
+        state_dir: the only folder the server may write to (kept uploads, labelled review photos).
         keep_uploads: keep each uploaded photo under ``state_dir/uploads/`` (newest 500, at most 200 MB).
         allowed_hosts: other host names the page answers to (a reverse proxy's), besides its own.
 
@@ -95,6 +99,7 @@ class WebServer:
         self.status_provider = status_provider
         self.max_upload_bytes = int(max_upload_bytes)
         self.uploads_dir = Path(state_dir) / "uploads" if keep_uploads else None
+        self.desk = LabelDesk(state_dir) if state_dir is not None else None
         self.static = _load_static()
         self.model = payloads.model_block(classifier)
         self.rules = payloads.decider_block(decider)

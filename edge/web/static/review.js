@@ -1,0 +1,90 @@
+// smartbin web page, "Photos to label": the bin's review photos from /api/review, each given its
+// true class (moved to labelled/<class>/ on the bin) or discarded. Text from the server is only set
+// with textContent, never parsed as HTML.
+"use strict";
+
+(() => {
+  const byId = (id) => document.getElementById(id);
+
+  function node(tag, props = {}, children = []) {
+    const made = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "text") made.textContent = value;
+      else if (key === "class") made.className = value;
+      else made.setAttribute(key, value);
+    }
+    for (const child of children) made.append(child);
+    return made;
+  }
+
+  function problem(message) {
+    const box = byId("review-error");
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  async function answer(response) {
+    let body = {};
+    try { body = await response.json(); } catch (err) { /* not JSON: the status says enough */ }
+    if (!response.ok) throw new Error(body.error || `the bin answered ${response.status}`);
+    return body;
+  }
+
+  function note(listing) {
+    const labelled = Object.values(listing.labelled || {}).reduce((sum, n) => sum + n, 0);
+    const waiting = listing.waiting === 1 ? "1 photo waits" : `${listing.waiting} photos wait`;
+    const shown = listing.photos.length < listing.waiting ? ` (the newest ${listing.photos.length} shown)` : "";
+    byId("review-note").textContent = `${waiting}${shown}; ${labelled} labelled so far.`;
+    byId("review-folder").textContent = listing.labelled_folder || "labelled/";
+  }
+
+  async function act(item, photo, request, doneText) {
+    problem("");
+    for (const control of item.querySelectorAll("button, select")) control.disabled = true;
+    try {
+      await answer(await fetch(`/api/review/${encodeURIComponent(photo.name)}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+      }));
+      item.querySelector(".controls").replaceChildren(node("span", { class: "done", role: "status", text: doneText }));
+    } catch (err) {
+      problem(`${photo.name}: ${err.message}`);
+      for (const control of item.querySelectorAll("button, select")) control.disabled = false;
+    }
+  }
+
+  function card(photo, labels) {
+    const guess = photo.guess === null ? "another model's class" : photo.guess;
+    const when = new Date(photo.taken).toLocaleString();
+    const select = node("select", { "aria-label": `True class of the item of ${when}` },
+      labels.map((label) => node("option", { value: label, text: label })));
+    if (photo.guess !== null) select.value = photo.guess;
+    const item = node("li", { class: "review-item" }, [
+      node("img", { src: `/api/review/${encodeURIComponent(photo.name)}`, loading: "lazy",
+        alt: `Item of ${when}, guessed ${guess}` }),
+      node("span", { text: `${when}: guessed ${guess}, ${(100 * photo.confidence).toFixed(0)} %` }),
+    ]);
+    const label = node("button", { type: "button", text: "Label" });
+    const discard = node("button", { type: "button", text: "Discard" });
+    label.addEventListener("click", () => act(item, photo, { label: select.value }, `Labelled ${select.value}`));
+    discard.addEventListener("click", () => act(item, photo, { discard: true }, "Discarded"));
+    item.append(node("div", { class: "controls" }, [select, label, discard]));
+    return item;
+  }
+
+  async function load() {
+    problem("");
+    try {
+      const listing = await answer(await fetch("/api/review", { cache: "no-store" }));
+      note(listing);
+      byId("review-list").replaceChildren(...listing.photos.map((photo) => card(photo, listing.labels)));
+    } catch (err) {
+      byId("review-note").textContent = "No review photos to show.";
+      problem(err.message);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    byId("review-refresh").addEventListener("click", load);
+    load();
+  });
+})();
