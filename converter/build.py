@@ -217,6 +217,10 @@ def _both_models_on(split: str, run: RunFolder, model, lite, data_dir: Path, pix
     if not len(images):
         raise ConverterError(f"{data_dir}: none of the {split} split's photos could be read")
     float_probabilities = keras_model.predict(model, images)
+    if not np.isfinite(float_probabilities).all():
+        # Every comparison would pass: argmax of NaN is class 0 for both models.
+        raise ConverterError(f"{run.path}: the trained model answers NaN or infinite probabilities (its training "
+                             f"diverged): retrain it with a lower learning rate")
     model_probabilities = lite.predict(images)
     metrics = compare(targets, float_probabilities, model_probabilities, run.labels, split=split)
     return items, images, targets, skipped, float_probabilities, model_probabilities, metrics

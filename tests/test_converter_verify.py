@@ -144,3 +144,17 @@ def test_summary_says_what_the_bin_will_score_with_its_views_and_old_manifests_n
              "float": {"accuracy": 0.95, "macro_f1": 0.94}, "model": {"accuracy": 0.93, "macro_f1": 0.92}}
     assert ("\n  as the bin classifies (original, mirrored, flipped averaged): float accuracy 0.9500 macro-F1 0.9400, "
             "converted accuracy 0.9300 macro-F1 0.9200") in summary(metrics | {"views": views})
+
+
+def test_a_model_whose_training_diverged_is_refused_not_passed_by_a_gate_argmax_would_fool(tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    from converter.cli import main
+    from tests.converter_run_factory import write_run_folder
+    from tests.model_factory import tiny_keras_model
+
+    model = tiny_keras_model(len(LABELS), 32)
+    model.set_weights([np.full_like(weights, np.nan) for weights in model.get_weights()])
+    run = write_run_folder(tmp_path, model=model)
+    assert main([str(run), "--out", str(tmp_path / "bundle")]) == 2
+    assert "answers NaN or infinite probabilities (its training diverged)" in capsys.readouterr().err
+    assert not (tmp_path / "bundle").exists()

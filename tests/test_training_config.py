@@ -39,6 +39,11 @@ def test_numbers_written_like_1e_3_are_numbers(tmp_path):
     ({"head_epochs": 0, "finetune_epochs": 0}, "head_epochs and finetune_epochs are both 0"),
     ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction + test_fraction must stay below 1"),
     ({"backbone": "efficientnet_lite2"}, "weights: efficientnet_lite2 has no online preset; give a local preset"),
+    ({"head_epochs": True}, "head_epochs: Input should be a valid integer"),  # not 1
+    ({"batch_size": "8"}, "batch_size: Input should be a valid integer"),
+    ({"image_size": 64.0}, "image_size: Input should be a valid integer"),
+    ({"cache": "yes"}, "cache: Input should be a valid boolean"),
+    ({"head_lr": float("inf")}, "head_lr: Input should be a finite number"),
 ])
 def test_a_bad_setting_is_named_with_its_problem_on_one_line(tmp_path, setting, problem):
     import yaml

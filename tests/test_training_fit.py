@@ -209,6 +209,31 @@ def test_a_class_too_small_for_val_and_test_is_named_before_training(tmp_path, c
     assert "warning: split: no val images for battery" in err and "warning: split: no test images for battery" in err
 
 
+def test_a_run_whose_loss_becomes_nan_fails_instead_of_being_saved_as_a_model(tmp_path, capsys):
+    data = write_class_folders(tmp_path / "data", per_class=12)
+    (tmp_path / "diverge.yaml").write_text("head_lr: 1.0e+30\nwarmup_epochs: 0\n")
+    out = tmp_path / "run"
+    assert main(["--data", str(data), "--out", str(out), *TINY, "--config", str(tmp_path / "diverge.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: training diverged: the weights became infinite or NaN in head epoch 1") and "head_lr" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_ctrl_c_is_one_line_that_says_where_the_unfinished_run_is(tmp_path, capsys, monkeypatch):
+    import training.fit
+
+    def interrupted(config, run_dir, max_train_steps=None):
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text("")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.fit, "train_one", interrupted)
+    data = write_class_folders(tmp_path / "data", per_class=2)
+    assert main(["--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 130
+    assert capsys.readouterr().err.strip() == (f"interrupted; the unfinished run is left in {tmp_path / 'run'} "
+                                               f"(delete it or choose another --out)")
+
+
 def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tmp_path, capsys):
     from training.fit import parse_args, prepare_data, resolve_config
 

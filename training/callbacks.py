@@ -7,6 +7,7 @@ Usage:
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -83,6 +84,24 @@ def epoch_callbacks(ema: float, best: BestMacroF1, *others: keras.callbacks.Call
     epoch's end (and the raw weights are back for the next epoch's steps), then ``best``, then the rest."""
     averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema > 0 else []
     return [*averaged, best, *others]
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is not a finite number and remembers where, so
+    that a diverged run fails instead of being saved and evaluated as if it had learnt."""
+
+    def __init__(self, phase: str):
+        super().__init__()
+        self.phase, self.epoch, self.diverged = phase, 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss) and self.diverged is None:
+            self.diverged = f"the loss became {loss} in {self.phase} epoch {self.epoch}, step {batch + 1}"
+            self.model.stop_training = True
 
 
 class TqdmProgress(keras.callbacks.Callback):

@@ -8,7 +8,8 @@ Usage:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+import re
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +21,7 @@ from training.errors import TrainingError
 # is refused before TensorFlow is imported; a test keeps the two in step.
 BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_small",
                   "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+_DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 NO_ONLINE_PRESET = ("efficientnet_lite1", "efficientnet_lite2")  # keras-hub publishes Lite0 only
 
 
@@ -30,8 +32,19 @@ def no_online_preset(backbone: str) -> str:
 
 
 class _Settings(BaseModel):
-    # Unknown keys are typos; a setting assigned later is checked like one read from a file.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown keys are typos; a setting assigned later is checked like one read from a file. Strict:
+    # "head_epochs: true" or "batch_size: '8'" is a mistake to name, not to read as 1 or 8; and no
+    # learning rate or factor may be infinite.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exponent_numbers(cls, value: Any, info) -> Any:
+        # PyYAML reads "1e-3" (no dot) as text; the recipes write rates that way.
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, str) and float in (annotation, *get_args(annotation)) and _DECIMAL.match(value.strip()):
+            return float(value)
+        return value
 
 
 class AugmentConfig(_Settings):

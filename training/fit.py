@@ -157,10 +157,11 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         check_against(config, dataset.labels, split)
     scan_seconds = time.time() - scan_started
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from training.augment import Augmenter
-    from training.callbacks import BestMacroF1, TqdmProgress, epoch_callbacks, predict
+    from training.callbacks import BestMacroF1, StopOnNaN, TqdmProgress, epoch_callbacks, predict
     from training.losses import FocalLoss, class_weights
     from training.metrics import classification_metrics
     from training.model import build_classifier, set_phase
@@ -215,10 +216,13 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     val_targets = [index[label] for _, label in split["val"]]
-    trainer, train_data, val_data = model, train_ds, val_ds
+    # Repeated and cut into epochs of `steps` batches: a pipeline that may skip photos has no known
+    # length, and Keras then counted one empty step into each epoch's mean loss (too low by 1/steps).
+    trainer, train_data, val_data, fit_steps = model, train_ds.repeat(), val_ds, steps
     if config.cache_views > 0:
         with strategy.scope():  # the head-on-features model trains the same (mirrored) variables
             trainer, train_data, val_data, steps = cached_training_data(config, model, backbone, train_ds, val_ds)
+        fit_steps = None  # arrays of a known length
     # The run folder is written only now that the model and its data are built: a bad preset or
     # setting leaves no half-written folder that would refuse the corrected command.
     write_run_header(config, run_dir, labels, split)
@@ -243,8 +247,14 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
             trainer.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay,
                                                      config.clipnorm, config.ema), loss=loss)
         # shuffle=False: the tf.data pipelines shuffle themselves (Keras would ignore True and warn each run).
-        trainer.fit(train_data, epochs=epochs, verbose=0, shuffle=False,
-                    callbacks=epoch_callbacks(config.ema, best, TqdmProgress(phase, steps), recorder))
+        watch = StopOnNaN(phase)
+        trainer.fit(train_data, epochs=epochs, steps_per_epoch=fit_steps, verbose=0, shuffle=False,
+                    callbacks=[watch, *epoch_callbacks(config.ema, best, TqdmProgress(phase, steps), recorder)])
+        if not watch.diverged and not all(np.isfinite(weights).all() for weights in trainer.get_weights()):
+            watch.diverged = f"the weights became infinite or NaN in {phase} epoch {watch.epoch}"
+        if watch.diverged:
+            raise TrainingError(f"training diverged: {watch.diverged} (lower {phase}_lr, keep clipnorm on); the "
+                                f"unfinished run is left in {run_dir}")
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     test_targets = [index[label] for _, label in split["test"]]
@@ -384,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        left = f"; the unfinished run is left in {args.out} (delete it or choose another --out)" \
+            if Path(args.out).is_dir() and any(Path(args.out).iterdir()) else ""
+        print(f"interrupted{left}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
