@@ -168,6 +168,8 @@ class Daemon(RemoteCommands):
         if not self._stop.is_set():
             log.info("stopping: %s", reason)
             self._stop.set()
+            if self.link is not None:  # a connection made while the flap parks must not say "online"
+                self.link.begin_shutdown()
             if self.source is not None:
                 self.source.close()
 
@@ -367,6 +369,7 @@ class Daemon(RemoteCommands):
         self._closed = True
         # Also when the source simply ended: no watchdog ping may follow STOPPING=1.
         self._stop.set()
+        self._refuse_waiting_commands()
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
         self.notifier.stopping()

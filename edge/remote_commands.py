@@ -16,6 +16,7 @@ from edge import commands as cmd
 from edge import parts
 from edge.errors import CommandError, FlapError
 
+MAX_QUEUED_FLAPS = 2  # an operator testing the flap, not a queue of moves that would stall sorting
 log = logging.getLogger("edge.daemon")  # the daemon's own messages, as before the split: journal filters keep working
 
 
@@ -34,22 +35,40 @@ class RemoteCommands:
         if self._stop.is_set():  # the loop that runs commands is gone: answer now, not never
             self._reply(cmd.result(name, False, "the bin is stopping", command.request_id))
             return
+        with self._commands.mutex:  # a flap move takes about 2 x settle_s of the sorting loop's time
+            flaps_waiting = sum(1 for waiting in self._commands.queue if waiting.name == "flap")
+        if command.name == "flap" and flaps_waiting >= MAX_QUEUED_FLAPS:
+            self._reply(cmd.result(name, False, f"busy: {flaps_waiting} flap commands wait already",
+                                   command.request_id))
+            return
         try:
             self._commands.put_nowait(command)
         except queue.Full:
             self._reply(cmd.result(name, False, "busy: too many queued commands", command.request_id))
 
     def _run_commands(self) -> None:
+        """Runs the oldest waiting command, one per frame: a burst of them must not stop the camera
+        frames (and with them systemd's watchdog pings) or delay a stop."""
+        if self._stop.is_set():
+            return
+        try:
+            command = self._commands.get_nowait()
+        except queue.Empty:
+            return
+        # Outside dispatch, which turns every error into a reply: a failed commit of the last
+        # item must stop the loop here exactly as it would before the next flap move.
+        self.recorder.wait()
+        self._reply(cmd.dispatch(command, {"reset_counts": self._reset_counts,
+                                           "reload_model": self._reload_model, "flap": self._flap_command}))
+
+    def _refuse_waiting_commands(self) -> None:
+        """On stop: every command not yet run is answered, none is run."""
         while True:
             try:
                 command = self._commands.get_nowait()
             except queue.Empty:
                 return
-            # Outside dispatch, which turns every error into a reply: a failed commit of the last
-            # item must stop the loop here exactly as it would before the next flap move.
-            self.recorder.wait()
-            self._reply(cmd.dispatch(command, {"reset_counts": self._reset_counts,
-                                               "reload_model": self._reload_model, "flap": self._flap_command}))
+            self._reply(cmd.result(command.name, False, "the bin is stopping", command.request_id))
 
     def _reply(self, reply: dict[str, Any]) -> None:
         log.info("command %s: %s", reply["command"], "ok" if reply["ok"] else reply.get("error"))

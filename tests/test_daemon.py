@@ -103,6 +103,17 @@ def test_a_command_that_arrives_while_the_bin_stops_is_answered_not_dropped(tmp_
     assert replies == [{"command": "reset_counts", "ok": False, "error": "the bin is stopping", "request_id": "late"}]
 
 
+def test_a_stop_tells_the_mqtt_link_at_once_so_a_connection_made_while_the_flap_parks_never_says_online(
+        tmp_path, tiny_bundle, photo_folder, mosquitto, monkeypatch):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto))
+    daemon.start()
+    told = []
+    monkeypatch.setattr(daemon.link, "begin_shutdown", lambda availability="stopped": told.append(availability))
+    daemon.stop("signal SIGTERM")
+    assert told == ["stopped"]  # before close() parks the flap, which takes settle_s and more
+    daemon.close()
+
+
 def test_commands_run_on_the_loop_and_bad_ones_get_error_replies(tmp_path, tiny_bundle, photo_folder, mosquitto):
     config = daemon_config(tmp_path, tiny_bundle, photo_folder, mosquitto)
     config.camera.replay.fps = 40

@@ -97,6 +97,29 @@ def test_a_full_queue_is_answered_busy_with_the_commands_request_id():
     assert bin_.resets == 1 and bin_.replies[-1]["request_id"] == 1
 
 
+def test_commands_run_one_per_frame_and_at_most_two_flap_moves_wait():
+    bin_ = StandIn()
+    bin_._flap_command = lambda command: {"bin": command.bin}
+    for number in range(4):
+        bin_._on_command("flap", f'{{"bin": "glass", "request_id": {number}}}'.encode())
+    assert bin_.replies == [{"command": "flap", "ok": False, "error": "busy: 2 flap commands wait already",
+                             "request_id": number} for number in (2, 3)]
+    bin_._on_command("reset_counts", b"{}")  # other commands still queue behind them
+    bin_._run_commands()  # the loop's turn between two frames: one command
+    assert [reply["request_id"] for reply in bin_.replies[2:]] == [0] and bin_._commands.qsize() == 2
+
+
+def test_commands_still_waiting_at_a_stop_are_answered_and_never_run():
+    bin_ = StandIn()
+    bin_._on_command("reset_counts", b'{"request_id": "r-1"}')
+    bin_._stop.set()
+    bin_._run_commands()  # a frame that came in just as the stop began
+    bin_._refuse_waiting_commands()
+    assert bin_.resets == 0
+    assert bin_.replies == [{"command": "reset_counts", "ok": False, "error": "the bin is stopping",
+                             "request_id": "r-1"}]
+
+
 def test_over_a_real_broker_clearing_a_retained_reset_keeps_the_counts_and_bad_payloads_are_answered(
         tmp_path, mosquitto, caplog):
     bin_ = StandIn()
