@@ -109,7 +109,8 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from edge.config import config_warnings, load_config
+    from edge.config import load_config
+    from edge.config_checks import config_warnings
     from edge.daemon import Daemon
     from edge.errors import (BundleError, CameraError, ClassifierError, ConfigError, MissingInputError,
                              MissingLibraryError, SmartbinError, StoreUnusableError)
@@ -147,7 +148,8 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
-    from edge.config import config_warnings, load_config, model_dir, model_warnings
+    from edge.config import load_config, model_dir
+    from edge.config_checks import config_warnings, model_warnings
     from edge.errors import BundleError, ClassifierError, ConfigError
 
     overrides = {} if args.model is None else {"model.path": str(args.model.expanduser().resolve())}

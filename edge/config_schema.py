@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
+# A topic's text: no MQTT wildcard, and no NUL or other control character (a broker drops the whole
+# connection over a NUL, with nothing the bin could log).
+TOPIC_TEXT = r"^[^#+\x00-\x1f\x7f]+$"
 Pixels = Annotated[int, Field(ge=8, le=8192)]  # one side of a frame
 View = Literal["original", "mirrored", "flipped", "turned"]  # edge.imaging.VIEWS
 MAX_THREADS = 16  # LiteRT interpreter threads, for model.threads and classify --threads alike
@@ -52,6 +55,15 @@ def host_without_port(host: str, port_key: str) -> str:
         except ValueError:
             raise ValueError(f"a host name or address without a port (the port goes in {port_key})") from None
     return host
+
+
+def not_a_broker_topic(prefix: str) -> str:
+    """``prefix`` unless it starts with ``$``; else ValueError saying why."""
+    # A broker acknowledges what a client publishes under $SYS/... and drops it: every message would vanish.
+    if prefix.startswith("$"):
+        raise ValueError("must not start with '$': brokers keep $ topics for themselves and drop what "
+                         "clients publish there")
+    return prefix
 
 
 def _takes_bool(annotation) -> bool:
@@ -236,10 +248,16 @@ class HomeAssistantConfig(Section):
     """``mqtt.home_assistant:`` MQTT discovery for Home Assistant."""
 
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
-    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery prefix.")
-    status_topic: str = Field("homeassistant/status", pattern=r"^[^#+]+$",
+    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_TEXT, description="Home Assistant's discovery prefix "
+                                                                                 "(not starting with $).")
+    status_topic: str = Field("homeassistant/status", pattern=TOPIC_TEXT,
                               description="Home Assistant's birth message topic (its MQTT option; it does not "
                                           "follow the discovery prefix). On 'online' the bin announces itself again.")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _not_a_broker_topic(cls, prefix: str) -> str:
+        return not_a_broker_topic(prefix)
 
 
 class MqttConfig(Section):
@@ -250,7 +268,7 @@ class MqttConfig(Section):
                       description="Broker host name or address (the port goes in mqtt.port; IPv6 as `::1`, "
                                   "without brackets).")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
-    prefix: str = Field("smartbin", pattern=r"^[^#+]+$",
+    prefix: str = Field("smartbin", pattern=TOPIC_TEXT,
                         description="Topics are <prefix>/<device id>/... (no # or +, and not starting with $, "
                                     "which brokers keep for themselves).")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "
@@ -274,11 +292,7 @@ class MqttConfig(Section):
     @field_validator("prefix")
     @classmethod
     def _not_a_broker_topic(cls, prefix: str) -> str:
-        # A broker acknowledges what a client publishes under $SYS/... and drops it: every event would vanish.
-        if prefix.startswith("$"):
-            raise ValueError("must not start with '$': brokers keep $ topics for themselves and drop what "
-                             "clients publish there")
-        return prefix
+        return not_a_broker_topic(prefix)
 
     @property
     def address(self) -> str:

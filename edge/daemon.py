@@ -28,7 +28,8 @@ import numpy as np
 from edge import parts
 from edge.bundle import normal_label
 from edge.camera.fake import BrokenCamera
-from edge.config import Config, model_warnings, state_dir
+from edge.config import Config, state_dir
+from edge.config_checks import model_warnings
 from edge.errors import CameraError, ClassifierError, ConfigError, FlapError, StoreError
 from edge.notify import Notifier
 from edge.recorder import Recorder

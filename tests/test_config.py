@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from edge.bundle import OutputSpec
-from edge.config import (DEFAULT_CONFIG, Config, config_warnings, load_config, model_warnings, read_mqtt_password,
-                         resolve_path, state_dir)
+from edge.config import DEFAULT_CONFIG, Config, load_config, read_mqtt_password, resolve_path, state_dir
+from edge.config_checks import config_warnings, model_warnings
 from edge.errors import ConfigError
 
 
@@ -347,3 +347,27 @@ def test_pins_go_unchecked_without_gpiozero_and_the_warning_says_so(tmp_path, mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gpiozero" else real_find_spec(name, *a))
     config = load_config(write(tmp_path, ""))
     assert any(key == "flap.pin" and "were not checked" in warning for key, warning in config_warnings(config))
+
+
+@pytest.mark.parametrize("text, key, problem", [
+    ('mqtt: {prefix: "x\\0y"}', "mqtt.prefix", "must not hold # or + (MQTT wildcards) or a control character"),
+    ("mqtt: {home_assistant: {discovery_prefix: $SYS}}", "mqtt.home_assistant.discovery_prefix",
+     "must not start with '$'"),
+    ("device: {id: bin 1}", "device.id", "only letters, digits, - and _ may be used (got 'bin 1')"),
+    ("mqtt: {password_file: pw}", "mqtt.password_file", "needs mqtt.username"),
+    ("mqtt: {username: bin, password_file: .}", "mqtt.password_file", "is a folder, not a file: ."),
+    ("mqtt: {tls: {enabled: true, ca_file: notacert.pem}}", "mqtt.tls.ca_file", "cannot be used: "),
+])
+def test_mqtt_settings_a_broker_would_choke_on_are_named_before_the_bin_starts(tmp_path, text, key, problem):
+    (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "notacert.pem").write_text("garbage\n")
+    assert problem in problems(tmp_path, text)[key]
+
+
+def test_tls_files_while_tls_is_off_and_an_empty_password_file_are_warned_about(tmp_path):
+    (tmp_path / "pw").write_text("\n")
+    (tmp_path / "ca.pem").write_text("x")
+    config = load_config(write(tmp_path, "mqtt: {username: bin, password_file: pw, tls: {ca_file: ca.pem}}"))
+    warned = dict(config_warnings(config))
+    assert warned["mqtt.tls.enabled"] == "TLS files are set but TLS is off: they are not used"
+    assert warned["mqtt.password_file"] == "pw is empty: the broker gets an empty password"

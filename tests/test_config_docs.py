@@ -8,10 +8,10 @@ import typing
 import annotated_types
 
 from edge.config import PACKAGE_ROOT, Config, Section
-from edge.config_schema import TOPIC_SAFE
+from edge.config_schema import TOPIC_SAFE, TOPIC_TEXT
 
 DOC = PACKAGE_ROOT / "docs" / "configuration.md"
-PATTERN_WORDS = {TOPIC_SAFE: "letters, digits, - and _", r"^[^#+]+$": "no # or +"}
+PATTERN_WORDS = {TOPIC_SAFE: "letters, digits, - and _", TOPIC_TEXT: "no # or +, no control characters"}
 
 
 def _number(value) -> str:
