@@ -23,13 +23,14 @@ import json
 import logging
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from edge.errors import CommandError
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
+JS_SAFE_INT = 2**53 - 1
 
 
 class Command(BaseModel):
@@ -39,6 +40,16 @@ class Command(BaseModel):
     name: str = Field("", exclude=True)
     # Strict: pydantic would otherwise take ``true`` as 1 and echo a value the caller never sent.
     request_id: StrictStr | StrictInt | None = Field(None, description="Echoed in the reply so callers can match it.")
+
+    @field_validator("request_id")
+    @classmethod
+    def _echoable(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, int) and abs(value) > JS_SAFE_INT:
+            # Node-RED and Home Assistant's frontend read the echo as a double: the caller would not match it.
+            raise ValueError("an integer beyond 2**53 loses digits in JavaScript: send it as a string")
+        if isinstance(value, str) and len(value) > 128:
+            raise ValueError("at most 128 characters")
+        return value
 
 
 class ResetCounts(Command):
@@ -82,11 +93,21 @@ def _load(payload: bytes | str | None) -> Any:
     if not raw.strip():
         raise CommandError("payload is empty: send a JSON object ({} for a command without options)")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as err:
         raise CommandError(f"payload is not valid JSON: {err}") from None
     except RecursionError:  # a few thousand nested brackets fit in the size limit
         raise CommandError("payload is nested too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"bin": "glass", "bin": "paper"} would silently move to paper: which one was meant?
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice")
+        seen[key] = value
+    return seen
 
 
 def parse_command(name: str, payload: bytes | str | None) -> Command:
@@ -107,10 +128,12 @@ def parse_command(name: str, payload: bytes | str | None) -> Command:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: "
-                             f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                             for e in err.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {_problem(e)}" for e in err.errors())
         raise CommandError(problems) from None
+
+
+def _problem(error: dict[str, Any]) -> str:
+    return "unknown key" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
 
 
 def request_id_of(payload: bytes | str | None) -> str | int | None:
@@ -120,7 +143,8 @@ def request_id_of(payload: bytes | str | None) -> str | int | None:
     try:
         data = _load(payload)
         value = data.get("request_id") if isinstance(data, dict) else None
-        ok = isinstance(value, (str, int)) and not isinstance(value, bool) and len(str(value)) <= 128
+        ok = (isinstance(value, str) and len(value) <= 128
+              or isinstance(value, int) and not isinstance(value, bool) and abs(value) <= JS_SAFE_INT)
     except Exception:  # noqa: BLE001 -- CommandError and anything unforeseen: the reply goes out without it
         return None
     return value if ok else None

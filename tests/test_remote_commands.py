@@ -27,6 +27,7 @@ MALFORMED = [
     ("reset_counts", b"\xff\xfe", "payload is not valid JSON"),
     ("flap", b"[1, 2]", "payload must be a JSON object"),
     ("reset_counts", b" ", "payload is empty"),
+    ("flap", b'{"bin": "glass", "bin": "paper"}', "payload is not valid JSON: the key 'bin' appears twice"),
 ]
 
 
@@ -72,6 +73,14 @@ def test_an_error_reply_still_echoes_a_readable_request_id():
     bin_._on_command("reset_counts", b'{"request_id": "r-9", "force": true}')
     assert bin_.replies == [{"command": "reset_counts", "ok": False, "error": "force: unknown key",
                              "request_id": "r-9"}]
+
+
+def test_a_request_id_javascript_cannot_hold_exactly_is_refused_not_echoed_changed():
+    bin_ = StandIn()
+    bin_._on_command("reset_counts", b'{"request_id": 123456789012345678901234567890}')
+    assert bin_.replies == [{"command": "reset_counts", "ok": False, "error": "request_id: an integer beyond 2**53 "
+                             "loses digits in JavaScript: send it as a string"}]  # not echoed either
+    assert bin_._commands.empty()
 
 
 def test_an_empty_message_runs_nothing_and_gets_no_reply(caplog):
