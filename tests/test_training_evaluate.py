@@ -170,9 +170,9 @@ def test_photos_gone_or_damaged_since_training_are_skipped_and_listed(run, tmp_p
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("truncated model", "model.keras: not a loadable Keras model"),
-    ("broken split", "a damaged run file"),
-    ("broken config", "a damaged run file"),
+    ("truncated model", "model.keras: not a loadable Keras model (truncated or corrupt)"),
+    ("broken split", "split.json: a damaged run file"),
+    ("broken config", "config.yaml: a damaged run file"),
     ("repeated label", "labels.txt must name each class once"),
     ("missing label", "the model has 3 outputs but labels.txt names 2 classes"),
 ])

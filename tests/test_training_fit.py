@@ -74,7 +74,7 @@ def test_a_run_with_ema_averages_in_both_phases_and_keeps_the_setting(tmp_path, 
     (["--data", "{data}", "--split-file", "{tmp}/leaky.json"], "in more than one of train/val/test: glass/glass_0.jpg"),
     (["--data", "{data}", "--split-file", "{tmp}/no-metal.json"], "no training images for metal"),
     (["--data", "{data}", "--label-map", "{tmp}/padded.yaml"], "glass: ' can' is not a class name"),
-    (["--data", "{data}", "--label-map", "{tmp}/boolean.yaml"], "True: YAML read this folder name as bool"),
+    (["--data", "{data}", "--label-map", "{tmp}/boolean.yaml"], "a folder name written yes, on or true is read by YAML as true, not text: quote it ('yes': ...)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     data = write_class_folders(tmp_path / "data", per_class=3)

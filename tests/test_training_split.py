@@ -122,3 +122,19 @@ def test_unlisted_photos_can_join_train_but_never_as_copies_of_a_val_or_test_pho
 def test_a_split_file_that_names_every_photo_says_nothing_about_unlisted_ones(dataset, tmp_path):
     split = make_split(dataset, seed=0)
     assert place_unlisted(split, dataset, "train") == (split, [])
+
+
+@pytest.mark.parametrize("payload", [{"train": ["glass/glass_1.jpg"], "val": [], "test": [], "holdout": []},
+                                     {"splits": {"train": ["glass/glass_1.jpg"], "val": [], "test": [], "note": "x"}}])
+def test_a_list_beside_train_val_and_test_is_a_typo_named_not_ignored(dataset, tmp_path, payload):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(DataError, match="unknown entry '(holdout|note)' beside the lists"):
+        load_split(path, dataset)
+
+
+def test_notes_beside_the_lists_are_fine(dataset, tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"seed": 57, "note": "x", "splits": {"train": ["glass/glass_1.jpg"], "val": [],
+                                                                   "test": []}}))
+    assert load_split(path, dataset)["train"] == [("glass/glass_1.jpg", "glass")]

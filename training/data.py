@@ -73,8 +73,9 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
     mapping = {}
     for source, target in data.items():
         if isinstance(source, bool) or source is None:
-            raise DataError(f"{path}: {source!r}: YAML read this folder name as {type(source).__name__}, "
-                            f"not text: quote it ('yes': ...)")
+            words = "null or ~" if source is None else ("yes, on or true" if source else "no, off or false")
+            raise DataError(f"{path}: a folder name written {words} is read by YAML as {str(source).lower()}, "
+                            f"not text: quote it ('{words.split(',')[0].split(' ')[0]}': ...)")
         if not isinstance(target, str) or not target.strip() or target != target.strip() or "\n" in target:
             raise DataError(f"{path}: {source}: {target!r} is not a class name (text, no leading or trailing "
                             f"spaces, one line)")
@@ -126,7 +127,7 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: data folder not found")
+        raise DataError(f"{root}: {'is a file, not a data folder' if root.exists() else 'data folder not found'}")
     label_map = label_map or {}
     from edge.imaging import skipped_name
 
@@ -165,7 +166,8 @@ def discover(root: str | Path, labels: list[str] | None = None, label_map: dict[
             raise DataError(f"{root}: no images for labels {', '.join(missing)}")
         extra = [label for label in found if label not in labels]
         if extra:
-            raise DataError(f"{root}: folders {', '.join(extra)} are not in --labels (map or remove them)")
+            raise DataError(f"{root}: folders {', '.join(extra)} are not in the labels given (--labels or the "
+                            f"config's labels: map or remove them)")
     unused = sorted(set(label_map) - {normal_label(folder.name) for folder in folders})
     return Dataset(root, list(labels or found), items, unreadable, unused, empty, others)
 
@@ -239,7 +241,7 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
                 for folder, n in sorted(unreadable_in.items()) if not readable_in[folder]]
     refused += [f"{label!r}: not a class name a model can carry (spaces at either end, or a line break): "
                 f"rename the folder or map it with --label-map" for label in invalid_labels(shown)]
-    single = one_class_problem(dataset.root, shown)
+    single = one_class_problem(dataset.root, shown, label_map)
     if single:
         refused.append(single)
     problems = refused + [f"label map: {key!r} names no folder" for key in dataset.unused_map_keys]
@@ -270,13 +272,16 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
     return "\n".join(lines), not refused
 
 
-def one_class_problem(root, labels) -> str | None:
+def one_class_problem(root, labels, label_map: dict[str, str] | None = None) -> str | None:
     """Why a dataset of exactly one class cannot train a classifier, or None (none at all is
     ``discover``'s error)."""
     if len(set(labels)) != 1:
         return None
-    return (f"{root}: only one class, {labels[0]!r}: a classifier needs two or more (are the class folders "
-            f"one level deeper, in {Path(root) / labels[0]}/<class>/? or does the label map merge them all?)")
+    if labels[0] in (label_map or {}).values():
+        why = f"the label map merges every folder into {labels[0]!r}"
+    else:
+        why = f"are the class folders one level deeper, in {Path(root) / labels[0]}/<class>/?"
+    return f"{root}: only one class, {labels[0]!r}: a classifier needs two or more ({why})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,14 +38,16 @@ def load_run(run_dir: Path):
 
     from edge.bundle import normal_label
 
-    try:
-        # In NFC like the labels training gives data folders now (a run from before may hold a decomposed "ü").
-        labels = [normal_label(line.strip()) for line in
-                  (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise TrainingError(f"{run_dir}: a damaged run file ({first_line(err)})") from None
+    def read(name: str, parse):
+        try:
+            return parse((run_dir / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+            raise TrainingError(f"{run_dir / name}: a damaged run file ({first_line(err)})") from None
+
+    # In NFC like the labels training gives data folders now (a run from before may hold a decomposed "ü").
+    labels = read("labels.txt", lambda text: [normal_label(line.strip()) for line in text.splitlines() if line.strip()])
+    config = read("config.yaml", yaml.safe_load)
+    split = read("split.json", json.loads)
     if not isinstance(config, dict) or not isinstance(split, dict) or not isinstance(split.get("splits"), dict):
         raise TrainingError(f"{run_dir}: config.yaml or split.json is not what training.fit writes")
     if not labels or len(set(labels)) != len(labels):
@@ -53,7 +55,10 @@ def load_run(run_dir: Path):
     try:
         model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     except Exception as err:  # noqa: BLE001 -- Keras says "File not found" for a truncated file, among others
-        raise TrainingError(f"{run_dir / 'model.keras'}: not a loadable Keras model ({first_line(err)})") from None
+        import zipfile
+
+        why = "truncated or corrupt" if not zipfile.is_zipfile(run_dir / "model.keras") else first_line(err)
+        raise TrainingError(f"{run_dir / 'model.keras'}: not a loadable Keras model ({why})") from None
     if int(model.output_shape[-1]) != len(labels):
         raise TrainingError(f"{run_dir}: the model has {model.output_shape[-1]} outputs but labels.txt names "
                             f"{len(labels)} classes")

@@ -102,9 +102,9 @@ def prepare_data(config: TrainConfig):
     from training.data import discover, invalid_labels, load_label_map, one_class_problem
     from training.split import copies_across_splits, load_split, make_split, place_unlisted
 
-    dataset = discover(config.data, labels=config.labels, label_map=load_label_map(config.label_map),
-                       verify=True)
-    single = one_class_problem(config.data, dataset.labels)
+    label_map = load_label_map(config.label_map)
+    dataset = discover(config.data, labels=config.labels, label_map=label_map, verify=True)
+    single = one_class_problem(config.data, dataset.labels, label_map)
     if single:
         raise DataError(single)
     invalid = invalid_labels(dataset.labels)
@@ -123,9 +123,8 @@ def prepare_data(config: TrainConfig):
     if config.split_file:
         split = load_split(config.split_file, dataset)
         split, notes = place_unlisted(split, dataset, config.unlisted)
-        for line in notes:
-            print(line, file=sys.stderr)
     else:
+        notes = []
         split_seed = config.seed if config.split_seed is None else config.split_seed
         split = make_split(dataset, config.val_fraction, config.test_fraction, split_seed)
     for name in ("train", "val", "test"):
@@ -134,6 +133,8 @@ def prepare_data(config: TrainConfig):
     untrained = sorted(set(dataset.labels) - {label for _, label in split["train"]})
     if untrained:
         raise TrainingError(f"split: no training images for {', '.join(untrained)}")
+    for line in notes:  # after the errors: a split that cannot train is one line
+        print(line, file=sys.stderr)
     for name, use in (("val", "choosing the best epoch by val macro-F1 ignores them"),
                       ("test", "the test figures say nothing about them")):
         unseen = sorted(set(dataset.labels) - {label for _, label in split[name]})

@@ -71,8 +71,9 @@ def classification_metrics(y_true, probabilities, labels) -> dict:
     probabilities = np.asarray(probabilities)
     y_pred = probabilities.argmax(axis=1)
     report = metrics_from_confusion(confusion_matrix(y_true, y_pred, len(labels)), labels)
-    report["top2_accuracy"] = top_k_accuracy(y_true, probabilities, 2)
-    report["top3_accuracy"] = top_k_accuracy(y_true, probabilities, 3)
+    for k in (2, 3):
+        if k < len(labels):  # top-k of k classes is 1.0 whatever the model does
+            report[f"top{k}_accuracy"] = top_k_accuracy(y_true, probabilities, k)
     report["n"] = int(len(y_pred))
     report["labels"] = list(labels)
     return report

@@ -70,6 +70,8 @@ def report_markdown(metrics: dict, title: str, notes: list[str], prefix: str = "
     lines = [f"# {title}", ""] + notes + ["",
              "| metric | value |", "|---|---|"]
     for key in ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "top2_accuracy", "n"):
+        if key not in metrics:  # top-2 of a two-class model
+            continue
         value = metrics[key]
         lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
