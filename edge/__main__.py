@@ -76,6 +76,9 @@ def add_run_parser(commands) -> None:
 
 def host_port(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT``."""
+    if "://" in text:  # mqtt://host:1883, as many clients write a broker
+        raise argparse.ArgumentTypeError(f"give HOST:PORT without a scheme, e.g. 127.0.0.1:1883 (TLS is "
+                                         f"mqtt.tls.enabled in the config), got {text!r}")
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""

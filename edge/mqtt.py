@@ -188,7 +188,7 @@ class MqttLink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("MQTT broker %s refused the connection: %s", self.settings.address, reason_code)
+            self.health.refused(reason_code)
             return
         log.info("MQTT connected to %s", self.settings.address)
         self.health.connected()

@@ -37,21 +37,40 @@ class LinkHealth:
         self._unreachable_said_at: float | None = None  # None while the broker answers
         self._connected_at, self._short_connections = 0.0, 0
         self._pump_error, self._pump_error_at = "", 0.0
+        self._streak_said_at = 0.0
+        self._refusal, self._refusal_said_at = "", 0.0
 
     def connected(self) -> None:
         self._unreachable_said_at = None
+        self._refusal = ""
         self._connected_at = self._clock()
 
     def disconnected(self, reason: object) -> None:
         """An established connection was lost (not by our own stop)."""
+        now = self._clock()
+        self._short_connections = self._short_connections + 1 if now - self._connected_at < SHORT_CONNECTION_S else 0
+        if self._short_connections > SHORT_CONNECTIONS_BEFORE_HINT and \
+                now - self._streak_said_at < UNREACHABLE_LOG_INTERVAL_S:
+            # A twin bin makes the broker close us every second or so: the hint below said why.
+            log.debug("MQTT disconnected from %s again (%s)", self.address, reason)
+            return
         log.warning("MQTT disconnected from %s (%s); events wait in the outbox", self.address, reason)
-        lasted = self._clock() - self._connected_at
-        self._short_connections = self._short_connections + 1 if lasted < SHORT_CONNECTION_S else 0
-        if self._short_connections == SHORT_CONNECTIONS_BEFORE_HINT:  # said once per streak
+        if self._short_connections >= SHORT_CONNECTIONS_BEFORE_HINT:  # once per streak, then every 5 minutes
+            self._streak_said_at = now
             # MQTT 3.1.1 brokers close a connection without saying why; the usual reason is a twin.
             log.warning("MQTT broker %s keeps closing the connection within seconds: is another client "
                         "connected with the client id %r (two bins with the same device.id or "
                         "mqtt.client_id)?", self.address, self.client_id)
+
+    def refused(self, reason: object) -> None:
+        """The broker answered a connection attempt with a refusal (bad credentials, ...)."""
+        now = self._clock()
+        if str(reason) != self._refusal or now - self._refusal_said_at >= UNREACHABLE_LOG_INTERVAL_S:
+            self._refusal, self._refusal_said_at = str(reason), now
+            log.warning("MQTT broker %s refused the connection: %s (retrying with back-off; said again every "
+                        "5 minutes while it lasts)", self.address, reason)
+        else:
+            log.debug("MQTT broker %s refused the connection again: %s", self.address, reason)
 
     def unreachable(self) -> None:
         """A connection attempt failed (wrong host or port, TLS against a plain port, broker down)."""

@@ -141,6 +141,15 @@ def test_an_ipv6_broker_is_written_in_brackets():
     assert host_port("[::1]:1884") == ("::1", 1884) and host_port("broker.local:1883") == ("broker.local", 1883)
 
 
+def test_a_broker_url_with_a_scheme_is_told_to_drop_it():
+    import argparse
+
+    from edge.__main__ import host_port
+
+    with pytest.raises(argparse.ArgumentTypeError, match="without a scheme"):
+        host_port("mqtt://127.0.0.1:1883")
+
+
 def test_run_as_a_process_sorts_max_items_then_exits_0(tmp_path, tiny_bundle, photo_folder):
     path = write_config(tmp_path, "flap: {settle_s: 0}\n", tiny_bundle)
     done = subprocess.run(

@@ -80,3 +80,30 @@ def test_a_lasting_pump_error_is_logged_once_a_minute_and_a_new_one_at_once(cloc
         except ValueError as err:
             health.pump_error(err)
     assert len(caplog.records) == 3  # the first, one a minute later, and the new kind
+
+
+def test_after_the_twin_hint_the_streaks_disconnections_are_quiet_until_five_minutes_pass(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        for _ in range(SHORT_CONNECTIONS_BEFORE_HINT + 100):  # a twin bin: closed every second
+            health.connected()
+            clock.now += 1
+            health.disconnected("Unspecified error")
+        clock.now += UNREACHABLE_LOG_INTERVAL_S
+        health.connected()
+        health.disconnected("Unspecified error")
+    said = warnings(caplog)
+    assert len([line for line in said if "disconnected" in line]) == SHORT_CONNECTIONS_BEFORE_HINT + 1
+    assert len([line for line in said if "keeps closing" in line]) == 2  # the hint, and once more 5 min later
+
+
+def test_a_refusing_broker_is_said_once_then_every_five_minutes_and_a_new_reason_at_once(clock, caplog):
+    health = LinkHealth("mqtt.local:1883", "smartbin-bin-1", clock)
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt"):
+        for _ in range(11):  # every 30 s for five minutes
+            health.refused("Not authorized")
+            clock.now += 30
+        health.refused("Bad user name or password")
+    said = warnings(caplog)
+    assert len(said) == 3 and "refused the connection: Not authorized" in said[0]
+    assert "Bad user name or password" in said[2]
