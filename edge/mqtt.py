@@ -93,6 +93,7 @@ class MqttLink:
         self._subscribe_mid: int | None = None
         self._subscribe_sent_at: float | None = None  # monotonic time of the SUBSCRIBE awaiting its SUBACK
         self._last_stats = 0.0
+        self._stats_after_backlog = False
         self.client_id = settings.client_id or f"smartbin-{device_id}"
         self.health = LinkHealth(settings.address, self.client_id)
         self.client = self._make_client(password, config_path)
@@ -209,6 +210,7 @@ class MqttLink:
             subscriptions.append((self.settings.home_assistant.status_topic, 1))
         self._online_info = _queued(client.publish(self.topic("availability"), "online", qos=1, retain=True))
         self._last_stats = 0.0  # fresh figures on every (re)connection, not only after stats_interval_s
+        self._stats_after_backlog = True  # and again once the backlog is out: "outbox" would say 6 for 30 s
         self.publish_discovery()
         # After publishing, so that every retained config the broker then hands over is either ours
         # (known) or left over from an earlier configuration (cleared).
@@ -369,6 +371,9 @@ class MqttLink:
         self.client.publish(self.topic("stats"), json.dumps(self.stats_provider()), qos=0, retain=True)
 
     def _maybe_publish_stats(self) -> None:
+        if self._stats_after_backlog and not self._inflight and self.store.outbox_size() == 0:
+            self._stats_after_backlog = False
+            self._last_stats = 0.0
         now = time.monotonic()
         if self.stats_provider is None or now - self._last_stats < self.settings.stats_interval_s:
             return

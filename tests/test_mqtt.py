@@ -194,6 +194,20 @@ def test_stats_are_published_periodically(tmp_path, mosquitto):
     assert retained(mosquitto.port, f"{ROOT}/stats").json() == {"fps": 1.0}  # a dashboard connecting later sees it
 
 
+def test_stats_are_published_again_once_the_backlog_is_out_so_the_outbox_size_is_not_stale(tmp_path, mosquitto):
+    store = Store(tmp_path / "state" / "smartbin.db")
+    for number in range(6):
+        store.record_item(event(number))  # queued while the broker was away
+    store.close()
+    link, store = make_link(tmp_path, mosquitto, stats_provider=lambda: {"outbox": store.outbox_size()})
+    link.settings.stats_interval_s = 3600  # only the one at connecting, and the one after the backlog
+    with Listener(mosquitto.port, f"{ROOT}/stats") as listener:
+        link.start()
+        assert link.wait_connected(10) and link.flush(10)
+        listener.wait_for(lambda: listener.payloads(f"{ROOT}/stats")[-1:] == [{"outbox": 0}], what="fresh stats")
+    link.stop()
+
+
 def test_the_last_stats_go_out_at_stop_so_a_stopped_bin_shows_its_final_figures(tmp_path, mosquitto):
     figures = {"items": 0}
     link, _ = make_link(tmp_path, mosquitto, stats_provider=lambda: dict(figures))
