@@ -216,7 +216,7 @@ def test_a_run_whose_loss_becomes_nan_fails_instead_of_being_saved_as_a_model(tm
     assert main(["--data", str(data), "--out", str(out), *TINY, "--config", str(tmp_path / "diverge.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: training diverged: the weights became infinite or NaN in head epoch 1") and "head_lr" in err
-    assert not (out / "metrics.json").exists()
+    assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
 
 
 def test_ctrl_c_is_one_line_that_says_where_the_unfinished_run_is(tmp_path, capsys, monkeypatch):

@@ -138,3 +138,5 @@ def test_notes_beside_the_lists_are_fine(dataset, tmp_path):
     path.write_text(json.dumps({"seed": 57, "note": "x", "splits": {"train": ["glass/glass_1.jpg"], "val": [],
                                                                    "test": []}}))
     assert load_split(path, dataset)["train"] == [("glass/glass_1.jpg", "glass")]
+    path.write_text(json.dumps({"classes": ["glass"], "train": ["glass/glass_1.jpg"], "val": [], "test": []}))
+    assert load_split(path, dataset)["train"] == [("glass/glass_1.jpg", "glass")]

@@ -59,8 +59,11 @@ class BestMacroF1(keras.callbacks.Callback):
         self.wait = 0
 
     def on_epoch_end(self, epoch, logs=None):
-        report = classification_metrics(self.val_targets, predict(self.model, self.val_ds, "validating"),
-                                        self.labels)
+        probabilities = predict(self.model, self.val_ds, "validating")
+        if not np.isfinite(probabilities).all():  # diverged: the fit stops; a NaN model is never saved
+            self.model.stop_training = True
+            return
+        report = classification_metrics(self.val_targets, probabilities, self.labels)
         if logs is not None:
             logs["val_macro_f1"] = report["macro_f1"]
             logs["val_acc"] = report["accuracy"]

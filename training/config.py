@@ -21,7 +21,7 @@ from training.errors import TrainingError
 # is refused before TensorFlow is imported; a test keeps the two in step.
 BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_small",
                   "mobilenet_v3_large", "efficientnet_b0", "resnet50")
-_DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # 1e-3, which PyYAML reads as text
 NO_ONLINE_PRESET = ("efficientnet_lite1", "efficientnet_lite2")  # keras-hub publishes Lite0 only
 
 
@@ -42,7 +42,7 @@ class _Settings(BaseModel):
     def _exponent_numbers(cls, value: Any, info) -> Any:
         # PyYAML reads "1e-3" (no dot) as text; the recipes write rates that way.
         annotation = cls.model_fields[info.field_name].annotation
-        if isinstance(value, str) and float in (annotation, *get_args(annotation)) and _DECIMAL.match(value.strip()):
+        if isinstance(value, str) and float in (annotation, *get_args(annotation)) and _EXPONENT.match(value.strip()):
             return float(value)
         return value
 

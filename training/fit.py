@@ -124,7 +124,8 @@ def prepare_data(config: TrainConfig):
         split = load_split(config.split_file, dataset)
         split, notes = place_unlisted(split, dataset, config.unlisted)
     else:
-        notes = []
+        notes = ["warning: --unlisted has no effect without --split-file (every photo is in the generated "
+                 "split)"] if config.unlisted == "train" else []
         split_seed = config.seed if config.split_seed is None else config.split_seed
         split = make_split(dataset, config.val_fraction, config.test_fraction, split_seed)
     for name in ("train", "val", "test"):

@@ -38,10 +38,10 @@ def load_split(path: str | Path, dataset: Dataset) -> dict[str, list[tuple[str, 
     lists = data.get("splits", data) if isinstance(data, dict) else None
     if not isinstance(lists, dict) or any(not isinstance(lists.get(name), list) for name in SPLITS):
         raise DataError(f"{path}: a split file needs lists 'train', 'val' and 'test'")
-    # Other keys beside the lists are notes ("seed", "note"); another list is a typo ("holdout",
-    # "tset") whose photos would silently be used by no split.
-    odd_lists = sorted(key for key, value in lists.items()
-                       if key not in SPLITS and (isinstance(value, list) or lists is data.get("splits")))
+    # Other keys beside the lists are notes ("seed", "classes"); another list of photos is a typo
+    # ("holdout", "tset") whose photos would silently be used by no split.
+    odd_lists = sorted(key for key, value in lists.items() if key not in SPLITS and (
+        lists is data.get("splits") or isinstance(value, list) and any("/" in str(entry) for entry in value)))
     if odd_lists:
         raise DataError(f"{path}: unknown entry {', '.join(map(repr, odd_lists))} beside the lists (a split file "
                         f"has 'train', 'val' and 'test')")
