@@ -124,7 +124,8 @@ def test_a_split_file_that_names_every_photo_says_nothing_about_unlisted_ones(da
     assert place_unlisted(split, dataset, "train") == (split, [])
 
 
-@pytest.mark.parametrize("payload", [{"train": ["glass/glass_1.jpg"], "val": [], "test": [], "holdout": []},
+@pytest.mark.parametrize("payload", [{"train": ["glass/glass_1.jpg"], "val": [], "test": [],
+                                      "holdout": ["metal/metal_1.jpg"]},
                                      {"splits": {"train": ["glass/glass_1.jpg"], "val": [], "test": [], "note": "x"}}])
 def test_a_list_beside_train_val_and_test_is_a_typo_named_not_ignored(dataset, tmp_path, payload):
     path = tmp_path / "split.json"
