@@ -76,7 +76,7 @@ COMMANDS: dict[str, type[Command]] = {"reset_counts": ResetCounts, "reload_model
                                       "flap": FlapCommand}
 
 
-def _load(payload: bytes | str | None) -> Any:
+def _load(payload: bytes | str | None, unique_keys: bool = True) -> Any:
     """The JSON value of a payload, with every limit checked before it is parsed.
 
     Raises:
@@ -93,7 +93,7 @@ def _load(payload: bytes | str | None) -> Any:
     if not raw.strip():
         raise CommandError("payload is empty: send a JSON object ({} for a command without options)")
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys if unique_keys else None)
     except (UnicodeDecodeError, ValueError) as err:
         raise CommandError(f"payload is not valid JSON: {err}") from None
     except RecursionError:  # a few thousand nested brackets fit in the size limit
@@ -141,7 +141,7 @@ def request_id_of(payload: bytes | str | None) -> str | int | None:
     matched; ``None`` when it cannot be read. Never raises: it runs on the error path, where the payload
     is already known to be bad (too large, too deep, not JSON), and applies the same limits."""
     try:
-        data = _load(payload)
+        data = _load(payload, unique_keys=False)  # {"request_id": 1, "bin": "a", "bin": "b"} still gets its id
         value = data.get("request_id") if isinstance(data, dict) else None
         ok = (isinstance(value, str) and len(value) <= 128
               or isinstance(value, int) and not isinstance(value, bool) and abs(value) <= JS_SAFE_INT)

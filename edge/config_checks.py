@@ -100,15 +100,22 @@ def tls_file_problems(tls: TlsConfig, source_path: str | None) -> list[tuple[str
     def path(value):
         return str(resolve_path(value, source_path)) if value else None
 
+    def no_passphrase():
+        # An encrypted key would make OpenSSL ask for its passphrase on the terminal; the bin cannot.
+        raise ValueError("the key is encrypted with a passphrase, which the bin cannot type: store it unencrypted "
+                         "(readable by the service only)")
+
     context = ssl.create_default_context()
     checks = [("mqtt.tls.ca_file", lambda: context.load_verify_locations(cafile=path(tls.ca_file)), tls.ca_file),
-              ("mqtt.tls.certfile", lambda: context.load_cert_chain(path(tls.certfile), path(tls.keyfile)),
-               tls.certfile)]
+              ("mqtt.tls.certfile", lambda: context.load_cert_chain(path(tls.certfile), path(tls.keyfile),
+                                                                    password=no_passphrase), tls.certfile)]
     problems = []
     for key, load, value in checks:
         if value:
             try:
                 load()
+            except PermissionError:
+                continue  # readable by the service user only (as it should be): not this user's to judge
             except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
                 problems.append((key, f"cannot be used: {err}"))
     return problems

@@ -18,7 +18,7 @@ DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
 # A topic's text: no MQTT wildcard, and no NUL or other control character (a broker drops the whole
 # connection over a NUL, with nothing the bin could log).
-TOPIC_TEXT = r"^[^#+\x00-\x1f\x7f]+$"
+TOPIC_TEXT = r"^[^#+\x00-\x1f\x7f-\x9f]+$"
 Pixels = Annotated[int, Field(ge=8, le=8192)]  # one side of a frame
 View = Literal["original", "mirrored", "flipped", "turned"]  # edge.imaging.VIEWS
 MAX_THREADS = 16  # LiteRT interpreter threads, for model.threads and classify --threads alike

@@ -45,6 +45,9 @@ class RemoteCommands:
             self._commands.put_nowait(command)
         except queue.Full:
             self._reply(cmd.result(name, False, "busy: too many queued commands", command.request_id))
+            return
+        if self._stop.is_set():  # the stop began meanwhile and may have answered the queue already
+            self._refuse_waiting_commands()
 
     def _run_commands(self) -> None:
         """Runs the oldest waiting command, one per frame: a burst of them must not stop the camera

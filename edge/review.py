@@ -30,7 +30,7 @@ from edge import imaging
 log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-NAME = re.compile(r"^(\d{8}T\d{12})_([A-Za-z0-9_.-]+)_(\d+\.\d\d)\.jpg$")  # what ``save`` writes
+NAME = re.compile(r"(\d{8}T\d{12})_([A-Za-z0-9_.-]+)_(\d+\.\d\d)\.jpg", re.ASCII)  # what ``save`` writes
 # Frames waiting for the writer: beyond this, save_later waits (a slow card must not fill the memory).
 MAX_PENDING = 4
 
@@ -128,7 +128,7 @@ def read_name(name: str, labels: list[str] | tuple[str, ...]) -> dict | None:
     """What a review file's name says: ``taken`` (ISO time, UTC), the model's ``guess`` (one of
     ``labels``, None when the model that saved it had another) and its ``confidence``; None when
     ``name`` is no review photo's name."""
-    match = NAME.match(name)
+    match = NAME.fullmatch(name)
     if not match:
         return None
     stamp, middle, confidence = match.groups()
@@ -136,7 +136,9 @@ def read_name(name: str, labels: list[str] | tuple[str, ...]) -> dict | None:
         taken = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc)
     except ValueError:  # month 13: a file someone named by hand
         return None
-    # Ids and labels may both hold "_": the guess is the label whose safe form ends the middle part.
-    guess = next((label for label in labels if middle.endswith("_" + safe_part(label))), None)
+    # Ids and labels may both hold "_": the guess is the longest label whose safe form ends the middle
+    # part ("brown_glass", not "glass").
+    endings = [label for label in labels if middle.endswith("_" + safe_part(label))]
+    guess = max(endings, key=lambda label: len(safe_part(label)), default=None)
     return {"name": name, "taken": taken.isoformat(timespec="seconds"), "guess": guess,
             "confidence": float(confidence)}

@@ -371,3 +371,16 @@ def test_tls_files_while_tls_is_off_and_an_empty_password_file_are_warned_about(
     warned = dict(config_warnings(config))
     assert warned["mqtt.tls.enabled"] == "TLS files are set but TLS is off: they are not used"
     assert warned["mqtt.password_file"] == "pw is empty: the broker gets an empty password"
+
+
+def test_an_encrypted_client_key_is_named_instead_of_a_passphrase_prompt(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl command to make a key with")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-passout", "pass:secret", "-subj", "/CN=bin", "-days", "1"],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    found = problems(tmp_path, "mqtt: {tls: {enabled: true, certfile: cert.pem, keyfile: key.pem}}")
+    assert "the key is encrypted with a passphrase" in found["mqtt.tls.certfile"]

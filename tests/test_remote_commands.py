@@ -75,6 +75,13 @@ def test_an_error_reply_still_echoes_a_readable_request_id():
                              "request_id": "r-9"}]
 
 
+def test_a_payload_with_a_key_written_twice_is_refused_with_its_request_id():
+    bin_ = StandIn()
+    bin_._on_command("flap", b'{"request_id": "r-2", "bin": "glass", "bin": "paper"}')
+    assert bin_.replies == [{"command": "flap", "ok": False, "request_id": "r-2",
+                             "error": "payload is not valid JSON: the key 'bin' appears twice"}]
+
+
 def test_a_request_id_javascript_cannot_hold_exactly_is_refused_not_echoed_changed():
     bin_ = StandIn()
     bin_._on_command("reset_counts", b'{"request_id": 123456789012345678901234567890}')

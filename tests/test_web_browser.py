@@ -215,6 +215,7 @@ def test_review_photos_are_labelled_and_discarded_on_the_page(page, server):
     items.nth(0).locator("select").select_option("cardboard")
     items.nth(0).get_by_role("button", name="Label").click()
     page.wait_for_selector("#review-list li >> text=Labelled cardboard")
+    assert "1 photo waits" in page.inner_text("#review-note")  # counted down without a reload
     items.nth(1).get_by_role("button", name="Discard").click()
     page.wait_for_selector("#review-list li >> text=Discarded")
     page.screenshot(path=str(ARTIFACTS / "web-review.png"), full_page=True)
@@ -224,3 +225,18 @@ def test_review_photos_are_labelled_and_discarded_on_the_page(page, server):
     page.click("#review-refresh")
     page.wait_for_function("() => document.getElementById('review-note').textContent.startsWith('0 photos')")
     assert "1 labelled so far" in page.inner_text("#review-note")
+
+
+def test_a_photo_whose_guess_the_model_does_not_have_must_be_given_a_class(page, server):
+    from edge.review import ReviewFolder
+
+    name = ReviewFolder(server.desk.review).save(make_photo(0, size=(96, 128)), "item-9", "battery", 0.2).name
+    page.click("#review-refresh")
+    item = page.locator("#review-list li", has_text="guessed another model's class")
+    assert item.locator("select").input_value() == ""
+    item.get_by_role("button", name="Label").click()
+    assert page.inner_text("#review-error") == "Choose the item's class first."
+    assert (server.desk.review / name).is_file()
+    item.locator("select").select_option("metal")
+    item.get_by_role("button", name="Label").click()
+    page.wait_for_selector("#review-list li >> text=Labelled metal")

@@ -4,6 +4,7 @@ class folders training can use, or discarded; nothing outside the review folder 
 from __future__ import annotations
 
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -31,9 +32,15 @@ def test_a_review_name_gives_back_the_guess_even_when_ids_and_labels_hold_unders
     assert info["taken"].endswith("+00:00") and info["name"] == name
 
 
+def test_the_guess_is_the_longest_label_that_ends_the_name(tmp_path):
+    name = saved(tmp_path, "item-3", "brown_glass", 0.2)
+    assert read_name(name, ["glass", "brown_glass"])["guess"] == "brown_glass"
+
+
 def test_a_guess_the_current_model_does_not_have_is_none_and_strange_names_are_no_review_photos(tmp_path):
     assert read_name(saved(tmp_path, "a", "battery", 0.3), ["glass"])["guess"] is None
-    for name in ["notes.txt", "../x_glass_0.41.jpg", "20261399T101530123456_a_glass_0.41.jpg", ".x.jpg.part"]:
+    for name in ["notes.txt", "../x_glass_0.41.jpg", "20261399T101530123456_a_glass_0.41.jpg", ".x.jpg.part",
+                 "20261128T101530123456_a_glass_0.41.jpg\n", "20261128T101530123456_a_glass_\u0661.\u0662\u0660.jpg"]:
         assert read_name(name, ["glass"]) is None
 
 
@@ -64,6 +71,11 @@ def test_only_the_models_labels_are_accepted_and_a_gone_photo_is_a_404(tmp_path)
     with pytest.raises(LabelError) as refused:
         desk.label(name, "glass", TINY_LABELS)
     assert refused.value.status == 404
+    labelled = saved(tmp_path, "two", "glass", 0.41)
+    desk.label(labelled, "glass", TINY_LABELS)
+    with pytest.raises(LabelError) as refused:  # labelled by someone else meanwhile: not "discarded"
+        desk.discard(labelled)
+    assert refused.value.status == 404 and (tmp_path / "labelled" / "glass" / labelled).is_file()
 
 
 def test_a_full_labelled_folder_refuses_more_until_it_is_copied_off(tmp_path, monkeypatch):
@@ -128,3 +140,25 @@ def test_paths_outside_the_review_folder_and_other_pages_cannot_reach_it(server,
     assert not_json[0] == 415  # what a form on another site could send without asking
     assert post(server, name, {"label": "glass"}, {"Origin": "http://evil.example"})[0] == 403
     assert (tmp_path / "review" / name).is_file()
+
+
+def test_a_deep_or_big_request_is_a_clear_refusal(server, tmp_path):
+    name = saved(tmp_path, "one", "glass", 0.41)
+    deep = b"[" * 2000 + b"]" * 2000  # as deep as the size limit allows
+    status, _, result = request(f"{server.url}api/review/{name}", "POST", deep, {"Content-Type": "application/json"})
+    assert status == 400 and "error" in result
+    big = json.dumps({"label": "x" * 5000}).encode()
+    status, _, result = request(f"{server.url}api/review/{name}", "POST", big, {"Content-Type": "application/json"})
+    assert status == 413 and "at most 4096 bytes" in result["error"]
+
+
+def test_on_a_network_bind_only_the_bins_own_names_may_touch_review_photos(classifier, tmp_path):
+    name = saved(tmp_path, "one", "glass", 0.41)
+    with serving(classifier, tmp_path, host="0.0.0.0") as web:
+        port = web.url.rsplit(":", 1)[1].strip("/")
+        rebound = {"Host": f"attacker.example:{port}", "Origin": f"http://attacker.example:{port}"}
+        assert request(f"{web.url}api/review", headers=rebound)[0] == 403
+        assert post(web, name, {"label": "metal"}, rebound)[0] == 403  # DNS rebinding: its own Origin matches
+        assert request(f"{web.url}api/review", headers={"Host": f"127.0.0.1:{port}"})[0] == 200
+        own_name = socket.gethostname().lower()  # what a phone on the LAN reaches it as: bin.local, bin
+        assert post(web, name, {"label": "metal"}, {"Host": f"{own_name}:{port}"})[0] == 200

@@ -16,12 +16,12 @@ import logging
 import socket
 import time
 from http import HTTPStatus
-from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from edge.config import is_loopback
-from edge.web.labelling import LabelError
+from edge.web.hosts import host_name, loopback_name, printable
+from edge.web.review_routes import ReviewRoutes
 from edge.web.upload import UploadError, extract_image, read_body
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.web.server")  # the page's logger before the split: journal filters keep working
 
 EVENT_INTERVAL_S = 1.0
-MAX_REVIEW_REQUEST_BYTES = 4096  # {"label": "..."}
 # Uploads being received at once: each holds up to web.max_upload_mb in memory until it is classified.
 MAX_CONCURRENT_UPLOADS = 4
 MAX_UPLOADS_PER_CLIENT = 2  # so one address trickling its uploads cannot hold all four slots
@@ -48,7 +47,7 @@ SECURITY_HEADERS = {
 }
 
 
-class RequestHandler(BaseHTTPRequestHandler):
+class RequestHandler(ReviewRoutes, BaseHTTPRequestHandler):
     """One HTTP request: routes it, reads and checks an upload, answers (JSON, static file or event
     stream). What to answer comes from the ``WebServer`` it serves, ``self.server.app``."""
 
@@ -83,7 +82,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return parsed
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
-        log.debug("%s %s", self.address_string(), _printable(format % args))
+        log.debug("%s %s", self.address_string(), printable(format % args))
 
     # -- who may ask ----------------------------------------------------------------------
 
@@ -93,8 +92,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         rebinding) must not read the bin's status through a visitor's browser or SSH tunnel."""
         if not is_loopback(self.app.host):
             return None  # listening on the network already: any name that reaches it may
-        name = _host_name(self.headers.get("Host", ""))
-        if not name or _loopback_name(name) or name in self.app.allowed_hosts:
+        name = host_name(self.headers.get("Host", ""))
+        if not name or loopback_name(name) or name in self.app.allowed_hosts:
             return None
         return f"this page answers to localhost and web.allowed_hosts only, not to {name!r}"
 
@@ -106,7 +105,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return None
         _, _, netloc = origin.partition("://")
         if netloc and (netloc.lower() == self.headers.get("Host", "").lower()
-                       or _host_name(netloc) in self.app.allowed_hosts):
+                       or host_name(netloc) in self.app.allowed_hosts):
             return None
         return f"uploads from a page of another site ({origin}) are refused"
 
@@ -128,7 +127,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         elif path == "/api/classify":
             self._send_json(405, {"error": "use POST with a photo in the field 'image'"}, {"Allow": "POST"})
         elif path == "/api/review" or path.startswith("/api/review/"):
-            self._send_review(path[len("/api/review/"):])
+            refusal = self._rebound_name()
+            if refusal:
+                self._send_json(403, {"error": refusal})
+            else:
+                self._send_review(path[len("/api/review/"):])
         else:
             self._send_json(404, {"error": f"no such page: {path}"})
 
@@ -139,7 +142,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._refuse_body(403, refusal)
             return
         if path.startswith("/api/review/"):
-            self._review_action(path[len("/api/review/"):])
+            refusal = self._rebound_name()
+            if refusal:
+                self._refuse_body(403, refusal)
+            else:
+                self._review_action(path[len("/api/review/"):])
             return
         if path != "/api/classify":
             self._refuse_body(404, f"no such endpoint: {path}")
@@ -186,55 +193,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, result)
 
-    def _send_review(self, name: str) -> None:
-        desk = self.app.desk
-        try:
-            if desk is None:
-                raise LabelError(404, "no review photos: the page runs without a state folder")
-            if not name:
-                self._send_json(200, desk.listing(self.app.model["labels"]))
-                return
-            body = desk.photo(unquote(name)).read_bytes()
-        except LabelError as err:
-            self._send_json(err.status, {"error": str(err)})
-        except OSError as err:
-            self._send_json(500, {"error": f"cannot read the review folder: {err.strerror or err}"})
-        else:
-            self._send(200, body, "image/jpeg")
-
-    def _review_action(self, name: str) -> None:
-        """``{"label": "glass"}`` moves review photo ``name`` into labelled/glass/; ``{"discard": true}``
-        deletes it."""
-        if self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower() != "application/json":
-            self._refuse_body(415, 'expected application/json: {"label": "..."} or {"discard": true}')
-            return
-        try:
-            request = json.loads(read_body(self.rfile, self.headers, MAX_REVIEW_REQUEST_BYTES))
-            desk = self.app.desk
-            if desk is None:
-                raise LabelError(404, "no review photos: the page runs without a state folder")
-            if not isinstance(request, dict) or set(request) not in ({"label"}, {"discard"}):
-                raise LabelError(400, 'expected {"label": "..."} or {"discard": true}')
-            name = unquote(name)
-            if "discard" in request:
-                if request["discard"] is not True:
-                    raise LabelError(400, 'expected {"discard": true}')
-                result = desk.discard(name)
-            else:
-                result = desk.label(name, request["label"], self.app.model["labels"])
-        except UploadError as err:
-            self._refuse_body(err.status, str(err))
-        except (ValueError, UnicodeDecodeError):
-            self._send_json(400, {"error": "the request is not JSON"})
-        except LabelError as err:
-            self._send_json(err.status, {"error": str(err)})
-        except OSError as err:
-            self._send_json(500, {"error": f"cannot change the review folder: {err.strerror or err}"})
-        else:
-            log.info("review photo %s: %s", _printable(name), "discarded" if "discard" in request
-                     else f"labelled {_printable(request['label'])}")
-            self._send_json(200, result)
-
     def _continue(self) -> None:
         if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
             # curl asks before sending a body over 1 MB; the stdlib answers only when the server speaks
@@ -279,8 +237,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         if status >= 400:
             # A client chooses the path and the file name an error quotes: escaped, so that neither can
             # start a line of its own (a forged "ERROR edge.daemon: flap jammed") in the bin's journal.
-            log.info("%s %s -> %d %s", _printable(self.command or ""), _printable(getattr(self, "path", "")),
-                     status, _printable(str(data.get("error"))))
+            log.info("%s %s -> %d %s", printable(self.command or ""), printable(getattr(self, "path", "")),
+                     status, printable(str(data.get("error"))))
         self._send(status, json.dumps(data).encode("utf-8"), "application/json", extra)
 
     def _send_static(self, name: str):
@@ -343,13 +301,6 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.app.event_streams.release()
 
 
-def _printable(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``), for a log line."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
 def _drain(connection: socket.socket, rfile, length: int) -> None:
     deadline = time.monotonic() + DRAIN_SECONDS
     remaining = length
@@ -362,25 +313,3 @@ def _drain(connection: socket.socket, rfile, length: int) -> None:
             remaining -= len(chunk)
     except OSError:
         pass
-
-
-def _host_name(host_header: str) -> str:
-    """``bin.local`` of ``bin.local:8080`` (and of ``bin.local.``), ``::1`` of ``[::1]:8080``."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return (host.rpartition(":")[0] if host.count(":") == 1 else host).rstrip(".")
-
-
-def _loopback_name(name: str) -> bool:
-    """``localhost`` and its subdomains (RFC 6761: always this machine), loopback addresses, and
-    IPv4 loopback written as an IPv6 address (``::ffff:127.0.0.1``)."""
-    if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
-        return True
-    import ipaddress
-
-    try:
-        mapped = ipaddress.IPv6Address(name).ipv4_mapped
-    except ValueError:
-        return False
-    return mapped is not None and mapped.is_loopback

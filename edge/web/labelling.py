@@ -75,11 +75,18 @@ class LabelDesk:
 
     def discard(self, name: str) -> dict:
         """Deletes review photo ``name`` (a frame no class fits)."""
-        self.photo(name).unlink(missing_ok=True)
+        path = self.photo(name)
+        with self._lock:  # not while a label moves it: one of the two answers must be "gone"
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                raise LabelError(404, f"review photo {name!r} is gone (labelled or pruned meanwhile?)") from None
         return {"name": name, "discarded": True}
 
     def _review_files(self) -> list[Path]:
-        return [path for path in self.review.glob("*.jpg") if path.is_file()] if self.review.is_dir() else []
+        if not self.review.is_dir():
+            return []
+        return [path for path in self.review.glob("*.jpg") if path.is_file() and not path.is_symlink()]
 
     def _labelled_counts(self) -> dict[str, int]:
         if not self.labelled.is_dir():

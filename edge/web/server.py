@@ -94,6 +94,7 @@ class WebServer:
         self.host = host
         self.port = port
         self.allowed_hosts = frozenset(name.lower() for name in allowed_hosts)
+        self.own_names = _own_names()  # what this machine is called on the network (bin.local, ...)
         self.classifier = classifier
         self.decider = decider
         self.status_provider = status_provider
@@ -210,6 +211,11 @@ def _warm_up_decoder() -> None:
     from edge import imaging
 
     imaging.decode_image(imaging.encode_jpeg(np.zeros((8, 8, 3), np.uint8)))
+
+
+def _own_names() -> frozenset[str]:
+    name = socket.gethostname().lower().rstrip(".")
+    return frozenset({name, f"{name.split('.')[0]}.local", socket.getfqdn().lower().rstrip(".")})
 
 
 def _load_static() -> dict[str, tuple[bytes, str]]:

@@ -33,19 +33,31 @@
   function note(listing) {
     const labelled = Object.values(listing.labelled || {}).reduce((sum, n) => sum + n, 0);
     const waiting = listing.waiting === 1 ? "1 photo waits" : `${listing.waiting} photos wait`;
-    const shown = listing.photos.length < listing.waiting ? ` (the newest ${listing.photos.length} shown)` : "";
-    byId("review-note").textContent = `${waiting}${shown}; ${labelled} labelled so far.`;
+    const newest = listing.photos.length < listing.waiting ? ` (the newest ${listing.photos.length} shown)` : "";
+    byId("review-note").textContent = `${waiting}${newest}; ${labelled} labelled so far.`;
     byId("review-folder").textContent = listing.labelled_folder || "labelled/";
   }
 
+  let shown = null;  // the last listing, kept up to date as photos are labelled or discarded
+
   async function act(item, photo, request, doneText) {
     problem("");
+    if (request.label === "") {
+      problem("Choose the item's class first.");
+      return;
+    }
     for (const control of item.querySelectorAll("button, select")) control.disabled = true;
     try {
       await answer(await fetch(`/api/review/${encodeURIComponent(photo.name)}`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
       }));
       item.querySelector(".controls").replaceChildren(node("span", { class: "done", role: "status", text: doneText }));
+      if (shown) {
+        shown.waiting = Math.max(0, shown.waiting - 1);
+        shown.photos = shown.photos.filter((other) => other.name !== photo.name);
+        if (request.label) shown.labelled[request.label] = (shown.labelled[request.label] || 0) + 1;
+        note(shown);
+      }
     } catch (err) {
       problem(`${photo.name}: ${err.message}`);
       for (const control of item.querySelectorAll("button, select")) control.disabled = false;
@@ -55,9 +67,10 @@
   function card(photo, labels) {
     const guess = photo.guess === null ? "another model's class" : photo.guess;
     const when = new Date(photo.taken).toLocaleString();
-    const select = node("select", { "aria-label": `True class of the item of ${when}` },
-      labels.map((label) => node("option", { value: label, text: label })));
-    if (photo.guess !== null) select.value = photo.guess;
+    const choices = labels.map((label) => node("option", { value: label, text: label }));
+    if (photo.guess === null) choices.unshift(node("option", { value: "", text: "choose a class" }));
+    const select = node("select", { "aria-label": `True class of the item of ${when}` }, choices);
+    select.value = photo.guess === null ? "" : photo.guess;
     const item = node("li", { class: "review-item" }, [
       node("img", { src: `/api/review/${encodeURIComponent(photo.name)}`, loading: "lazy",
         alt: `Item of ${when}, guessed ${guess}` }),
@@ -75,6 +88,7 @@
     problem("");
     try {
       const listing = await answer(await fetch("/api/review", { cache: "no-store" }));
+      shown = listing;
       note(listing);
       byId("review-list").replaceChildren(...listing.photos.map((photo) => card(photo, listing.labels)));
     } catch (err) {
