@@ -1,24 +1,11 @@
 // smartbin web page, "Photos to label": the bin's review photos from /api/review, each given its
 // true class (moved to labelled/<class>/ on the bin) or discarded. Text from the server is only set
-// with textContent, never parsed as HTML.
+// with textContent, never parsed as HTML. Uses app.js's $ and el (loaded first).
 "use strict";
 
 (() => {
-  const byId = (id) => document.getElementById(id);
-
-  function node(tag, props = {}, children = []) {
-    const made = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === "text") made.textContent = value;
-      else if (key === "class") made.className = value;
-      else made.setAttribute(key, value);
-    }
-    for (const child of children) made.append(child);
-    return made;
-  }
-
   function problem(message) {
-    const box = byId("review-error");
+    const box = $("review-error");
     box.textContent = message || "";
     box.hidden = !message;
   }
@@ -34,8 +21,8 @@
     const labelled = Object.values(listing.labelled || {}).reduce((sum, n) => sum + n, 0);
     const waiting = listing.waiting === 1 ? "1 photo waits" : `${listing.waiting} photos wait`;
     const newest = listing.photos.length < listing.waiting ? ` (the newest ${listing.photos.length} shown)` : "";
-    byId("review-note").textContent = `${waiting}${newest}; ${labelled} labelled so far.`;
-    byId("review-folder").textContent = listing.labelled_folder || "labelled/";
+    $("review-note").textContent = `${waiting}${newest}; ${labelled} labelled so far.`;
+    $("review-folder").textContent = listing.labelled_folder || "labelled/";
   }
 
   let shown = null;  // the last listing, kept up to date as photos are labelled or discarded
@@ -51,7 +38,7 @@
       await answer(await fetch(`/api/review/${encodeURIComponent(photo.name)}`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
       }));
-      item.querySelector(".controls").replaceChildren(node("span", { class: "done", role: "status", text: doneText }));
+      item.querySelector(".controls").replaceChildren(el("span", { class: "done", role: "status", text: doneText }));
       if (shown) {
         shown.waiting = Math.max(0, shown.waiting - 1);
         shown.photos = shown.photos.filter((other) => other.name !== photo.name);
@@ -67,20 +54,20 @@
   function card(photo, labels) {
     const guess = photo.guess === null ? "another model's class" : photo.guess;
     const when = new Date(photo.taken).toLocaleString();
-    const choices = labels.map((label) => node("option", { value: label, text: label }));
-    if (photo.guess === null) choices.unshift(node("option", { value: "", text: "choose a class" }));
-    const select = node("select", { "aria-label": `True class of the item of ${when}` }, choices);
+    const choices = labels.map((label) => el("option", { value: label, text: label }));
+    if (photo.guess === null) choices.unshift(el("option", { value: "", text: "choose a class" }));
+    const select = el("select", { "aria-label": `True class of the item of ${when}` }, choices);
     select.value = photo.guess === null ? "" : photo.guess;
-    const item = node("li", { class: "review-item" }, [
-      node("img", { src: `/api/review/${encodeURIComponent(photo.name)}`, loading: "lazy",
+    const item = el("li", { class: "review-item" }, [
+      el("img", { src: `/api/review/${encodeURIComponent(photo.name)}`, loading: "lazy",
         alt: `Item of ${when}, guessed ${guess}` }),
-      node("span", { text: `${when}: guessed ${guess}, ${(100 * photo.confidence).toFixed(0)} %` }),
+      el("span", { text: `${when}: guessed ${guess}, ${(100 * photo.confidence).toFixed(0)} %` }),
     ]);
-    const label = node("button", { type: "button", text: "Label" });
-    const discard = node("button", { type: "button", text: "Discard" });
+    const label = el("button", { type: "button", text: "Label" });
+    const discard = el("button", { type: "button", text: "Discard" });
     label.addEventListener("click", () => act(item, photo, { label: select.value }, `Labelled ${select.value}`));
     discard.addEventListener("click", () => act(item, photo, { discard: true }, "Discarded"));
-    item.append(node("div", { class: "controls" }, [select, label, discard]));
+    item.append(el("div", { class: "controls" }, [select, label, discard]));
     return item;
   }
 
@@ -90,15 +77,15 @@
       const listing = await answer(await fetch("/api/review", { cache: "no-store" }));
       shown = listing;
       note(listing);
-      byId("review-list").replaceChildren(...listing.photos.map((photo) => card(photo, listing.labels)));
+      $("review-list").replaceChildren(...listing.photos.map((photo) => card(photo, listing.labels)));
     } catch (err) {
-      byId("review-note").textContent = "No review photos to show.";
+      $("review-note").textContent = "No review photos to show.";
       problem(err.message);
     }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    byId("review-refresh").addEventListener("click", load);
+    $("review-refresh").addEventListener("click", load);
     load();
   });
 })();
