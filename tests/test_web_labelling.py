@@ -58,6 +58,12 @@ def test_the_listing_is_newest_first_and_counts_what_waits_and_what_is_labelled(
     assert not (tmp_path / "review" / first).exists()
 
 
+def test_a_guess_an_earlier_model_made_is_shown_as_the_class_this_models_label_map_merged_it_into(tmp_path):
+    saved(tmp_path, "one", "trash", 0.3)
+    listing = LabelDesk(tmp_path).listing(["glass", "rest"], {"trash": "rest", "battery": "elsewhere"})
+    assert [photo["guess"] for photo in listing["photos"]] == ["rest"]
+
+
 def test_only_the_models_labels_are_accepted_and_a_gone_photo_is_a_404(tmp_path):
     name = saved(tmp_path, "one", "glass", 0.41)
     desk = LabelDesk(tmp_path)

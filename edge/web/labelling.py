@@ -40,9 +40,16 @@ class LabelDesk:
         self.labelled = Path(state_dir) / "labelled"
         self._lock = threading.Lock()  # two operators labelling at once must not both pass the cap
 
-    def listing(self, labels: list[str]) -> dict:
-        """The newest ``MAX_LISTED`` review photos, how many wait in all, and how many each label holds."""
-        photos = [info for info in (read_name(path.name, labels) for path in self._review_files()) if info]
+    def listing(self, labels: list[str], label_map: dict[str, str] | None = None) -> dict:
+        """The newest ``MAX_LISTED`` review photos, how many wait in all, and how many each label holds.
+
+        ``label_map`` (the model's, source folder -> label) turns a guess of an earlier model that
+        this one merged ("trash", now "rest") into its label here."""
+        label_map = {source: target for source, target in (label_map or {}).items() if target in labels}
+        photos = [info for info in (read_name(path.name, [*labels, *label_map]) for path in self._review_files())
+                  if info]
+        for info in photos:
+            info["guess"] = label_map.get(info["guess"], info["guess"])
         photos.sort(key=lambda info: info["name"], reverse=True)
         return {"photos": photos[:MAX_LISTED], "waiting": len(photos), "labels": list(labels),
                 "labelled": self._labelled_counts(), "labelled_folder": str(self.labelled)}

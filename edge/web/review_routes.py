@@ -47,7 +47,9 @@ class ReviewRoutes:
             if desk is None:
                 raise LabelError(404, "no review photos: the page runs without a state folder")
             if not name:
-                self._send_json(200, desk.listing(self.app.model["labels"]))
+                bundle = getattr(self.app.classifier, "bundle", None)
+                label_map = bundle.manifest.label_map if bundle is not None else {}
+                self._send_json(200, desk.listing(self.app.model["labels"], label_map))
                 return
             body = desk.photo(unquote(name)).read_bytes()
         except LabelError as err:
