@@ -210,7 +210,10 @@ def test_review_photos_are_labelled_and_discarded_on_the_page(page, server):
     items = page.locator("#review-list li")
     assert "guessed glass, 38 %" in items.nth(0).inner_text()  # newest first
     assert items.nth(0).locator("select").input_value() == "glass"  # the guess is preselected
-    assert items.nth(1).locator("img").evaluate("img => img.complete && img.naturalWidth") == 128
+    image = items.nth(1).locator("img")
+    image.scroll_into_view_if_needed()  # loading="lazy": fetched once near the viewport
+    assert image.evaluate("""img => img.complete && img.naturalWidth ? img.naturalWidth
+        : new Promise((done) => { img.onload = () => done(img.naturalWidth); })""") == 128
 
     items.nth(0).locator("select").select_option("cardboard")
     items.nth(0).get_by_role("button", name="Label").click()
