@@ -247,6 +247,10 @@ def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tm
     assert len(split["train"]) == 9 and "3 photos in" in capsys.readouterr().err
     _, split = prepare_data(resolve_config(parse_args([*common, "--unlisted", "train"])))
     assert len(split["train"]) == 12 and [rel for rel, _ in split["test"]] == named["test"]
+    capsys.readouterr()
+    prepare_data(resolve_config(parse_args(["--data", str(data), "--out", str(tmp_path / "run"),
+                                            "--unlisted", "train"])))
+    assert "--unlisted has no effect without --split-file" in capsys.readouterr().err
 
 
 def test_seeds_repeat_the_run_on_the_first_seeds_split_and_summarise_mean_and_std(tmp_path, capsys, monkeypatch):
