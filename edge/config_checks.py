@@ -108,7 +108,8 @@ def tls_file_problems(tls: TlsConfig, source_path: str | None) -> list[tuple[str
     context = ssl.create_default_context()
     checks = [("mqtt.tls.ca_file", lambda: context.load_verify_locations(cafile=path(tls.ca_file)), tls.ca_file),
               ("mqtt.tls.certfile", lambda: context.load_cert_chain(path(tls.certfile), path(tls.keyfile),
-                                                                    password=no_passphrase), tls.certfile)]
+                                                                    password=no_passphrase),
+               tls.certfile and tls.keyfile)]  # one without the other is its own problem already
     problems = []
     for key, load, value in checks:
         if value:

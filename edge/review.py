@@ -139,6 +139,9 @@ def read_name(name: str, labels: list[str] | tuple[str, ...]) -> dict | None:
     # Ids and labels may both hold "_": the guess is the longest label whose safe form ends the middle
     # part ("brown_glass", not "glass").
     endings = [label for label in labels if middle.endswith("_" + safe_part(label))]
-    guess = max(endings, key=lambda label: len(safe_part(label)), default=None)
+    longest = max((len(safe_part(label)) for label in endings), default=0)
+    best = [label for label in endings if len(safe_part(label)) == longest]
+    # Labels whose file-name forms coincide ("стекло" and "бумага" are both "-"): no guess, not a wrong one.
+    guess = best[0] if len({safe_part(label) for label in best}) == len(best) == 1 else None
     return {"name": name, "taken": taken.isoformat(timespec="seconds"), "guess": guess,
             "confidence": float(confidence)}

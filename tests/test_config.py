@@ -350,7 +350,7 @@ def test_pins_go_unchecked_without_gpiozero_and_the_warning_says_so(tmp_path, mo
 
 
 @pytest.mark.parametrize("text, key, problem", [
-    ('mqtt: {prefix: "x\\0y"}', "mqtt.prefix", "must not hold # or + (MQTT wildcards) or a control character"),
+    ('mqtt: {prefix: "x\\0y"}', "mqtt.prefix", "must not be empty or hold # or + (MQTT wildcards) or a control character"),
     ("mqtt: {home_assistant: {discovery_prefix: $SYS}}", "mqtt.home_assistant.discovery_prefix",
      "must not start with '$'"),
     ("device: {id: bin 1}", "device.id", "only letters, digits, - and _ may be used (got 'bin 1')"),

@@ -1,6 +1,7 @@
 """``python -m training.fit`` end to end on a tiny generated dataset, and its errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -74,7 +75,8 @@ def test_a_run_with_ema_averages_in_both_phases_and_keeps_the_setting(tmp_path, 
     (["--data", "{data}", "--split-file", "{tmp}/leaky.json"], "in more than one of train/val/test: glass/glass_0.jpg"),
     (["--data", "{data}", "--split-file", "{tmp}/no-metal.json"], "no training images for metal"),
     (["--data", "{data}", "--label-map", "{tmp}/padded.yaml"], "glass: ' can' is not a class name"),
-    (["--data", "{data}", "--label-map", "{tmp}/boolean.yaml"], "a folder name written yes, on or true is read by YAML as true, not text: quote it ('yes': ...)"),
+    (["--data", "{data}", "--label-map", "{tmp}/boolean.yaml"],
+     "a folder name written yes, on or true is read by YAML as true, not text: quote it ('yes': ...)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     data = write_class_folders(tmp_path / "data", per_class=3)
@@ -214,8 +216,14 @@ def test_a_run_whose_loss_becomes_nan_fails_instead_of_being_saved_as_a_model(tm
     (tmp_path / "diverge.yaml").write_text("head_lr: 1.0e+30\nwarmup_epochs: 0\n")
     out = tmp_path / "run"
     assert main(["--data", str(data), "--out", str(out), *TINY, "--config", str(tmp_path / "diverge.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # 2 steps: the last update shows in no loss, only weights
+    assert err.startswith("error: training diverged: the weights became infinite or NaN in head epoch 1")
+    assert "head_lr" in err and not (out / "metrics.json").exists() and not (out / "model.keras").exists()
+    every_step = TINY[:TINY.index("--max-train-steps")]
+    out = tmp_path / "run2"
+    assert main(["--data", str(data), "--out", str(out), *every_step, "--config", str(tmp_path / "diverge.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error: training diverged: the weights became infinite or NaN in head epoch 1") and "head_lr" in err
+    assert re.match(r"error: training diverged: the loss became nan in head epoch 1, step \d", err), err
     assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
 
 

@@ -37,6 +37,11 @@ def test_the_guess_is_the_longest_label_that_ends_the_name(tmp_path):
     assert read_name(name, ["glass", "brown_glass"])["guess"] == "brown_glass"
 
 
+def test_labels_whose_file_name_forms_coincide_give_no_guess_rather_than_a_wrong_one(tmp_path):
+    name = saved(tmp_path, "item-1", "бумага", 0.3)  # non-Latin labels all become "-" in the name
+    assert read_name(name, ["стекло", "металл", "бумага"])["guess"] is None
+
+
 def test_a_guess_the_current_model_does_not_have_is_none_and_strange_names_are_no_review_photos(tmp_path):
     assert read_name(saved(tmp_path, "a", "battery", 0.3), ["glass"])["guess"] is None
     for name in ["notes.txt", "../x_glass_0.41.jpg", "20261399T101530123456_a_glass_0.41.jpg", ".x.jpg.part",

@@ -74,7 +74,8 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
     for source, target in data.items():
         if isinstance(source, bool) or source is None:
             words = "null or ~" if source is None else ("yes, on or true" if source else "no, off or false")
-            raise DataError(f"{path}: a folder name written {words} is read by YAML as {str(source).lower()}, "
+            read_as = "null" if source is None else str(source).lower()
+            raise DataError(f"{path}: a folder name written {words} is read by YAML as {read_as}, "
                             f"not text: quote it ('{words.split(',')[0].split(' ')[0]}': ...)")
         if not isinstance(target, str) or not target.strip() or target != target.strip() or "\n" in target:
             raise DataError(f"{path}: {source}: {target!r} is not a class name (text, no leading or trailing "

@@ -83,7 +83,8 @@ def add_to_train(root: Path, split: dict[str, list[tuple[str, str]]],
     held_out = {rel for name in ("val", "test") for rel, _ in split[name]}
     groups = duplicate_groups(root, sorted(held_out) + [rel for rel, _ in extra])
     copies = sorted(rel for group in groups if held_out & set(group) for rel in group if rel not in held_out)
-    added = [(rel, label) for rel, label in extra if rel not in set(copies)]
+    left_out = set(copies)
+    added = [(rel, label) for rel, label in extra if rel not in left_out]
     return {**split, "train": split["train"] + added}, copies
 
 

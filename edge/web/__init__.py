@@ -1,6 +1,6 @@
 """The bin's local web page: upload a photo to classify it, and follow the running bin live.
 
-Standard library HTTP only; the page's three files live in ``static/`` and need no build step.
+Standard library HTTP only; the page's files live in ``static/`` and need no build step.
 
 Usage:
     from edge.web.server import WebServer

@@ -1,7 +1,7 @@
 """The bin's web page: upload a photo and see its class, and watch the running bin live.
 
 A stdlib ``ThreadingHTTPServer`` in a background thread; no web framework, no build step,
-no CDN: the three static files ship inside the package. Routes:
+no CDN: the static files ship inside the package. Routes:
 
     GET  /                 the page (``static/index.html``, ``app.js``, ``style.css``)
     POST /api/classify     multipart field ``image`` (or a raw ``image/*`` body) -> JSON verdict
