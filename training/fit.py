@@ -22,7 +22,7 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.errors import DataError, ModelError, TrainingError
-from training.options import file_in_the_way, positive_int
+from training.options import check_out_folder, parse_seeds, positive_int
 
 RUN_FILES = ("model.keras", "labels.txt", "split.json", "config.yaml", "metrics.json", "history.csv",
              "confusion_matrix.png", "curves.png", "report.md")
@@ -348,25 +348,6 @@ def cached_training_data(config: TrainConfig, model, backbone, train_ds, val_ds)
     print(f"cached {len(features)} train views of shape {features.shape[1:]} at {cut}",
           file=sys.stderr)
     return head_on_features(upper, model), train_data, val_data, steps
-
-
-def check_out_folder(out: Path) -> None:
-    """Refuses, before any work, a ``--out`` that holds a run already or cannot become a folder."""
-    blocking = file_in_the_way(out)
-    if blocking is not None:
-        raise TrainingError(f"{out}: cannot be a run folder: {blocking} is a file (choose another --out)")
-    if out.exists() and any(out.iterdir()):
-        raise TrainingError(f"{out}: run folder exists and is not empty (choose a new --out)")
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise TrainingError(f"--seeds: expected comma-separated whole numbers such as 0,1,2, got {text!r}") from None
-    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise TrainingError(f"--seeds: expected distinct seeds of 0 or more, got {text!r}")
-    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
