@@ -30,15 +30,15 @@ class ReviewRoutes:
     def _rebound_name(self) -> str | None:
         """Why a request may not touch the review photos, or None. On a network bind any name is served,
         so a web site whose name a visitor's browser re-resolves to the bin (DNS rebinding) would pass
-        the Origin check with its own name: labelling answers only to the bin's addresses, its own
-        host names and ``web.allowed_hosts``."""
+        the Origin check with its own name: labelling answers only to requests for an IP address
+        (rebinding needs a name), the bin's own host names and ``web.allowed_hosts``."""
         if is_loopback(self.app.host):
             return None  # _foreign_host already allowed only the loopback names
         name = host_name(self.headers.get("Host", ""))
         if not name or ip_literal(name) or loopback_name(name) or name in self.app.allowed_hosts \
                 or name in self.app.own_names:
             return None
-        return (f"the review photos answer to this bin's address, host name and web.allowed_hosts only, "
+        return (f"the review photos answer to an IP address, this bin's host name and web.allowed_hosts only, "
                 f"not to {name!r} (add it to web.allowed_hosts if it is this bin's name)")
 
     def _send_review(self, name: str) -> None:
