@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from edge.config_schema import (CameraConfig, Config, DecisionConfig, DetectorConfig, DeviceConfig,  # noqa: F401
                                 FakeCameraConfig, FlapConfig, HomeAssistantConfig, ModelConfig, MqttConfig,
-                                ReplayConfig, ReviewConfig, Section, TlsConfig, WatchdogConfig, WebConfig, TOPIC_SAFE, TOPIC_TEXT)
+                                ReplayConfig, ReviewConfig, Section, TlsConfig, WatchdogConfig, WebConfig,
+                                TOPIC_SAFE, TOPIC_TEXT)
 from edge.errors import ConfigError
 from edge.yaml_unique import DuplicateKeyError, load_unique, syntax_error_text
 
@@ -96,6 +97,12 @@ def resolve_path(value: str | os.PathLike, config_path: str | os.PathLike | None
         if (base / path).exists():
             return base / path
     return bases[0] / path
+
+
+def tls_paths(tls: TlsConfig, config_path: str | os.PathLike | None = None) -> tuple[str | None, ...]:
+    """``(ca_file, certfile, keyfile)`` resolved as ``resolve_path`` does, None where unset."""
+    return tuple(str(resolve_path(value, config_path)) if value else None
+                 for value in (tls.ca_file, tls.certfile, tls.keyfile))
 
 
 def model_dir(config: Config) -> Path:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from edge import gpio
 from edge.bundle import normal_label
 from edge.config import (CREDENTIAL_NAME, INSTALLED_CONFIG_DIR, Config, TlsConfig, credential_path,
-                         installed_credential, is_loopback, resolve_path)
+                         installed_credential, is_loopback, resolve_path, tls_paths)
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle
@@ -97,8 +97,7 @@ def tls_file_problems(tls: TlsConfig, source_path: str | None) -> list[tuple[str
     a key that does not fit its certificate... named by key now rather than at the first connection."""
     import ssl
 
-    def path(value):
-        return str(resolve_path(value, source_path)) if value else None
+    ca_file, certfile, keyfile = tls_paths(tls, source_path)
 
     def no_passphrase():
         # An encrypted key would make OpenSSL ask for its passphrase on the terminal; the bin cannot.
@@ -106,10 +105,9 @@ def tls_file_problems(tls: TlsConfig, source_path: str | None) -> list[tuple[str
                          "(readable by the service only)")
 
     context = ssl.create_default_context()
-    checks = [("mqtt.tls.ca_file", lambda: context.load_verify_locations(cafile=path(tls.ca_file)), tls.ca_file),
-              ("mqtt.tls.certfile", lambda: context.load_cert_chain(path(tls.certfile), path(tls.keyfile),
-                                                                    password=no_passphrase),
-               tls.certfile and tls.keyfile)]  # one without the other is its own problem already
+    checks = [("mqtt.tls.ca_file", lambda: context.load_verify_locations(cafile=ca_file), ca_file),
+              ("mqtt.tls.certfile", lambda: context.load_cert_chain(certfile, keyfile, password=no_passphrase),
+               certfile and keyfile)]  # one without the other is its own problem already
     problems = []
     for key, load, value in checks:
         if value:

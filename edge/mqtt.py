@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from edge.config import MqttConfig, resolve_path
+from edge.config import MqttConfig, tls_paths
 from edge.discovery import DiscoveryRegistry
 from edge.errors import ConfigError, StoreError
 from edge.mqtt_health import LinkHealth
@@ -389,11 +389,9 @@ class MqttLink:
         if settings.username:
             client.username_pw_set(settings.username, password)
         if settings.tls.enabled:
-            def path(value):
-                return str(resolve_path(value, config_path)) if value else None
+            ca_file, certfile, keyfile = tls_paths(settings.tls, config_path)
             try:
-                client.tls_set(ca_certs=path(settings.tls.ca_file), certfile=path(settings.tls.certfile),
-                               keyfile=path(settings.tls.keyfile))
+                client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
             except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
                 raise ConfigError([("mqtt.tls", f"cannot use the TLS files: {err}")]) from None
             client.tls_insecure_set(settings.tls.insecure)

@@ -35,12 +35,13 @@ class RemoteCommands:
         if self._stop.is_set():  # the loop that runs commands is gone: answer now, not never
             self._reply(cmd.result(name, False, "the bin is stopping", command.request_id))
             return
-        with self._commands.mutex:  # a flap move takes about 2 x settle_s of the sorting loop's time
-            flaps_waiting = sum(1 for waiting in self._commands.queue if waiting.name == "flap")
-        if command.name == "flap" and flaps_waiting >= MAX_QUEUED_FLAPS:
-            self._reply(cmd.result(name, False, f"busy: {flaps_waiting} flap commands wait already",
-                                   command.request_id))
-            return
+        if command.name == "flap":  # a flap move takes about 2 x settle_s of the sorting loop's time
+            with self._commands.mutex:
+                flaps_waiting = sum(1 for waiting in self._commands.queue if waiting.name == "flap")
+            if flaps_waiting >= MAX_QUEUED_FLAPS:
+                self._reply(cmd.result(name, False, f"busy: {flaps_waiting} flap commands wait already",
+                                       command.request_id))
+                return
         try:
             self._commands.put_nowait(command)
         except queue.Full:

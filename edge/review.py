@@ -136,12 +136,11 @@ def read_name(name: str, labels: list[str] | tuple[str, ...]) -> dict | None:
         taken = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc)
     except ValueError:  # month 13: a file someone named by hand
         return None
-    # Ids and labels may both hold "_": the guess is the longest label whose safe form ends the middle
-    # part ("brown_glass", not "glass").
-    endings = [label for label in labels if middle.endswith("_" + safe_part(label))]
-    longest = max((len(safe_part(label)) for label in endings), default=0)
-    best = [label for label in endings if len(safe_part(label)) == longest]
-    # Labels whose file-name forms coincide ("стекло" and "бумага" are both "-"): no guess, not a wrong one.
-    guess = best[0] if len({safe_part(label) for label in best}) == len(best) == 1 else None
+    # Ids and labels may both hold "_": the guess is the label with the longest safe form that ends the
+    # middle part ("brown_glass", not "glass"). Two such labels share one safe form ("стекло" and
+    # "бумага" are both "-"): then no guess rather than a wrong one.
+    endings = {label: len(safe_part(label)) for label in labels if middle.endswith("_" + safe_part(label))}
+    best = [label for label, length in endings.items() if length == max(endings.values())]
+    guess = best[0] if len(best) == 1 else None
     return {"name": name, "taken": taken.isoformat(timespec="seconds"), "guess": guess,
             "confidence": float(confidence)}

@@ -90,8 +90,10 @@ def epoch_callbacks(ema: float, best: BestMacroF1, *others: keras.callbacks.Call
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is not a finite number and remembers where, so
-    that a diverged run fails instead of being saved and evaluated as if it had learnt."""
+    """Stops training at the first batch whose loss is not a finite number, or at the end of an epoch
+    whose weights are not (the last step's update shows in no loss), and remembers where, so that a
+    diverged run fails instead of being saved and evaluated as if it had learnt. Put it first: the
+    epoch-end check must come before ``BestMacroF1`` restores earlier weights at the end of a fit."""
 
     def __init__(self, phase: str):
         super().__init__()
@@ -104,6 +106,11 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss) and self.diverged is None:
             self.diverged = f"the loss became {loss} in {self.phase} epoch {self.epoch}, step {batch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is None and not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            self.diverged = f"the weights became infinite or NaN in {self.phase} epoch {self.epoch}"
             self.model.stop_training = True
 
 

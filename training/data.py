@@ -73,10 +73,10 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
     mapping = {}
     for source, target in data.items():
         if isinstance(source, bool) or source is None:
-            words = "null or ~" if source is None else ("yes, on or true" if source else "no, off or false")
-            read_as = "null" if source is None else str(source).lower()
+            first, words, read_as = {None: ("null", "null or ~", "null"), True: ("yes", "yes, on or true", "true"),
+                                     False: ("no", "no, off or false", "false")}[source]
             raise DataError(f"{path}: a folder name written {words} is read by YAML as {read_as}, "
-                            f"not text: quote it ('{words.split(',')[0].split(' ')[0]}': ...)")
+                            f"not text: quote it ('{first}': ...)")
         if not isinstance(target, str) or not target.strip() or target != target.strip() or "\n" in target:
             raise DataError(f"{path}: {source}: {target!r} is not a class name (text, no leading or trailing "
                             f"spaces, one line)")

@@ -76,10 +76,11 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     config = config.override(
         data=args.data or (None if config.data else os.environ.get("SMARTBIN_DATA")),
-        split_file=args.split_file, unlisted=args.unlisted, label_map=args.label_map, backbone=args.backbone, weights=args.weights,
-        image_size=args.image_size, head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-        finetune_layers=args.finetune_layers, batch_size=args.batch_size, seed=args.seed,
-        cache_views=args.cache_views, cache_cut=args.cache_cut, init_from=args.init_from, final_fit=args.final_fit,
+        split_file=args.split_file, unlisted=args.unlisted, label_map=args.label_map, backbone=args.backbone,
+        weights=args.weights, image_size=args.image_size, head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs, finetune_layers=args.finetune_layers, batch_size=args.batch_size,
+        seed=args.seed, cache_views=args.cache_views, cache_cut=args.cache_cut, init_from=args.init_from,
+        final_fit=args.final_fit,
         labels=args.labels,  # "a, b,c": split and trimmed by the config, as in YAML
     )
     if not config.data:
@@ -159,7 +160,6 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         check_against(config, dataset.labels, split)
     scan_seconds = time.time() - scan_started
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from training.augment import Augmenter
@@ -252,8 +252,6 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         watch = StopOnNaN(phase)
         trainer.fit(train_data, epochs=epochs, steps_per_epoch=fit_steps, verbose=0, shuffle=False,
                     callbacks=[watch, *epoch_callbacks(config.ema, best, TqdmProgress(phase, steps), recorder)])
-        if not watch.diverged and not all(np.isfinite(weights).all() for weights in trainer.get_weights()):
-            watch.diverged = f"the weights became infinite or NaN in {phase} epoch {watch.epoch}"
         if watch.diverged:
             raise TrainingError(f"training diverged: {watch.diverged} (lower {phase}_lr, keep clipnorm on); the "
                                 f"unfinished run is left in {run_dir}")

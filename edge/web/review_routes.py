@@ -42,6 +42,10 @@ class ReviewRoutes:
                 f"not to {name!r} (add it to web.allowed_hosts if it is this bin's name)")
 
     def _send_review(self, name: str) -> None:
+        refusal = self._rebound_name()
+        if refusal:
+            self._send_json(403, {"error": refusal})
+            return
         desk = self.app.desk
         try:
             if desk is None:
@@ -62,6 +66,10 @@ class ReviewRoutes:
     def _review_action(self, name: str) -> None:
         """``{"label": "glass"}`` moves review photo ``name`` into labelled/glass/; ``{"discard": true}``
         deletes it."""
+        refusal = self._rebound_name()
+        if refusal:
+            self._refuse_body(403, refusal)
+            return
         if self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower() != "application/json":
             self._refuse_body(415, 'expected application/json: {"label": "..."} or {"discard": true}')
             return
