@@ -242,6 +242,7 @@ def test_ctrl_c_is_one_line_that_says_where_the_unfinished_run_is(tmp_path, caps
                                                f"(delete it or choose another --out)")
 
 
+@pytest.mark.slow
 def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tmp_path, capsys):
     from training.fit import parse_args, prepare_data, resolve_config
 
@@ -251,14 +252,19 @@ def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tm
              "test": [f"{label}/{label}_4.jpg" for label in TINY_LABELS]}
     (tmp_path / "split.json").write_text(json.dumps(named))
     common = ["--data", str(data), "--out", str(tmp_path / "run"), "--split-file", str(tmp_path / "split.json")]
-    _, split = prepare_data(resolve_config(parse_args(common)))
-    assert len(split["train"]) == 9 and "3 photos in" in capsys.readouterr().err
-    _, split = prepare_data(resolve_config(parse_args([*common, "--unlisted", "train"])))
+    _, split, notes = prepare_data(resolve_config(parse_args(common)))
+    assert len(split["train"]) == 9 and "3 photos in" in capsys.readouterr().err and "3 photos in" in notes[0]
+    _, split, notes = prepare_data(resolve_config(parse_args([*common, "--unlisted", "train"])))
     assert len(split["train"]) == 12 and [rel for rel, _ in split["test"]] == named["test"]
+    assert notes == ["note: training on 3 photos the split file does not name"]
     capsys.readouterr()
     prepare_data(resolve_config(parse_args(["--data", str(data), "--out", str(tmp_path / "run"),
                                             "--unlisted", "train"])))
     assert "--unlisted has no effect without --split-file" in capsys.readouterr().err
+    # The run's report says how many photos beyond the split file's lists it trained on.
+    assert main([*common, "--unlisted", "train", *TINY]) == 0
+    assert "Split file: training on 3 photos the split file does not name." in \
+        (tmp_path / "run" / "report.md").read_text()
 
 
 def test_seeds_repeat_the_run_on_the_first_seeds_split_and_summarise_mean_and_std(tmp_path, capsys, monkeypatch):

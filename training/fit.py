@@ -99,7 +99,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def prepare_data(config: TrainConfig):
-    """Dataset discovery (unreadable files listed and skipped) and the split."""
+    """Dataset discovery (unreadable files listed and skipped) and the split.
+
+    Returns:
+        the dataset, the split, and the lines said about photos the split file does not name
+        (also printed), for report.md.
+    """
     from training.data import discover, invalid_labels, load_label_map, one_class_problem
     from training.split import copies_across_splits, load_split, make_split, place_unlisted
 
@@ -145,7 +150,7 @@ def prepare_data(config: TrainConfig):
     if config.split_file:
         for group in copies_across_splits(dataset.root, split):
             print(f"warning: identical files in different splits (a leak): {', '.join(group)}", file=sys.stderr)
-    return dataset, split
+    return dataset, split, notes
 
 
 def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = None) -> dict:
@@ -153,7 +158,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
     # The data scan and split come before TensorFlow is imported: a bad folder or split file fails in
     # a second. They draw their own seeded random numbers, untouched by Keras' global seed.
     scan_started = time.time()
-    dataset, split = prepare_data(config)
+    dataset, split, split_notes = prepare_data(config)
     if config.init_from:
         from training.init_run import check_against
 
@@ -293,6 +298,9 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         if earlier is not None and best.best_f1 < earlier and not config.final_fit:
             print(f"note: no epoch beat the val macro-F1 of {config.init_from} ({best.best_f1:.4f} < {earlier:.4f}): "
                   f"that run's model is the better one on val", file=sys.stderr)
+    for line in split_notes:  # how many photos beyond the split file's lists trained (or were left out)
+        message = line.split(": ", 1)[1]
+        notes.append(f"Split file: {message}.")
     if dataset.unreadable:
         from training.split import first_names
 
