@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs smartbin as a systemd service on Raspberry Pi OS Bookworm, 64-bit (arm64; LiteRT has no 32-bit wheels).
+# Installs smartbin as a systemd service on 64-bit Raspberry Pi OS, Bookworm or Trixie (arm64; LiteRT has no 32-bit wheels).
 #
 #   git clone <this repository> smartbin && cd smartbin
 #   sudo firmware_config/install.sh                                  # no broker password
@@ -76,9 +76,11 @@ if ! grep -qsx "include-system-site-packages = true" "$PREFIX/venv/pyvenv.cfg" \
     /usr/bin/python3 -m venv --system-site-packages "$PREFIX/venv"
     "$PREFIX/venv/bin/pip" install --upgrade pip  # once per venv, not on every upgrade
 fi
-# numpy<2: the apt picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x; OpenCV
-# 4.12 is the first that needs numpy 2, so pinning below it spares pip downloading several to find out.
-"$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "numpy<2" "opencv-python-headless<4.12"
+# The venv keeps the system's numpy major version, which the apt picamera2 stack is built against
+# (Bookworm: numpy<2 and OpenCV<4.12; Trixie: numpy 2): venv_pins.sh says why.
+mapfile -t PINS < <(bash "$PREFIX/src/firmware_config/venv_pins.sh" /usr/bin/python3)
+echo "   pins for the system's numpy: ${PINS[*]:-none}"
+"$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "${PINS[@]}"
 
 echo "== 4/5 config in $CONF_DIR"
 install -d -m 0755 "$CONF_DIR"

@@ -86,3 +86,20 @@ def test_the_install_script_checks_the_config_as_the_service_will_run_it():
     assert '(cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config' in script
     assert "--chown=root:root --chmod=u=rwX,go=rX" in script  # the service reads the code and model, never writes
     assert "/usr/bin/python3 -m venv --system-site-packages" in script  # never a pyenv/conda python on root's PATH
+
+
+@pytest.mark.parametrize("system_numpy, pins", [
+    ("1.24.2", ["numpy<2", "opencv-python-headless<4.12"]),  # Bookworm
+    ("2.2.4", ["numpy>=2,<3"]),  # Trixie (Python 3.13: numpy 1.x has no wheels for it)
+    (None, []),  # no system numpy: nothing to stay compatible with
+])
+def test_the_install_script_keeps_the_venv_on_the_system_numpys_major_version(tmp_path, system_numpy, pins):
+    # picamera2 from apt is built against the system's numpy; another major version in the venv breaks it.
+    python = tmp_path / "python3"
+    python.write_text("#!/bin/sh\n" + (f"echo {system_numpy.split('.')[0]}\n" if system_numpy else "exit 1\n"))
+    python.chmod(0o755)
+    script = UNIT.parents[1] / "firmware_config" / "venv_pins.sh"
+    result = subprocess.run(["bash", str(script), str(python)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.splitlines() == pins
+    install = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
+    assert 'venv_pins.sh" /usr/bin/python3)' in install and '"$PREFIX/src[edge]" "${PINS[@]}"' in install
