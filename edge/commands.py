@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
@@ -30,7 +31,9 @@ from edge.errors import CommandError
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
+MAX_DEPTH = 32  # a command is one flat object; Python's json recurses per level (how far differs by version)
 JS_SAFE_INT = 2**53 - 1
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 class Command(BaseModel):
@@ -93,11 +96,28 @@ def _load(payload: bytes | str | None, unique_keys: bool = True) -> Any:
     if not raw.strip():
         raise CommandError("payload is empty: send a JSON object ({} for a command without options)")
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys if unique_keys else None)
+        text = raw.decode("utf-8")
+        # Counted before parsing: Python 3.11's json gives up at about 1000 levels, 3.13's only at
+        # about 10,000, so a RecursionError alone would answer "[[[[..." differently by version.
+        if nesting_depth(text) > MAX_DEPTH:
+            raise RecursionError
+        return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
     except (UnicodeDecodeError, ValueError) as err:
         raise CommandError(f"payload is not valid JSON: {err}") from None
-    except RecursionError:  # a few thousand nested brackets fit in the size limit
+    except RecursionError:
         raise CommandError("payload is nested too deeply") from None
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of JSON arrays and objects in ``text``; brackets inside strings do not count."""
+    depth = deepest = 0
+    for char in JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
