@@ -191,9 +191,9 @@ def test_repeated_seeds_share_one_generated_split(tmp_path):
 
     data = write_class_folders(tmp_path / "data", per_class=12)
     base = TrainConfig(data=str(data))
-    _, seed_0 = prepare_data(base.override(seed=0))
-    _, seed_1 = prepare_data(base.override(seed=1))
-    _, seed_1_same_split = prepare_data(base.override(seed=1, split_seed=0))
+    _, seed_0, _ = prepare_data(base.override(seed=0))
+    _, seed_1, _ = prepare_data(base.override(seed=1))
+    _, seed_1_same_split, _ = prepare_data(base.override(seed=1, split_seed=0))
     assert seed_0 != seed_1  # a generated split follows the seed ...
     assert seed_1_same_split == seed_0  # ... unless split_seed pins it, as --seeds does
 
@@ -205,7 +205,7 @@ def test_a_class_too_small_for_val_and_test_is_named_before_training(tmp_path, c
     data = write_class_folders(tmp_path / "data", per_class=12)
     extra = write_class_folders(tmp_path / "extra", labels=("a", "b", "c", "battery"), per_class=2)  # photos unlike the others
     (extra / "battery").rename(data / "battery")
-    _, split = prepare_data(TrainConfig(data=str(data)))
+    _, split, _ = prepare_data(TrainConfig(data=str(data)))
     assert "battery" not in {label for _, label in split["val"] + split["test"]}
     err = capsys.readouterr().err
     assert "warning: split: no val images for battery" in err and "warning: split: no test images for battery" in err
