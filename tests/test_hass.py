@@ -22,6 +22,15 @@ def test_topics_follow_the_discovery_pattern_and_ids_are_unique():
     assert len(set(unique_ids)) == len(unique_ids)
 
 
+def test_each_entity_asks_for_an_id_made_of_its_key_not_its_name():
+    # Otherwise HA derives it from the name, and of "Glass" and "glass" the first to arrive gets the plain id.
+    configs = dict(discovery_messages("bin-1", ROOT, ["Glass", "glass"], ["rest"]))
+    for topic, config in configs.items():
+        _, component, node, key, _ = topic.split("/")
+        assert config["default_entity_id"] == f"{component}.smartbin_{node}_{key}" == f"{component}.{config['unique_id']}"
+    assert configs["homeassistant/sensor/bin_1/label_glass/config"]["name"] == "Label glass"
+
+
 def test_there_is_a_count_sensor_per_bin_per_label_and_the_totals():
     keys = {topic.split("/")[3] for topic, _ in messages()}
     assert {"total", "total_since_reset", "bin_paper", "bin_glass", "bin_rest", "label_cardboard", "label_glass",
