@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from edge.errors import BundleError, ClassifierError, ConfigError
 
@@ -57,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         classifier = Classifier.from_path(model, threads=args.threads or threads, views=args.views or views)
     except (BundleError, ClassifierError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        hint = "" if args.model or Path(model).exists() else (
+            " (no --model given, and the default model is not there: it ships in a source checkout's models/ "
+            "folder, not in a pip install from a URL; pass --model BUNDLE)")
+        print(f"error: {err}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     exit_code = EXIT_OK
     for path in args.images:

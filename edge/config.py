@@ -211,7 +211,10 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([("config", f"file not found: {path}")]) from None
+        # A pip install from a URL has neither default: say where one would be, not a site-packages path.
+        hint = (f" (no --config given, and there is neither a source checkout's firmware_config/smartbin.yaml "
+                f"nor {SYSTEM_CONFIG}: pass --config FILE)" if Path(path) == DEFAULT_CONFIG else "")
+        raise ConfigError([("config", f"file not found: {path}{hint}")]) from None
     except UnicodeDecodeError as err:  # an editor saving Windows-1252 ("é" in a comment): say where
         line = err.object[:err.start].count(b"\n") + 1
         raise ConfigError([("config", f"{path}: line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); "

@@ -51,6 +51,18 @@ def test_a_missing_bundle_is_one_line_on_stderr_and_exit_2(tmp_path, capsys):
     assert captured.err.count("\n") == 1 and "bundle folder not found" in captured.err
 
 
+def test_without_model_or_default_config_the_error_says_to_pass_model(tmp_path, capsys, monkeypatch):
+    import edge.config
+
+    # A pip install from a URL: no checkout's firmware_config/ or models/, no /etc/smartbin.
+    monkeypatch.setattr(edge.config, "DEFAULT_CONFIG", tmp_path / "firmware_config" / "smartbin.yaml")
+    monkeypatch.setattr(edge.config, "PACKAGE_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert classify_cli.run(parse(["classify", "x.jpg"])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bundle folder not found" in err and "pass --model BUNDLE" in err
+
+
 def test_a_corrupt_model_file_is_one_line_on_stderr_and_exit_2(tiny_bundle, tmp_path, capsys):
     import shutil
 

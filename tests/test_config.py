@@ -138,6 +138,17 @@ def test_a_missing_file_is_one_problem(tmp_path):
     assert caught.value.problems == [("config", f"file not found: {tmp_path / 'nope.yaml'}")]
 
 
+def test_a_missing_default_config_says_where_one_would_be(tmp_path, monkeypatch):
+    import edge.config
+
+    # A pip install from a URL: neither a checkout's firmware_config/smartbin.yaml nor /etc/smartbin.
+    monkeypatch.setattr(edge.config, "DEFAULT_CONFIG", tmp_path / "firmware_config" / "smartbin.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_config(edge.config.DEFAULT_CONFIG)
+    assert "pass --config FILE" in caught.value.problems[0][1] and "/etc/smartbin/smartbin.yaml" in \
+        caught.value.problems[0][1]
+
+
 def test_a_bin_without_a_flap_angle_is_a_cross_field_error(tmp_path):
     found = problems(tmp_path, "decision:\n  bins: {glass: blue}\n  reject_bin: purple\n")
     assert found == {"decision.bins.glass": "bin 'blue' has no angle in flap.angles",
