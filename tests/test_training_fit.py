@@ -263,7 +263,7 @@ def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tm
     assert "--unlisted has no effect without --split-file" in capsys.readouterr().err
     # The run's report says how many photos beyond the split file's lists it trained on.
     assert main([*common, "--unlisted", "train", *TINY]) == 0
-    assert "Split file: training on 3 photos the split file does not name." in \
+    assert "Split: training on 3 photos the split file does not name." in \
         (tmp_path / "run" / "report.md").read_text()
 
 

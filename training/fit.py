@@ -300,7 +300,7 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
                   f"that run's model is the better one on val", file=sys.stderr)
     for line in split_notes:  # how many photos beyond the split file's lists trained (or were left out)
         message = line.split(": ", 1)[1]
-        notes.append(f"Split file: {message}.")
+        notes.append(f"Split: {message}.")
     if dataset.unreadable:
         from training.split import first_names
 
