@@ -213,7 +213,7 @@ class FlapConfig(Section):
                                            "\"BOARD12\" for the header pin. Avoid GPIO 0-3 and 14-15 (HAT EEPROM, "
                                            "I2C, serial console).")
     pin_factory: Literal["lgpio", "rpigpio", "pigpio", "mock"] | None = Field(
-        None, description="gpiozero pin factory: lgpio (any Pi on Bookworm), rpigpio, pigpio, mock. Empty: "
+        None, description="gpiozero pin factory: lgpio (any Pi on Bookworm or Trixie), rpigpio, pigpio, mock. Empty: "
                           "$GPIOZERO_PIN_FACTORY or gpiozero's own choice.")
     angles: dict[str, float] = Field(
         default_factory=lambda: {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0},
