@@ -58,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         classifier = Classifier.from_path(model, threads=args.threads or threads, views=args.views or views)
     except (BundleError, ClassifierError) as err:
-        hint = "" if args.model or Path(model).exists() else (
-            " (no --model given, and the default model is not there: it ships in a source checkout's models/ "
+        from edge import config as edge_config
+
+        # Only where no config named the model (a pip install from a URL): a config's own model.path is fixed there.
+        hint = "" if args.model or Path(model).exists() or edge_config.DEFAULT_CONFIG.is_file() else (
+            " (no --model given and no default config: the default model ships in a source checkout's models/ "
             "folder, not in a pip install from a URL; pass --model BUNDLE)")
         print(f"error: {err}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -95,21 +95,25 @@ def _load(payload: bytes | str | None, unique_keys: bool = True) -> Any:
         raise CommandError("payload is empty: send a JSON object ({} for a command without options)")
     try:
         text = raw.decode("utf-8")
-        # Counted before parsing: Python 3.11's json gives up at about 1000 levels, 3.13's only at
-        # about 10,000, so a RecursionError alone would answer "[[[[..." differently by version.
-        if nesting_depth(text) > MAX_DEPTH:
-            raise RecursionError
-        return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
-    except (UnicodeDecodeError, ValueError) as err:
+    except UnicodeDecodeError as err:
         raise CommandError(f"payload is not valid JSON: {err}") from None
-    except RecursionError:
-        raise CommandError("payload is nested too deeply") from None
+    # Counted before parsing: Python 3.11's json gives up at about 1000 levels, 3.13's only at about
+    # 10,000, so its RecursionError alone would answer "[[[[..." differently by version.
+    if _nesting_depth(text) > MAX_DEPTH:
+        raise CommandError(f"payload is nested too deeply (over {MAX_DEPTH} levels)")
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
+    except ValueError as err:
+        raise CommandError(f"payload is not valid JSON: {err}") from None
 
 
-def nesting_depth(text: str) -> int:
+def _nesting_depth(text: str) -> int:
     """The deepest nesting of JSON arrays and objects in ``text``; brackets inside strings do not count.
 
     One pass (a regular expression for the strings would take quadratic time on a text of escaped quotes).
+
+    Usage:
+        _nesting_depth('{"bin": [1, {"a": "[["}]}')  # 3
     """
     depth = deepest = 0
     in_string = escaped = False

@@ -211,7 +211,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        # A pip install from a URL has neither default: say where one would be, not a site-packages path.
+        # A pip install from a URL has neither default: say where a config is looked for, and what to do.
         hint = (f" (no --config given, and there is neither a source checkout's firmware_config/smartbin.yaml "
                 f"nor {SYSTEM_CONFIG}: pass --config FILE)" if Path(path) == DEFAULT_CONFIG else "")
         raise ConfigError([("config", f"file not found: {path}{hint}")]) from None

@@ -68,9 +68,13 @@ rsync -a --delete --delete-excluded --chown=root:root --chmod=u=rwX,go=rX \
     --exclude /runs --exclude /.venv --exclude /state --exclude /test-artifacts --exclude /build --exclude /dist \
     "$SRC_DIR/" "$PREFIX/src/"
 # The system's Python (not a pyenv or conda one first on root's PATH): only it sees the apt picamera2.
-# A venv made otherwise (or broken by a Python upgrade) is made anew.
+# A venv made otherwise (or broken by a Python upgrade) is made anew. After an OS upgrade (Bookworm to
+# Trixie: Python 3.11 to 3.13) the old venv still starts, but its packages sit in lib/python3.11,
+# which the new Python does not read.
+SYSTEM_PYTHON="$(/usr/bin/python3 -c 'import sys; print("python%d.%d" % sys.version_info[:2])')"
 if ! grep -qsx "include-system-site-packages = true" "$PREFIX/venv/pyvenv.cfg" \
         || ! grep -qsx "home = /usr/bin" "$PREFIX/venv/pyvenv.cfg" \
+        || [[ ! -d "$PREFIX/venv/lib/$SYSTEM_PYTHON/site-packages" ]] \
         || ! "$PREFIX/venv/bin/python" -c 'import sys; sys.exit(sys.base_prefix != "/usr")' 2>/dev/null; then
     rm -rf "$PREFIX/venv"
     /usr/bin/python3 -m venv --system-site-packages "$PREFIX/venv"
@@ -79,6 +83,7 @@ fi
 # The venv keeps the system's numpy major version, which the apt picamera2 stack is built against
 # (Bookworm: numpy<2 and OpenCV<4.12; Trixie: numpy 2): venv_pins.sh says why.
 mapfile -t PINS < <(bash "$PREFIX/src/firmware_config/venv_pins.sh" /usr/bin/python3)
+wait $! || { echo "cannot tell which numpy the system has (firmware_config/venv_pins.sh failed)" >&2; exit 1; }
 echo "   pins for the system's numpy: ${PINS[*]:-none}"
 "$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "${PINS[@]}"
 

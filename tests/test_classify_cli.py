@@ -63,6 +63,17 @@ def test_without_model_or_default_config_the_error_says_to_pass_model(tmp_path, 
     assert err.count("\n") == 1 and "bundle folder not found" in err and "pass --model BUNDLE" in err
 
 
+def test_a_default_config_naming_a_missing_model_gets_no_pip_install_hint(tmp_path, capsys, monkeypatch):
+    import edge.config
+
+    config = tmp_path / "smartbin.yaml"  # e.g. /etc/smartbin/smartbin.yaml naming a removed bundle
+    config.write_text(f"model:\n  path: {tmp_path / 'removed-bundle'}\n")
+    monkeypatch.setattr(edge.config, "DEFAULT_CONFIG", config)
+    assert classify_cli.run(parse(["classify", "x.jpg"])) == 2
+    err = capsys.readouterr().err
+    assert "removed-bundle: model bundle folder not found" in err and "pip install" not in err
+
+
 def test_a_corrupt_model_file_is_one_line_on_stderr_and_exit_2(tiny_bundle, tmp_path, capsys):
     import shutil
 

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.timeout(60)
 
 # Too deep (the case that went unanswered), too big, not JSON, not UTF-8, not an object, blank.
 MALFORMED = [
-    ("reset_counts", b"[" * 3000, "payload is nested too deeply"),
-    ("flap", b"[" * 3000, "payload is nested too deeply"),
+    ("reset_counts", b"[" * 3000, "payload is nested too deeply (over 32 levels)"),
+    ("flap", b"[" * 3000, "payload is nested too deeply (over 32 levels)"),
     ("reset_counts", b"[" * 100_000, "payload of 100000 bytes exceeds the 4096-byte limit"),
     ("flap", b"[" * 100_000, "payload of 100000 bytes exceeds the 4096-byte limit"),
     ("flap", b"{oops", "payload is not valid JSON"),

@@ -88,18 +88,40 @@ def test_the_install_script_checks_the_config_as_the_service_will_run_it():
     assert "/usr/bin/python3 -m venv --system-site-packages" in script  # never a pyenv/conda python on root's PATH
 
 
-@pytest.mark.parametrize("system_numpy, pins", [
-    ("1.24.2", ["numpy<2", "opencv-python-headless<4.12"]),  # Bookworm
-    ("2.2.4", ["numpy>=2,<3"]),  # Trixie (Python 3.13: numpy 1.x has no wheels for it)
-    (None, []),  # no system numpy: nothing to stay compatible with
-])
-def test_the_install_script_keeps_the_venv_on_the_system_numpys_major_version(tmp_path, system_numpy, pins):
-    # picamera2 from apt is built against the system's numpy; another major version in the venv breaks it.
+def venv_pins(tmp_path, fake_python: str) -> subprocess.CompletedProcess:
+    """venv_pins.sh run with a stand-in for the system Python (it prints what numpy's check would)."""
     python = tmp_path / "python3"
-    python.write_text("#!/bin/sh\n" + (f"echo {system_numpy.split('.')[0]}\n" if system_numpy else "exit 1\n"))
+    python.write_text("#!/bin/sh\n" + fake_python)
     python.chmod(0o755)
     script = UNIT.parents[1] / "firmware_config" / "venv_pins.sh"
-    result = subprocess.run(["bash", str(script), str(python)], capture_output=True, text=True, timeout=30)
+    return subprocess.run(["bash", str(script), str(python)], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("major, pins", [
+    ("1", ["numpy<2", "opencv-python-headless<4.12"]),  # Bookworm
+    ("2", ["numpy>=2,<3"]),  # Trixie (Python 3.13: numpy 1.x has no wheels for it)
+    ("", []),  # no system numpy: nothing to stay compatible with
+])
+def test_the_install_script_keeps_the_venv_on_the_system_numpys_major_version(tmp_path, major, pins):
+    # picamera2 from apt is built against the system's numpy; another major version in the venv breaks it.
+    result = venv_pins(tmp_path, f"echo {major}\n" if major else "exit 0\n")
     assert result.returncode == 0 and result.stdout.splitlines() == pins
     install = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
     assert 'venv_pins.sh" /usr/bin/python3)' in install and '"$PREFIX/src[edge]" "${PINS[@]}"' in install
+    assert "wait $! ||" in install  # a failing venv_pins.sh stops the install instead of meaning "no pins"
+
+
+@pytest.mark.parametrize("fake_python, message", [
+    ("echo 'ImportError: numpy is broken' >&2; exit 1\n", "numpy is broken"),
+    ("echo 3\n", "no pins are known for it"),
+])
+def test_a_numpy_that_cannot_be_read_is_an_error_not_no_pins(tmp_path, fake_python, message):
+    # Unpinned, pip could put a numpy of the wrong major version beside the apt picamera2.
+    result = venv_pins(tmp_path, fake_python)
+    assert result.returncode != 0 and result.stdout == "" and message in result.stderr
+
+
+def test_the_install_script_remakes_a_venv_left_by_an_older_python():
+    # Bookworm -> Trixie: the old venv still starts on Python 3.13 but its packages are in lib/python3.11.
+    install = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
+    assert '[[ ! -d "$PREFIX/venv/lib/$SYSTEM_PYTHON/site-packages" ]]' in install

@@ -242,16 +242,20 @@ def test_ctrl_c_is_one_line_that_says_where_the_unfinished_run_is(tmp_path, caps
                                                f"(delete it or choose another --out)")
 
 
-@pytest.mark.slow
-def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tmp_path, capsys):
-    from training.fit import parse_args, prepare_data, resolve_config
-
+def split_file_naming_five_of_six_photos(tmp_path) -> tuple[dict, list[str]]:
     data = write_class_folders(tmp_path / "data", per_class=6)
     named = {"train": [f"{label}/{label}_{i}.jpg" for label in TINY_LABELS for i in (0, 1, 2)],
              "val": [f"{label}/{label}_3.jpg" for label in TINY_LABELS],
              "test": [f"{label}/{label}_4.jpg" for label in TINY_LABELS]}
     (tmp_path / "split.json").write_text(json.dumps(named))
-    common = ["--data", str(data), "--out", str(tmp_path / "run"), "--split-file", str(tmp_path / "split.json")]
+    return named, ["--data", str(data), "--out", str(tmp_path / "run"), "--split-file", str(tmp_path / "split.json")]
+
+
+def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tmp_path, capsys):
+    from training.fit import parse_args, prepare_data, resolve_config
+
+    named, common = split_file_naming_five_of_six_photos(tmp_path)
+    data = tmp_path / "data"
     _, split, notes = prepare_data(resolve_config(parse_args(common)))
     assert len(split["train"]) == 9 and "3 photos in" in capsys.readouterr().err and "3 photos in" in notes[0]
     _, split, notes = prepare_data(resolve_config(parse_args([*common, "--unlisted", "train"])))
@@ -261,7 +265,11 @@ def test_unlisted_train_adds_the_photos_a_split_file_leaves_out_to_train_only(tm
     prepare_data(resolve_config(parse_args(["--data", str(data), "--out", str(tmp_path / "run"),
                                             "--unlisted", "train"])))
     assert "--unlisted has no effect without --split-file" in capsys.readouterr().err
-    # The run's report says how many photos beyond the split file's lists it trained on.
+
+
+@pytest.mark.slow
+def test_the_report_says_how_many_photos_beyond_the_split_file_a_run_trained_on(tmp_path):
+    _, common = split_file_naming_five_of_six_photos(tmp_path)
     assert main([*common, "--unlisted", "train", *TINY]) == 0
     assert "Split: training on 3 photos the split file does not name." in \
         (tmp_path / "run" / "report.md").read_text()

@@ -102,8 +102,8 @@ def prepare_data(config: TrainConfig):
     """Dataset discovery (unreadable files listed and skipped) and the split.
 
     Returns:
-        the dataset, the split, and the lines said about photos the split file does not name
-        (also printed), for report.md.
+        the dataset, the split, and the notes printed about how it was split (photos the split file
+        does not name, an --unlisted without a split file), for report.md.
     """
     from training.data import discover, invalid_labels, load_label_map, one_class_problem
     from training.split import copies_across_splits, load_split, make_split, place_unlisted
@@ -298,9 +298,8 @@ def train_one(config: TrainConfig, run_dir: Path, max_train_steps: int | None = 
         if earlier is not None and best.best_f1 < earlier and not config.final_fit:
             print(f"note: no epoch beat the val macro-F1 of {config.init_from} ({best.best_f1:.4f} < {earlier:.4f}): "
                   f"that run's model is the better one on val", file=sys.stderr)
-    for line in split_notes:  # how many photos beyond the split file's lists trained (or were left out)
-        message = line.split(": ", 1)[1]
-        notes.append(f"Split: {message}.")
+    for line in split_notes:  # e.g. how many photos beyond the split file's lists trained (or were left out)
+        notes.append(f"Split: {line.partition(': ')[2] or line}.")
     if dataset.unreadable:
         from training.split import first_names
 
