@@ -30,7 +30,7 @@ from edge.errors import CommandError
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
-MAX_DEPTH = 32  # a command is one flat object; Python's json recurses per level (how far differs by version)
+MAX_DEPTH = 32  # a command is one flat object: this leaves room, and keeps json far from its recursion limit
 JS_SAFE_INT = 2**53 - 1
 
 

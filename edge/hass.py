@@ -87,10 +87,11 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     messages = []
 
     def add(component: str, key: str, config: dict[str, Any], available_always: bool = False) -> None:
+        entity = f"smartbin_{node}_{key}"
         # default_entity_id (HA 2025.10+; older versions drop it): the entity id follows the key, not the
         # name, so it is predictable and two names with one key no longer take "_2" in arrival order.
-        payload = {"unique_id": f"smartbin_{node}_{key}", "default_entity_id": f"{component}.smartbin_{node}_{key}",
-                   "device": device, "origin": {"name": "smartbin", "sw_version": __version__}, **config}
+        payload = {"unique_id": entity, "default_entity_id": f"{component}.{entity}", "device": device,
+                   "origin": {"name": "smartbin", "sw_version": __version__}, **config}
         if not available_always:
             payload.update(availability_topic=f"{topic_root}/availability",
                            availability_template=AVAILABILITY_TEMPLATE,
