@@ -85,6 +85,8 @@ class Classifier:
         self._input_identity = self._input_dtype == np.uint8 and in_scale in (0.0, 1.0) and in_zero == 0
         self._input_quant = (in_scale, in_zero)
         self._output_quant = self._output["quantization"]
+        spec = bundle.manifest.input
+        self._scratch = np.empty((spec.height, spec.width, 3), np.uint8) if self._input_identity else None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
@@ -159,10 +161,24 @@ class Classifier:
             values = scale * (values - zero_point)
         return values
 
+    def _write_input(self, rgb: np.ndarray, view: str) -> None:
+        if not self._input_identity:
+            self._interpreter.set_tensor(self._input["index"], self._to_input(rgb, view))
+            return
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H x W x 3), got {rgb.dtype} {rgb.shape}")
+        # Resized (and turned) straight into the interpreter's input buffer: saves a frame's
+        # allocation and copy per invoke. The view must be gone before invoke(), which refuses to
+        # run while numpy arrays reference its buffers.
+        buffer = self._interpreter.tensor(self._input["index"])()
+        try:
+            imaging.view_into(rgb, view, buffer[0], self._scratch)
+        finally:
+            del buffer
+
     def _run(self, rgb: np.ndarray, view: str = "original", background: bool = False) -> tuple[np.ndarray, float]:
-        tensor = self._to_input(rgb, view)
         with self._lock.hold(background):
-            self._interpreter.set_tensor(self._input["index"], tensor)
+            self._write_input(rgb, view)
             start = time.perf_counter()
             try:
                 self._interpreter.invoke()

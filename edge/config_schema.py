@@ -305,7 +305,8 @@ class MqttConfig(Section):
 class WebConfig(Section):
     """``web:`` the upload-and-classify page and live status inside ``run``."""
 
-    enabled: bool = Field(False, description="Serve the upload-and-classify page and live status inside `run`.")
+    enabled: bool = Field(False, description="Serve the upload-and-classify page, live status and Prometheus "
+                                             "`/metrics` inside `run`.")
     host: str = Field("127.0.0.1", min_length=1,
                       description="Address to listen on; 0.0.0.0 exposes the page to the network.")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on; 0 picks a free port.")

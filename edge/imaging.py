@@ -296,6 +296,36 @@ def view(rgb: np.ndarray, name: str) -> np.ndarray:
     return _cv2().flip(rgb, codes[name])
 
 
+def view_into(rgb: np.ndarray, name: str, out: np.ndarray, scratch: np.ndarray) -> None:
+    """Writes ``rgb``, stretched to ``out``'s size (as ``resize_for_model``) and shown as the view
+    ``name``, into ``out``: the pixels ``view(resize_for_model(rgb, ...), name)`` would return.
+
+    For the interpreter's own input buffer: no new frame is allocated and nothing is copied again.
+    ``scratch`` holds the resized frame before a flip.
+
+    Raises:
+        ValueError: an unknown view name, or ``out``/``scratch`` not C-contiguous H x W x 3 uint8
+            arrays of one shape (OpenCV writes only into such arrays).
+    """
+    for array in (out, scratch):
+        if array.dtype != np.uint8 or array.shape != out.shape or out.ndim != 3 or not array.flags.c_contiguous:
+            raise ValueError("view_into needs C-contiguous H x W x 3 uint8 out and scratch arrays of one shape")
+    cv2 = _cv2()
+    height, width = out.shape[:2]
+    same_size = rgb.shape[:2] == (height, width)
+    if name == "original":
+        if same_size:
+            np.copyto(out, rgb)
+        else:
+            cv2.resize(rgb, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+        return
+    codes = {"mirrored": 1, "flipped": 0, "turned": -1}
+    if name not in codes:
+        raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEWS)}")
+    source = rgb if same_size else cv2.resize(rgb, (width, height), dst=scratch, interpolation=cv2.INTER_LINEAR)
+    cv2.flip(source, codes[name], dst=out)
+
+
 def encode_jpeg(rgb: np.ndarray, quality: int = 85, max_side: int | None = None) -> bytes:
     """Encodes RGB uint8 as JPEG, first shrinking so the longer side is at most ``max_side``."""
     cv2 = _cv2()

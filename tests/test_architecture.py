@@ -17,6 +17,7 @@ OWNERS = {
     "picamera2": {"camera/picamera.py"},
     "cv2": {"imaging.py", "camera/opencv.py"},  # pixels, and the OpenCV camera's VideoCapture
     "sqlite3": {"store.py", "store_schema.py"},  # the store, and its tables
+    "prometheus_client": {"web/metrics.py"},
     "tensorflow": set(),
     "keras": set(),
     "training": set(),

@@ -72,13 +72,26 @@ def test_the_mean_is_over_the_views_probabilities(tiny_bundle, classifier):
     np.testing.assert_allclose(list(views.classify_frames(frames).probabilities.values()), expected, rtol=1e-6)
 
 
+def shown_to_model(classifier, rgb, view):
+    classifier._write_input(rgb, view)
+    return classifier._interpreter.get_tensor(classifier._input["index"])[0]
+
+
 @pytest.mark.parametrize("view, flip", [("mirrored", lambda a: a[:, ::-1]), ("flipped", lambda a: a[::-1]),
                                         ("turned", lambda a: a[::-1, ::-1])])
 def test_each_view_reaches_the_model_as_those_pixels(classifier, view, flip):
     photo = np.random.default_rng(7).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # no symmetry to hide a bug
-    np.testing.assert_array_equal(classifier._to_input(photo, view),
-                                  classifier._to_input(np.ascontiguousarray(flip(photo)), "original"))
-    assert not np.array_equal(classifier._to_input(photo, view), classifier._to_input(photo, "original"))
+    np.testing.assert_array_equal(shown_to_model(classifier, photo, view),
+                                  shown_to_model(classifier, np.ascontiguousarray(flip(photo)), "original"))
+    assert not np.array_equal(shown_to_model(classifier, photo, view), shown_to_model(classifier, photo, "original"))
+
+
+@pytest.mark.parametrize("view", ["original", "mirrored", "flipped", "turned"])
+@pytest.mark.parametrize("size", [(48, 64), (32, 32)], ids=["stretched", "model-size"])
+def test_frames_written_into_the_input_buffer_match_the_copying_path(classifier, view, size):
+    photo = np.random.default_rng(3).integers(0, 256, (*size, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(shown_to_model(classifier, photo, view), classifier._to_input(photo, view)[0])
+    assert classifier.probabilities(photo, view).shape == (len(TINY_LABELS),)  # invoke() still allowed
 
 
 def test_the_default_is_the_frames_as_they_are_and_unknown_views_are_refused(tiny_bundle, classifier):

@@ -146,6 +146,27 @@ def test_each_view_is_the_frame_as_is_mirrored_flipped_or_turned():
         imaging.view(frame, "sideways")
 
 
+@pytest.mark.parametrize("name", imaging.VIEWS)
+@pytest.mark.parametrize("shape", [(48, 64, 3), (32, 32, 3)], ids=["stretched", "model-size"])
+def test_view_into_writes_what_view_of_the_resized_frame_returns(name, shape):
+    frame = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    out, scratch = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    imaging.view_into(frame, name, out, scratch)
+    expected = imaging.view(imaging.resize_for_model(frame, InputSpec(height=32, width=32)), name)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_view_into_refuses_unknown_views_and_buffers_opencv_cannot_write_into():
+    frame = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    out, scratch = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="unknown view 'sideways'"):
+        imaging.view_into(frame, "sideways", out, scratch)
+    for bad_out, bad_scratch in ((np.zeros((32, 64, 3), np.uint8)[:, ::2], scratch),
+                                 (out, np.zeros((32, 32, 3), np.float32)), (out, np.zeros((16, 16, 3), np.uint8))):
+        with pytest.raises(ValueError, match="C-contiguous H x W x 3 uint8"):
+            imaging.view_into(frame, "mirrored", bad_out, bad_scratch)
+
+
 def test_views_are_parsed_from_a_comma_separated_list_and_unknown_names_refused():
     assert imaging.parse_views(" original, mirrored ,") == ["original", "mirrored"]
     for text in ("", " , ", "original,sideways"):

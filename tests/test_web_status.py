@@ -16,7 +16,7 @@ from edge.decision import Decider
 from edge.imaging import encode_jpeg
 from edge.web.server import WebServer
 from tests.conftest import REPO_ROOT, TINY_LABELS, free_port, make_photo, write_class_folders
-from tests.web_support import chromium, request
+from tests.web_support import HoldAtEnd, chromium, request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -252,29 +252,6 @@ def test_a_page_refused_a_live_stream_falls_back_to_polling(browser, server, dae
 
 
 # ---- against a running replay daemon ----------------------------------------------------------
-
-class HoldAtEnd:
-    """Wraps the replay source so the daemon stays up, idle, after the last photo until stopped."""
-
-    def __init__(self, source):
-        self.source = source
-        self.finished = threading.Event()
-        self.released = threading.Event()
-
-    def read(self, timeout=None):
-        frame = self.source.read(timeout=timeout)
-        if frame is None:
-            self.finished.set()
-            self.released.wait(60)
-        return frame
-
-    def close(self):
-        self.released.set()
-        self.source.close()
-
-    def __getattr__(self, name):
-        return getattr(self.source, name)
-
 
 def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, tmp_path):
     daemon_module = pytest.importorskip("edge.daemon")

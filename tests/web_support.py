@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import uuid
 from urllib.parse import urlsplit
 
@@ -137,3 +138,26 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+class HoldAtEnd:
+    """Wraps the replay source so the daemon stays up, idle, after the last photo until stopped."""
+
+    def __init__(self, source):
+        self.source = source
+        self.finished = threading.Event()
+        self.released = threading.Event()
+
+    def read(self, timeout=None):
+        frame = self.source.read(timeout=timeout)
+        if frame is None:
+            self.finished.set()
+            self.released.wait(60)
+        return frame
+
+    def close(self):
+        self.released.set()
+        self.source.close()
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from edge.config import is_loopback
+from edge.web import metrics
 from edge.web.hosts import host_name, loopback_name, printable
 from edge.web.review_routes import ReviewRoutes
 from edge.web.upload import UploadError, extract_image, read_body
@@ -122,6 +123,8 @@ class RequestHandler(ReviewRoutes, BaseHTTPRequestHandler):
             self._send_static(path[len("/static/"):])
         elif path == "/api/status":
             self._send_status()
+        elif path == "/metrics":
+            self._send_status(as_metrics=True)
         elif path == "/api/events":
             self._stream_events()
         elif path == "/api/classify":
@@ -237,14 +240,20 @@ class RequestHandler(ReviewRoutes, BaseHTTPRequestHandler):
         body, content_type = self.app.static[name]
         self._send(200, body, content_type)
 
-    def _send_status(self):
+    def _send_status(self, as_metrics: bool = False):
+        """``/api/status`` as JSON, or with ``as_metrics`` the same figures for Prometheus (``/metrics``)."""
         try:
             status = self.app.status()
+            if as_metrics:
+                body, content_type = metrics.render(status)
         except Exception as err:  # the daemon's provider failing is not the page's crash
             log.exception("status provider failed")
             self._send_json(503, {"error": f"status unavailable: {err}"})
             return
-        self._send_json(200, status)
+        if as_metrics:
+            self._send(200, body, content_type)
+        else:
+            self._send_json(200, status)
 
     def _refuse_body(self, status: int, message: str, extra: dict[str, str] | None = None):
         """Answers without having read the body, then drops the body so the client can read the answer."""
