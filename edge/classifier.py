@@ -19,6 +19,7 @@ import ctypes
 import logging
 import os
 import time
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,14 +166,19 @@ class Classifier:
         if not self._input_identity:
             self._interpreter.set_tensor(self._input["index"], self._to_input(rgb, view))
             return
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or not rgb.size:
             raise ValueError(f"expected an RGB uint8 image (H x W x 3), got {rgb.dtype} {rgb.shape}")
+        if view not in imaging.VIEWS:
+            raise ValueError(f"unknown view {view!r}: choose from {', '.join(imaging.VIEWS)}")
         # Resized (and turned) straight into the interpreter's input buffer: saves a frame's
-        # allocation and copy per invoke. The view must be gone before invoke(), which refuses to
-        # run while numpy arrays reference its buffers.
+        # allocation and copy per invoke. No array may still point into that buffer when invoke()
+        # runs (it refuses to): not ours, and not one held by a failed call's traceback either.
         buffer = self._interpreter.tensor(self._input["index"])()
         try:
             imaging.view_into(rgb, view, buffer[0], self._scratch)
+        except BaseException as err:
+            traceback.clear_frames(err.__traceback__)
+            raise
         finally:
             del buffer
 

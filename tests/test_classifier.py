@@ -94,6 +94,29 @@ def test_frames_written_into_the_input_buffer_match_the_copying_path(classifier,
     assert classifier.probabilities(photo, view).shape == (len(TINY_LABELS),)  # invoke() still allowed
 
 
+def test_a_frame_that_fails_on_its_way_in_leaves_the_interpreter_usable(classifier, monkeypatch):
+    from edge import imaging
+
+    photo = make_photo(1, size=(48, 64))
+    kept = []
+    for bad in ((photo, "sideways"), (np.zeros((0, 10, 3), np.uint8), "original")):
+        with pytest.raises(ValueError) as refused:
+            classifier.probabilities(*bad)
+        kept.append(refused.value)  # a caller keeping the error must not block later invokes
+    real_view_into = imaging.view_into
+
+    def failing_view_into(rgb, name, out, scratch):
+        real_view_into(rgb, name, out, scratch)
+        raise MemoryError("failed after writing")  # the frame holding `out` is in the traceback
+
+    monkeypatch.setattr(imaging, "view_into", failing_view_into)
+    with pytest.raises(MemoryError) as failed:
+        classifier.probabilities(photo)
+    kept.append(failed.value)
+    monkeypatch.undo()
+    assert classifier.classify(photo).label == TINY_LABELS[1]
+
+
 def test_the_default_is_the_frames_as_they_are_and_unknown_views_are_refused(tiny_bundle, classifier):
     assert classifier.views == ("original",)
     for views in ([], ["sideways"]):

@@ -41,6 +41,19 @@ def test_counts_become_counters_since_install_and_gauges_since_reset():
     assert found[("smartbin_counts_reset_timestamp_seconds", ())] == 1_760_000_000.5
 
 
+def test_every_class_and_bin_is_a_series_from_the_start_and_stays_one_after_a_reset():
+    status = {**fake_status([]), "live": True,
+              "web": {"bins": {"cardboard": "paper", "glass": "glass", "metal": "packaging"}, "reject_bin": "rest"}}
+    status["counts"]["since_reset"].update(labels={}, bins={}, total=0)  # as right after reset_counts
+    found = samples(metrics.render(status)[0].decode())
+    for label in ("cardboard", "glass", "metal"):
+        assert found[("smartbin_labels_items_total", (("label", label),))] == 0
+        assert found[("smartbin_labels_items_since_reset", (("label", label),))] == 0
+    for bin_name in ("paper", "glass", "packaging", "rest"):
+        assert found[("smartbin_bins_items_total", (("bin", bin_name),))] == 0
+        assert found[("smartbin_bins_items_since_reset", (("bin", bin_name),))] == 0
+
+
 def test_stats_keep_their_meaning_in_base_units_and_the_info_names_bin_and_model():
     status = fake_status([("glass", "glass", 0.9)])
     found = samples(metrics.render({**status, "live": True})[0].decode())
@@ -157,7 +170,9 @@ def test_prometheus_scrapes_the_counts_of_a_running_replay_daemon(tiny_bundle, t
         bins = daemon.status()["counts"]["bins"]
         assert sum(bins.values()) == 6
         # The queries docs/prometheus.md gives for Grafana panels.
-        per_bin = {name: float(n) for name, n in bins.items()}
+        rules = daemon.web.status()["web"]  # bins nothing went to yet are series too, at 0
+        per_bin = {name: 0.0 for name in [*rules["bins"].values(), rules["reject_bin"]]}
+        per_bin.update({name: float(n) for name, n in bins.items()})
         assert prometheus.wait_for("smartbin_items_total", "job", {"smartbin": 6.0}) == {"smartbin": 6.0}
         assert prometheus.wait_for("sum by (bin) (smartbin_bins_items_since_reset)", "bin", per_bin) == per_bin
         assert prometheus.wait_for('smartbin_info{device_id="scraped-bin"}', "live", {"true": 1.0}) == {"true": 1.0}

@@ -83,10 +83,12 @@ def _families(status: dict[str, Any]) -> Iterator:
                                         labels=[label])
             current = GaugeMetricFamily(f"smartbin_{key}_items_since_reset",
                                         f"Items sorted per {noun} since the last reset_counts.", labels=[label])
-            for name, count in sorted(counts.get(key, {}).items()):
-                total.add_metric([name], count)
-            for name, count in sorted(since_reset.get(key, {}).items()):
-                current.add_metric([name], count)
+            # Every class and bin from the start, at 0: a series that only appears with its first item
+            # hides that item from increase(), and one that vanishes on a reset empties a bar gauge.
+            names = _possible(status, key) | set(counts.get(key, {})) | set(since_reset.get(key, {}))
+            for name in sorted(names):
+                total.add_metric([name], counts.get(key, {}).get(name, 0))
+                current.add_metric([name], since_reset.get(key, {}).get(name, 0))
             yield total
             yield current
         yield CounterMetricFamily("smartbin_items", "Items sorted since install.", value=counts.get("total", 0))
@@ -115,3 +117,12 @@ def _families(status: dict[str, Any]) -> Iterator:
     if mqtt and mqtt.get("enabled"):
         yield GaugeMetricFamily("smartbin_mqtt_connected", "1 while connected to the MQTT broker.",
                                 value=1 if mqtt.get("connected") else 0)
+
+
+def _possible(status: dict[str, Any], key: str) -> set[str]:
+    """The classes (``labels``) or bins (``bins``) an item can count towards: the model's labels, the
+    configured bins and the reject bin (from the status' ``model`` and ``web`` blocks)."""
+    if key == "labels":
+        return set((status.get("model") or {}).get("labels") or [])
+    web = status.get("web") or {}
+    return set((web.get("bins") or {}).values()) | ({web["reject_bin"]} if web.get("reject_bin") else set())
