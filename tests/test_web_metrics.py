@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -13,10 +12,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge.decision import Decider
 from edge.web import metrics
-from tests.conftest import REPO_ROOT, free_port, write_class_folders
-from tests.test_web_status import FakeDaemon, daemon, fake_status, server  # noqa: F401 -- fixtures
-from tests.web_support import HoldAtEnd, request
+from edge.web.server import WebServer
+from tests.conftest import REPO_ROOT, free_port
+from tests.web_support import BINS, FakeDaemon, HeldReplay, fake_status, request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,13 +83,20 @@ def test_a_standalone_page_has_only_its_model_to_tell():
                                               ("model_sha256", "cd" * 32)))]
 
 
-def test_the_page_serves_metrics_in_prometheus_text_format_and_503_when_the_status_fails(server, daemon):
-    status, headers, body = request(server.url + "metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert samples(body.decode() if isinstance(body, bytes) else body)[("smartbin_items_total", ())] == 5
-    daemon.fail = True
-    status, _, result = request(server.url + "metrics")
-    assert status == 503 and "store is locked" in result["error"]
+def test_the_page_serves_metrics_in_prometheus_text_format_and_503_when_the_status_fails(classifier, tmp_path):
+    daemon = FakeDaemon([("glass", "glass", 0.93), ("metal", "packaging", 0.88)])
+    server = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
+                       status_provider=daemon.status, state_dir=tmp_path)
+    server.start()
+    try:
+        status, headers, body = request(server.url + "metrics")
+        assert status == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert samples(body.decode())[("smartbin_items_total", ())] == 2
+        daemon.fail = True
+        status, _, result = request(server.url + "metrics")
+        assert status == 503 and "store is locked" in result["error"]
+    finally:
+        server.stop()
 
 
 # ---- a real Prometheus scraping a running replay daemon ----------------------------------------
@@ -144,32 +151,12 @@ def test_prometheus_scrapes_the_counts_of_a_running_replay_daemon(tiny_bundle, t
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("prometheus is not installed (apt-get install -y prometheus)")
-    daemon_module = pytest.importorskip("edge.daemon")
-    from edge.config import config_from_dict
-
-    photos = write_class_folders(tmp_path / "photos", per_class=2)
-    web_port = free_port()
-    config = config_from_dict({
-        "device": {"id": "scraped-bin", "state_dir": str(tmp_path / "state")},
-        "model": {"path": str(tiny_bundle), "threads": 1},
-        "camera": {"type": "replay", "replay": {"path": str(photos), "fps": 0}},
-        "flap": {"pin_factory": "mock", "settle_s": 0},
-        "web": {"enabled": True, "port": web_port},
-    })
-    daemon = daemon_module.Daemon(config)
-    daemon.start()
-    daemon.source = held = HoldAtEnd(daemon.source)
-    runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
-    prometheus = Prometheus(binary, tmp_path, f"127.0.0.1:{web_port}")
+    replay = HeldReplay(tiny_bundle, tmp_path, "scraped-bin")
+    daemon = replay.daemon
+    prometheus = Prometheus(binary, tmp_path, urllib.parse.urlsplit(daemon.web.url).netloc)
     try:
-        runner.start()
-        assert held.finished.wait(60), "the replay did not finish"
-        deadline = time.monotonic() + 5  # the last item's commit runs beside the loop: a few ms behind
-        while daemon.status()["counts"]["total"] < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        bins = daemon.status()["counts"]["bins"]
-        assert sum(bins.values()) == 6
-        # The queries docs/prometheus.md gives for Grafana panels.
+        replay.start()
+        bins = replay.wait_until_sorted()["bins"]
         rules = daemon.web.status()["web"]  # bins nothing went to yet are series too, at 0
         per_bin = {name: 0.0 for name in [*rules["bins"].values(), rules["reject_bin"]]}
         per_bin.update({name: float(n) for name, n in bins.items()})
@@ -186,7 +173,4 @@ def test_prometheus_scrapes_the_counts_of_a_running_replay_daemon(tiny_bundle, t
             assert answer, f"docs/prometheus.md: {promql} gives nothing"
     finally:
         prometheus.stop()
-        daemon.stop("test over")
-        runner.join(timeout=10)
-        daemon.close()
-    assert not runner.is_alive()
+        replay.stop()

@@ -6,71 +6,18 @@ First against a status provider returning a plain dict, then against a real repl
 
 from __future__ import annotations
 
-import base64
-import threading
 import time
 
 import pytest
 
 from edge.decision import Decider
-from edge.imaging import encode_jpeg
 from edge.web.server import WebServer
-from tests.conftest import REPO_ROOT, TINY_LABELS, free_port, make_photo, write_class_folders
-from tests.web_support import HoldAtEnd, chromium, request
+from tests.conftest import REPO_ROOT, TINY_LABELS
+from tests.web_support import BINS, FakeDaemon, HeldReplay, chromium, request
 
 pytestmark = pytest.mark.timeout(120)
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
-
-
-METRICS = {  # the shape the converter writes (docs/converter.md)
-    "split": "test", "n": 378, "agreement": 0.9921, "drop_points": 0.26,
-    "float": {"accuracy": 0.9603, "macro_f1": 0.955, "per_class_f1": {"cardboard": 0.97, "glass": 0.95, "metal": 0.94}},
-    "model": {"accuracy": 0.9577, "macro_f1": 0.951, "per_class_f1": {"cardboard": 0.96, "glass": 0.95, "metal": 0.93}},
-    "views": {"views": ["original", "mirrored", "flipped"], "agreement": 0.99,
-              "float": {"accuracy": 0.9656, "macro_f1": 0.96, "per_class_f1": {}},
-              "model": {"accuracy": 0.963, "macro_f1": 0.957, "per_class_f1": {}}},
-}
-
-
-def fake_status(items: list[tuple[str, str, float]], connected: bool = True) -> dict:
-    """A daemon status in the documented shape for items given as (label, bin, confidence), oldest first."""
-    labels, bins = {}, {}
-    for label, bin_name, _ in items:
-        labels[label] = labels.get(label, 0) + 1
-        bins[bin_name] = bins.get(bin_name, 0) + 1
-    recent = [{
-        "id": f"item-{i}", "ts": 1_760_000_000.0 + i, "label": label, "confidence": confidence, "bin": bin_name,
-        "rejected": bin_name == "rest", "truth": label if i % 2 else None,
-        "thumbnail_jpeg_b64": base64.b64encode(encode_jpeg(make_photo(TINY_LABELS.index(label), (48, 64)),
-                                                           max_side=64)).decode(),
-    } for i, (label, bin_name, confidence) in enumerate(items)][::-1][:10]
-    return {
-        "device_id": "bin-7", "started_at": 1_760_000_000.0, "uptime_s": 3725.0,
-        "counts": {"labels": labels, "bins": bins, "total": len(items),
-                   "since_reset": {"labels": {"glass": 1}, "bins": {"glass": 1}, "total": 1, "reset_at": None}},
-        "recent": recent,
-        "stats": {"fps": 9.8, "items": len(items), "inference_ms_mean": 41.2, "inference_ms_p90": 47.9,
-                  "dropped_frames": 3, "unreadable_frames": 1, "outbox": 0},
-        "mqtt": {"enabled": True, "connected": connected, "broker": "127.0.0.1:1883"},
-        "model": {"name": "trashnet-test", "path": "/models/trashnet-test", "sha256": "ab" * 32,
-                  "backbone": "efficientnet_lite0", "quantization": "int8", "labels": list(TINY_LABELS),
-                  "views": ["original", "mirrored", "flipped"], "metrics": METRICS},
-    }
-
-
-class FakeDaemon:
-    """Holds a status that a test changes while the page is open."""
-
-    def __init__(self, items):
-        self.items = list(items)
-        self.fail = False
-
-    def status(self) -> dict:
-        if self.fail:
-            raise RuntimeError("store is locked")
-        return fake_status(self.items)
 
 
 @pytest.fixture
@@ -254,33 +201,14 @@ def test_a_page_refused_a_live_stream_falls_back_to_polling(browser, server, dae
 # ---- against a running replay daemon ----------------------------------------------------------
 
 def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, tmp_path):
-    daemon_module = pytest.importorskip("edge.daemon")
-    from edge.config import config_from_dict
-
-    photos = write_class_folders(tmp_path / "photos", per_class=2)
-    config = config_from_dict({
-        "device": {"id": "replay-bin", "state_dir": str(tmp_path / "state")},
-        "model": {"path": str(tiny_bundle), "threads": 1},
-        "camera": {"type": "replay", "replay": {"path": str(photos), "fps": 0}},
-        "flap": {"pin_factory": "mock", "settle_s": 0},
-        "web": {"enabled": True, "port": free_port()},
-    })
-    daemon = daemon_module.Daemon(config)
-    daemon.start()
-    daemon.source = held = HoldAtEnd(daemon.source)
-    runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
+    replay = HeldReplay(tiny_bundle, tmp_path, "replay-bin")
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(daemon.web.url)
-        runner.start()
-        assert held.finished.wait(60), "the replay did not finish"
-        deadline = time.monotonic() + 5  # the last item's commit runs beside the loop: a few ms behind
-        while daemon.status()["counts"]["total"] < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        counts = daemon.status()["counts"]
-        assert counts["total"] == 6
+        page.goto(replay.daemon.web.url)
+        replay.start()
+        counts = replay.wait_until_sorted()
         page.wait_for_function("() => document.querySelectorAll('#recent li').length === 6")
         page.wait_for_function(
             f"() => document.querySelector('#bin-counts tr.total .all-time').textContent === '{counts['total']}'")
@@ -290,10 +218,7 @@ def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, 
         page.screenshot(path=str(ARTIFACTS / "web-daemon.png"), full_page=True)
     finally:
         context.close()
-        daemon.stop("test over")
-        runner.join(timeout=10)
-        daemon.close()
-    assert not runner.is_alive()
+        replay.stop()
 
 
 def test_a_page_looking_while_another_encodes_the_thumbnail_still_gets_one(monkeypatch):

@@ -7,6 +7,7 @@ Usage:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -14,6 +15,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -21,8 +23,9 @@ import numpy as np
 import pytest
 
 from edge.decision import Decider
+from edge.imaging import encode_jpeg
 from edge.web.server import WebServer
-from tests.conftest import make_photo
+from tests.conftest import TINY_LABELS, free_port, make_photo, write_class_folders
 
 CHROMIUM = os.environ.get("SMARTBIN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -161,3 +164,100 @@ class HoldAtEnd:
 
     def __getattr__(self, name):
         return getattr(self.source, name)
+
+
+class HeldReplay:
+    """A replay daemon of 6 photos (tiny bundle, mock flap, web page on a free port) that stays up after
+    its last photo: ``start()`` runs it, ``wait_until_sorted()`` waits for every photo's count."""
+
+    PHOTOS = 6
+
+    def __init__(self, tiny_bundle, tmp_path, device_id: str):
+        daemon_module = pytest.importorskip("edge.daemon")
+        from edge.config import config_from_dict
+
+        photos = write_class_folders(tmp_path / "photos", per_class=2)
+        config = config_from_dict({
+            "device": {"id": device_id, "state_dir": str(tmp_path / "state")},
+            "model": {"path": str(tiny_bundle), "threads": 1},
+            "camera": {"type": "replay", "replay": {"path": str(photos), "fps": 0}},
+            "flap": {"pin_factory": "mock", "settle_s": 0},
+            "web": {"enabled": True, "port": free_port()},
+        })
+        self.daemon = daemon_module.Daemon(config)
+        self.daemon.start()
+        self.daemon.source = self.held = HoldAtEnd(self.daemon.source)
+        self.runner = threading.Thread(target=self.daemon.run, name="daemon", daemon=True)
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def wait_until_sorted(self) -> dict:
+        """The counts once every photo is counted (the last commit runs beside the loop: a few ms behind)."""
+        assert self.held.finished.wait(60), "the replay did not finish"
+        deadline = time.monotonic() + 5
+        while self.daemon.status()["counts"]["total"] < self.PHOTOS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        counts = self.daemon.status()["counts"]
+        assert counts["total"] == self.PHOTOS
+        return counts
+
+    def stop(self) -> None:
+        self.daemon.stop("test over")
+        self.runner.join(timeout=10)
+        self.daemon.close()
+        assert not self.runner.is_alive()
+
+
+# ---- a daemon's status, for the live parts of the page -------------------------------------------
+
+BINS = {"cardboard": "paper", "glass": "glass", "metal": "packaging"}
+
+
+METRICS = {  # the shape the converter writes (docs/converter.md)
+    "split": "test", "n": 378, "agreement": 0.9921, "drop_points": 0.26,
+    "float": {"accuracy": 0.9603, "macro_f1": 0.955, "per_class_f1": {"cardboard": 0.97, "glass": 0.95, "metal": 0.94}},
+    "model": {"accuracy": 0.9577, "macro_f1": 0.951, "per_class_f1": {"cardboard": 0.96, "glass": 0.95, "metal": 0.93}},
+    "views": {"views": ["original", "mirrored", "flipped"], "agreement": 0.99,
+              "float": {"accuracy": 0.9656, "macro_f1": 0.96, "per_class_f1": {}},
+              "model": {"accuracy": 0.963, "macro_f1": 0.957, "per_class_f1": {}}},
+}
+
+
+def fake_status(items: list[tuple[str, str, float]], connected: bool = True) -> dict:
+    """A daemon status in the documented shape for items given as (label, bin, confidence), oldest first."""
+    labels, bins = {}, {}
+    for label, bin_name, _ in items:
+        labels[label] = labels.get(label, 0) + 1
+        bins[bin_name] = bins.get(bin_name, 0) + 1
+    recent = [{
+        "id": f"item-{i}", "ts": 1_760_000_000.0 + i, "label": label, "confidence": confidence, "bin": bin_name,
+        "rejected": bin_name == "rest", "truth": label if i % 2 else None,
+        "thumbnail_jpeg_b64": base64.b64encode(encode_jpeg(make_photo(TINY_LABELS.index(label), (48, 64)),
+                                                           max_side=64)).decode(),
+    } for i, (label, bin_name, confidence) in enumerate(items)][::-1][:10]
+    return {
+        "device_id": "bin-7", "started_at": 1_760_000_000.0, "uptime_s": 3725.0,
+        "counts": {"labels": labels, "bins": bins, "total": len(items),
+                   "since_reset": {"labels": {"glass": 1}, "bins": {"glass": 1}, "total": 1, "reset_at": None}},
+        "recent": recent,
+        "stats": {"fps": 9.8, "items": len(items), "inference_ms_mean": 41.2, "inference_ms_p90": 47.9,
+                  "dropped_frames": 3, "unreadable_frames": 1, "outbox": 0},
+        "mqtt": {"enabled": True, "connected": connected, "broker": "127.0.0.1:1883"},
+        "model": {"name": "trashnet-test", "path": "/models/trashnet-test", "sha256": "ab" * 32,
+                  "backbone": "efficientnet_lite0", "quantization": "int8", "labels": list(TINY_LABELS),
+                  "views": ["original", "mirrored", "flipped"], "metrics": METRICS},
+    }
+
+
+class FakeDaemon:
+    """Holds a status that a test changes while the page is open."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.fail = False
+
+    def status(self) -> dict:
+        if self.fail:
+            raise RuntimeError("store is locked")
+        return fake_status(self.items)
