@@ -286,8 +286,9 @@ def run_daemon(args, replay: Path, config: Path, work: Path, port: int, expected
 def watch_process(process: subprocess.Popen, timeout: float) -> dict:
     """Polls RSS (psutil) and the kernel's high-water mark until the process exits; scans its mapped files.
 
-    The high-water mark is exact whatever the interval, so the poll is slow (0.2 s): on 2 cores this
-    script's own CPU would otherwise slow the daemon it measures (a 20 ms poll took 0.5 ms of CPU per item).
+    The high-water mark holds the peak up to the last poll whatever the interval, so the poll is slow
+    (0.2 s; growth in the daemon's last 0.2 s, its shutdown, is missed): on 2 cores this script's own
+    CPU would otherwise slow the daemon it measures (a 20 ms poll took 0.5 ms of CPU per item).
     """
     import psutil
 

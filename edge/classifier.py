@@ -168,8 +168,6 @@ class Classifier:
             return
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or not rgb.size:
             raise ValueError(f"expected an RGB uint8 image (H x W x 3), got {rgb.dtype} {rgb.shape}")
-        if view not in imaging.VIEWS:
-            raise ValueError(f"unknown view {view!r}: choose from {', '.join(imaging.VIEWS)}")
         # Resized (and turned) straight into the interpreter's input buffer: saves a frame's
         # allocation and copy per invoke. No array may still point into that buffer when invoke()
         # runs (it refuses to): not ours, and not one held by a failed call's traceback either.

@@ -343,8 +343,9 @@ class Daemon(RemoteCommands):
         data["tray_relearned"] = getattr(self.trigger, "relearned", 0)
         return data
 
-    def status(self) -> dict[str, Any]:
-        """Everything the status page shows (see docs/mqtt.md for the fields)."""
+    def status(self, recent: bool = True) -> dict[str, Any]:
+        """Everything the status page shows (see docs/mqtt.md for the fields); with ``recent=False``
+        (``/metrics``) no recent items, whose thumbnails would be encoded on this first look."""
         from edge.web import payloads
 
         settings = self.config.mqtt
@@ -354,7 +355,7 @@ class Daemon(RemoteCommands):
             "uptime_s": round(time.time() - self.started_at, 1),
             "model": payloads.model_block(self.classifier) if self.classifier else None,
             "counts": self.counts,
-            "recent": [payloads.recent_entry(entry) for entry in list(self.recent)],
+            "recent": [payloads.recent_entry(entry) for entry in list(self.recent)] if recent else [],
             "stats": self.stats_payload(),
             "mqtt": {"enabled": settings.enabled, "connected": bool(self.link and self.link.connected),
                      "broker": settings.address},

@@ -83,7 +83,8 @@ def test_a_standalone_page_has_only_its_model_to_tell():
                                               ("model_sha256", "cd" * 32)))]
 
 
-def test_the_page_serves_metrics_in_prometheus_text_format_and_503_when_the_status_fails(classifier, tmp_path):
+def test_the_page_serves_metrics_in_prometheus_text_format_and_503_when_the_status_fails(classifier, tmp_path,
+                                                                                        monkeypatch):
     daemon = FakeDaemon([("glass", "glass", 0.93), ("metal", "packaging", 0.88)])
     server = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
                        status_provider=daemon.status, state_dir=tmp_path)
@@ -92,6 +93,11 @@ def test_the_page_serves_metrics_in_prometheus_text_format_and_503_when_the_stat
         status, headers, body = request(server.url + "metrics")
         assert status == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert samples(body.decode())[("smartbin_items_total", ())] == 2
+        assert daemon.asked_for_recent is False  # a scrape must not make the daemon encode thumbnails
+        with monkeypatch.context() as patched:
+            patched.setattr(metrics, "render", lambda status: 1 / 0)
+            status, _, result = request(server.url + "metrics")
+            assert status == 500 and "cannot render the metrics" in result["error"]
         daemon.fail = True
         status, _, result = request(server.url + "metrics")
         assert status == 503 and "store is locked" in result["error"]
@@ -152,12 +158,12 @@ def test_prometheus_scrapes_the_counts_of_a_running_replay_daemon(tiny_bundle, t
     if binary is None:
         pytest.skip("prometheus is not installed (apt-get install -y prometheus)")
     replay = HeldReplay(tiny_bundle, tmp_path, "scraped-bin")
-    daemon = replay.daemon
-    prometheus = Prometheus(binary, tmp_path, urllib.parse.urlsplit(daemon.web.url).netloc)
+    daemon, prometheus = replay.daemon, None
     try:
+        prometheus = Prometheus(binary, tmp_path, urllib.parse.urlsplit(daemon.web.url).netloc)
         replay.start()
         bins = replay.wait_until_sorted()["bins"]
-        rules = daemon.web.status()["web"]  # bins nothing went to yet are series too, at 0
+        rules = daemon.web.status(recent=False)["web"]  # bins nothing went to yet are series too, at 0
         per_bin = {name: 0.0 for name in [*rules["bins"].values(), rules["reject_bin"]]}
         per_bin.update({name: float(n) for name, n in bins.items()})
         assert prometheus.wait_for("smartbin_items_total", "job", {"smartbin": 6.0}) == {"smartbin": 6.0}
@@ -171,6 +177,10 @@ def test_prometheus_scrapes_the_counts_of_a_running_replay_daemon(tiny_bundle, t
             while not (answer := prometheus.query(promql)) and time.monotonic() < deadline:
                 time.sleep(0.3)
             assert answer, f"docs/prometheus.md: {promql} gives nothing"
+        # Scraped every second, yet no recent item's thumbnail was encoded for it (only a page's look does).
+        assert all("_image" in entry for entry in daemon.recent)
     finally:
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
         replay.stop()
+    assert not replay.runner.is_alive()

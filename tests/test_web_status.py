@@ -65,7 +65,7 @@ def test_status_returns_the_daemons_dict_marked_live(server, daemon):
 
 def test_a_status_without_a_model_block_gets_the_classifiers(classifier, tmp_path):
     web = WebServer(port=0, classifier=classifier, decider=Decider(BINS, "rest", 0.6),
-                    status_provider=lambda: {"device_id": "x"}, state_dir=tmp_path)
+                    status_provider=lambda recent=True: {"device_id": "x"}, state_dir=tmp_path)
     web.start()
     try:
         result = request(web.url + "api/status")[2]
@@ -219,6 +219,7 @@ def test_counts_on_the_page_match_a_running_replay_daemon(browser, tiny_bundle, 
     finally:
         context.close()
         replay.stop()
+    assert not replay.runner.is_alive()
 
 
 def test_a_page_looking_while_another_encodes_the_thumbnail_still_gets_one(monkeypatch):

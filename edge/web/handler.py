@@ -124,7 +124,7 @@ class RequestHandler(ReviewRoutes, BaseHTTPRequestHandler):
         elif path == "/api/status":
             self._send_status()
         elif path == "/metrics":
-            self._send_status(as_metrics=True)
+            self._send_metrics()
         elif path == "/api/events":
             self._stream_events()
         elif path == "/api/classify":
@@ -240,20 +240,32 @@ class RequestHandler(ReviewRoutes, BaseHTTPRequestHandler):
         body, content_type = self.app.static[name]
         self._send(200, body, content_type)
 
-    def _send_status(self, as_metrics: bool = False):
-        """``/api/status`` as JSON, or with ``as_metrics`` the same figures for Prometheus (``/metrics``)."""
+    def _send_status(self):
+        status = self._status()
+        if status is not None:
+            self._send_json(200, status)
+
+    def _send_metrics(self):
+        # Without the recent items: a scrape every few seconds must not encode their thumbnails.
+        status = self._status(recent=False)
+        if status is None:
+            return
         try:
-            status = self.app.status()
-            if as_metrics:
-                body, content_type = metrics.render(status)
+            body, content_type = metrics.render(status)
+        except Exception as err:  # noqa: BLE001 -- a rendering bug is this answer's failure, not the page's
+            log.exception("cannot render /metrics")
+            self._send_json(500, {"error": f"cannot render the metrics: {err}"})
+            return
+        self._send(200, body, content_type)
+
+    def _status(self, recent: bool = True) -> dict[str, Any] | None:
+        """The status document, or None once a 503 is answered."""
+        try:
+            return self.app.status(recent=recent)
         except Exception as err:  # the daemon's provider failing is not the page's crash
             log.exception("status provider failed")
             self._send_json(503, {"error": f"status unavailable: {err}"})
-            return
-        if as_metrics:
-            self._send(200, body, content_type)
-        else:
-            self._send_json(200, status)
+            return None
 
     def _refuse_body(self, status: int, message: str, extra: dict[str, str] | None = None):
         """Answers without having read the body, then drops the body so the client can read the answer."""

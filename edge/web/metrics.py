@@ -7,7 +7,7 @@ the ones MQTT dashboards see. Names follow Prometheus' conventions: base units (
 drop to 0 on ``reset_counts`` and are gauges. docs/prometheus.md lists every metric.
 
 Usage:
-    body, content_type = metrics.render(server.status())
+    body, content_type = metrics.render(server.status(recent=False))
 """
 
 from __future__ import annotations
@@ -51,17 +51,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def render(status: dict[str, Any]) -> tuple[bytes, str]:
     """The Prometheus text exposition of a status document (``WebServer.status()``) and its content type."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import generate_latest
 
     families = list(_families(status))
 
-    class _Snapshot:
+    class _Snapshot:  # what generate_latest() needs of a registry: the families to write
         def collect(self):
             return families
 
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(_Snapshot())
-    return generate_latest(registry), CONTENT_TYPE
+    return generate_latest(_Snapshot()), CONTENT_TYPE
 
 
 def _families(status: dict[str, Any]) -> Iterator:

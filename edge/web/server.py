@@ -84,7 +84,7 @@ class WebServer:
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8080, classifier, decider,
-                 status_provider: Callable[[], dict[str, Any]] | None = None,
+                 status_provider: Callable[..., dict[str, Any]] | None = None,
                  max_upload_bytes: int = 10 * 1024 * 1024, state_dir: str | os.PathLike | None = None,
                  keep_uploads: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()):
         if keep_uploads and state_dir is None:
@@ -166,12 +166,13 @@ class WebServer:
 
     # -- what the handler asks for -------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """The status document: the daemon's (``live``) or the model alone (standalone)."""
+    def status(self, recent: bool = True) -> dict[str, Any]:
+        """The status document: the daemon's (``live``) or the model alone (standalone); ``recent=False``
+        asks the daemon to leave out its recent items (and so not encode their thumbnails)."""
         web = {"max_upload_bytes": self.max_upload_bytes, **self.rules}
         if self.status_provider is None:
             return {"live": False, "model": self.model, "web": web}
-        status = dict(self.status_provider())
+        status = dict(self.status_provider(recent=recent))
         status.setdefault("model", self.model)
         return {"live": True, **status, "web": web}
 
