@@ -72,7 +72,8 @@ class WebServer:
         port: TCP port; 0 picks a free one (read it back from ``url``).
         classifier: an ``edge.classifier.Classifier`` (thread-safe ``classify``).
         decider: an ``edge.decision.Decider`` mapping a prediction to a bin.
-        status_provider: returns the daemon's status dict; ``None`` when running standalone.
+        status_provider: ``provider(recent=True)`` returns the daemon's status dict (``recent=False``: without
+            its recent items); ``None`` when running standalone.
         max_upload_bytes: largest photo accepted.
         state_dir: the only folder the server may write to (kept uploads, labelled review photos).
         keep_uploads: keep each uploaded photo under ``state_dir/uploads/`` (newest 500, at most 200 MB).
