@@ -316,7 +316,6 @@ def view_into(rgb: np.ndarray, name: str, out: np.ndarray, scratch: np.ndarray) 
     if out.ndim != 3 or out.shape[2] != 3 or any(
             array.dtype != np.uint8 or array.shape != out.shape or not array.flags.c_contiguous for array in (out, scratch)):
         raise ValueError("view_into needs C-contiguous H x W x 3 uint8 out and scratch arrays of one shape")
-    code = None if name == "original" else _flip_code(name)
     cv2 = _cv2()
     height, width = out.shape[:2]
     same_size = rgb.shape[:2] == (height, width)
@@ -326,6 +325,7 @@ def view_into(rgb: np.ndarray, name: str, out: np.ndarray, scratch: np.ndarray) 
         else:
             cv2.resize(rgb, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
         return
+    code = _flip_code(name)  # an unknown view is refused before anything is written
     source = rgb if same_size else cv2.resize(rgb, (width, height), dst=scratch, interpolation=cv2.INTER_LINEAR)
     cv2.flip(source, code, dst=out)
 
