@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_before = raw_invoke_ms(args.model, photo_root / test[0], args.raw_invokes, args.threads)
         broker = start_broker(mosquitto, work)
         try:
-            run = run_daemon(args, replay, config, work, broker.port, len(test))
+            run = run_daemon(args, replay, config, work, broker, len(test))
         finally:
             broker.process.terminate()
             broker.process.wait(timeout=10)
@@ -226,7 +226,10 @@ class Collector:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="smartbin-bench-collector")
-        self.client.on_connect = lambda client, *_: client.subscribe(f"smartbin/{DEVICE_ID}/#", qos=1)
+        # Only the two topics read here: every other message (counts, last_item, stats) would cost this
+        # process CPU on the daemon's two cores.
+        self.client.on_connect = lambda client, *_: client.subscribe(
+            [(f"smartbin/{DEVICE_ID}/{name}", 1) for name in ("item", "availability")])
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port, keepalive=30)
@@ -248,20 +251,27 @@ class Collector:
         self.client.loop_stop()
 
 
-def run_daemon(args, replay: Path, config: Path, work: Path, port: int, expected: int) -> dict:
-    """Runs the daemon to the end of the replay; returns events, timings, memory and imports."""
-    collector = Collector(port)
+def run_daemon(args, replay: Path, config: Path, work: Path, broker: Broker, expected: int) -> dict:
+    """Runs the daemon to the end of the replay; returns events, timings, memory, CPU and imports."""
+    import psutil
+
+    collector = Collector(broker.port)
     interpreter_flags = [] if args.no_importtime else ["-X", "importtime"]
     command = [sys.executable, *interpreter_flags, "-m", "edge", "run", "--config", str(config),
                "--replay", str(replay), "--replay-fps", "0", "--mock-gpio", "--model", str(args.model.resolve()),
-               "--state-dir", str(work / "state"), "--mqtt", f"127.0.0.1:{port}", "--device-id", DEVICE_ID]
+               "--state-dir", str(work / "state"), "--mqtt", f"127.0.0.1:{broker.port}", "--device-id", DEVICE_ID]
     log_path = work / "daemon.log"
+    broker_process = psutil.Process(broker.process.pid)
+    broker_cpu, own_cpu = sum(broker_process.cpu_times()[:2]), time.process_time()
     started = time.perf_counter()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, cwd=REPO_ROOT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         memory = watch_process(process, args.timeout)
     ended = time.perf_counter()
+    # The harness shares the daemon's cores: how much CPU it took while the daemon ran.
+    cpu_s = {"daemon": memory.pop("cpu_s"), "broker": sum(broker_process.cpu_times()[:2]) - broker_cpu,
+             "this_script": time.process_time() - own_cpu}
     deadline = time.monotonic() + 10  # the daemon flushed before exiting; allow for delivery to us
     while len(collector.on("item")) < expected and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -279,6 +289,7 @@ def run_daemon(args, replay: Path, config: Path, work: Path, port: int, expected
         "startup_s": online[0] - started if online else None,
         "wall_s": ended - started,
         "imports": imported_modules(text),
+        "cpu_s": cpu_s,
         **memory,
     }
 
@@ -293,7 +304,7 @@ def watch_process(process: subprocess.Popen, timeout: float) -> dict:
     import psutil
 
     watched = psutil.Process(process.pid)
-    peak_rss = high_water = 0.0
+    peak_rss = high_water = cpu_s = 0.0
     mapped: set[str] = set()
     next_maps = 0.0
     deadline = time.monotonic() + timeout
@@ -304,6 +315,7 @@ def watch_process(process: subprocess.Popen, timeout: float) -> dict:
         try:
             peak_rss = max(peak_rss, watched.memory_info().rss / 2**20)
             high_water = max(high_water, _vm_hwm_mb(process.pid))
+            cpu_s = sum(watched.cpu_times()[:4])  # its own and its children's, up to the last poll
             if time.monotonic() >= next_maps:
                 mapped |= _mapped_files(process.pid)
                 next_maps = time.monotonic() + 1.0
@@ -311,7 +323,8 @@ def watch_process(process: subprocess.Popen, timeout: float) -> dict:
             break
         time.sleep(POLL_S)
     process.wait()
-    return {"peak_rss_polled_mb": peak_rss, "peak_rss_vmhwm_mb": high_water, "mapped_files": sorted(mapped)}
+    return {"peak_rss_polled_mb": peak_rss, "peak_rss_vmhwm_mb": high_water, "mapped_files": sorted(mapped),
+            "cpu_s": cpu_s}
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -398,6 +411,7 @@ def summarise(args, test: list[str], own: dict[str, str], raw_ms: list[float], r
         "peak_rss_mb": round(peak_rss, 1), "peak_rss_polled_mb": round(run["peak_rss_polled_mb"], 1),
         "startup_to_online_s": round(run["startup_s"], 2) if run["startup_s"] is not None else None,
         "daemon_wall_s": round(run["wall_s"], 1),
+        "cpu_ms_per_item": {name: round(seconds * 1000 / len(test), 2) for name, seconds in run["cpu_s"].items()},
         "modules_imported": len(run["imports"]), "forbidden_modules": imported["modules"],
         "forbidden_mapped_files": imported["mapped_files"],
     }
@@ -434,6 +448,9 @@ def report(f: dict) -> None:
           f"(limit {COST_RATIO_LIMIT}) -> {mark('cost_ratio')}; vs the daemon's own invoke time "
           f"{f['daemon_invoke_ms_median']} ms: {f['cost_ratio_vs_daemon_invoke']}")
     print(f"  settled frame -> flap command alone (decision latency p50 / raw K invokes): {f['decision_ratio']}")
+    cpu = f["cpu_ms_per_item"]
+    print(f"CPU per photo while the daemon ran: daemon {cpu['daemon']} ms, broker {cpu['broker']} ms, "
+          f"this script (subscriber, memory poll) {cpu['this_script']} ms")
     print(f"daemon peak RSS {f['peak_rss_mb']} MB (limit {RSS_LIMIT_MB:g}) -> {mark('peak_rss')}")
     print(f"start-up to online {f['startup_to_online_s']} s (limit {STARTUP_LIMIT_S:g}) -> {mark('startup')}")
     print(f"{f['modules_imported']} modules imported, forbidden: {f['forbidden_modules'] or 'none'}; "
