@@ -164,4 +164,5 @@ def build_web(config: Config, classifier, decider, *, status_provider=None, stat
     web = config.web
     return WebServer(host=web.host, port=web.port, classifier=classifier, decider=decider,
                      status_provider=status_provider, max_upload_bytes=int(web.max_upload_mb * 1024 * 1024),
-                     state_dir=state_dir, keep_uploads=web.keep_uploads, allowed_hosts=web.allowed_hosts)
+                     state_dir=state_dir, keep_uploads=web.keep_uploads, allowed_hosts=web.allowed_hosts,
+                     device_id=config.device.id)

@@ -21,14 +21,19 @@ def smartbin(*args: str, **options) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
 
-def test_web_serves_the_page_until_sigterm_then_exits_0(tiny_bundle):
-    process = smartbin("web", "--model", str(tiny_bundle), "--port", "0")
+def test_web_serves_the_page_until_sigterm_then_exits_0(tiny_bundle, tmp_path):
+    config = tmp_path / "smartbin.yaml"
+    config.write_text("device:\n  id: bin-7\n")
+    process = smartbin("web", "--config", str(config), "--model", str(tiny_bundle), "--port", "0")
     try:
         line = process.stdout.readline()
         assert "smartbin web page at http://127.0.0.1:" in line
         url = line.split(" at ", 1)[1].split()[0]
         status, _, result = request(url + "api/status")
         assert status == 200 and result["live"] is False and result["model"]["name"] == tiny_bundle.name
+        assert result["device_id"] == "bin-7"  # so a Prometheus scraping the page labels it as this bin
+        status, _, body = request(url + "metrics")
+        assert status == 200 and 'smartbin_info{device_id="bin-7",live="false"' in body.decode()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

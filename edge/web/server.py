@@ -78,6 +78,7 @@ class WebServer:
         state_dir: the only folder the server may write to (kept uploads, labelled review photos).
         keep_uploads: keep each uploaded photo under ``state_dir/uploads/`` (newest 500, at most 200 MB).
         allowed_hosts: other host names the page answers to (a reverse proxy's), besides its own.
+        device_id: this bin's ``device.id``, shown standalone (a daemon's status carries its own).
 
     Usage:
         server = WebServer(classifier=classifier, decider=decider, port=0)
@@ -87,7 +88,8 @@ class WebServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8080, classifier, decider,
                  status_provider: Callable[..., dict[str, Any]] | None = None,
                  max_upload_bytes: int = 10 * 1024 * 1024, state_dir: str | os.PathLike | None = None,
-                 keep_uploads: bool = False, allowed_hosts: list[str] | tuple[str, ...] = ()):
+                 keep_uploads: bool = False, allowed_hosts: list[str] | tuple[str, ...] = (),
+                 device_id: str | None = None):
         if keep_uploads and state_dir is None:
             raise ConfigError([("web.keep_uploads", "needs device.state_dir to keep uploads in")])
         if max_upload_bytes <= 0:
@@ -99,6 +101,7 @@ class WebServer:
         self.classifier = classifier
         self.decider = decider
         self.status_provider = status_provider
+        self.device_id = device_id
         self.max_upload_bytes = int(max_upload_bytes)
         self.uploads_dir = Path(state_dir) / "uploads" if keep_uploads else None
         self.desk = LabelDesk(state_dir) if state_dir is not None else None
@@ -172,7 +175,9 @@ class WebServer:
         asks the daemon to leave out its recent items (and so not encode their thumbnails)."""
         web = {"max_upload_bytes": self.max_upload_bytes, **self.rules}
         if self.status_provider is None:
-            return {"live": False, "model": self.model, "web": web}
+            # The device id too, so a Prometheus scraping the standalone page labels it as the bin.
+            own = {"device_id": self.device_id} if self.device_id else {}
+            return {"live": False, **own, "model": self.model, "web": web}
         status = dict(self.status_provider(recent=recent))
         status.setdefault("model", self.model)
         return {"live": True, **status, "web": web}
