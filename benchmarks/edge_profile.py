@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         replay = link_replay_folder(photo_root, test, work / "replay")
         broker = None if args.no_mqtt else start_broker(shutil.which("mosquitto") or "/usr/sbin/mosquitto", work)
         try:
-            spent, calls, items, total = profile(args.model, replay, work / "state", broker.port if broker else None)
+            spent, calls, items, total, cpu = profile(args.model, replay, work / "state",
+                                                      broker.port if broker else None)
         finally:
             if broker:
                 broker.process.terminate()
@@ -59,7 +60,51 @@ def main(argv: list[str] | None = None) -> int:
           f"({'without' if args.no_mqtt else 'with'} MQTT)")
     for name, seconds in sorted(spent.items(), key=lambda pair: -pair[1]):
         print(f"  {name:52s} {seconds * 1000 / items:7.2f} ms/item  ({calls[name] / items:.1f} calls/item)")
+    if cpu:
+        print("CPU time per item, by thread (all of this process's threads share the machine's cores):")
+        for name, seconds in sorted(cpu.items(), key=lambda pair: -pair[1]):
+            if seconds * 1000 / items >= 0.01:
+                print(f"  {name:52s} {seconds * 1000 / items:7.2f} ms/item")
     return 0
+
+
+def _thread_cpu_s() -> dict[int, float]:
+    """Each live thread's CPU time in seconds, by native thread id (empty where /proc is not Linux's)."""
+    found = {}
+    for task in Path("/proc/self/task").glob("*") if Path("/proc/self/task").is_dir() else ():
+        try:
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended while we looked
+    return found
+
+
+class ThreadCPU:
+    """Samples every thread's CPU time while the daemon runs (threads that end keep their last sample)."""
+
+    def __init__(self, interval_s: float = 0.1):
+        self.start, self.last, self.names = _thread_cpu_s(), {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(interval_s,), name="profile-sampler", daemon=True)
+        self._thread.start()
+
+    def _sample(self, interval_s: float) -> None:
+        while True:
+            self.names.update({thread.native_id: thread.name for thread in threading.enumerate()})
+            self.last.update(_thread_cpu_s())
+            if self._stop.wait(interval_s):
+                break
+
+    def stop(self) -> dict[str, float]:
+        """Stops sampling; CPU seconds since the start by thread name (same-named threads summed)."""
+        self._stop.set()
+        self._thread.join()
+        self.last.update(_thread_cpu_s())
+        spent: dict[str, float] = collections.defaultdict(float)
+        for native_id, seconds in self.last.items():
+            name = self.names.get(native_id, "(not a Python thread: LiteRT's, ...)")
+            spent[name] += seconds - self.start.get(native_id, 0.0)
+        return spent
 
 
 def profile(model: Path, replay: Path, state: Path, port: int | None):
@@ -107,8 +152,10 @@ def profile(model: Path, replay: Path, state: Path, port: int | None):
     if daemon.review is not None:
         wrap(daemon.review, "save", "review photo (rejected items)")
     started = time.perf_counter()
+    threads = ThreadCPU()
     daemon.run()
-    return spent, calls, daemon.items, time.perf_counter() - started
+    total = time.perf_counter() - started
+    return spent, calls, daemon.items, total, threads.stop()
 
 
 if __name__ == "__main__":
