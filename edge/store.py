@@ -69,6 +69,12 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = lock_state_folder(self.path.with_suffix(".lock"))
+            # What a killed process committed without an fsync may still sit in the page cache only:
+            # flushed first, everything found on opening survives a power cut from here on. Before
+            # SQLite opens the file, never after: closing any descriptor of it would drop the locks
+            # SQLite holds on it (POSIX locks are per process), and the next outside reader (a backup,
+            # `sqlite3`) would then take itself for the last user and delete the write-ahead log.
+            self._fsync_files()
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
             # WAL: a commit appends to the log, so the durability of each write can be chosen (see
             # _Transaction) and readers never wait for a writer. Some file systems cannot do it.
@@ -85,9 +91,6 @@ class Store:
             self._outbox_size = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             row = self._db.execute("SELECT value FROM meta WHERE key = 'outbox_dropped'").fetchone()
             self.outbox_dropped = int(row[0]) if row else 0
-            # What a killed process committed without an fsync may still sit in the page cache only:
-            # flushed now, everything found on opening survives a power cut from here on.
-            self._fsync_files()
             # Outbox rows up to this seq survive a power cut; only those are handed to MQTT, so the
             # broker never holds an item the bin could still lose.
             self._durable_seq = self._last_seq = self._db.execute(

@@ -229,6 +229,40 @@ def test_reopening_flushes_what_a_killed_process_committed_without_fsync_before_
     store.close()
 
 
+@pytest.mark.timeout(60)
+def test_an_outside_reader_such_as_a_live_backup_leaves_the_log_in_place_so_kill_9_loses_nothing(tmp_path):
+    path = tmp_path / "smartbin.db"
+    script = textwrap.dedent(f"""
+        import sys
+        from edge.store import Store
+        store = Store({str(path)!r})
+        for batch in range(2):
+            for i in range(10):
+                store.record_item({{"id": f"{{batch}}-{{i}}", "ts": i, "label": "glass", "bin": "glass",
+                                   "confidence": 1.0}})
+            print("recorded", flush=True)
+            sys.stdin.readline()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "recorded\n"
+        # What docs/reliability.md suggests for a backup of a running bin, then a look with sqlite3.
+        with contextlib.closing(sqlite3.connect(path)) as outside, \
+                contextlib.closing(sqlite3.connect(tmp_path / "backup.db")) as backup:
+            outside.backup(backup)
+            assert outside.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 10
+        assert (tmp_path / "smartbin.db-wal").exists()  # the bin still writes to a log that exists
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "recorded\n"
+    finally:
+        child.kill()
+        child.wait(10)
+    store = Store(path)
+    assert store.counts()["total"] == 20 and store.outbox_size() == 20
+    store.close()
+
+
 def test_the_outbox_drops_only_when_it_holds_max_outbox_messages_even_with_delivered_gaps(tmp_path):
     store = Store(tmp_path / "db", max_outbox=4)
     for name in "abcd":
