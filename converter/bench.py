@@ -23,6 +23,7 @@ from converter import ConverterError
 from converter.litert import build_interpreter
 from converter.runfolder import FLOAT_REFERENCE_FILE
 from edge.bundle import Bundle, load_bundle
+from edge.config_schema import MAX_THREADS
 from edge.errors import BundleError
 
 
@@ -106,8 +107,8 @@ def bench(path: str | os.PathLike, threads: list[int], runs: int = 50, warmup: i
         each result has ``threads``, ``model`` stats, and when a reference is there
         ``float32`` stats and ``ratio`` (model median / float32 median).
     """
-    if runs < 1 or warmup < 0 or not threads or min(threads) < 1:
-        raise ConverterError("bench: --runs must be >= 1, --warmup >= 0 and --threads positive integers")
+    if runs < 1 or warmup < 0 or not threads or min(threads) < 1 or max(threads) > MAX_THREADS:
+        raise ConverterError(f"bench: --runs must be >= 1, --warmup >= 0 and --threads integers from 1 to {MAX_THREADS}")
     model_path, bundle = resolve_target(path)
     reference_path = Path(reference) if reference else find_float_reference(bundle)
     if reference and not reference_path.is_file():

@@ -15,6 +15,7 @@ import math
 import sys
 
 from converter import ConverterError, GateError
+from edge.config_schema import MAX_THREADS
 from edge.errors import BundleError
 
 EXIT_GATE = 1
@@ -61,6 +62,8 @@ def _checked(convert, is_ok, problem: str):
 
 _positive_int = _checked(int, lambda value: value >= 1, "must be at least 1")
 _non_negative_int = _checked(int, lambda value: value >= 0, "must be 0 or more")
+# As model.threads: LiteRT itself takes any count, and a huge one crashes the process.
+_thread_count = _checked(int, lambda value: 1 <= value <= MAX_THREADS, f"must be between 1 and {MAX_THREADS}")
 # drop > nan is always False: a NaN --max-drop would let the gate pass everything.
 _drop_points = _checked(float, lambda value: math.isfinite(value) and value >= 0, "must be a finite number of 0 or more")
 _probability = _checked(float, lambda value: 0 <= value <= 1, "must be between 0 and 1")
@@ -78,8 +81,8 @@ def _thread_list(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: thread counts must be positive")
+    if not values or min(values) < 1 or max(values) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text!r}: thread counts must be between 1 and {MAX_THREADS}")
     return values
 
 
@@ -112,7 +115,8 @@ def convert_parser() -> argparse.ArgumentParser:
                         help="pre-check Edge TPU ops and compile model_edgetpu.tflite when edgetpu_compiler is on PATH")
     parser.add_argument("--keep-float", action="store_true",
                         help="also write the float32 .tflite beside the bundle as <bundle>-float32.tflite")
-    parser.add_argument("--threads", type=_positive_int, default=2, help="LiteRT threads for evaluation (default: 2)")
+    parser.add_argument("--threads", type=_thread_count, default=2,
+                        help=f"LiteRT threads for evaluation, 1 to {MAX_THREADS} (default: 2)")
     parser.add_argument("--seed", type=_non_negative_int, default=0,
                         help="seed of the calibration sample (default: 0)")
     return parser

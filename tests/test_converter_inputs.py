@@ -256,6 +256,13 @@ class TestBadInputExitsTwo:
         assert main(["bench", str(tmp_path), "--threads", "1,x"]) == 2
         assert "comma-separated list of integers" in error_line(capsys)
 
+    @pytest.mark.parametrize("command", [["bench", "BUNDLE", "--threads", "2,100000"], ["RUN", "--threads", "17"]])
+    def test_more_threads_than_litert_takes_is_refused_before_any_work(self, tmp_path, capsys, command):
+        # 100000 threads crashed LiteRT (a segfault in bench); the limit is model.threads' own.
+        args = [str(tmp_path) if part in ("BUNDLE", "RUN") else part for part in command]
+        assert main(args + (["--out", str(tmp_path / "b")] if "RUN" in command else [])) == 2
+        assert "between 1 and 16" in error_line(capsys)
+
     def test_as_a_real_command(self, tmp_path):
         done = subprocess.run(
             [sys.executable, "-m", "converter", str(tmp_path / "nope"), "--out", str(tmp_path / "b")],
