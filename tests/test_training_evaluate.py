@@ -175,6 +175,7 @@ def test_photos_gone_or_damaged_since_training_are_skipped_and_listed(run, tmp_p
     ("broken config", "config.yaml: a damaged run file"),
     ("repeated label", "labels.txt must name each class once"),
     ("missing label", "the model has 3 outputs but labels.txt names 2 classes"),
+    ("renamed labels", "split.json has classes cardboard, glass, metal that labels.txt does not name"),
 ])
 def test_a_damaged_run_folder_is_one_line_and_exit_2(run, tmp_path, capsys, damage, message):
     damaged = shutil.copytree(run / "run", tmp_path / "damaged")
@@ -186,6 +187,8 @@ def test_a_damaged_run_folder_is_one_line_and_exit_2(run, tmp_path, capsys, dama
         (damaged / "config.yaml").write_text("a: [unclosed")
     elif damage == "repeated label":
         (damaged / "labels.txt").write_text("cardboard\nglass\nglass\n")
+    elif damage == "renamed labels":
+        (damaged / "labels.txt").write_text("p\nq\nr\n")
     else:
         (damaged / "labels.txt").write_text("cardboard\nglass\n")
     assert evaluate([str(damaged)]) == 2
@@ -216,3 +219,16 @@ def test_a_run_whose_data_folder_moved_is_scored_on_its_own_list_where_smartbin_
     monkeypatch.setenv("SMARTBIN_DATA", str(run / "data"))
     assert evaluate([str(moved_run)]) == 0
     assert json_module.loads((moved_run / "eval-metrics.json").read_text())["n"] == len(split["splits"]["test"])
+
+
+@pytest.mark.slow
+def test_a_hand_edited_run_is_scored_by_its_model_a_bom_and_a_stale_image_size_notwithstanding(run, tmp_path, capsys):
+    edited = shutil.copytree(run / "run", tmp_path / "edited")
+    labels = (edited / "labels.txt").read_text()
+    (edited / "labels.txt").write_text("\ufeff" + labels)  # as Windows Notepad saves it
+    config = (edited / "config.yaml").read_text()
+    (edited / "config.yaml").write_text(config.replace("image_size: 32", "image_size: 64"))
+    assert evaluate([str(edited)]) == 0
+    again = json.loads((edited / "eval-metrics.json").read_text())
+    original = json.loads((run / "run" / "metrics.json").read_text())
+    assert again["confusion_matrix"] == original["confusion_matrix"]

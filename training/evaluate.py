@@ -40,7 +40,8 @@ def load_run(run_dir: Path):
 
     def read(name: str, parse):
         try:
-            return parse((run_dir / name).read_text(encoding="utf-8"))
+            # utf-8-sig: a file saved by a Windows editor starts with a BOM (the converter reads it so too).
+            return parse((run_dir / name).read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
             raise TrainingError(f"{run_dir / name}: a damaged run file ({first_line(err)})") from None
 
@@ -106,6 +107,9 @@ def evaluation_items(run_dir: Path, split: dict, labels: list[str], data: str | 
     items = [(rel, normal_label(label_of.get(rel, rel.split("/")[0]))) for rel in split["splits"][split_name]]
     if not items:
         raise DataError(f"{run_dir}: the run's {split_name} list is empty")
+    unknown = sorted({label for _, label in items} - set(labels))
+    if unknown:  # labels.txt edited by hand, or another run's split.json
+        raise DataError(f"{run_dir}: split.json has classes {', '.join(unknown)} that labels.txt does not name")
     # Checked now, not found by TensorFlow halfway through the predictions: gone since training, or damaged.
     unreadable = [rel for rel, _ in tqdm(items, desc=f"checking the {split_name} photos", unit="photo",
                                          file=sys.stderr, mininterval=10) if not is_readable(root / rel)]
@@ -163,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         from training.pipeline import make_dataset
         from training.report import write_evaluation
 
-        dataset = make_dataset(root, items, labels, int(config["image_size"]), args.batch_size, cache=False)
+        # The model's own input size, as the converter takes it: config.yaml is only a record of the run.
+        size = model.input_shape[1] or config.get("image_size")
+        dataset = make_dataset(root, items, labels, int(size), args.batch_size, cache=False)
         index = {label: i for i, label in enumerate(labels)}
         metrics = classification_metrics([index[label] for _, label in items],
                                          predict(model, dataset, "evaluating", views=args.views), labels)
