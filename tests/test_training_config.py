@@ -77,6 +77,13 @@ def test_a_key_left_empty_in_yaml_means_its_default(tmp_path):
         ("", "", TrainConfig().augment, "none", None)
 
 
+@pytest.mark.parametrize("written, meant", [("on", "on"), ("off", "off"), ("'on'", "on"), ("auto", "auto")])
+def test_mixed_precision_written_bare_as_the_docs_write_it_means_what_it_says(tmp_path, written, meant):
+    # YAML 1.1 reads a bare on/off as true/false.
+    (tmp_path / "recipe.yaml").write_text(f"mixed_precision: {written}\n")
+    assert TrainConfig.from_yaml(tmp_path / "recipe.yaml").mixed_precision == meant
+
+
 def test_a_setting_given_twice_is_an_error_not_a_silent_last_wins(tmp_path):
     (tmp_path / "recipe.yaml").write_text("image_size: 320\nseed: 0\nimage_size: 224\n")
     with pytest.raises(TrainingError, match=r"recipe.yaml: image_size: line 3: appears again \(first on line 1\)"):

@@ -136,6 +136,12 @@ class TrainConfig(_Settings):
     def _weights_none(cls, value: Any) -> Any:
         return "none" if value is None else value  # YAML "weights: null"
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as true/false: "mixed_precision: on" means "on".
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("data", "cache_cut", "init_from", mode="before")
     @classmethod
     def _empty_text(cls, value: Any) -> Any:
