@@ -176,7 +176,9 @@ def find_photos(root: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXT
     (lower case) say what an image file is.
 
     Symlinked folders are followed (a replay folder or a class is often linked from a dataset),
-    each real folder once, so a link loop cannot repeat photos or never end.
+    each real folder once, so a link loop cannot repeat photos or never end. A link to a photo that
+    is gone is listed too, so that whoever reads it reports it as unreadable instead of never
+    seeing it.
 
     Usage:
         photos = find_photos("photos/glass")
@@ -193,8 +195,12 @@ def find_photos(root: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXT
         subfolders[:] = sorted(name for name in subfolders if not skipped_name(name))
         photos += [Path(folder, name) for name in files
                    if not skipped_name(name) and Path(name).suffix.lower() in extensions
-                   and os.path.isfile(os.path.join(folder, name))]
+                   and _file_or_dangling_link(os.path.join(folder, name))]
     return sorted(photos, key=lambda path: path.relative_to(root).as_posix())
+
+
+def _file_or_dangling_link(path: str) -> bool:
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
 
 
 def utf8_text(name: str) -> str:

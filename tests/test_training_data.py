@@ -42,6 +42,13 @@ def test_corrupt_images_are_listed_and_skipped(photo_folder):
     assert "glass/broken.jpg" not in dict(dataset.items)
 
 
+def test_a_link_to_a_photo_that_is_gone_is_listed_as_unreadable_not_silently_missed(photo_folder, tmp_path):
+    (photo_folder / "glass" / "moved.jpg").symlink_to(tmp_path / "no-such-photo.jpg")
+    dataset = discover(photo_folder, verify=True)
+    assert dataset.unreadable == ["glass/moved.jpg"]
+    assert "glass/moved.jpg" in check_report(photo_folder)[0]
+
+
 def test_a_file_the_bin_cannot_decode_is_skipped_although_pillow_reads_it(photo_folder):
     from PIL import Image
 
