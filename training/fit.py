@@ -117,8 +117,11 @@ def prepare_data(config: TrainConfig):
     if invalid:
         raise DataError(f"{config.data}: {', '.join(map(repr, invalid))}: not a class name a model can carry "
                         f"(spaces at either end, or a line break): rename the folder or map it with --label-map")
+    from edge.imaging import MAX_DECODED_PIXELS
+
     for rel in dataset.unreadable:
-        print(f"warning: skipping unreadable image {rel}", file=sys.stderr)
+        print(f"warning: skipping unreadable image {rel} (corrupt, or over the bin's "
+              f"{MAX_DECODED_PIXELS // 1_000_000} megapixels)", file=sys.stderr)
     if dataset.other_formats:
         from edge.imaging import other_format_summary
 
