@@ -55,3 +55,4 @@ def test_seed_summary_has_mean_and_sample_std():
     summary = summarize_runs(runs)
     assert summary["accuracy"] == pytest.approx({"mean": 0.75, "std": 0.5 ** 0.5 * 0.5})  # n - 1 in the divisor
     assert "f1_a" in summary
+    assert summarize_runs(runs[:1])["accuracy"] == {"mean": 1.0, "std": None}  # one run has no spread, not 0

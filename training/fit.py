@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"seeds": seeds, "metrics": summarize_runs(reports)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         for key, value in summary["metrics"].items():
-            print(f"{key}: {value['mean']:.4f} ± {value['std']:.4f}", file=sys.stderr)
+            spread = "(one seed: no spread)" if value["std"] is None else f"± {value['std']:.4f}"
+            print(f"{key}: {value['mean']:.4f} {spread}", file=sys.stderr)
         # One JSON line on stdout, as for one run; here each figure is {"mean", "std"}
         print(json.dumps({k: summary["metrics"][k] for k in ("accuracy", "macro_f1", "micro_f1")}))
         return 0

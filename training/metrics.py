@@ -80,13 +80,14 @@ def classification_metrics(y_true, probabilities, labels) -> dict:
 
 
 def summarize_runs(reports: list[dict]) -> dict:
-    """Mean and sample standard deviation (n - 1; 0 for one run) of every scalar metric over seeded runs.
+    """Mean and sample standard deviation (n - 1; None for one run, which has no spread to estimate)
+    of every scalar metric over seeded runs.
 
     The sample deviation, not the population one: a few seeds estimate the spread of all seeds, and
     with two or three runs the population figure would understate it by 20-30 %.
     """
-    def spread(values: list[float]) -> dict[str, float]:
-        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+    def spread(values: list[float]) -> dict[str, float | None]:
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
 
     keys = [k for k, v in reports[0].items() if isinstance(v, float)]
     summary = {k: spread([r[k] for r in reports]) for k in keys}
