@@ -123,7 +123,8 @@ class RunFolder:
             for folder in candidates:
                 if folder.is_dir() and folder.resolve() != self.path.resolve():
                     return folder
-                tried.append(str(folder))
+                if str(folder) not in tried:  # the recorded absolute path is often the hint itself
+                    tried.append(str(folder))
         env = os.environ.get(DATA_ENV)
         if env:
             if Path(env).is_dir():

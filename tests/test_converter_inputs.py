@@ -184,8 +184,12 @@ class TestBadInputExitsTwo:
     def test_no_data_folder_anywhere(self, run_dir, tmp_path, capsys, monkeypatch):
         monkeypatch.delenv("SMARTBIN_DATA", raising=False)
         (run_dir.parent / "photos").rename(tmp_path / "hidden")
+        split = json.loads((run_dir / "split.json").read_text())
+        absolute = str(tmp_path / "gone")  # training recorded it absolute: data and data_resolved agree
+        (run_dir / "split.json").write_text(json.dumps({**split, "data": absolute, "data_resolved": absolute}))
         assert main([str(run_dir), "--out", str(tmp_path / "b")]) == 2
-        assert "pass --data DIR or set SMARTBIN_DATA" in error_line(capsys)
+        line = error_line(capsys)
+        assert "pass --data DIR or set SMARTBIN_DATA" in line and line.count(absolute) == 1  # each place tried once
 
     def test_unwritable_output_folder(self, run_dir, tmp_path, capsys):
         blocker = tmp_path / "a-file"
