@@ -297,6 +297,8 @@ def load_bundle(path: str | os.PathLike, verify_hash: bool = True) -> Bundle:
     """
     folder = Path(path)
     if not folder.is_dir():
+        if folder.is_file():  # model.tflite given for its bundle folder
+            raise BundleError(f"{folder}: is a file; a model bundle is the folder that holds it and its manifest")
         raise BundleError(f"{folder}: model bundle folder not found")
     manifest_path = folder / MANIFEST_FILE
     try:

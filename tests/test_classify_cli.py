@@ -51,6 +51,12 @@ def test_a_missing_bundle_is_one_line_on_stderr_and_exit_2(tmp_path, capsys):
     assert captured.err.count("\n") == 1 and "bundle folder not found" in captured.err
 
 
+def test_a_model_file_given_for_its_bundle_folder_is_told_so(tiny_bundle, capsys):
+    assert classify_cli.run(parse(["classify", "--model", str(tiny_bundle / "model.tflite"), "x.jpg"])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.tflite: is a file; a model bundle is the folder that holds it" in err
+
+
 def test_without_model_or_default_config_the_error_says_to_pass_model(tmp_path, capsys, monkeypatch):
     import edge.config
 
