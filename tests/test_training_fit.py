@@ -77,6 +77,7 @@ def test_a_run_with_ema_averages_in_both_phases_and_keeps_the_setting(tmp_path, 
     (["--data", "{data}", "--label-map", "{tmp}/padded.yaml"], "glass: ' can' is not a class name"),
     (["--data", "{data}", "--label-map", "{tmp}/boolean.yaml"],
      "a folder name written yes, on or true is read by YAML as true, not text: quote it ('yes': ...)"),
+    (["--data", "{data}", "--config", "{tmp}/no-val.yaml"], "split: the val list is empty (val_fraction is 0)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     data = write_class_folders(tmp_path / "data", per_class=3)
@@ -90,6 +91,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "adam.yaml").write_text("optimizer: adam\n")
     (tmp_path / "padded.yaml").write_text('glass: " can"\n')  # trained for hours, then refused by the converter
     (tmp_path / "boolean.yaml").write_text("yes: can\n")
+    (tmp_path / "no-val.yaml").write_text("val_fraction: 0\n")
     args = [a.format(tmp=tmp_path, data=data) for a in args]
     assert main([*TINY, *args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()

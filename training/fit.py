@@ -139,7 +139,10 @@ def prepare_data(config: TrainConfig):
         split = make_split(dataset, config.val_fraction, config.test_fraction, split_seed)
     for name in ("train", "val", "test"):
         if not split[name]:
-            raise TrainingError(f"split: the {name} list is empty (too few images?)")
+            fraction = {"val": config.val_fraction, "test": config.test_fraction}.get(name)
+            why = f"{name}_fraction is {fraction:g}" if fraction == 0 and not config.split_file else \
+                "too few images?"
+            raise TrainingError(f"split: the {name} list is empty ({why})")
     untrained = sorted(set(dataset.labels) - {label for _, label in split["train"]})
     if untrained:
         raise TrainingError(f"split: no training images for {', '.join(untrained)}")
