@@ -163,13 +163,17 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     """Reads and validates a run folder.
 
     Raises:
-        ConverterError: the folder, ``model.keras``, ``labels.txt`` or ``split.json`` is missing or invalid.
+        ConverterError: the folder, ``model.keras``, ``config.yaml``, ``labels.txt`` or ``split.json`` is
+            missing or invalid.
     """
     folder = Path(path)
     if not folder.is_dir():
         raise ConverterError(f"{folder}: run folder not found")
     if not (folder / MODEL_FILE).is_file():
         raise ConverterError(f"{folder}: no {MODEL_FILE} (is this a run folder written by training.fit?)")
+    if not (folder / "config.yaml").is_file():
+        # It says whether the run is a final fit, which trained on its val photos: the gate must know.
+        raise ConverterError(f"{folder}: no config.yaml (is this a run folder written by training.fit?)")
     if not (folder / "metrics.json").is_file():
         # training.fit writes metrics.json last: without it the run was stopped or is still training,
         # and model.keras is only some epoch's checkpoint.
@@ -234,8 +238,6 @@ def _read_optional_json(path: Path) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
     import yaml
 
     try:

@@ -111,6 +111,12 @@ class TestRunFolder:
         monkeypatch.chdir(project / "runs")
         assert load_run("base").resolve_data_dir(None).resolve() == (project / "base").resolve()
 
+    def test_a_run_without_its_config_is_not_converted(self, run_dir, capsys):
+        # Without it the converter cannot tell a final fit (trained on val) from a run it may gate on val.
+        (run_dir / "config.yaml").unlink()
+        assert main([str(run_dir), "--out", str(run_dir.parent / "bundle")]) == 2
+        assert "no config.yaml (is this a run folder written by training.fit?)" in error_line(capsys)
+
     def test_a_run_stopped_before_it_finished_is_not_converted(self, run_dir, capsys):
         (run_dir / "metrics.json").unlink()  # training.fit writes it last
         assert main([str(run_dir), "--out", str(run_dir.parent / "bundle")]) == 2
