@@ -94,6 +94,15 @@ def test_replay_shuffled_mixes_the_classes_in_the_same_order_every_run(photo_fol
         open_source("replay", path=photo_folder, order="random")
 
 
+def test_close_waits_for_the_decoder_so_an_exit_right_after_cannot_abort_in_opencv(photo_folder):
+    # A bin refused at start-up (its web port taken) exits at once; a decoder still inside OpenCV then
+    # made it abort with 134 now and then, which systemd restarts, instead of exiting 2.
+    source = open_source("replay", path=photo_folder, loop=True)
+    source.read()
+    source.close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "replay-decoder" and thread.is_alive()]
+
+
 def test_replay_skips_and_counts_unreadable_photos(photo_folder, caplog):
     (photo_folder / "glass" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     source = open_source("replay", path=photo_folder, empty_frames=1, present_frames=1)

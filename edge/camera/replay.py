@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REPLAY_ORDERS = ("shuffled", "sorted")
 SHUFFLE_SEED = 0  # fixed: a replay is a repeatable experiment
+CLOSE_JOIN_S = 5.0  # the decode under way when close() is called: ~1 s at most for a 40 MP photo on a Pi
 
 
 # Photos in one folder mostly share a size or two; each cached tray holds a photo-size frame.
@@ -244,7 +245,11 @@ class ReplaySource:
         return frame
 
     def close(self) -> None:
+        """Stops the decoder and waits for it (up to ``CLOSE_JOIN_S``): a process that exits while the
+        thread is inside OpenCV's decoder can abort in OpenCV's teardown (exit 134 instead of its own code)."""
         self._closed.set()
+        if self._decoder.is_alive() and self._decoder is not threading.current_thread():
+            self._decoder.join(CLOSE_JOIN_S)  # it looks at _closed between photos and every 0.1 s while it waits
 
     @property
     def stats(self) -> dict[str, int]:
