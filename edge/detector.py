@@ -63,7 +63,8 @@ class ItemDetector:
         if relearn_after_s is not None and relearn_after_s <= 0:
             raise ValueError("relearn_after_s must be positive (or None: never)")
         width, height = GREY_SIZE
-        left, top = int(round(x * width)), int(round(y * height))
+        # At least one pixel: a thin region at the far edge (x = 0.993) would round to none at all.
+        left, top = min(int(round(x * width)), width - 1), min(int(round(y * height)), height - 1)
         self._window = (slice(top, max(top + 1, int(round((y + h) * height)))),
                         slice(left, max(left + 1, int(round((x + w) * width)))))
         self.diff_threshold = diff_threshold

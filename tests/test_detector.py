@@ -92,6 +92,13 @@ def test_changes_outside_the_region_of_interest_are_ignored():
     assert len(decisions(detector, frames(*[with_item(x=40, y=30, size=20)] * 10))) == 1
 
 
+def test_a_thin_region_at_the_far_edge_still_watches_a_column_of_pixels():
+    # roi x = 0.993 rounded to no pixel at all: the first frame divided by zero and stopped the bin.
+    detector = ItemDetector(roi=(0.993, 0.0, 0.007, 1.0))
+    assert decisions(detector, frames(*[TRAY] * 4, *[with_item(x=20, y=0, size=30)] * 10)) == []
+    assert len(decisions(detector, frames(*[with_item(x=60, y=0, size=48)] * 10))) == 1
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="roi"):
         ItemDetector(roi=(0.5, 0.5, 0.8, 0.2))
