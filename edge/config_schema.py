@@ -219,8 +219,10 @@ class FlapConfig(Section):
         default_factory=lambda: {"paper": -60.0, "glass": -20.0, "packaging": 20.0, "rest": 60.0},
         description="Servo angle per bin in degrees.")
     neutral_angle: float = Field(0.0, description="Angle at rest, between items.")
-    min_angle: float = Field(-90.0, description="Angle at min_pulse_width; above max_angle reverses the servo (a mirrored mount).")
-    max_angle: float = Field(90.0, description="Angle at max_pulse_width.")
+    # A servo turns less than a full circle; 1e308 passed and every bin then got the same pulse.
+    min_angle: float = Field(-90.0, ge=-360, le=360,
+                             description="Angle at min_pulse_width; above max_angle reverses the servo (a mirrored mount).")
+    max_angle: float = Field(90.0, ge=-360, le=360, description="Angle at max_pulse_width.")
     # Beyond 0.3-3 ms a hobby servo pushes against its end stop (and burns); a value in milliseconds is caught too.
     min_pulse_width: float = Field(0.0005, ge=0.0003, le=0.003,
                                    description="Pulse width in seconds at min_angle (SG90: 0.0005 = 0.5 ms).")
