@@ -34,8 +34,8 @@ class CameraError(SmartbinError, RuntimeError):
 
 
 class MissingInputError(CameraError):
-    """The camera names a file or folder that is not there (a video file, a replay folder): waiting
-    cannot help, so the daemon exits 2, which systemd does not retry."""
+    """The camera names a file or folder that is not there or cannot be what it should be (a video
+    file, a replay folder): waiting cannot help, so the daemon exits 2, which systemd does not retry."""
 
 
 class ClassifierError(SmartbinError, RuntimeError):

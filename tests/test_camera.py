@@ -91,6 +91,56 @@ def test_opencv_missing_file_is_a_clear_error(tmp_path):
         open_source("opencv", device=str(tmp_path / "missing.mp4"))
 
 
+@pytest.mark.parametrize("content", [b"", b"not a video at all" * 50], ids=["empty", "garbage"])
+def test_opencv_a_video_file_that_cannot_be_read_is_bad_input_at_once_not_a_camera_to_wait_for(tmp_path, content):
+    from edge.errors import MissingInputError
+
+    video = tmp_path / "clip.avi"
+    video.write_bytes(content)
+    start = time.perf_counter()
+    with pytest.raises(MissingInputError, match="cannot read video file .*clip.avi"):  # exit 2: no restart loop
+        open_source("opencv", device=str(video), retries=5, backoff_s=0.5)
+    assert time.perf_counter() - start < 0.5  # no back-off: waiting cannot mend a file
+
+
+def test_opencv_a_folder_is_not_a_camera_and_the_error_points_to_replay(tmp_path):
+    from edge.errors import MissingInputError
+
+    with pytest.raises(MissingInputError, match="is a folder, not a video file or camera .*--replay"):
+        open_source("opencv", device=str(tmp_path))
+
+
+def test_opencv_a_recording_that_ends_early_is_reported(tmp_path, caplog, monkeypatch):
+    from edge.camera.opencv import OpenCVSource
+
+    video = tmp_path / "clip.avi"
+    write_video(video, frames=5)
+    real_open = OpenCVSource._open
+
+    def claims_more(self):
+        capture = real_open(self)
+        return None if capture is None else _Claiming(capture, frames=50)
+
+    monkeypatch.setattr(OpenCVSource, "_open", claims_more)
+    source = open_source("opencv", device=str(video))
+    assert len(read_all(source)) == 5
+    source.close()
+    assert "ended after 5 of its 50 frames (damaged?)" in caplog.text
+
+
+class _Claiming:
+    """A recording whose header promises more frames than it holds (damaged in the middle)."""
+
+    def __init__(self, capture, frames: int):
+        self.capture, self.frames = capture, frames
+
+    def get(self, prop):
+        return self.frames if prop == cv2.CAP_PROP_FRAME_COUNT else self.capture.get(prop)
+
+    def __getattr__(self, name):
+        return getattr(self.capture, name)
+
+
 def test_opencv_device_nodes_and_pipelines_are_live_sources_not_missing_files():
     for device in ("/dev/video97", "videotestsrc num-buffers=0 ! appsink"):
         with pytest.raises(CameraError, match="cannot open camera") as error:

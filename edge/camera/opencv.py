@@ -71,6 +71,9 @@ class OpenCVSource:
         self._is_file = isinstance(self.device, str) and os.path.isfile(self.device)
         if isinstance(self.device, str) and not self._is_file and _looks_like_a_file(self.device):
             raise MissingInputError(f"opencv: video file not found: {self.device}")
+        if isinstance(self.device, str) and os.path.isdir(self.device):
+            raise MissingInputError(f"opencv: {self.device} is a folder, not a video file or camera "
+                                    f"(a folder of photos is replayed: --replay {self.device})")
         self._settings = (width, height, fps)
         self._retries = max(0, retries)
         self._backoff = (backoff_s, max_backoff_s)
@@ -107,6 +110,14 @@ class OpenCVSource:
         return min(most, first * 2 ** attempt)
 
     def _open_with_retries(self):
+        if self._is_file:
+            # A recording that will not open now never will: no retries, and exit 2 rather than a
+            # restart loop (an empty file, a half-copied one, a format this OpenCV cannot decode).
+            capture = self._open()
+            if capture is None:
+                raise MissingInputError(f"opencv: cannot read video file {self.device} (empty, damaged, or "
+                                        f"in a format this OpenCV cannot decode)")
+            return capture
         for attempt in range(self._retries + 1):
             capture = self._open()
             if capture is not None:
@@ -144,6 +155,7 @@ class OpenCVSource:
                 self._stats["unreadable"] += 1  # a frame in a layout we cannot use: skip it, keep reading
                 continue
             if self._is_file:
+                self._warn_if_cut_short()
                 self._deliver(_END)
                 return
             failures += 1
@@ -158,6 +170,14 @@ class OpenCVSource:
                 return
             self._capture.release()
             self._capture = self._open() or self._capture
+
+    def _warn_if_cut_short(self) -> None:
+        # OpenCV ends a damaged recording at the first bad frame, silently: say so, or a bin that sorted
+        # nothing from it looks like one whose video had no items.
+        expected = int(self._capture.get(_cv2().CAP_PROP_FRAME_COUNT) or 0)
+        read = self._stats["frames"] + self._stats["unreadable"]
+        if expected > 0 and read < expected * 0.9:
+            log.warning("opencv: %s ended after %d of its %d frames (damaged?)", self.device, read, expected)
 
     def _deliver(self, item) -> None:
         if self._is_file or item is _END or isinstance(item, CameraError):
