@@ -218,6 +218,9 @@ class EveryFrameTrigger:
 class SensorTrigger:
     """A break-beam sensor or button says an item arrived; classify the next frames.
 
+    The break starts the item: after ``settle_frames`` the next ``classify_frames`` frames are taken
+    even if the beam is clear again by then (a press of a button, a small item falling through).
+
     Args:
         is_active: returns True while the beam is broken (``gpio.BeamSensor.is_active``).
         classify_frames: frames handed back per item.
@@ -244,20 +247,23 @@ class SensorTrigger:
         self._clear_since: float | None = None
 
     def update(self, frame: Frame) -> list[Frame] | None:
-        if not self.is_active():
+        if self.is_active():
+            self._clear_since = None
+            if self.state == "empty":  # a break: an item arrived
+                self.state = "occupied"
+                self._to_skip = self.settle_frames
+                self._collected = []
+        else:
             if self._clear_since is None or frame.ts < self._clear_since:  # or the clock stepped back
                 self._clear_since = frame.ts
-            if self.state == "decided" and frame.ts - self._clear_since < self.clear_s:
-                return None  # maybe a bounce: not clear long enough to re-arm
-            self.state = "empty"
-            self._collected = []
-            return None
-        self._clear_since = None
+            if self.state == "decided" and frame.ts - self._clear_since >= self.clear_s:
+                self.state = "empty"  # clear long enough: the next break is a new item, not a bounce
+            if self.state != "occupied":
+                return None
         if self.state == "decided":
             return None
-        if self.state == "empty":
-            self.state = "occupied"
-            self._to_skip = self.settle_frames
+        # Collected whether or not the beam is still broken: a button press or an item falling through
+        # the beam ends long before the K frames are taken, and it is an item all the same.
         if self._to_skip:
             self._to_skip -= 1
             return None

@@ -129,11 +129,27 @@ def test_every_frame_trigger_treats_each_frame_as_an_item():
 
 
 def test_sensor_trigger_decides_once_per_broken_beam():
-    beam = iter([False, True, True, True, True, False, True, True, False])
+    beam = iter([False, True, True, True, True, False, False, True, True, True, False])
     trigger = make_trigger("sensor", is_active=lambda: next(beam), classify_frames=2, settle_frames=1)
     assert isinstance(trigger, SensorTrigger)
-    found = decisions(trigger, frames(*[TRAY] * 9))
-    assert [[frame.index for frame in settled] for settled in found] == [[2, 3]]
+    found = decisions(trigger, frames(*[TRAY] * 11))
+    assert [[frame.index for frame in settled] for settled in found] == [[2, 3], [8, 9]]
+
+
+def test_a_button_press_or_a_short_break_is_an_item_although_the_beam_is_clear_before_k_frames():
+    # Found by a review: frames were collected only while the beam stayed broken, so a press shorter
+    # than settle + K frames was dropped without a word.
+    beam = iter([False, True, False, False, False, False, False, True, False, False, False])
+    trigger = make_trigger("sensor", is_active=lambda: next(beam), classify_frames=3, settle_frames=1, clear_s=0.3)
+    found = decisions(trigger, timed([TRAY] * 11, step_s=0.1))
+    assert [[frame.index for frame in settled] for settled in found] == [[2, 3, 4], [8, 9, 10]]
+
+
+def test_a_bounce_shortly_after_an_item_is_not_a_second_item():
+    beam = iter([True, True, True, False, True, False, False, False, False, False, False, True, False])
+    trigger = make_trigger("sensor", is_active=lambda: next(beam), classify_frames=2, clear_s=0.3)
+    found = decisions(trigger, timed([TRAY] * 13, step_s=0.1))
+    assert [[frame.index for frame in settled] for settled in found] == [[0, 1], [11, 12]]
 
 
 def test_a_uint8_thumbnail_is_compared_as_float_so_differences_do_not_wrap():
