@@ -149,10 +149,11 @@ def test_sizes_and_counts_are_shown_as_they_are(page):
     assert page.evaluate("() => own({}, 'constructor')") == 0  # a class named like a built-in counts 0, not a function
 
 
-def sent_through_the_page(browser, tiny_bundle, state, photo) -> list:
+def sent_through_the_page(browser, tiny_bundle, state, photo, max_upload_bytes: int = 10 * 1024 * 1024) -> list:
     """Uploads ``photo`` through the page of a server that keeps uploads; returns what it received."""
     web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
-                    decider=Decider(BINS, "rest", 0.6), state_dir=state, keep_uploads=True)
+                    decider=Decider(BINS, "rest", 0.6), state_dir=state, keep_uploads=True,
+                    max_upload_bytes=max_upload_bytes)
     web.start()
     page = browser.new_page()
     page.set_default_timeout(30_000)
@@ -180,6 +181,19 @@ def test_a_big_photo_is_shrunk_in_the_browser_before_upload(browser, tiny_bundle
     assert len(kept) == 1 and kept[0].suffix == ".jpeg"  # what the server received
     height, width = image_header.image_size(kept[0].read_bytes())
     assert max(height, width) == 2048 and kept[0].stat().st_size < 10 * 1024 * 1024
+
+
+def test_under_a_low_upload_limit_a_photo_over_it_is_shrunk_not_refused(browser, tiny_bundle, tmp_path):
+    import numpy as np
+
+    from tests.web_support import png_bytes
+
+    noisy = np.random.default_rng(2).integers(0, 256, (700, 900, 3)).astype(np.uint8)  # ~1.8 MB as PNG
+    photo = tmp_path / "mid.png"
+    photo.write_bytes(png_bytes(noisy))
+    assert 1024 * 1024 < photo.stat().st_size < 2 * 1024 * 1024  # under the usual shrink size, over the limit
+    kept = sent_through_the_page(browser, tiny_bundle, tmp_path / "state", photo, max_upload_bytes=512 * 1024)
+    assert len(kept) == 1 and kept[0].suffix == ".jpeg" and kept[0].stat().st_size <= 512 * 1024
 
 
 def test_a_big_cut_out_is_shrunk_on_white_as_the_bin_shows_transparency(browser, tiny_bundle, tmp_path):

@@ -51,7 +51,8 @@ function clearError() {
 }
 
 // A phone photo of 48 MP or more can pass the upload limit, and the model only needs a few hundred
-// pixels: photos over SHRINK_ABOVE_BYTES are shrunk in the browser to at most SHRINK_TO_SIDE pixels
+// pixels: photos over SHRINK_ABOVE_BYTES (or over the bin's upload limit, if lower) are shrunk in the
+// browser to at most SHRINK_TO_SIDE pixels (1024, then 512, while still over the limit)
 // (EXIF orientation applied) and sent as JPEG. Formats the bin cannot read (AVIF, HEIC in Safari)
 // are converted whatever their size, when the browser can draw them; otherwise they go as they are
 // and the server says why it refuses them.
@@ -64,27 +65,36 @@ const CLASSIFY_TIMEOUT_MS = 60000;
 
 async function shrink(file) {
   const readable = !file.type || BIN_READS.includes(file.type);
-  if ((readable && file.size <= SHRINK_ABOVE_BYTES) || !window.createImageBitmap) return file;
+  const above = Math.min(SHRINK_ABOVE_BYTES, state.maxUploadBytes);
+  if ((readable && file.size <= above) || !window.createImageBitmap) return file;
   try {
     const bitmap = await createImageBitmap(file);
-    const scale = Math.min(1, SHRINK_TO_SIDE / Math.max(bitmap.width, bitmap.height));
-    const canvas = document.createElement("canvas");
-    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
-    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
-    const context = canvas.getContext("2d");
-    // JPEG has no transparency: a canvas left clear would turn a cut-out's background black, where
-    // the bin (and the server, for an upload sent as it is) shows transparent parts on white.
-    context.fillStyle = "#ffffff";
-    context.fillRect(0, 0, canvas.width, canvas.height);
-    context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    let blob = null;
+    // Smaller until it fits the bin's limit: the model needs a few hundred pixels, not 2048.
+    for (const side of [SHRINK_TO_SIDE, 1024, 512]) {
+      blob = await drawnAsJpeg(bitmap, Math.min(1, side / Math.max(bitmap.width, bitmap.height)));
+      if (!blob || blob.size <= state.maxUploadBytes) break;
+    }
     bitmap.close();
-    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
     if (!blob || blob.size >= file.size) return file;
     const name = (file.name || "photo").replace(/\.[^.]*$/, "") + ".jpg";
     return new File([blob], name, { type: "image/jpeg" });
   } catch (_) {
     return file;  // e.g. HEIC in a browser that cannot decode it: the server gives the reason
   }
+}
+
+async function drawnAsJpeg(bitmap, scale) {
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  const context = canvas.getContext("2d");
+  // JPEG has no transparency: a canvas left clear would turn a cut-out's background black, where
+  // the bin (and the server, for an upload sent as it is) shows transparent parts on white.
+  context.fillStyle = "#ffffff";
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
 }
 
 async function classify(original) {
