@@ -170,7 +170,8 @@ def test_a_busy_port_is_a_clear_error(server, classifier):
                                           ("localhost.", 200), ("bin.localhost:8080", 200),
                                           ("[::ffff:127.0.0.1]:80", 200), ("LOCALHOST", 200),
                                           ("evil.example", 403), ("evil.example:8080", 403), ("10.0.0.5", 403),
-                                          ("localhost.evil.example", 403), ("[::ffff:10.0.0.5]", 403)])
+                                          ("localhost.evil.example", 403), ("[::ffff:10.0.0.5]", 403),
+                                          ("[::1]evil.example", 403), ("localhost:evil.example", 403)])
 def test_a_page_bound_to_this_machine_answers_to_its_loopback_names_only(server, host, status):
     """DNS rebinding: a site whose name re-resolves to 127.0.0.1 must not read the bin's status."""
     got, _, result = request(server.url + "api/status", "GET", None, {"Host": host})

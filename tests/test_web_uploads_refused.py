@@ -114,6 +114,19 @@ def test_a_body_length_http_does_not_allow_is_400(server, header, message):
     assert_still_serving(server)
 
 
+def test_two_different_content_lengths_are_400_as_a_proxy_may_have_used_the_other(server):
+    head = (b"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 12\r\nContent-Length: 5\r\n\r\n")
+    status, result = status_and_json(raw_exchange(server.url, head, b"x" * 12))
+    assert status == 400 and "two different Content-Length headers" in result["error"]
+    assert_still_serving(server)
+
+
+def test_an_http_0_9_request_which_has_no_host_to_check_is_not_answered(server):
+    assert raw_exchange(server.url, b"GET /\r\n\r\n") == b""
+    assert_still_serving(server)
+
+
 @pytest.mark.parametrize("boundary", ["boundary*=utf-8''%E2%82%AC", "boundary=\u00e9\u00e9"])
 def test_a_boundary_that_is_not_plain_ascii_is_400_not_a_server_error(server, boundary):
     head = (f"POST /api/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; {boundary}\r\n"
@@ -186,7 +199,10 @@ def test_a_chunked_upload_trickled_as_endless_trailer_lines_is_cut_off_too():
 def test_an_iphone_heic_photo_is_named_with_a_way_out(server):
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
     status, _, result = upload(server, heic, "IMG_0001.HEIC", "image/heic")
-    assert status == 415 and "HEIC photo" in result["error"] and "JPEG" in result["error"]
+    assert status == 415 and "is a HEIC photo" in result["error"] and "JPEG" in result["error"]
+    avif = b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif" + bytes(64)
+    status, _, result = upload(server, avif, "photo.avif", "image/avif")
+    assert status == 415 and "is an AVIF photo" in result["error"]
 
 
 def test_a_file_name_cannot_write_a_line_of_its_own_into_the_log(server, caplog):

@@ -80,6 +80,15 @@ class RequestHandler(ReviewRoutes, BaseHTTPRequestHandler):
             # Shut while its headers dripped in: what arrived is cut short, never to be answered.
             self.close_connection = True
             return False
+        if parsed and self.request_version == "HTTP/0.9":
+            # HTTP/0.9 has no headers: no Host to check and no security headers in the answer. No
+            # browser sends it; a 0.9 "answer" would be bare, so the connection is closed unanswered.
+            self.close_connection = True
+            return False
+        if parsed and len({value.strip() for value in self.headers.get_all("Content-Length", [])}) > 1:
+            # Two lengths: which one a proxy in front of us used is unknown (request smuggling, RFC 9112 6.3).
+            self.send_error(400, "the request has two different Content-Length headers")
+            return False
         return parsed
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature

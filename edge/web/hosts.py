@@ -20,11 +20,21 @@ def printable(text: str) -> str:
 
 
 def host_name(host_header: str) -> str:
-    """``bin.local`` of ``bin.local:8080`` (and of ``bin.local.``), ``::1`` of ``[::1]:8080``."""
+    """``bin.local`` of ``bin.local:8080`` (and of ``bin.local.``), ``::1`` of ``[::1]:8080``; a header
+    with anything but a port after the name (``[::1]evil.com``, ``bin:x``) is returned whole, so it
+    matches no name."""
     host = host_header.strip().lower()
     if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return (host.rpartition(":")[0] if host.count(":") == 1 else host).rstrip(".")
+        inside, _, rest = host[1:].partition("]")
+        return inside if rest == "" or (rest[:1] == ":" and _port(rest[1:])) else host
+    if host.count(":") == 1:
+        name, _, port = host.partition(":")
+        return name.rstrip(".") if _port(port) else host
+    return host.rstrip(".")
+
+
+def _port(text: str) -> bool:
+    return text == "" or (text.isascii() and text.isdigit())  # RFC 3986: port = *DIGIT
 
 
 def ip_literal(name: str) -> bool:

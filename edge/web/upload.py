@@ -195,7 +195,8 @@ def extract_image(content_type: str, body: bytes, limit: int) -> Photo:
     if kind is None:
         container = _ISO_MEDIA_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
         if container:
-            raise UploadError(415, f"'{filename or FIELD}' is a {container} photo, which the bin cannot read: "
+            article = "an" if container[:1] in "AEIOU" else "a"  # an AVIF photo, a HEIC photo
+            raise UploadError(415, f"'{filename or FIELD}' is {article} {container} photo, which the bin cannot read: "
                                    f"export it as JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)")
         raise UploadError(415, f"'{filename or FIELD}' is not an image (JPEG, PNG, WebP, BMP or GIF expected)")
     if image_header.is_truncated(data, kind):
