@@ -95,7 +95,8 @@ def run_overrides(args: argparse.Namespace) -> dict:
     overrides = {}
     if args.replay is not None:
         overrides["camera.type"] = "replay"
-        overrides["camera.replay.path"] = str(args.replay.expanduser().resolve())
+        # Absolute, not resolved: errors name the path as typed, not where its links lead.
+        overrides["camera.replay.path"] = str(args.replay.expanduser().absolute())
     if args.replay_fps is not None:
         overrides["camera.replay.fps"] = args.replay_fps
     if args.mock_gpio:

@@ -99,6 +99,9 @@ class ReplaySource:
     def __init__(self, path, fps: float = 0.0, empty_frames: int = 4, present_frames: int = 6,
                  tray_size: tuple[int, int] = (512, 384), loop: bool = False, order: str = "sorted"):
         self.root = Path(path)
+        if self.root.is_file():
+            raise MissingInputError(f"replay: {self.root} is a file; replay takes a folder of photos "
+                                    f"(smartbin classify --model BUNDLE PHOTO classifies one photo)")
         if not self.root.is_dir():
             raise MissingInputError(f"replay folder not found: {self.root}")
         self.photos, others = imaging.photos_and_others(self.root)
