@@ -140,7 +140,7 @@ class CameraConfig(Section):
 
     type: Literal["auto", "picamera2", "opencv", "replay", "fake"] = Field(
         "auto", description="auto tries picamera2, then OpenCV device 0; replay reads a photo folder.")
-    device: int | str = Field(0, description="OpenCV source (camera.type: opencv only; auto always tries device 0): USB camera index, video file or RTSP URL.")
+    device: int | str = Field(0, description="OpenCV source (camera.type: opencv only; auto always tries device 0): USB camera index, video file, RTSP URL, or the http(s):// or file:// URL of a recording (played once).")
     width: int = Field(640, ge=16, description="Capture width in pixels.")
     height: int = Field(480, ge=16, description="Capture height in pixels.")
     fps: float = Field(10.0, gt=0, le=120, description="Capture frame rate.")

@@ -141,6 +141,16 @@ class _Claiming:
         return getattr(self.capture, name)
 
 
+def test_opencv_a_recording_behind_a_url_ends_once_instead_of_playing_again(tmp_path):
+    # Reopened like a live stream, a 3-item clip given as a URL was sorted again and again.
+    video = tmp_path / "clip.avi"
+    write_video(video, frames=5)
+    source = open_source("opencv", device=video.as_uri(), retries=1, backoff_s=0.01)
+    frames = read_all(source)
+    source.close()
+    assert len(frames) == 5 and source.stats["retries"] == 0
+
+
 def test_opencv_device_nodes_and_pipelines_are_live_sources_not_missing_files():
     for device in ("/dev/video97", "videotestsrc num-buffers=0 ! appsink"):
         with pytest.raises(CameraError, match="cannot open camera") as error:

@@ -140,11 +140,13 @@ class OpenCVSource:
     def _pump_frames(self) -> None:
         cv2 = _cv2()
         failures = 0
+        since_open = 0
         while not self._stop.is_set():
             ok, bgr = self._capture.read()
             rgb = _to_rgb(cv2, bgr) if ok and bgr is not None else None
             if rgb is not None:
                 failures = 0
+                since_open += 1
                 self._stats["frames"] += 1
                 # The detector's thumbnail is made here, on the capture thread, not on the sorting loop.
                 frame = Frame(image=rgb, ts=time.time(), index=self._stats["frames"] - 1,
@@ -156,6 +158,12 @@ class OpenCVSource:
                 continue
             if self._is_file:
                 self._warn_if_cut_short()
+                self._deliver(_END)
+                return
+            if self._played_to_its_end(since_open):
+                # A recording behind a URL (http://.../clip.mp4, file://): replaying it again would sort
+                # its items twice. A live stream has no frame count, so it is reopened instead.
+                log.info("opencv: %s ended after its %d frames", self.device, since_open)
                 self._deliver(_END)
                 return
             failures += 1
@@ -170,6 +178,14 @@ class OpenCVSource:
                 return
             self._capture.release()
             self._capture = self._open() or self._capture
+            since_open = 0
+
+    def _played_to_its_end(self, frames_read: int) -> bool:
+        # Only a URL that names a recording: a live camera that ended for good would stop the bin.
+        if not _names_a_recording(self.device):
+            return False
+        count = int(self._capture.get(_cv2().CAP_PROP_FRAME_COUNT) or 0)
+        return count > 0 and frames_read >= count
 
     def _warn_if_cut_short(self) -> None:
         # OpenCV ends a damaged recording at the first bad frame, silently: say so, or a bin that sorted
@@ -241,6 +257,19 @@ class OpenCVSource:
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
+
+
+RECORDING_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def _names_a_recording(device) -> bool:
+    """``file://`` or ``http(s)://`` URL of a video file (by its suffix), not a live stream."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(device, str) or "://" not in device:
+        return False
+    url = urlsplit(device)
+    return url.scheme.lower() in ("file", "http", "https") and url.path.lower().endswith(RECORDING_SUFFIXES)
 
 
 def _to_rgb(cv2, frame):
