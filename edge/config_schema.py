@@ -170,10 +170,12 @@ class DetectorConfig(Section):
                                                              "before the next item is awaited.")
     background_rate: float = Field(0.05, ge=0, le=1, description="How fast the empty-tray background follows slow "
                                                                  "light changes.")
+    # 5 s: until then the bin sees nothing new (an item placed after a light came on was lost for 30 s,
+    # then learnt into the tray, and its removal counted as an item).
     relearn_after_s: float | None = Field(
-        30.0, gt=0, description="After a decision, a tray that stays changed and still this long becomes the new "
-                                "empty tray (a light switched on, the camera bumped, an item stuck; taking the "
-                                "stuck item away later is not an item); empty: never.")
+        5.0, gt=0, description="After a decision, a tray that stays changed and still this long becomes the new "
+                               "empty tray (a light switched on, the camera bumped, an item stuck; taking the "
+                               "stuck item away later is not an item); empty: never.")
     sensor_pin: int | str = Field(17, description="GPIO of the break-beam sensor or button (type sensor).")
     sensor_pull_up: bool = Field(True, description="Sensor pulls up (active when it pulls the line low).")
     sensor_settle_frames: int = Field(0, ge=0, description="Frames skipped after the beam breaks, while the item "

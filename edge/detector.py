@@ -51,7 +51,7 @@ class ItemDetector:
     def __init__(self, *, roi=(0.0, 0.0, 1.0, 1.0), diff_threshold: float = 25.0,
                  occupied_fraction: float = 0.05, still_threshold: float = 2.0, still_frames: int = 2,
                  classify_frames: int = 3, background_frames: int = 3, empty_frames_to_rearm: int = 2,
-                 background_rate: float = 0.05, relearn_after_s: float | None = 30.0):
+                 background_rate: float = 0.05, relearn_after_s: float | None = 5.0):
         x, y, w, h = (float(value) for value in roi)
         if not (0 <= x < 1 and 0 <= y < 1 and w > 0 and h > 0 and x + w <= 1.0001 and y + h <= 1.0001):
             raise ValueError(f"roi {tuple(roi)} must be x, y, w, h fractions inside the frame")

@@ -175,6 +175,17 @@ def test_a_lasting_light_change_becomes_the_new_empty_tray_and_sorting_goes_on()
     assert len(decisions(detector, later)) == 2  # two real items, two decisions
 
 
+def test_after_a_light_comes_on_items_are_sorted_and_their_removal_is_not_an_item():
+    # A review's case at 10 frames a second, default settings: with 30 s the item placed 10 s after
+    # the light was never sorted, was learnt into the tray, and its removal became a phantom item.
+    brighter = np.clip(TRAY.astype(np.int16) + 40, 0, 255).astype(np.uint8)
+    detector = ItemDetector(classify_frames=3)
+    sequence = ([TRAY] * 10 + [brighter] * 100 + [with_item(brighter)] * 400 + [brighter] * 50
+                + [with_item(brighter, x=30, value=20)] * 30 + [brighter] * 30)
+    found = decisions(detector, timed(sequence, step_s=0.1))
+    assert [settled[0].index for settled in found] == [10, 110, 560]  # the light step once, then both items
+
+
 def test_an_item_that_keeps_moving_on_the_tray_is_never_learnt_as_background():
     detector = ItemDetector(classify_frames=3, relearn_after_s=2.0)
     wobble = [with_item(x=16 + (i % 2) * 8) for i in range(40)]  # moves every frame for 20 s
