@@ -257,3 +257,28 @@ def test_a_photo_whose_guess_the_model_does_not_have_must_be_given_a_class(page,
     item.locator("select").select_option("metal")
     item.get_by_role("button", name="Label").click()
     page.wait_for_selector("#review-list li >> text=Labelled metal")
+
+
+def test_with_the_bin_gone_the_labelling_desk_says_so_and_keeps_the_list(browser, tiny_bundle, tmp_path):
+    from edge.review import ReviewFolder
+
+    web = WebServer(port=0, classifier=Classifier.from_path(tiny_bundle, threads=1),
+                    decider=Decider(BINS, "rest", 0.6), state_dir=tmp_path)
+    ReviewFolder(web.desk.review).save(make_photo(1, size=(96, 128), seed=7), "item-3", "glass", 0.3)
+    web.start()
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(web.url)
+        page.wait_for_function("() => document.querySelectorAll('#review-list li').length === 1")
+        web.stop()
+        page.click("#review-refresh")
+        page.wait_for_function("() => !document.getElementById('review-error').hidden")
+        assert "cannot reach the bin" in page.inner_text("#review-error")
+        assert "1 photo waits" in page.inner_text("#review-note")  # not "no review photos"
+        page.locator("#review-list li").get_by_role("button", name="Label").click()
+        page.wait_for_function("() => document.getElementById('review-error').textContent.includes('cannot reach')")
+        assert "Failed to fetch" not in page.inner_text("#review-error")
+    finally:
+        page.close()
+        web.stop()

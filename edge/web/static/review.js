@@ -10,6 +10,15 @@
     box.hidden = !message;
   }
 
+  // fetch() throws a bare "Failed to fetch" when the bin is not there at all: said in words instead.
+  async function ask(url, options) {
+    try {
+      return await fetch(url, options);
+    } catch (err) {
+      throw new Error("cannot reach the bin (is it running, and this page its address?)");
+    }
+  }
+
   async function answer(response) {
     let body = {};
     try { body = await response.json(); } catch (err) { /* not JSON: the status says enough */ }
@@ -35,10 +44,13 @@
     }
     for (const control of item.querySelectorAll("button, select")) control.disabled = true;
     try {
-      await answer(await fetch(`/api/review/${encodeURIComponent(photo.name)}`, {
+      await answer(await ask(`/api/review/${encodeURIComponent(photo.name)}`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
       }));
       item.querySelector(".controls").replaceChildren(el("span", { class: "done", role: "status", text: doneText }));
+      // A thumbnail not loaded yet would now load nothing (the photo has moved): no broken image.
+      const thumbnail = item.querySelector("img");
+      if (thumbnail && !(thumbnail.complete && thumbnail.naturalWidth)) thumbnail.remove();
       if (shown) {
         shown.waiting = Math.max(0, shown.waiting - 1);
         shown.photos = shown.photos.filter((other) => other.name !== photo.name);
@@ -74,13 +86,17 @@
   async function load() {
     problem("");
     try {
-      const listing = await answer(await fetch("/api/review", { cache: "no-store" }));
+      const listing = await answer(await ask("/api/review", { cache: "no-store" }));
       shown = listing;
       note(listing);
       $("review-list").replaceChildren(...listing.photos.map((photo) => card(photo, listing.labels)));
     } catch (err) {
-      $("review-note").textContent = "No review photos to show.";
-      problem(err.message);
+      if (shown) {
+        problem(`${err.message}; the photos below are as the bin listed them before.`);
+      } else {
+        $("review-note").textContent = "No review photos to show.";
+        problem(err.message);
+      }
     }
   }
 
