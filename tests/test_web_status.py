@@ -187,8 +187,14 @@ def test_a_page_refused_a_live_stream_falls_back_to_polling(browser, server, dae
     page = browser.new_page()
     page.set_default_timeout(15_000)
     try:
+        page.add_init_script("""new MutationObserver(() => {
+            const note = document.getElementById('live-note');
+            if (note && note.textContent.includes('Lost contact')) window.saidLost = true;
+        }).observe(document, {subtree: true, childList: true, characterData: true});""")
         page.goto(server.url)
         page.wait_for_selector("#live-body:not([hidden])")
+        page.wait_for_timeout(2500)  # past the stream's refusal and the first poll after it
+        assert not page.evaluate("() => window.saidLost === true")  # refused is not lost: the bin answered
         daemon.items.append(("cardboard", "paper", 0.99))
         page.wait_for_function(
             "() => document.querySelector('#bin-counts tr[data-bin=\"paper\"] .all-time').textContent === '2'")

@@ -473,13 +473,16 @@ function openStream() {
     stale(`The bin cannot report its status${reason ? `: ${reason}` : ""}; retrying…`);
   });
   events.onerror = () => {
-    stale("Lost contact with the bin; retrying…");
-    // A refused stream (503: too many live pages) is never retried by the browser: poll instead.
+    // A refused stream (503: too many live pages) is never retried by the browser: poll instead,
+    // at once, and say "lost contact" only if the bin does not answer that either.
     if (events.readyState === EventSource.CLOSED) {
       events.close();
       if (state.events === events) state.events = null;
       startPolling();
+      poll();
+      return;
     }
+    stale("Lost contact with the bin; retrying…");
   };
 }
 
