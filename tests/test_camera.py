@@ -149,6 +149,14 @@ def test_opencv_a_recording_behind_a_url_ends_once_instead_of_playing_again(tmp_
     frames = read_all(source)
     source.close()
     assert len(frames) == 5 and source.stats["retries"] == 0
+    cut = tmp_path / "cut.avi"  # damaged: its frame count says more than it holds
+    write_video(tmp_path / "long.avi", frames=23)
+    data = (tmp_path / "long.avi").read_bytes()
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    source = open_source("opencv", device=cut.as_uri(), retries=1, backoff_s=0.01)
+    frames = read_all(source)
+    source.close()
+    assert 0 < len(frames) < 23 and source.stats["retries"] == 0  # played once, not again and again
 
 
 def test_opencv_device_nodes_and_pipelines_are_live_sources_not_missing_files():

@@ -3,7 +3,8 @@
 A capture thread reads continuously so that ``read`` always gets a fresh frame from a
 live camera (older frames are dropped and counted) and so that a hung driver cannot
 block the caller past its timeout. Read failures on a live camera reopen it with
-exponential back-off; a video file simply ends.
+exponential back-off; a recording (a video file, or the ``http(s)://``/``file://`` URL of one)
+loses no frame and simply ends, with a warning when it ends well before its frame count.
 
 Usage:
     source = OpenCVSource(device=0, width=640, height=480)
@@ -69,6 +70,8 @@ class OpenCVSource:
         # A regular file is a recording, played to its end; a device node (/dev/video0), a URL or a
         # GStreamer pipeline is a live source, reopened when it fails.
         self._is_file = isinstance(self.device, str) and os.path.isfile(self.device)
+        # Only a URL that names a video file: a live camera taken for a recording would stop the bin.
+        self._is_recording = self._is_file or _names_a_recording(self.device)
         if isinstance(self.device, str) and not self._is_file and _looks_like_a_file(self.device):
             raise MissingInputError(f"opencv: video file not found: {self.device}")
         if isinstance(self.device, str) and os.path.isdir(self.device):
@@ -155,15 +158,12 @@ class OpenCVSource:
                 continue
             if ok and bgr is not None:
                 self._stats["unreadable"] += 1  # a frame in a layout we cannot use: skip it, keep reading
+                since_open += 1
                 continue
-            if self._is_file:
+            if self._is_file or (self._is_recording and since_open):
+                # A recording behind a URL too: reopened like a live stream, it would be played again
+                # and its items sorted twice. (One that never gave a frame is retried: the server may be down.)
                 self._warn_if_cut_short()
-                self._deliver(_END)
-                return
-            if self._played_to_its_end(since_open):
-                # A recording behind a URL (http://.../clip.mp4, file://): replaying it again would sort
-                # its items twice. A live stream has no frame count, so it is reopened instead.
-                log.info("opencv: %s ended after its %d frames", self.device, since_open)
                 self._deliver(_END)
                 return
             failures += 1
@@ -180,13 +180,6 @@ class OpenCVSource:
             self._capture = self._open() or self._capture
             since_open = 0
 
-    def _played_to_its_end(self, frames_read: int) -> bool:
-        # Only a URL that names a recording: a live camera that ended for good would stop the bin.
-        if not _names_a_recording(self.device):
-            return False
-        count = int(self._capture.get(_cv2().CAP_PROP_FRAME_COUNT) or 0)
-        return count > 0 and frames_read >= count
-
     def _warn_if_cut_short(self) -> None:
         # OpenCV ends a damaged recording at the first bad frame, silently: say so, or a bin that sorted
         # nothing from it looks like one whose video had no items.
@@ -196,7 +189,7 @@ class OpenCVSource:
             log.warning("opencv: %s ended after %d of its %d frames (damaged?)", self.device, read, expected)
 
     def _deliver(self, item) -> None:
-        if self._is_file or item is _END or isinstance(item, CameraError):
+        if self._is_recording or item is _END or isinstance(item, CameraError):
             # A file must not lose frames and the end marker must not be dropped: wait for room.
             while not self._stop.is_set():
                 try:
