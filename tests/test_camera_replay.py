@@ -169,6 +169,11 @@ def test_replay_of_a_missing_or_empty_folder_is_a_camera_error(tmp_path):
     (tmp_path / "one.jpg").write_bytes(b"x")
     with pytest.raises(CameraError, match="one.jpg is a file; replay takes a folder of photos"):
         open_source("replay", path=tmp_path / "one.jpg")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    (gone / "a.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    with pytest.raises(CameraError, match="its 1 photo links point to files that are gone"):
+        open_source("replay", path=gone)
 
 
 def test_replay_names_photos_in_formats_the_bin_does_not_read(tmp_path, photo_folder, caplog):

@@ -251,8 +251,8 @@ def check_report(root: str | Path, label_map: dict[str, str] | None = None) -> t
         lines += [f"  {problem}{' (training stops here)' if problem in refused else ''}" for problem in problems]
     from edge.imaging import MAX_DECODED_PIXELS
 
-    lines += ["", f"unreadable or corrupt files, or over the bin's {MAX_DECODED_PIXELS // 1_000_000} megapixels "
-                  f"({len(unreadable)}, skipped everywhere):"]
+    lines += ["", f"unreadable files: missing, corrupt, or over the bin's {MAX_DECODED_PIXELS // 1_000_000} "
+                  f"megapixels ({len(unreadable)}, skipped everywhere):"]
     lines += [f"  {rel}" for rel in unreadable] or ["  none"]
     if dataset.other_formats:
         lines += ["", f"files in formats training does not read ({len(dataset.other_formats)}, left out; "

@@ -120,7 +120,7 @@ def prepare_data(config: TrainConfig):
     from edge.imaging import MAX_DECODED_PIXELS
 
     for rel in dataset.unreadable:
-        print(f"warning: skipping unreadable image {rel} (corrupt, or over the bin's "
+        print(f"warning: skipping unreadable image {rel} (missing, corrupt, or over the bin's "
               f"{MAX_DECODED_PIXELS // 1_000_000} megapixels)", file=sys.stderr)
     if dataset.other_formats:
         from edge.imaging import other_format_summary

@@ -110,6 +110,9 @@ class ReplaySource:
         if not self.photos:
             raise MissingInputError(f"no photos ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)}) "
                                     f"under {self.root}{unread}")
+        if not any(photo.exists() for photo in self.photos):  # links whose photos are gone: nothing to show
+            raise MissingInputError(f"no photos under {self.root}: its {len(self.photos)} photo links point to "
+                                    f"files that are gone")
         if others:
             log.warning("replay: leaving out %s", unread[2:])
         if order not in REPLAY_ORDERS:
@@ -129,6 +132,7 @@ class ReplaySource:
         self._next_due = time.monotonic()
         self._index = 0
         self._closed = threading.Event()  # set by close(); also wakes a paced read
+        self._join_by = 0.0  # when close() stops waiting for the decoder
         self._stats = {"frames": 0, "unreadable": 0, "retries": 0, "photos": 0}
         # One photo decoded ahead: enough to overlap decoding with the pipeline, and a 12 MP photo
         # costs 36 MB, so no more.
@@ -250,9 +254,12 @@ class ReplaySource:
     def close(self) -> None:
         """Stops the decoder and waits for it (up to ``CLOSE_JOIN_S``): a process that exits while the
         thread is inside OpenCV's decoder can abort in OpenCV's teardown (exit 134 instead of its own code)."""
-        self._closed.set()
+        if not self._closed.is_set():
+            self._join_by = time.monotonic() + CLOSE_JOIN_S  # one wait in all, however many callers
+            self._closed.set()
         if self._decoder.is_alive() and self._decoder is not threading.current_thread():
-            self._decoder.join(CLOSE_JOIN_S)  # it looks at _closed between photos and every 0.1 s while it waits
+            # It looks at _closed between photos and every 0.1 s while it waits.
+            self._decoder.join(max(0.0, self._join_by - time.monotonic()))
 
     @property
     def stats(self) -> dict[str, int]:
