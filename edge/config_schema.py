@@ -232,9 +232,9 @@ class FlapConfig(Section):
                                    description="Pulse width in seconds at max_angle (SG90: 0.0025 = 2.5 ms).")
     frame_width: float = Field(0.02, ge=0.005, le=0.05, description="PWM period in seconds (50 Hz servos: 0.02); "
                                                                        "0.005–0.05, and above `max_pulse_width`.")
-    # At most 2 s: a stop waits out an item's drop and the flap's return (twice this) and must end
-    # well inside systemd's TimeoutStopSec=10, or the flap is left unparked.
-    settle_s: float = Field(0.4, ge=0, le=2, description="Time the servo needs to reach the bin's angle plus the time "
+    # At most 1.5 s: a stop waits out an item's drop and the flap's return (twice this) besides its
+    # own 5 s, and must end inside systemd's TimeoutStopSec=10, or the flap is left unparked.
+    settle_s: float = Field(0.4, ge=0, le=1.5, description="Time the servo needs to reach the bin's angle plus the time "
                                                          "the item needs to drop, before the flap returns (0 only for "
                                                          "benchmarks: a real servo would not move at all).")
     detach_when_idle: bool = Field(True, description="Stop the PWM signal at rest so the servo does not jitter.")

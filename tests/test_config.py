@@ -243,7 +243,7 @@ def test_the_shipped_yaml_spells_out_every_key():
     ("detector: {type: sensor, sensor_pin: 18}", "detector.sensor_pin: GPIO18 already drives the flap"),
     ("detector: {type: sensor, sensor_pin: BOARD12}", "detector.sensor_pin: GPIO18 already drives the flap"),
     ("flap: {min_angle: -1e308, max_angle: 1e308}", "flap.min_angle: Input should be greater than or equal to -360"),
-    ("flap: {settle_s: 5}", "flap.settle_s: Input should be less than or equal to 2"),  # a stop must end in time
+    ("flap: {settle_s: 2}", "flap.settle_s: Input should be less than or equal to 1.5"),  # a stop must end in time
     ("flap: {pin: 99}", "flap.pin: 99 is not a valid pin name"),
     ("flap: {pin: BOARD1}", "flap.pin: BOARD1 is not a GPIO pin"),
     ("flap: {pin_factory: native}", "flap.pin_factory: Input should be"),
