@@ -130,7 +130,7 @@ def bench_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("target", metavar="BUNDLE", help="bundle folder or .tflite file")
     parser.add_argument("--threads", type=_thread_list, default=[1, 2, 4], metavar="1,2,4",
-                        help="thread counts to time (default: 1,2,4)")
+                        help=f"thread counts to time, each 1 to {MAX_THREADS} (default: 1,2,4)")
     parser.add_argument("--runs", type=_positive_int, default=50, metavar="N", help="timed invokes (default: 50)")
     parser.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed invokes first (default: 5)")
     parser.add_argument("--float", dest="reference", metavar="TFLITE",
