@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -95,8 +96,8 @@ def run_overrides(args: argparse.Namespace) -> dict:
     overrides = {}
     if args.replay is not None:
         overrides["camera.type"] = "replay"
-        # Absolute, not resolved: errors name the path as typed, not where its links lead.
-        overrides["camera.replay.path"] = str(args.replay.expanduser().absolute())
+        # Absolute and tidied (no "a/../"), not resolved: errors name the path as typed, not where its links lead.
+        overrides["camera.replay.path"] = os.path.abspath(args.replay.expanduser())
     if args.replay_fps is not None:
         overrides["camera.replay.fps"] = args.replay_fps
     if args.mock_gpio:
