@@ -67,8 +67,8 @@ class OpenCVSource:
                  fps: float | None = None, retries: int = 5, backoff_s: float = 0.1,
                  max_backoff_s: float = 2.0):
         self.device = parse_device(device)
-        # A regular file is a recording, played to its end; a device node (/dev/video0), a URL or a
-        # GStreamer pipeline is a live source, reopened when it fails.
+        # A regular file is a recording, played to its end; a device node (/dev/video0), a stream URL or
+        # a GStreamer pipeline is a live source, reopened when it fails.
         self._is_file = isinstance(self.device, str) and os.path.isfile(self.device)
         # Only a URL that names a video file: a live camera taken for a recording would stop the bin.
         self._is_recording = self._is_file or _names_a_recording(self.device)
@@ -190,7 +190,7 @@ class OpenCVSource:
 
     def _deliver(self, item) -> None:
         if self._is_recording or item is _END or isinstance(item, CameraError):
-            # A file must not lose frames and the end marker must not be dropped: wait for room.
+            # A recording must not lose frames and the end marker must not be dropped: wait for room.
             while not self._stop.is_set():
                 try:
                     self._queue.put(item, timeout=0.1)
