@@ -296,6 +296,13 @@ def load_bundle(path: str | os.PathLike, verify_hash: bool = True) -> Bundle:
         BundleError: missing files, bad manifest, labels that disagree, wrong hash.
     """
     folder = Path(path)
+    try:
+        os.stat(folder)
+    except PermissionError:  # a folder on the way the service user may not enter: not a crash, and not retried
+        raise BundleError(f"{folder}: permission denied on the way to the model bundle (the service user must be "
+                          f"able to read it and enter every folder above it)") from None
+    except OSError:
+        pass  # not there: said just below
     if not folder.is_dir():
         if folder.is_file():  # model.tflite given for its bundle folder
             raise BundleError(f"{folder}: is a file; a model bundle is the folder that holds it and its manifest")

@@ -1,6 +1,7 @@
 """The bundle contract: a bundle round-trips and every broken bundle is refused with a clear error."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -106,6 +107,22 @@ def test_replaced_model_file_fails_the_hash_check(bundle_dir):
 def test_bad_labels_file_is_refused(bundle_dir, labels_text, problem):
     (bundle_dir / "labels.txt").write_text(labels_text)
     with pytest.raises(BundleError, match=problem):
+        load_bundle(bundle_dir)
+
+
+def test_a_bundle_behind_a_folder_the_service_cannot_enter_is_a_bundle_error_not_a_traceback(bundle_dir, monkeypatch):
+    # /opt/smartbin/models at 0700 root: the service user's is_dir() raised PermissionError (exit 1, retried).
+    import edge.bundle
+
+    real_stat = os.stat
+
+    def denied(path, *args, **kwargs):
+        if str(path) == str(bundle_dir):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(edge.bundle.os, "stat", denied)
+    with pytest.raises(BundleError, match="permission denied on the way to the model bundle"):
         load_bundle(bundle_dir)
 
 
