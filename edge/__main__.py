@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", metavar="FILE", type=Path, help="the smartbin.yaml to check")
     validate.add_argument("--model", metavar="BUNDLE", type=Path,
                           help="check against this model bundle instead of model.path (as `run --model` would run)")
+    validate.add_argument("--as-service", action="store_true",
+                          help="this user is the one the service runs as: a TLS or password file it cannot read is "
+                               "a problem, not a warning (install.sh checks so)")
     validate.set_defaults(func=validate_config)
     from edge import calibrate, classify_cli
     from edge.web import cli as web_cli
@@ -154,7 +157,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from edge.config import load_config, model_dir
-    from edge.config_checks import config_warnings, model_warnings
+    from edge.config_checks import config_warnings, model_warnings, unreadable_files
     from edge.errors import BundleError, ClassifierError, ConfigError
 
     overrides = {} if args.model is None else {"model.path": str(args.model.expanduser().resolve())}
@@ -177,7 +180,11 @@ def validate_config(args: argparse.Namespace) -> int:
               "loaded (pip install 'smartbin[edge]')", file=sys.stderr)
     except (BundleError, ClassifierError) as err:
         return fail([f"model.path: {err}"])
-    for key, warning in config_warnings(config) + model_warnings(config, bundle):
+    unreadable = unreadable_files(config)
+    if unreadable and args.as_service:
+        return fail([f"{key}: {problem}" for key, problem in unreadable])
+    for key, warning in config_warnings(config) + model_warnings(config, bundle) + [
+            (key, f"{problem}; the service's user must be able to") for key, problem in unreadable]:
         print(f"warning: {key}: {warning}", file=sys.stderr)
     print(f"{args.file}: ok")
     return 0

@@ -120,6 +120,34 @@ def tls_file_problems(tls: TlsConfig, source_path: str | None) -> list[tuple[str
     return problems
 
 
+def unreadable_files(config: Config) -> list[tuple[str, str]]:
+    """The MQTT files (TLS, password) that exist but this user cannot read, as ``(key, problem)``.
+
+    Only the service's own user can judge: run as another user (root can read anything; ``pi``
+    cannot read a file kept for the service only), ``validate-config --as-service`` is how
+    ``install.sh`` asks as the service user.
+    """
+    import getpass
+
+    tls = config.mqtt.tls
+    found = []
+    for key, value in (("mqtt.tls.ca_file", tls.ca_file if tls.enabled else None),
+                       ("mqtt.tls.certfile", tls.certfile if tls.enabled else None),
+                       ("mqtt.tls.keyfile", tls.keyfile if tls.enabled else None),
+                       ("mqtt.password_file", config.mqtt.password_file)):
+        path = resolve_path(value, config.source_path) if value else None
+        if path is None or not path.is_file():
+            continue  # missing files are a problem of their own
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except PermissionError:
+            found.append((key, f"user {getpass.getuser()} cannot read {path} (permission denied)"))
+        except OSError:
+            continue
+    return found
+
+
 def config_warnings(config: Config) -> list[tuple[str, str]]:
     """Legal but risky settings, as ``(key, warning)`` pairs."""
     warnings = []

@@ -393,7 +393,10 @@ class MqttLink:
             try:
                 client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
             except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-                raise ConfigError([("mqtt.tls", f"cannot use the TLS files: {err}")]) from None
+                # A permission error names no file on its own (OpenSSL's does not): name the ones we gave.
+                which = f" ({', '.join(str(path) for path in (ca_file, certfile, keyfile) if path)})" \
+                    if isinstance(err, PermissionError) else ""
+                raise ConfigError([("mqtt.tls", f"cannot use the TLS files{which}: {err}")]) from None
             client.tls_insecure_set(settings.tls.insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

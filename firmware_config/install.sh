@@ -20,6 +20,7 @@ CONF_DIR=/etc/smartbin
 PASSWORD_FILE=""
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+GIVEN=("$@")  # for the "run as root" hint: the loop below shifts them away
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mqtt-password-file)
@@ -30,7 +31,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 if [[ $EUID -ne 0 ]]; then
-    echo "run as root: sudo $0 $*" >&2
+    echo "run as root: sudo $0 ${GIVEN[*]}" >&2
     exit 1
 fi
 if [[ -n "$PASSWORD_FILE" && ! ( -f "$PASSWORD_FILE" && -r "$PASSWORD_FILE" ) ]]; then
@@ -86,6 +87,8 @@ mapfile -t PINS < <(bash "$PREFIX/src/firmware_config/venv_pins.sh" /usr/bin/pyt
 wait $! || { echo "cannot tell which numpy the system has (firmware_config/venv_pins.sh failed)" >&2; exit 1; }
 echo "   pins for the system's numpy: ${PINS[*]:-none}"
 "$PREFIX/venv/bin/pip" install "$PREFIX/src[edge]" "${PINS[@]}"
+# So that `smartbin validate-config ...`, as the docs write it, works from any shell.
+ln -sfn "$PREFIX/venv/bin/smartbin" /usr/local/bin/smartbin
 
 echo "== 4/5 config in $CONF_DIR"
 install -d -m 0755 "$CONF_DIR"
@@ -107,7 +110,11 @@ elif [[ ! -f "$CONF_DIR/mqtt_password" ]]; then
 fi
 # As the service will run it: as smartbin, from / (a relative model path or a model the service
 # cannot read passes a check run as root from the checkout, and then stops the service).
-(cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config "$CONF_DIR/smartbin.yaml")
+if ! (cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config --as-service "$CONF_DIR/smartbin.yaml"); then
+    echo "stopped before restarting the service: fix $CONF_DIR/smartbin.yaml as the lines above say, then run" >&2
+    echo "this script again. A service that was running still runs the version before this one." >&2
+    exit 2
+fi
 
 echo "== 5/5 systemd service"
 install -m 0644 "$PREFIX/src/systemd/smartbin.service" /etc/systemd/system/smartbin.service

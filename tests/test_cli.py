@@ -56,6 +56,29 @@ def test_validate_config_checks_the_bins_against_the_model_run_would_use(tmp_pat
     assert "decision.bins" not in capsys.readouterr().err
 
 
+def test_a_password_file_the_service_user_cannot_read_fails_the_check_as_the_service(tmp_path, tiny_bundle, capsys,
+                                                                                       monkeypatch):
+    # install.sh checks as user smartbin: a root-only file passed that check, then stopped the service (exit 2).
+    import builtins
+
+    import edge.config_checks
+
+    (tmp_path / "broker.pw").write_text("s3cret\n")
+    path = write_config(tmp_path, "mqtt: {username: bin, password_file: broker.pw}\n", tiny_bundle)
+
+    def denied(file, *args, **kwargs):
+        if str(file).endswith("broker.pw"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(edge.config_checks, "open", denied, raising=False)
+    assert main(["validate-config", str(path)]) == 0  # another user (pi) cannot judge: a warning
+    assert "warning: mqtt.password_file: user " in capsys.readouterr().err
+    assert main(["validate-config", "--as-service", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mqtt.password_file: user ") and "broker.pw (permission denied)" in err
+
+
 def test_validate_config_prints_one_key_problem_line_each_and_exits_2(tmp_path, capsys):
     path = write_config(tmp_path, "camera: {type: webcam}\nflap: {pins: 3}\nmqtt: {password: x}\n")
     assert main(["validate-config", str(path)]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def test_the_install_script_puts_the_binary_where_the_unit_expects_it():
 def test_the_install_script_checks_the_config_as_the_service_will_run_it():
     script = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
     # as user smartbin from /: a relative model path or an unreadable model fails here, not at boot
-    assert '(cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config' in script
+    assert '(cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config --as-service' in script
     assert "--chown=root:root --chmod=u=rwX,go=rX" in script  # the service reads the code and model, never writes
     assert "/usr/bin/python3 -m venv --system-site-packages" in script  # never a pyenv/conda python on root's PATH
 
@@ -125,3 +126,11 @@ def test_the_install_script_remakes_a_venv_left_by_an_older_python():
     # Bookworm -> Trixie: the old venv still starts on Python 3.13 but its packages are in lib/python3.11.
     install = (UNIT.parents[1] / "firmware_config" / "install.sh").read_text()
     assert '[[ ! -d "$PREFIX/venv/lib/$SYSTEM_PYTHON/site-packages" ]]' in install
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run it as another user")
+def test_the_run_as_root_hint_keeps_the_options_given():
+    script = UNIT.parents[1] / "firmware_config" / "install.sh"
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c",
+                           f"bash -s -- --mqtt-password-file pw.txt < {script}"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "run as root: sudo" in done.stderr and "--mqtt-password-file pw.txt" in done.stderr
