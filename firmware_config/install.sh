@@ -9,7 +9,8 @@
 #   1. apt packages: picamera2 + libcamera and lgpio come from Raspberry Pi OS, never from pip
 #   2. a system user `smartbin` in the groups gpio and video
 #   3. the source in /opt/smartbin/src and a venv in /opt/smartbin/venv with --system-site-packages
-#      (so the venv sees the apt picamera2/libcamera bindings), then pip install .[edge]
+#      (so the venv sees the apt picamera2/libcamera bindings), then pip install .[edge];
+#      /usr/local/bin/smartbin links to it
 #   4. /etc/smartbin/smartbin.yaml (kept if it exists) and /etc/smartbin/mqtt_password (0600, root)
 #   5. the systemd unit, enabled and (re)started
 set -euo pipefail
@@ -19,7 +20,7 @@ PREFIX=/opt/smartbin
 CONF_DIR=/etc/smartbin
 PASSWORD_FILE=""
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 GIVEN=("$@")  # for the "run as root" hint: the loop below shifts them away
 while [[ $# -gt 0 ]]; do
     case "$1" in
