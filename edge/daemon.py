@@ -134,7 +134,7 @@ class Daemon(RemoteCommands):
                                    state_dir=folder)
         try:
             self.web.start()
-        except OSError as err:  # a port another program holds: a restart every 5 s cannot free it
+        except OSError as err:  # a port another program holds: a restart every 10 s cannot free it
             raise ConfigError([("web.port", err.strerror or str(err))]) from None
 
     def _warn_about_unsorted_photos(self) -> None:

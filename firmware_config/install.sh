@@ -112,8 +112,9 @@ fi
 # As the service will run it: as smartbin, from / (a relative model path or a model the service
 # cannot read passes a check run as root from the checkout, and then stops the service).
 if ! (cd / && runuser -u smartbin -- "$PREFIX/venv/bin/smartbin" validate-config --as-service "$CONF_DIR/smartbin.yaml"); then
-    echo "stopped before restarting the service: fix $CONF_DIR/smartbin.yaml as the lines above say, then run" >&2
-    echo "this script again. A service that was running still runs the version before this one." >&2
+    echo "the new version is installed but the service was not restarted: fix $CONF_DIR/smartbin.yaml as the" >&2
+    echo "lines above say, then run this script again. A running service keeps the old code it has loaded" >&2
+    echo "only until its next restart (or a reboot), which runs the new version with this config." >&2
     exit 2
 fi
 
