@@ -19,6 +19,8 @@ from edge.config import (CREDENTIAL_NAME, INSTALLED_CONFIG_DIR, Config, TlsConfi
                          installed_credential, is_loopback, resolve_path, tls_paths)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from edge.bundle import Bundle
 
 MIN_REAL_SETTLE_S = 0.15  # servo travel (~0.1 s per 60 degrees) plus a short drop
@@ -81,10 +83,8 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
     if config.mqtt.password_file and not config.mqtt.username:
         problems.append(("mqtt.password_file", "needs mqtt.username: a broker checks a password only with a user name"))
     missing = []
-    for key, value in (("mqtt.tls.ca_file", tls.ca_file), ("mqtt.tls.certfile", tls.certfile),
-                       ("mqtt.tls.keyfile", tls.keyfile), ("mqtt.password_file", config.mqtt.password_file)):
-        path = resolve_path(value, config.source_path) if value else None
-        if path is not None and not path.is_file():
+    for key, value, path in _mqtt_files(config):
+        if not path.is_file():
             missing.append(key)
             problems.append((key, f"is a folder, not a file: {value}" if path.is_dir() else f"file not found: {value}"))
     if tls.enabled and not {"mqtt.tls.ca_file", "mqtt.tls.certfile", "mqtt.tls.keyfile"} & set(missing):
@@ -129,15 +129,10 @@ def unreadable_files(config: Config) -> list[tuple[str, str]]:
     """
     import getpass
 
-    tls = config.mqtt.tls
     found = []
-    for key, value in (("mqtt.tls.ca_file", tls.ca_file if tls.enabled else None),
-                       ("mqtt.tls.certfile", tls.certfile if tls.enabled else None),
-                       ("mqtt.tls.keyfile", tls.keyfile if tls.enabled else None),
-                       ("mqtt.password_file", config.mqtt.password_file)):
-        path = resolve_path(value, config.source_path) if value else None
-        if path is None or not path.is_file():
-            continue  # missing files are a problem of their own
+    for key, _, path in _mqtt_files(config):
+        if (key.startswith("mqtt.tls.") and not config.mqtt.tls.enabled) or not path.is_file():
+            continue  # unused TLS files are not read; missing files are a problem of their own
         try:
             with open(path, "rb") as handle:
                 handle.read(1)
@@ -146,6 +141,14 @@ def unreadable_files(config: Config) -> list[tuple[str, str]]:
         except OSError:
             continue
     return found
+
+
+def _mqtt_files(config: Config) -> list[tuple[str, str, Path]]:
+    """``(key, value, resolved path)`` of each MQTT file setting (TLS files, password file) that is set."""
+    tls = config.mqtt.tls
+    settings = (("mqtt.tls.ca_file", tls.ca_file), ("mqtt.tls.certfile", tls.certfile),
+                ("mqtt.tls.keyfile", tls.keyfile), ("mqtt.password_file", config.mqtt.password_file))
+    return [(key, value, resolve_path(value, config.source_path)) for key, value in settings if value]
 
 
 def config_warnings(config: Config) -> list[tuple[str, str]]:
