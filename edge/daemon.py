@@ -101,7 +101,7 @@ class Daemon(RemoteCommands):
             self.review = ReviewFolder(folder / "review", max_files=review.max_files)
         self.flap = parts.build_flap(config)
         self.trigger, self.sensor = parts.build_trigger(config, pin_factory=self.flap.pin_factory)
-        self.source = parts.open_camera(config)
+        self.source = parts.open_camera(config, self.classifier.bundle.manifest.input)
         if config.mqtt.enabled:
             self._start_mqtt()
         if config.web.enabled:
@@ -239,7 +239,7 @@ class Daemon(RemoteCommands):
         self.stats.dropped(old.stats.get("dropped", 0))
         self.stats.unreadable(old.stats.get("unreadable", 0))
         try:
-            source = parts.open_camera(self.config)
+            source = parts.open_camera(self.config, self.classifier.bundle.manifest.input)
         except CameraError as err:
             self.source = BrokenCamera(err)  # the next read fails, and after the back-off we try again
             return
@@ -266,7 +266,9 @@ class Daemon(RemoteCommands):
 
     def _sort(self, settled: list) -> None:
         try:
-            prediction = self.classifier.classify_frames([frame.image for frame in settled])
+            # A source that made the classifier's input off the loop saves the loop a resize per frame.
+            prediction = self.classifier.classify_frames(
+                [frame.image if frame.model_input is None else frame.model_input for frame in settled])
         except (ClassifierError, ValueError) as err:
             log.warning("cannot classify item: %s", err)
             self.stats.unreadable(len(settled))

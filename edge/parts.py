@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.bundle import InputSpec
 from edge.config import Config, read_mqtt_password, resolve_path
 from edge.errors import FlapError, SmartbinError
 
@@ -116,31 +117,36 @@ def build_trigger(config: Config, pin_factory: Any = None) -> tuple[Any, Any]:
     return trigger, sensor
 
 
-def camera_options(config: Config) -> dict[str, Any]:
-    """The keyword arguments of the ``camera.type`` backend, from the ``camera`` section."""
+def camera_options(config: Config, model_spec: InputSpec | None = None) -> dict[str, Any]:
+    """The keyword arguments of the ``camera.type`` backend, from the ``camera`` section.
+
+    ``model_spec`` (the classifier's input) goes to the backends that make the classifier's input
+    on their own thread (replay, opencv): the sorting loop then does not resize frames.
+    """
     camera = config.camera
     if camera.type == "replay":
         replay = camera.replay
         return {"path": str(resolve_path(replay.path, config.source_path)), "fps": replay.fps,
                 "loop": replay.loop, "order": replay.order, "empty_frames": replay.empty_frames,
-                "present_frames": replay.present_frames, "tray_size": replay.tray_size}
+                "present_frames": replay.present_frames, "tray_size": replay.tray_size,
+                "model_spec": model_spec}
     if camera.type == "fake":
         fake = camera.fake
         blank = np.full((fake.size[1], fake.size[0], 3), 128, np.uint8)
         return {"frames": [blank] * fake.frames, "block_after": fake.block_after, "fps": camera.fps}
     size = {"width": camera.width, "height": camera.height, "fps": camera.fps}
-    return {"device": camera.device, **size} if camera.type == "opencv" else size
+    return {"device": camera.device, **size, "model_spec": model_spec} if camera.type == "opencv" else size
 
 
-def open_camera(config: Config):
-    """Opens the frame source of ``camera.type``.
+def open_camera(config: Config, model_spec: InputSpec | None = None):
+    """Opens the frame source of ``camera.type`` (``model_spec`` as for ``camera_options``).
 
     Raises:
         CameraError: no camera could be opened (``auto`` suggests ``--replay``).
     """
     from edge.camera import open_source
 
-    return open_source(config.camera.type, **camera_options(config))
+    return open_source(config.camera.type, **camera_options(config, model_spec))
 
 
 def build_link(config: Config, store, *, on_command=None, stats_provider=None, discovery_provider=None):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge import imaging
+from edge.bundle import InputSpec
 from edge.camera import open_source
 from edge.errors import CameraError
 from tests.conftest import make_photo, read_all
@@ -41,7 +42,18 @@ def test_opencv_reads_a_video_file_as_rgb_then_ends(tmp_path):
     assert image.shape == (48, 64, 3) and image.dtype == np.uint8
     assert image[..., 0].mean() > 200 and image[..., 2].mean() < 40  # red stays red
     np.testing.assert_array_equal(frames[0].thumbnail, imaging.thumbnail(image))  # made on the capture thread
+    assert frames[0].model_input is None  # nobody asked for the classifier's input
     assert source.read() is None
+
+
+def test_opencv_frames_carry_the_classifiers_input_made_on_the_capture_thread_when_given_its_size(tmp_path):
+    video = tmp_path / "clip.avi"
+    write_video(video, frames=3)
+    spec = InputSpec(height=32, width=32)
+    frames = read_all(open_source("opencv", device=str(video), model_spec=spec))
+    assert len(frames) == 3
+    for frame in frames:
+        np.testing.assert_array_equal(frame.model_input, imaging.resize_for_model(frame.image, spec))
 
 
 def test_opencv_gives_up_on_a_dead_device_after_backing_off():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge import imaging
+from edge.bundle import InputSpec
 from edge.camera import FrameSource, open_source
 from edge.camera.replay import empty_tray
 from edge.errors import CameraError
@@ -47,6 +48,17 @@ def test_replay_frames_carry_the_detectors_thumbnail_made_off_the_loop(photo_fol
         assert frame.thumbnail.shape == (48, 64) and frame.thumbnail.dtype == np.float32
         np.testing.assert_array_equal(frame.thumbnail, imaging.thumbnail(frame.image))
         assert not frame.thumbnail.flags.writeable  # shared by every frame of the photo
+
+
+def test_replay_frames_carry_the_classifiers_input_made_off_the_loop_when_given_its_size(photo_folder):
+    spec = InputSpec(height=32, width=40)
+    frames = read_all(open_source("replay", path=photo_folder, empty_frames=2, present_frames=2, model_spec=spec))
+    photos = [frame for frame in frames if frame.truth is not None]
+    assert photos and all(frame.model_input is None for frame in frames if frame.truth is None)
+    for frame in photos:
+        np.testing.assert_array_equal(frame.model_input, imaging.resize_for_model(frame.image, spec))
+        assert not frame.model_input.flags.writeable  # shared by every frame of the photo
+    assert all(frame.model_input is None for frame in read_all(open_source("replay", path=photo_folder)))
 
 
 def test_replay_empty_tray_is_the_same_every_time_at_the_photo_size(photo_folder):

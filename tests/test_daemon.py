@@ -51,6 +51,19 @@ def test_replay_end_to_end_sorts_each_photo_once_and_publishes_everything(tmp_pa
     assert history[-2:] == [0.0, None]  # parked and detached at the end
 
 
+def test_the_classifier_gets_the_frames_the_replay_resized_to_its_input_off_the_loop(tmp_path, tiny_bundle,
+                                                                                   photo_folder, monkeypatch):
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=3)
+    daemon.start()
+    shown = []
+    classify_frames = daemon.classifier.classify_frames
+    monkeypatch.setattr(daemon.classifier, "classify_frames", lambda images: shown.append(images) or classify_frames(images))
+    assert daemon.run() == 0
+    spec = daemon.classifier.bundle.manifest.input
+    assert len(shown) == 3
+    assert all(image.shape == (spec.height, spec.width, 3) for images in shown for image in images)
+
+
 def test_replay_scores_a_label_mapped_model_against_the_merged_label(tmp_path, tiny_bundle, photo_folder):
     # Trained with "tin" photos merged into "metal": the replayed tin/ folder's truth is "metal".
     bundle = tmp_path / "bundle"

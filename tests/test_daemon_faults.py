@@ -73,9 +73,9 @@ def test_a_reopen_keeps_the_old_cameras_dropped_frames_and_a_stop_meanwhile_clos
         daemon.source._stats = {**daemon.source.stats, "dropped": 40, "unreadable": 3}
         real_open = daemon_module.parts.open_camera
 
-        def open_while_a_sigterm_arrives(config):
+        def open_while_a_sigterm_arrives(config, model_spec=None):
             daemon.stop()
-            return real_open(config)
+            return real_open(config, model_spec)
 
         monkeypatch.setattr(daemon_module.parts, "open_camera", open_while_a_sigterm_arrives)
         daemon._reopen_camera()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge import parts
+from edge.bundle import InputSpec
 from edge.config import config_from_dict
 from edge.detector import EveryFrameTrigger, ItemDetector, SensorTrigger
 from edge.errors import FlapError
@@ -75,8 +76,16 @@ def test_replay_paths_are_resolved_beside_the_config_file(tmp_path):
 
 def test_opencv_gets_the_device_and_capture_size_and_picamera2_only_the_size():
     options = parts.camera_options(config(camera={"type": "opencv", "device": "rtsp://cam/1", "width": 320}))
-    assert options == {"device": "rtsp://cam/1", "width": 320, "height": 480, "fps": 10.0}
+    assert options == {"device": "rtsp://cam/1", "width": 320, "height": 480, "fps": 10.0, "model_spec": None}
     assert parts.camera_options(config(camera={"type": "picamera2"})) == {"width": 640, "height": 480, "fps": 10.0}
+
+
+def test_the_classifiers_input_size_goes_to_the_sources_that_resize_off_the_loop(tmp_path):
+    spec = InputSpec(height=384, width=384)
+    for camera in ({"type": "replay", "replay": {"path": str(tmp_path)}}, {"type": "opencv"}):
+        assert parts.camera_options(config(camera=camera), spec)["model_spec"] is spec
+    for camera in ({"type": "picamera2"}, {"type": "fake"}, {"type": "auto"}):  # capture on the loop, or probing
+        assert "model_spec" not in parts.camera_options(config(camera=camera), spec)
 
 
 def test_the_classifier_and_decider_follow_the_config(tiny_bundle):

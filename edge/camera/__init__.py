@@ -41,7 +41,9 @@ class Frame:
     the source made it off the sorting loop, on its capture or decoder thread, as a camera's
     low-resolution stream would; otherwise the detector makes it. ``truth`` and ``source_id``
     are set by replay only: the class subfolder and the path (relative to the replay root)
-    of the photo on the simulated tray.
+    of the photo on the simulated tray. ``model_input`` is the frame already stretched to the
+    classifier's input size (``edge.imaging.resize_for_model``), made off the sorting loop like
+    ``thumbnail`` when the source was told that size; the classifier then only copies it.
     """
 
     image: np.ndarray
@@ -50,6 +52,7 @@ class Frame:
     truth: str | None = None
     source_id: str | None = None
     thumbnail: np.ndarray | None = None
+    model_input: np.ndarray | None = None
 
 
 @runtime_checkable

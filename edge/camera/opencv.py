@@ -20,6 +20,7 @@ import threading
 import time
 
 from edge import imaging
+from edge.bundle import InputSpec
 from edge.camera import Frame
 from edge.errors import CameraError, MissingInputError
 
@@ -55,6 +56,8 @@ class OpenCVSource:
         width, height, fps: requested capture settings (a camera may ignore them).
         retries: reopen attempts after a failure before giving up with ``CameraError``.
         backoff_s: first wait between attempts; doubles each time up to ``max_backoff_s``.
+        model_spec: the classifier's input; when given, every frame also carries itself stretched
+            to that size (``Frame.model_input``), made on the capture thread.
 
     Raises:
         CameraError: the device cannot be opened after its retries.
@@ -65,7 +68,7 @@ class OpenCVSource:
 
     def __init__(self, device: int | str = 0, width: int | None = None, height: int | None = None,
                  fps: float | None = None, retries: int = 5, backoff_s: float = 0.1,
-                 max_backoff_s: float = 2.0):
+                 max_backoff_s: float = 2.0, model_spec: InputSpec | None = None):
         self.device = parse_device(device)
         # A regular file is a recording, played to its end; a device node (/dev/video0), a stream URL or
         # a GStreamer pipeline is a live source, reopened when it fails.
@@ -78,6 +81,7 @@ class OpenCVSource:
             raise MissingInputError(f"opencv: {self.device} is a folder, not a video file or camera "
                                     f"(a folder of photos is replayed: --replay {self.device})")
         self._settings = (width, height, fps)
+        self._model_spec = model_spec
         self._retries = max(0, retries)
         self._backoff = (backoff_s, max_backoff_s)
         self._stats = {"frames": 0, "unreadable": 0, "retries": 0, "dropped": 0}
@@ -151,9 +155,11 @@ class OpenCVSource:
                 failures = 0
                 since_open += 1
                 self._stats["frames"] += 1
-                # The detector's thumbnail is made here, on the capture thread, not on the sorting loop.
+                # The detector's thumbnail (and the classifier's input) is made here, on the capture
+                # thread, not on the sorting loop.
+                for_model = None if self._model_spec is None else imaging.resize_for_model(rgb, self._model_spec)
                 frame = Frame(image=rgb, ts=time.time(), index=self._stats["frames"] - 1,
-                              thumbnail=imaging.thumbnail(rgb))
+                              thumbnail=imaging.thumbnail(rgb), model_input=for_model)
                 self._deliver(frame)
                 continue
             if ok and bgr is not None:

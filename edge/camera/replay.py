@@ -10,8 +10,8 @@ thumbnail across or down (1x1, 16x12, 10000x10, 3x2000) gets the tray at ``tray_
 instead: drawn on so few pixels, the tray pattern no longer looks like the same tray to the
 detector, which would take it for an item and never see the photo. Like a camera, which
 captures on its own thread while the pipeline works, the replay decodes the next photo (and
-makes the detector's thumbnails of it and of the tray) on a background thread while the
-current one is on the tray.
+makes the detector's thumbnails of it and of the tray, and, given ``model_spec``, the photo at
+the classifier's input size) on a background thread while the current one is on the tray.
 
 Usage:
     source = ReplaySource("data/trashnet-test", fps=0)
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import imaging
+from edge.bundle import InputSpec
 from edge.camera import Frame
 from edge.errors import CameraError, MissingInputError
 from edge.imaging import IMAGE_EXTENSIONS, find_photos  # noqa: F401  (part of this module's interface)
@@ -88,6 +89,8 @@ class ReplaySource:
         loop: start again from the first photo instead of ending.
         order: ``shuffled`` (a fixed pseudo-random order: the same every run, classes mixed as on a
             real tray) or ``sorted`` (by relative path, one class folder after the other).
+        model_spec: the classifier's input; when given, each photo's frames carry it stretched to
+            that size (``Frame.model_input``), made once per photo on the decoder thread.
 
     Raises:
         CameraError: the folder does not exist or holds no photos.
@@ -97,7 +100,8 @@ class ReplaySource:
     """
 
     def __init__(self, path, fps: float = 0.0, empty_frames: int = 4, present_frames: int = 6,
-                 tray_size: tuple[int, int] = (512, 384), loop: bool = False, order: str = "sorted"):
+                 tray_size: tuple[int, int] = (512, 384), loop: bool = False, order: str = "sorted",
+                 model_spec: InputSpec | None = None):
         self.root = Path(path)
         if self.root.is_file():
             raise MissingInputError(f"replay: {self.root} is a file; replay takes a folder of photos "
@@ -126,6 +130,7 @@ class ReplaySource:
         self.empty_frames = empty_frames
         self.present_frames = present_frames
         self.loop = loop
+        self.model_spec = model_spec
         # Raised to the thumbnail size: this tray stands in for the ones too small to look like a tray.
         self._tray_size = tuple(max(int(side), least) for side, least in zip(tray_size, imaging.THUMBNAIL_SIZE))
         self._interval = 1.0 / fps if fps else 0.0
@@ -159,11 +164,19 @@ class ReplaySource:
                 # stream would make them, so the sorting loop only compares them.
                 tray = self._tray_under(photo)
                 thumbs = imaging.thumbnail(photo), empty_tray_thumbnail(*tray)
-                if not self._hand_over((path, photo, tray, thumbs)):
+                if not self._hand_over((path, photo, tray, thumbs, self._for_model(photo))):
                     return
             if not self.loop or shown == 0:
                 break
         self._hand_over(None)
+
+    def _for_model(self, photo: np.ndarray) -> np.ndarray | None:
+        """``photo`` at the classifier's input size, or None when the size was not given."""
+        if self.model_spec is None:
+            return None
+        resized = imaging.resize_for_model(photo, self.model_spec)
+        resized.setflags(write=False)  # shared by the photo's frames, like the photo
+        return resized
 
     def _tray_under(self, photo: np.ndarray) -> tuple[int, int]:
         """The (width, height) to draw the empty tray at around ``photo``: the photo's own size, as a
@@ -199,24 +212,24 @@ class ReplaySource:
                 continue
         return None
 
-    def _generate(self) -> Iterator[tuple[np.ndarray, np.ndarray, str | None, str | None]]:
+    def _generate(self) -> Iterator[tuple[np.ndarray, np.ndarray, str | None, str | None, np.ndarray | None]]:
         size = self._tray_size
         while (item := self._take_decoded()) is not None:
             if isinstance(item, BaseException):
                 raise item  # the decoder thread failed (out of memory, ...): as fatal as on this thread
-            path, photo, size, (photo_thumb, tray_thumb) = item
+            path, photo, size, (photo_thumb, tray_thumb), photo_for_model = item
             relative = path.relative_to(self.root)
             # A name that is not UTF-8 (copied from an old camera card) reaches us with surrogates, which
             # no JSON parser of a dashboard accepts: shown with U+FFFD in the events instead.
             relative = Path(imaging.utf8_text(str(relative)))
             truth = relative.parts[0] if len(relative.parts) > 1 else None
             for _ in range(self.empty_frames):
-                yield empty_tray(*size), tray_thumb, None, None
+                yield empty_tray(*size), tray_thumb, None, None, None
             self._stats["photos"] += 1
             for _ in range(self.present_frames):
-                yield photo, photo_thumb, truth, relative.as_posix()
+                yield photo, photo_thumb, truth, relative.as_posix(), photo_for_model
         for _ in range(self.empty_frames):
-            yield empty_tray(*size), empty_tray_thumbnail(*size), None, None
+            yield empty_tray(*size), empty_tray_thumbnail(*size), None, None, None
 
     def _decode(self, path: Path) -> np.ndarray | None:
         try:
@@ -244,9 +257,9 @@ class ReplaySource:
             if self._closed.wait(max(0.0, self._next_due - time.monotonic())):
                 return None
             self._next_due = max(self._next_due, time.monotonic()) + self._interval
-        image, thumb, truth, source_id = item
+        image, thumb, truth, source_id, for_model = item
         frame = Frame(image=image, ts=time.time(), index=self._index, truth=truth, source_id=source_id,
-                      thumbnail=thumb)
+                      thumbnail=thumb, model_input=for_model)
         self._index += 1
         self._stats["frames"] += 1
         return frame
