@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".tif", ".tiff", ".
 # More than any camera or phone photo this bin needs: refuses decompression bombs (a 97 KB PNG that
 # unpacks to 10000 x 10000) from their header, before any memory is spent.
 MAX_DECODED_PIXELS = 40_000_000
+# A file to decode is read whole: anything beyond this (a 40 MP photo as a 16-bit PNG is ~240 MB at
+# worst) is no photo, and reading it could exhaust a Pi's memory.
+MAX_FILE_BYTES = 256 * 2**20
 BLEND_ROWS = 256  # rows composed on white at a time (see _on_white)
 
 
@@ -231,13 +235,19 @@ def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels:
     """Reads an image file into RGB uint8 (``min_side`` and ``max_pixels`` as in ``decode_image``).
 
     Raises:
-        ValueError: the file cannot be read or is not an image; the message names the path.
+        ValueError: the file cannot be read, is not a regular file (a pipe, a device), is larger than
+            ``MAX_FILE_BYTES``, or is not an image; the message names the path.
     """
     try:
+        # Checked before opening: a named pipe would block the open, /dev/zero would fill the memory.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"{path}: not a regular file (a folder, pipe or device)")
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise ValueError(f"{path}: cannot read: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES / 2**20:g} MB, more than any photo")
     try:
         return decode_image(data, min_side, max_pixels)
     except ValueError as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -36,6 +38,23 @@ def test_read_image_names_the_path_of_a_bad_file(tmp_path):
         imaging.read_image(bad)
     with pytest.raises(ValueError, match="missing.jpg"):
         imaging.read_image(tmp_path / "missing.jpg")
+
+
+def test_read_image_refuses_pipes_devices_and_folders_before_opening_them(tmp_path):
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)  # opening it would wait for a writer for ever
+    for path, shown in ((fifo, "camera.jpg"), ("/dev/zero", "/dev/zero"), (tmp_path, tmp_path.name)):
+        with pytest.raises(ValueError, match=f"{shown}: not a regular file"):
+            imaging.read_image(path)
+
+
+def test_read_image_refuses_a_file_larger_than_any_photo_without_reading_all_of_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 1000)
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as handle:
+        handle.truncate(64 * 2**20)  # sparse: takes no disk
+    with pytest.raises(ValueError, match="huge.jpg: larger than .* MB, more than any photo"):
+        imaging.read_image(huge)
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
