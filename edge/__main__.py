@@ -86,13 +86,23 @@ def host_port(text: str) -> tuple[str, int]:
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
+        if ":" not in host:  # "[broker]:1883" would otherwise be taken for the host "broker"
+            raise argparse.ArgumentTypeError(f"brackets are for IPv6 addresses only, e.g. [::1]:1883, got {text!r}")
     elif text.count(":") > 1:
         raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets, e.g. [::1]:1883, got {text!r}")
     else:
         host, _, port = text.partition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:1883, got {text!r}")
+    if not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"the port must be 1-65535, got {text!r}")
     return host, int(port)
+
+
+# The config key each `run` option sets, to name the option when its value is the problem.
+OPTION_OF_KEY = {"camera.replay.path": "--replay", "camera.replay.fps": "--replay-fps", "mqtt.host": "--mqtt",
+                 "mqtt.port": "--mqtt", "device.id": "--device-id", "device.state_dir": "--state-dir",
+                 "model.path": "--model"}
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
@@ -125,11 +135,16 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     if args.max_items is not None and args.max_items < 1:
         return fail(["--max-items: must be at least 1"])
+    overrides = run_overrides(args)
     try:
-        config = load_config(args.config, run_overrides(args))
+        config = load_config(args.config, overrides)
     except ConfigError as err:
-        # The service may be reading /etc/smartbin/smartbin.yaml: say which file the keys are in.
-        return fail([f"error: invalid config {err.source}:"] + [f"{key}: {problem}" for key, problem in err.problems])
+        # The service may be reading /etc/smartbin/smartbin.yaml: say which file the keys are in, and
+        # which problems came from an option instead.
+        given = {key: OPTION_OF_KEY[key] for key in overrides if key in OPTION_OF_KEY}
+        return fail([f"error: invalid config {err.source}:"] + [
+            f"{key} (given as {given[key]}): {problem}" if key in given else f"{key}: {problem}"
+            for key, problem in err.problems])
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     for key, warning in config_warnings(config):
         logging.getLogger("edge.config").warning("%s: %s", key, warning)

@@ -11,6 +11,7 @@ Usage:
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import TYPE_CHECKING
 
 from edge import gpio
@@ -59,8 +60,7 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
             problems.append((f"decision.bins.{label}", f"bin {bin_name!r} has no angle in flap.angles"))
     if config.decision.reject_bin not in angles:
         problems.append(("decision.reject_bin", f"bin {config.decision.reject_bin!r} has no angle in flap.angles"))
-    if config.camera.type == "replay" and not config.camera.replay.path:
-        problems.append(("camera.replay.path", "camera type replay needs a photo folder (or use --replay DIR)"))
+    problems += _camera_input_problems(config)
     replay, detector = config.camera.replay, config.detector
     if config.camera.type == "replay" and detector.type == "occupancy":
         # The simulated tray must give the detector what it needs, or items are silently missed.
@@ -90,6 +90,30 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
     if tls.enabled and not {"mqtt.tls.ca_file", "mqtt.tls.certfile", "mqtt.tls.keyfile"} & set(missing):
         problems += tls_file_problems(tls, config.source_path)
     return problems
+
+
+def _camera_input_problems(config: Config) -> list[tuple[str, str]]:
+    """A replay folder or video file that is not there: `run` would refuse it (exit 2) at start."""
+    camera = config.camera
+    if camera.type == "replay":
+        value = camera.replay.path
+        if not value:
+            return [("camera.replay.path", "camera type replay needs a photo folder (or use --replay DIR)")]
+        folder = resolve_path(value, config.source_path)
+        if folder.is_file():
+            return [("camera.replay.path", f"is a file; replay takes a folder of photos: {value}")]
+        if not folder.is_dir():
+            return [("camera.replay.path", f"folder not found: {value}")]
+    if camera.type == "opencv" and isinstance(camera.device, str):
+        from edge.camera.opencv import looks_like_a_missing_file, parse_device
+
+        device = parse_device(camera.device)
+        if isinstance(device, str) and os.path.isdir(device):
+            return [("camera.device", f"is a folder, not a video file or camera: {device} (a folder of photos is "
+                                      f"replayed: camera.type replay)")]
+        if isinstance(device, str) and looks_like_a_missing_file(device):
+            return [("camera.device", f"video file not found: {device}")]
+    return []
 
 
 def tls_file_problems(tls: TlsConfig, source_path: str | None) -> list[tuple[str, str]]:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.bundle import normal_label
+
 DEFAULT_MODEL = "models/trashnet-efficientnet-lite0-int8"
 TOPIC_SAFE = r"^[A-Za-z0-9_-]+$"
 # A topic's text: no MQTT wildcard, and no NUL or other control character (a broker drops the whole
@@ -57,12 +59,20 @@ def host_without_port(host: str, port_key: str) -> str:
     return host
 
 
+MAX_PREFIX_LEVELS = 16
+
+
 def not_a_broker_topic(prefix: str) -> str:
-    """``prefix`` unless it starts with ``$``; else ValueError saying why."""
+    """``prefix`` unless it starts with ``$`` or has more than ``MAX_PREFIX_LEVELS`` levels; else
+    ValueError saying why."""
     # A broker acknowledges what a client publishes under $SYS/... and drops it: every message would vanish.
     if prefix.startswith("$"):
         raise ValueError("must not start with '$': brokers keep $ topics for themselves and drop what "
                          "clients publish there")
+    # mosquitto closes the connection of a client that publishes deeper topics (200 levels), and
+    # the bin could only log that it lost the connection: refused here, with room to spare.
+    if prefix.count("/") >= MAX_PREFIX_LEVELS:
+        raise ValueError(f"at most {MAX_PREFIX_LEVELS} levels (parts between '/'), got {prefix.count('/') + 1}")
     return prefix
 
 
@@ -85,8 +95,9 @@ def _misplaced_bool(value, annotation) -> bool:
 class DeviceConfig(Section):
     """``device:`` this bin's name and where it keeps its state."""
 
-    id: str = Field("smartbin-1", pattern=TOPIC_SAFE,
-                    description="Name of this bin in MQTT topics and Home Assistant (letters, digits, - and _).")
+    id: str = Field("smartbin-1", pattern=TOPIC_SAFE, max_length=64,
+                    description="Name of this bin in MQTT topics and Home Assistant (ASCII letters, digits, - and _; "
+                                "at most 64).")
     state_dir: str | None = Field(
         None, description="Folder for the SQLite store and the review photos. Empty: $STATE_DIRECTORY "
                           "(set by systemd's StateDirectory=) or ~/.local/state/smartbin.")
@@ -207,6 +218,24 @@ class DecisionConfig(Section):
     def bin_names(self) -> list[str]:
         return sorted({*self.bins.values(), self.reject_bin})
 
+    @field_validator("bins")
+    @classmethod
+    def _one_rule_per_label(cls, bins: dict[str, str]) -> dict[str, str]:
+        # Labels are compared in NFC (edge.bundle.normal_label): "müll" typed composed and decomposed
+        # are one label, and one of two rules for it would win without a word.
+        seen: dict[str, str] = {}
+        for name in bins:
+            if normal_label(name) in seen:
+                raise ValueError(f"{seen[normal_label(name)]!r} and {name!r} are the same label written in two "
+                                 f"Unicode forms (composed and decomposed); keep one rule")
+            seen[normal_label(name)] = name
+        return {name: normal_label(target) for name, target in bins.items()}
+
+    @field_validator("reject_bin")
+    @classmethod
+    def _bin_in_nfc(cls, name: str) -> str:
+        return normal_label(name)
+
 
 class FlapConfig(Section):
     """``flap:`` the servo, its pulse widths and one angle per bin."""
@@ -239,6 +268,16 @@ class FlapConfig(Section):
                                                          "benchmarks: a real servo would not move at all).")
     detach_when_idle: bool = Field(True, description="Stop the PWM signal at rest so the servo does not jitter.")
 
+    @field_validator("angles")
+    @classmethod
+    def _one_angle_per_bin(cls, angles: dict[str, float]) -> dict[str, float]:
+        # Bin names are matched in NFC, as labels are: a bin typed composed in decision.bins finds its
+        # angle under a decomposed key.
+        normal = {normal_label(name): angle for name, angle in angles.items()}
+        if len(normal) < len(angles):
+            raise ValueError("two bins are the same name written in two Unicode forms (composed and decomposed)")
+        return normal
+
 
 class TlsConfig(Section):
     """``mqtt.tls:`` encryption and (optional) client certificates."""
@@ -254,8 +293,8 @@ class HomeAssistantConfig(Section):
     """``mqtt.home_assistant:`` MQTT discovery for Home Assistant."""
 
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
-    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_TEXT, description="Home Assistant's discovery prefix "
-                                                                                 "(not starting with $).")
+    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_TEXT, max_length=128,
+                                  description="Home Assistant's discovery prefix (not starting with $).")
     status_topic: str = Field("homeassistant/status", pattern=TOPIC_TEXT,
                               description="Home Assistant's birth message topic (its MQTT option; it does not "
                                           "follow the discovery prefix). On 'online' the bin announces itself again.")
@@ -274,7 +313,7 @@ class MqttConfig(Section):
                       description="Broker host name or address (the port goes in mqtt.port; IPv6 as `::1`, "
                                   "without brackets).")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (1883 plain, 8883 TLS).")
-    prefix: str = Field("smartbin", pattern=TOPIC_TEXT,
+    prefix: str = Field("smartbin", pattern=TOPIC_TEXT, max_length=128,
                         description="Topics are <prefix>/<device id>/... (no # or +, and not starting with $, "
                                     "which brokers keep for themselves).")
     keepalive: int = Field(30, ge=5, le=3600, description="Seconds between MQTT pings; the broker declares the bin "

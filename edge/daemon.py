@@ -127,7 +127,8 @@ class Daemon(RemoteCommands):
         settings = self.config.mqtt
         return discovery_messages(self.device_id, settings.topic_root(self.device_id), self.classifier.labels,
                                   self.decider.bin_names, settings.home_assistant.discovery_prefix,
-                                  self.classifier.bundle.name)
+                                  self.classifier.bundle.name, counted_labels=self.counts["labels"],
+                                  counted_bins=self.counts["bins"])
 
     def _start_web(self, folder) -> None:
         self.web = parts.build_web(self.config, self.classifier, self.decider, status_provider=self.status,

@@ -30,17 +30,32 @@ def object_id(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
 
 
-def distinct_keys(names: Iterable[str]) -> dict[str, str]:
+def distinct_keys(names: Iterable[str], established: Iterable[str] = ()) -> dict[str, str]:
     """An entity key per name, sorted by name: ``object_id(name)``, plus a short hash of the name
     where two names would give the same key ("Glass" and "glass", or two labels in non-Latin
     script, which both become "x"), so that neither entity silently overwrites the other. A name
     that already is its key ("glass") keeps it, so adding "Glass" later does not rename the entity
-    "glass" had (its history in Home Assistant stays)."""
-    unique = sorted(set(names))
-    keys = {name: object_id(name) for name in unique}
+    "glass" had (its history in Home Assistant stays).
+
+    ``established`` names (labels the bin has counted, perhaps under an earlier model) are keyed
+    first and keep their keys: a new model's "Trash" must not take over the entity that counted
+    "trash" since install, even when "trash" is no longer one of ``names``.
+    """
+    old = _keys_among(set(established))
+    new = _keys_among(set(names) - old.keys())
+    taken = set(old.values())
+    keys = {**old, **{name: _hashed(name, key) if key in taken else key for name, key in new.items()}}
+    return {name: keys[name] for name in sorted(set(names))}
+
+
+def _keys_among(names: set[str]) -> dict[str, str]:
+    keys = {name: object_id(name) for name in names}
     taken = collections.Counter(keys.values())
-    return {name: key if taken[key] == 1 or name == key else f"{key}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
-            for name, key in keys.items()}
+    return {name: key if taken[key] == 1 or name == key else _hashed(name, key) for name, key in keys.items()}
+
+
+def _hashed(name: str, key: str) -> str:
+    return f"{key}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
 def device_identifier(device_id: str) -> str:
@@ -68,8 +83,9 @@ def device_block(device_id: str, model_name: str | None = None) -> dict[str, Any
 
 
 def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], bins: Iterable[str],
-                       discovery_prefix: str = "homeassistant",
-                       model_name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+                       discovery_prefix: str = "homeassistant", model_name: str | None = None,
+                       counted_labels: Iterable[str] = (), counted_bins: Iterable[str] = ()
+                       ) -> list[tuple[str, dict[str, Any]]]:
     """Every discovery config for this bin, as ``(topic, payload)`` pairs (publish them retained).
 
     Args:
@@ -79,6 +95,8 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
         bins: the bin names (one count sensor each).
         discovery_prefix: HA's discovery prefix.
         model_name: shown in the HA device page.
+        counted_labels, counted_bins: names counted since install, whose entities keep their keys
+            (``distinct_keys``).
     """
     device = device_block(device_id, model_name)
     node = object_id(device_id)
@@ -105,7 +123,7 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     count_sensor("total", "Items sorted", "{{ value_json.total }}", "mdi:delete-variant")
     count_sensor("total_since_reset", "Items since reset", "{{ value_json.since_reset.total }}",
                  "mdi:delete-variant")
-    for bin_name, key in distinct_keys(bins).items():
+    for bin_name, key in distinct_keys(bins, counted_bins).items():
         count_sensor(f"bin_{key}", f"Bin {bin_name}",
                      f"{{{{ value_json.bins.get({bin_name!r}, 0) }}}}", "mdi:delete")
         # What went into the bin since it was last emptied (and the counts reset): its fill level.
@@ -116,7 +134,7 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
                                "value_template": "{{ value_json.since_reset.reset_at | "
                                                  "timestamp_custom('%Y-%m-%dT%H:%M:%S+00:00', false) }}",
                                "icon": "mdi:restore"})
-    for label, key in distinct_keys(labels).items():
+    for label, key in distinct_keys(labels, counted_labels).items():
         count_sensor(f"label_{key}", f"Label {label}",
                      f"{{{{ value_json.labels.get({label!r}, 0) }}}}", "mdi:tag")
     add("sensor", "last_item", {"name": "Last item", "state_topic": item, "value_template": "{{ value_json.label }}",

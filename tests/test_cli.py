@@ -116,6 +116,21 @@ def test_run_reports_a_bad_config_by_file_and_key_or_a_bad_model_in_one_line_and
     assert "model bundle folder not found" in err and "Traceback" not in err
 
 
+def test_run_names_the_option_whose_value_is_the_problem_and_makes_no_state_for_a_missing_replay(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["run", "--config", str(config), "--replay", str(tmp_path), "--replay-fps", "-1",
+                 "--device-id", "bin 1", "--mock-gpio", "--state-dir", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: invalid config {config}:"
+    assert "camera.replay.fps (given as --replay-fps): Input should be greater than or equal to 0 (got -1.0)" in err
+    assert any(line.startswith("device.id (given as --device-id): must not be empty") for line in err)
+    assert main(["run", "--config", str(config), "--replay", str(tmp_path / "gone"), "--mock-gpio",
+                 "--state-dir", str(tmp_path / "state")]) == 2
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        f"camera.replay.path (given as --replay): folder not found: {tmp_path / 'gone'}"]
+    assert not (tmp_path / "state").exists()
+
+
 def test_run_with_the_web_page_on_a_port_another_program_holds_exits_2_not_retried(tmp_path, tiny_bundle,
                                                                                     photo_folder, capsys):
     import socket
@@ -149,8 +164,11 @@ def test_a_leading_tilde_in_a_path_option_is_the_home_folder_as_in_the_config(tm
     assert overrides["camera.replay.path"] == str(tmp_path / "photos") and overrides["model.path"] == str(tmp_path / "m")
 
 
-@pytest.mark.parametrize("address, message", [("nohost", "HOST:PORT"), ("host:99999", "HOST:PORT"),
-                                              ("::1", "in brackets, e.g. [::1]:1883"), ("::1:1883", "e.g. [::1]:1883, got '::1:1883'"), ("[::1]", "HOST:PORT")])
+@pytest.mark.parametrize("address, message", [
+    ("nohost", "HOST:PORT"), ("host:99999", "the port must be 1-65535, got 'host:99999'"),
+    ("host:0", "the port must be 1-65535"), ("::1", "in brackets, e.g. [::1]:1883"),
+    ("::1:1883", "e.g. [::1]:1883, got '::1:1883'"), ("[::1]", "HOST:PORT"),
+    ("[broker]:1883", "brackets are for IPv6 addresses only")])
 def test_a_bad_mqtt_address_is_a_usage_error(capsys, address, message):
     with pytest.raises(SystemExit) as caught:
         main(["run", "--mqtt", address])

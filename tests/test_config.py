@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from edge.bundle import OutputSpec
-from edge.config import DEFAULT_CONFIG, Config, load_config, read_mqtt_password, resolve_path, state_dir
+from edge.config import (DEFAULT_CONFIG, Config, config_from_dict, load_config, read_mqtt_password, resolve_path,
+                         state_dir)
 from edge.config_checks import config_warnings, model_warnings
 from edge.errors import ConfigError
 
@@ -167,12 +168,51 @@ def test_a_password_in_the_yaml_is_refused(tmp_path):
 
 def test_overrides_use_dotted_keys_and_are_validated(tmp_path):
     path = write(tmp_path, "")
+    (tmp_path / "photos").mkdir()
     config = load_config(path, {"camera.type": "replay", "camera.replay.path": "photos", "mqtt.port": 1999})
     assert (config.camera.type, config.camera.replay.path, config.mqtt.port) == ("replay", "photos", 1999)
     with pytest.raises(ConfigError) as caught:
         load_config(path, {"camera.type": "replay"})
     assert dict(caught.value.problems) == {
         "camera.replay.path": "camera type replay needs a photo folder (or use --replay DIR)"}
+
+
+def test_a_replay_folder_or_video_file_that_is_not_there_is_a_config_error_not_a_failed_start(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    (tmp_path / "clips").mkdir()
+    cases = {"camera: {type: replay, replay: {path: gone}}": ("camera.replay.path", "folder not found: gone"),
+             "camera: {type: replay, replay: {path: photo.jpg}}": (
+                 "camera.replay.path", "is a file; replay takes a folder of photos: photo.jpg"),
+             f"camera: {{type: opencv, device: {tmp_path}/gone.mp4}}": (
+                 "camera.device", f"video file not found: {tmp_path}/gone.mp4"),
+             f"camera: {{type: opencv, device: {tmp_path}/clips}}": (
+                 "camera.device", f"is a folder, not a video file or camera: {tmp_path}/clips")}
+    for text, (key, problem) in cases.items():
+        with pytest.raises(ConfigError) as error:
+            load_config(write(tmp_path, text + "\n"))
+        assert dict(error.value.problems)[key].startswith(problem)
+    for device in ("rtsp://cam/1", "/dev/video0", 0):  # live cameras may appear later: not checked
+        assert load_config(write(tmp_path, f"camera: {{type: opencv, device: {device}}}\n")).camera.type == "opencv"
+
+
+def test_two_spellings_of_one_label_in_decision_bins_are_refused_and_bins_match_in_any_spelling(tmp_path):
+    composed, decomposed = "m\u00fcll", "mu\u0308ll"
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({"decision": {"bins": {composed: "paper", decomposed: "rest"}}})
+    assert "are the same label written in two Unicode forms" in dict(error.value.problems)["decision.bins"]
+    # A bin typed composed in decision.bins finds its angle under a decomposed key, as labels do.
+    config = config_from_dict({"decision": {"bins": {"glass": "gl\u00e4s"}, "reject_bin": "gla\u0308s"},
+                               "flap": {"angles": {"gla\u0308s": 10.0}}})
+    assert config.decision.bin_names == ["gl\u00e4s"] and config.flap.angles == {"gl\u00e4s": 10.0}
+
+
+def test_ids_and_prefixes_an_mqtt_broker_would_refuse_are_config_errors():
+    for section, value, problem in (("device", {"id": "a" * 65}, "device.id: String should have at most 64"),
+                                    ("mqtt", {"prefix": "/".join("a" * 17)}, "mqtt.prefix: at most 16 levels"),
+                                    ("mqtt", {"prefix": "a" * 129}, "mqtt.prefix: String should have at most 128")):
+        with pytest.raises(ConfigError) as error:
+            config_from_dict({section: value})
+        assert str(error.value).startswith(problem)
 
 
 def test_relative_paths_resolve_beside_the_config_then_the_cwd(tmp_path, monkeypatch):
@@ -366,7 +406,7 @@ def test_pins_go_unchecked_without_gpiozero_and_the_warning_says_so(tmp_path, mo
     ('mqtt: {prefix: "x\\0y"}', "mqtt.prefix", "must not be empty or hold # or + (MQTT wildcards) or a control character"),
     ("mqtt: {home_assistant: {discovery_prefix: $SYS}}", "mqtt.home_assistant.discovery_prefix",
      "must not start with '$'"),
-    ("device: {id: bin 1}", "device.id", "only letters, digits, - and _ may be used (got 'bin 1')"),
+    ("device: {id: bin 1}", "device.id", "only ASCII letters (a-z, A-Z), digits, - and _ may be used (got 'bin 1')"),
     ("mqtt: {password_file: pw}", "mqtt.password_file", "needs mqtt.username"),
     ("mqtt: {username: bin, password_file: .}", "mqtt.password_file", "is a folder, not a file: ."),
     ("mqtt: {tls: {enabled: true, ca_file: notacert.pem}}", "mqtt.tls.ca_file", "cannot be used: "),

@@ -11,7 +11,7 @@ from edge.config import PACKAGE_ROOT, Config, Section
 from edge.config_schema import TOPIC_SAFE, TOPIC_TEXT
 
 DOC = PACKAGE_ROOT / "docs" / "configuration.md"
-PATTERN_WORDS = {TOPIC_SAFE: "letters, digits, - and _", TOPIC_TEXT: "no # or +, no control characters"}
+PATTERN_WORDS = {TOPIC_SAFE: "ASCII letters, digits, - and _", TOPIC_TEXT: "no # or +, no control characters"}
 
 
 def _number(value) -> str:
@@ -69,6 +69,8 @@ def _allowed(field) -> str:
         parts.append(bounds)
     parts += [PATTERN_WORDS.get(item.pattern, f"`{item.pattern}`")
               for item in field.metadata if getattr(item, "pattern", None)]
+    parts += [f"at most {item.max_length} characters" for item in field.metadata
+              if isinstance(item, annotated_types.MaxLen)]
     if not parts:
         return _type_words(annotation)
     return "; ".join(parts) + (" or empty" if optional else "")

@@ -99,6 +99,19 @@ def test_names_that_would_share_an_entity_key_get_distinct_ones_and_the_others_k
     assert len({config["unique_id"] for config in configs.values()}) == len(configs)
 
 
+def test_a_new_models_label_never_takes_over_the_entity_of_a_label_counted_since_install():
+    # "trash" was counted under the old model; the new one says "Trash" (and "Paper" for a bin too).
+    configs = dict(discovery_messages("bin-1", ROOT, ["Trash", "glass"], ["Paper"], counted_labels=["trash", "glass"],
+                                      counted_bins=["paper"]))
+    label_keys = {topic.split("/")[3] for topic in configs if "/label_" in topic}
+    assert "label_glass" in label_keys and "label_trash" not in label_keys
+    trash = next(config for topic, config in configs.items() if "/label_trash_" in topic)
+    assert "'Trash'" in trash["value_template"] and trash["unique_id"] != "smartbin_bin_1_label_trash"
+    assert not any(topic.split("/")[3] == "bin_paper" for topic in configs)
+    # Without that history, "Trash" is keyed as always.
+    assert "label_trash" in {topic.split("/")[3] for topic, _ in discovery_messages("bin-1", ROOT, ["Trash"], [])}
+
+
 def test_item_and_diagnostic_sensors_read_retained_topics_so_they_have_a_value_after_a_restart():
     configs = dict(messages())
     assert configs["homeassistant/sensor/bin_1/last_item/config"]["state_topic"] == f"{ROOT}/last_item"

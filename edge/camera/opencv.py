@@ -43,7 +43,8 @@ def parse_device(device: int | str) -> int | str:
     return device
 
 
-def _looks_like_a_file(device: str) -> bool:
+def looks_like_a_missing_file(device: str) -> bool:
+    """True for a device string that can only be a file path (no URL, pipeline or /dev node) and is not there."""
     return "://" not in device and "!" not in device and not device.startswith("/dev/") \
         and not os.path.exists(device)
 
@@ -75,7 +76,7 @@ class OpenCVSource:
         self._is_file = isinstance(self.device, str) and os.path.isfile(self.device)
         # Only a URL that names a video file: a live camera taken for a recording would stop the bin.
         self._is_recording = self._is_file or _names_a_recording(self.device)
-        if isinstance(self.device, str) and not self._is_file and _looks_like_a_file(self.device):
+        if isinstance(self.device, str) and not self._is_file and looks_like_a_missing_file(self.device):
             raise MissingInputError(f"opencv: video file not found: {self.device}")
         if isinstance(self.device, str) and os.path.isdir(self.device):
             raise MissingInputError(f"opencv: {self.device} is a folder, not a video file or camera "
