@@ -62,8 +62,11 @@ def test_a_run_with_ema_averages_in_both_phases_and_keeps_the_setting(tmp_path, 
 
 @pytest.mark.parametrize("args, message", [
     (["--data", "{tmp}/nowhere"], "data folder not found"),
+    (["--data", "{tmp}/adam.yaml"], "adam.yaml: is a file, not a data folder"),
     (["--data", "{data}", "--backbone", "vgg99"], "unknown backbone"),
     (["--data", "{data}", "--weights", "{tmp}/no/preset"], "preset folder not found"),
+    (["--data", "{data}", "--backbone", "mobilenet_v3_small", "--weights", "{tmp}/no.weights.h5"],
+     "no.weights.h5: weights file not found"),
     (["--data", "{data}", "--image-size", "0"], "options: image_size: Input should be greater than or equal to 32"),
     (["--data", "{data}", "--seeds", "0,a"], "--seeds: expected comma-separated whole numbers"),
     (["--data", "{data}", "--seeds", ""], "--seeds: expected comma-separated whole numbers"),

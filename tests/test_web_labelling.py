@@ -89,6 +89,19 @@ def test_only_the_models_labels_are_accepted_and_a_gone_photo_is_a_404(tmp_path)
     assert refused.value.status == 404 and (tmp_path / "labelled" / "glass" / labelled).is_file()
 
 
+def test_labelling_never_replaces_a_photo_already_labelled_under_the_same_name(tmp_path):
+    desk = LabelDesk(tmp_path)
+    name = saved(tmp_path, "one", "glass", 0.41)
+    earlier = tmp_path / "labelled" / "glass" / name
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"labelled before")  # e.g. copied back into review/ by hand and labelled again
+    (earlier.parent / name.replace(".jpg", "-2.jpg")).write_bytes(b"and again")
+    desk.label(name, "glass", TINY_LABELS)
+    assert earlier.read_bytes() == b"labelled before"
+    moved = earlier.parent / name.replace(".jpg", "-3.jpg")
+    assert moved.read_bytes()[:2] == b"\xff\xd8" and not (tmp_path / "review" / name).exists()
+
+
 def test_a_full_labelled_folder_refuses_more_until_it_is_copied_off(tmp_path, monkeypatch):
     monkeypatch.setattr(labelling, "MAX_LABELLED", 1)
     desk = LabelDesk(tmp_path)

@@ -87,10 +87,13 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         raise TrainingError("--data is required (or set SMARTBIN_DATA)")
     # Checked before TensorFlow is imported (8 s) and before any image is read, so a typo fails at once.
     if not Path(config.data).is_dir():
-        raise TrainingError(f"{config.data}: data folder not found")
+        found = "is a file, not a data folder" if Path(config.data).exists() else "data folder not found"
+        raise TrainingError(f"{config.data}: {found}")
     weights = str(config.weights)
     if ("/" in weights or weights.startswith(".")) and not Path(weights).exists():
-        raise ModelError(f"--weights {weights}: preset folder not found")
+        # Keras applications (MobileNetV3, ResNet50) take a weights file, keras-hub models a preset folder.
+        kind = "weights file" if weights.endswith(".h5") else "preset folder"
+        raise ModelError(f"--weights {weights}: {kind} not found")
     if config.init_from:
         from training.init_run import check_finished
 

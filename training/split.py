@@ -99,11 +99,15 @@ def place_unlisted(split: dict[str, list[tuple[str, str]]], dataset: Dataset,
         return split, [f"warning: {len(extra)} photos in {dataset.root} are not in the split file and are not "
                        f"used, e.g. {extra[0][0]} (--unlisted train adds them to train)"]
     split, copies = add_to_train(dataset.root, split, extra)
-    notes = [f"note: training on {len(extra) - len(copies)} photos the split file does not name"]
-    if copies:
-        notes.append(f"warning: leaving out {len(copies)} of them, copies of a val or test photo: "
-                     f"{first_names(copies)}")
-    return split, notes
+    if not copies:
+        return split, [f"note: training on {_photos(len(extra))} the split file does not name"]
+    return split, [f"note: training on {len(extra) - len(copies)} of the {_photos(len(extra))} the split file does "
+                   f"not name",
+                   f"warning: leaving out the other {len(copies)}, copies of a val or test photo: {first_names(copies)}"]
+
+
+def _photos(count: int) -> str:
+    return f"{count} photo{'' if count == 1 else 's'}"
 
 
 def first_names(names: list[str], shown: int = 5) -> str:

@@ -72,7 +72,7 @@ class LabelDesk:
             if sum(self._labelled_counts().values()) >= MAX_LABELLED:
                 raise LabelError(507, f"{MAX_LABELLED} labelled photos wait in {self.labelled}: copy them off "
                                       f"the bin (and delete them there) before labelling more")
-            target = self.labelled / label / name
+            target = _free_path(self.labelled / label / name)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(source, target)  # one file system: the photo is in one folder or the other
@@ -100,3 +100,13 @@ class LabelDesk:
             return {}
         return {folder.name: sum(1 for path in folder.glob("*.jpg") if path.is_file())
                 for folder in sorted(self.labelled.iterdir()) if folder.is_dir()}
+
+
+def _free_path(path: Path) -> Path:
+    """``path``, or ``name-2.jpg``, ``name-3.jpg``... when a labelled photo already has that name (one
+    copied back into review/ by hand): labelling must never replace a photo someone labelled before."""
+    candidate, number = path, 1
+    while candidate.exists() or candidate.is_symlink():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
