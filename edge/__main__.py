@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "validate-config", help="check a config file and print one `key: problem` line per problem",
         description="Check a config file. Exit 0 when valid (warnings are printed), 2 with one "
                     "`key: problem` line per problem.")
-    validate.add_argument("file", metavar="FILE", type=Path, help="the smartbin.yaml to check")
-    validate.add_argument("--model", metavar="BUNDLE", type=Path,
+    validate.add_argument("file", metavar="FILE", type=path_argument, help="the smartbin.yaml to check")
+    validate.add_argument("--model", metavar="BUNDLE", type=path_argument,
                           help="check against this model bundle instead of model.path (as `run --model` would run)")
     validate.add_argument("--as-service", action="store_true",
                           help="this user is the one the service runs as: a TLS or password file it cannot read is "
@@ -58,10 +58,10 @@ def add_run_parser(commands) -> None:
         description="Run the bin. Options override the matching config keys. Stops cleanly on Ctrl+C or "
                     "SIGTERM (flap parked, `stopped` published).",
         epilog="Example: smartbin run --replay data/photos --replay-fps 2 --mock-gpio --mqtt 127.0.0.1:1883")
-    run.add_argument("--config", metavar="FILE", type=Path, default=DEFAULT_CONFIG,
+    run.add_argument("--config", metavar="FILE", type=path_argument, default=DEFAULT_CONFIG,
                      help="config file (default: firmware_config/smartbin.yaml in a checkout, "
                           "else /etc/smartbin/smartbin.yaml)")
-    run.add_argument("--replay", metavar="DIR", type=Path,
+    run.add_argument("--replay", metavar="DIR", type=path_argument,
                      help="replay a folder of photos as items on a simulated tray instead of a camera")
     run.add_argument("--replay-fps", metavar="N", type=float,
                      help="replay frames per second; 0 = as fast as the pipeline goes")
@@ -72,10 +72,17 @@ def add_run_parser(commands) -> None:
     run.add_argument("--mqtt", metavar="HOST:PORT", type=host_port,
                      help="publish to this MQTT broker (turns mqtt.enabled on)")
     run.add_argument("--device-id", metavar="ID", help="this bin's name in topics (overrides device.id)")
-    run.add_argument("--state-dir", metavar="DIR", type=Path,
+    run.add_argument("--state-dir", metavar="DIR", type=path_argument,
                      help="folder for counts, outbox and review photos (overrides device.state_dir)")
-    run.add_argument("--model", metavar="BUNDLE", type=Path, help="model bundle folder (overrides model.path)")
+    run.add_argument("--model", metavar="BUNDLE", type=path_argument, help="model bundle folder (overrides model.path)")
     run.set_defaults(func=run_daemon)
+
+
+def path_argument(text: str) -> Path:
+    """A path option's value; an empty one (``''``) would otherwise be read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file or folder")
+    return Path(text)
 
 
 def host_port(text: str) -> tuple[str, int]:

@@ -38,6 +38,9 @@ class Section(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation
         if value is None and isinstance(annotation, type) and issubclass(annotation, Section):
             return {}  # "mqtt:" with every key below it commented out: the section's defaults
+        if value is None and not _takes_none(annotation):
+            # "log_level:" with nothing after it: the default, as for the keys whose empty value is documented.
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
         if _misplaced_bool(value, annotation):
             what = f"{str(value).lower()} is a boolean" if isinstance(value, bool) else "holds a boolean"
             raise ValueError(f"{what}, not allowed here (YAML reads a bare yes, no, on, off, true or false "
@@ -76,6 +79,10 @@ def not_a_broker_topic(prefix: str) -> str:
     return prefix
 
 
+def _takes_none(annotation) -> bool:
+    return annotation is type(None) or annotation is Any or type(None) in get_args(annotation)
+
+
 def _takes_bool(annotation) -> bool:
     return annotation is bool or annotation is Any or any(_takes_bool(arg) for arg in get_args(annotation))
 
@@ -101,6 +108,12 @@ class DeviceConfig(Section):
     state_dir: str | None = Field(
         None, description="Folder for the SQLite store and the review photos. Empty: $STATE_DIRECTORY "
                           "(set by systemd's StateDirectory=) or ~/.local/state/smartbin.")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _number_as_name(cls, value):
+        # "id: 7" is read by YAML as a number; digits are a valid name.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ModelConfig(Section):

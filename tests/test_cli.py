@@ -397,3 +397,11 @@ def test_run_exits_2_when_the_video_file_it_names_is_not_there(tmp_path, capsys)
     path = write_config(tmp_path, f"camera: {{type: opencv, device: {tmp_path / 'nope.avi'}}}\n")
     assert main(["run", "--config", str(path), "--mock-gpio", "--state-dir", str(tmp_path / "state")]) == 2
     assert "video file not found" in capsys.readouterr().err
+
+
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys):
+    for args in (["validate-config", ""], ["run", "--replay", " "], ["run", "--config", ""]):
+        with pytest.raises(SystemExit) as caught:
+            main(args)
+        assert caught.value.code == 2
+        assert "an empty path names no file or folder" in capsys.readouterr().err

@@ -206,6 +206,12 @@ def test_two_spellings_of_one_label_in_decision_bins_are_refused_and_bins_match_
     assert config.decision.bin_names == ["gl\u00e4s"] and config.flap.angles == {"gl\u00e4s": 10.0}
 
 
+def test_a_key_with_no_value_takes_its_default_and_a_numeric_id_is_a_name(tmp_path):
+    config = load_config(write(tmp_path, "version:\nlog_level:\nmodel:\n  path:\ndevice:\n  id: 7\n"))
+    assert (config.version, config.log_level, config.model.path) == (1, Config().log_level, Config().model.path)
+    assert config.device.id == "7"
+
+
 def test_ids_and_prefixes_an_mqtt_broker_would_refuse_are_config_errors():
     for section, value, problem in (("device", {"id": "a" * 65}, "device.id: String should have at most 64"),
                                     ("mqtt", {"prefix": "/".join("a" * 17)}, "mqtt.prefix: at most 16 levels"),
