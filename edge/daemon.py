@@ -122,13 +122,13 @@ class Daemon(RemoteCommands):
         # Built when (re)published, so a reloaded model's labels reach Home Assistant.
         if not self.config.mqtt.home_assistant.enabled:
             return []
-        from edge.hass import discovery_messages
+        from edge.hass import discovery_messages, recorded_keys
 
         settings = self.config.mqtt
-        return discovery_messages(self.device_id, settings.topic_root(self.device_id), self.classifier.labels,
-                                  self.decider.bin_names, settings.home_assistant.discovery_prefix,
-                                  self.classifier.bundle.name, counted_labels=self.counts["labels"],
-                                  counted_bins=self.counts["bins"])
+        return discovery_messages(self.device_id, settings.topic_root(self.device_id),
+                                  recorded_keys(self.store, "labels", self.classifier.labels),
+                                  recorded_keys(self.store, "bins", self.decider.bin_names),
+                                  settings.home_assistant.discovery_prefix, self.classifier.bundle.name)
 
     def _start_web(self, folder) -> None:
         self.web = parts.build_web(self.config, self.classifier, self.decider, status_provider=self.status,

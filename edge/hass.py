@@ -17,10 +17,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import logging
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from edge import __version__
+
+log = logging.getLogger(__name__)
 
 AVAILABILITY_TEMPLATE = "{{ 'online' if value == 'online' else 'offline' }}"
 
@@ -30,22 +33,49 @@ def object_id(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "x"
 
 
-def distinct_keys(names: Iterable[str], established: Iterable[str] = ()) -> dict[str, str]:
+def distinct_keys(names: Iterable[str], published: Mapping[str, str] | None = None) -> dict[str, str]:
     """An entity key per name, sorted by name: ``object_id(name)``, plus a short hash of the name
     where two names would give the same key ("Glass" and "glass", or two labels in non-Latin
     script, which both become "x"), so that neither entity silently overwrites the other. A name
     that already is its key ("glass") keeps it, so adding "Glass" later does not rename the entity
     "glass" had (its history in Home Assistant stays).
 
-    ``established`` names (labels the bin has counted, perhaps under an earlier model) are keyed
-    first and keep their keys: a new model's "Trash" must not take over the entity that counted
-    "trash" since install, even when "trash" is no longer one of ``names``.
+    ``published`` holds the keys this bin gave names before (its record, kept in the store): those
+    names keep them, and no other name gets one of them, so a new model's "Trash" never takes over
+    the entity that counted "trash", whichever of the two came first.
     """
-    old = _keys_among(set(established))
-    new = _keys_among(set(names) - old.keys())
-    taken = set(old.values())
-    keys = {**old, **{name: _hashed(name, key) if key in taken else key for name, key in new.items()}}
-    return {name: keys[name] for name in sorted(set(names))}
+    published = dict(published or {})
+    keys = {name: published[name] for name in set(names) if name in published}
+    taken = set(published.values())
+    for name, key in _keys_among(set(names) - keys.keys()).items():
+        keys[name] = _hashed(name, key) if key in taken else key
+    return {name: keys[name] for name in sorted(keys)}
+
+
+def recorded_keys(store, kind: str, names: Iterable[str]) -> dict[str, str]:
+    """``distinct_keys(names)`` for ``kind`` ("labels", "bins"), honouring and extending the record of
+    keys given before that ``store`` (``edge.store.Store``) keeps: a name keeps its key across model
+    reloads and restarts, and no other name ever takes it."""
+    from edge.errors import StoreError
+
+    record = f"hass_{kind}_keys"
+    try:
+        published = json.loads(store.meta(record) or "{}")
+    except ValueError:  # edited by hand: a new record
+        published = {}
+    if not isinstance(published, dict):
+        published = {}
+    keys = distinct_keys(names, published)
+    if not keys.items() <= published.items():
+        try:
+            store.set_meta(record, json.dumps({**published, **keys}, sort_keys=True))
+        except StoreError as err:  # the entities are right now; only a later change of names could drift
+            log.warning("could not record the Home Assistant entity keys: %s", err)
+    return keys
+
+
+def _keyed(names: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    return dict(sorted(names.items())) if isinstance(names, Mapping) else distinct_keys(names)
 
 
 def _keys_among(names: set[str]) -> dict[str, str]:
@@ -82,21 +112,19 @@ def device_block(device_id: str, model_name: str | None = None) -> dict[str, Any
     return block
 
 
-def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], bins: Iterable[str],
-                       discovery_prefix: str = "homeassistant", model_name: str | None = None,
-                       counted_labels: Iterable[str] = (), counted_bins: Iterable[str] = ()
-                       ) -> list[tuple[str, dict[str, Any]]]:
+def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str] | Mapping[str, str],
+                       bins: Iterable[str] | Mapping[str, str], discovery_prefix: str = "homeassistant",
+                       model_name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Every discovery config for this bin, as ``(topic, payload)`` pairs (publish them retained).
 
     Args:
         device_id: the bin's id (topic-safe).
         topic_root: ``<prefix>/<device_id>``, the bin's own topics.
-        labels: the model's labels (one count sensor each).
-        bins: the bin names (one count sensor each).
+        labels: the model's labels (one count sensor each), or a mapping of each to its entity key
+            (``distinct_keys``); plain names get ``distinct_keys(labels)``.
+        bins: the bin names (one count sensor each), or a mapping as for ``labels``.
         discovery_prefix: HA's discovery prefix.
         model_name: shown in the HA device page.
-        counted_labels, counted_bins: names counted since install, whose entities keep their keys
-            (``distinct_keys``).
     """
     device = device_block(device_id, model_name)
     node = object_id(device_id)
@@ -123,7 +151,7 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
     count_sensor("total", "Items sorted", "{{ value_json.total }}", "mdi:delete-variant")
     count_sensor("total_since_reset", "Items since reset", "{{ value_json.since_reset.total }}",
                  "mdi:delete-variant")
-    for bin_name, key in distinct_keys(bins, counted_bins).items():
+    for bin_name, key in _keyed(bins).items():
         count_sensor(f"bin_{key}", f"Bin {bin_name}",
                      f"{{{{ value_json.bins.get({bin_name!r}, 0) }}}}", "mdi:delete")
         # What went into the bin since it was last emptied (and the counts reset): its fill level.
@@ -134,7 +162,7 @@ def discovery_messages(device_id: str, topic_root: str, labels: Iterable[str], b
                                "value_template": "{{ value_json.since_reset.reset_at | "
                                                  "timestamp_custom('%Y-%m-%dT%H:%M:%S+00:00', false) }}",
                                "icon": "mdi:restore"})
-    for label, key in distinct_keys(labels, counted_labels).items():
+    for label, key in _keyed(labels).items():
         count_sensor(f"label_{key}", f"Label {label}",
                      f"{{{{ value_json.labels.get({label!r}, 0) }}}}", "mdi:tag")
     add("sensor", "last_item", {"name": "Last item", "state_topic": item, "value_template": "{{ value_json.label }}",

@@ -277,6 +277,16 @@ class Store:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Stores ``value`` under ``key`` in the meta table (made durable by the next item's fsync).
+
+        Raises:
+            StoreError: the write failed.
+        """
+        with self._lock, self._writing("write the meta table", durable=False):
+            self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                             (key, value))
+
     def close(self) -> None:
         with self._lock:
             self._close_quietly()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from edge.hass import discovery_messages
+from edge.hass import discovery_messages, recorded_keys
 
 ROOT = "smartbin/bin-1"
 
@@ -99,17 +99,41 @@ def test_names_that_would_share_an_entity_key_get_distinct_ones_and_the_others_k
     assert len({config["unique_id"] for config in configs.values()}) == len(configs)
 
 
-def test_a_new_models_label_never_takes_over_the_entity_of_a_label_counted_since_install():
-    # "trash" was counted under the old model; the new one says "Trash" (and "Paper" for a bin too).
-    configs = dict(discovery_messages("bin-1", ROOT, ["Trash", "glass"], ["Paper"], counted_labels=["trash", "glass"],
-                                      counted_bins=["paper"]))
-    label_keys = {topic.split("/")[3] for topic in configs if "/label_" in topic}
-    assert "label_glass" in label_keys and "label_trash" not in label_keys
-    trash = next(config for topic, config in configs.items() if "/label_trash_" in topic)
-    assert "'Trash'" in trash["value_template"] and trash["unique_id"] != "smartbin_bin_1_label_trash"
-    assert not any(topic.split("/")[3] == "bin_paper" for topic in configs)
-    # Without that history, "Trash" is keyed as always.
-    assert "label_trash" in {topic.split("/")[3] for topic, _ in discovery_messages("bin-1", ROOT, ["Trash"], [])}
+class MetaStore:
+    """The two meta-table calls ``recorded_keys`` makes of ``edge.store.Store``."""
+
+    def __init__(self):
+        self.values = {}
+
+    def meta(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set_meta(self, key, value):
+        self.values[key] = value
+
+
+def test_a_name_keeps_its_entity_key_across_model_reloads_and_no_other_name_ever_takes_it():
+    store = MetaStore()
+    assert recorded_keys(store, "labels", ["trash", "glass"]) == {"glass": "glass", "trash": "trash"}
+    # A new model says "Trash": it must not take over the entity that counted "trash".
+    assert recorded_keys(store, "labels", ["Trash", "glass"])["Trash"].startswith("trash_")
+    # The other way round: "Trash" had "trash" first (alone), then a model brings "trash".
+    store = MetaStore()
+    assert recorded_keys(store, "labels", ["Trash"]) == {"Trash": "trash"}
+    keys = recorded_keys(store, "labels", ["Trash", "trash"])
+    assert keys["Trash"] == "trash" and keys["trash"].startswith("trash_")
+    # Two names that collide from the start keep the keys they were first given, whichever is counted.
+    store = MetaStore()
+    first = recorded_keys(store, "labels", ["Trash", "trash"])
+    assert recorded_keys(store, "labels", ["trash", "Trash"]) == first == recorded_keys(store, "labels", ["Trash", "trash"])
+    store.values["hass_labels_keys"] = "not json"  # edited by hand: a new record, no crash
+    assert recorded_keys(store, "labels", ["glass"]) == {"glass": "glass"}
+
+
+def test_discovery_uses_the_entity_keys_it_is_given():
+    configs = dict(discovery_messages("bin-1", ROOT, {"Trash": "trash_abc123"}, {"paper": "paper"}))
+    trash = configs["homeassistant/sensor/bin_1/label_trash_abc123/config"]
+    assert "'Trash'" in trash["value_template"]
 
 
 def test_item_and_diagnostic_sensors_read_retained_topics_so_they_have_a_value_after_a_restart():
