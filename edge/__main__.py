@@ -15,9 +15,9 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from edge import __version__
+from edge.cli_args import path_argument
 from edge.config import DEFAULT_CONFIG
 
 EXIT_FAILURE = 1
@@ -78,13 +78,6 @@ def add_run_parser(commands) -> None:
     run.set_defaults(func=run_daemon)
 
 
-def path_argument(text: str) -> Path:
-    """A path option's value; an empty one (``''``) would otherwise be read as the current folder."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path names no file or folder")
-    return Path(text)
-
-
 def host_port(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT``."""
     if "://" in text:  # mqtt://host:1883, as many clients write a broker
@@ -135,7 +128,7 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 def run_daemon(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from edge.config_checks import config_warnings
+    from edge.config_checks import camera_input_problems, config_warnings
     from edge.daemon import Daemon
     from edge.errors import (BundleError, CameraError, ClassifierError, ConfigError, MissingInputError,
                              MissingLibraryError, SmartbinError, StoreUnusableError)
@@ -145,6 +138,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     overrides = run_overrides(args)
     try:
         config = load_config(args.config, overrides)
+        if problems := camera_input_problems(config):
+            raise ConfigError(problems, str(config.source_path))
     except ConfigError as err:
         # The service may be reading /etc/smartbin/smartbin.yaml: say which file the keys are in, and
         # which problems came from an option instead.
@@ -179,18 +174,21 @@ def run_daemon(args: argparse.Namespace) -> int:
 def validate_config(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from edge.config import load_config, model_dir
-    from edge.config_checks import config_warnings, model_warnings, unreadable_files
+    from edge.config_checks import camera_input_problems, config_warnings, model_warnings, unreadable_files
     from edge.errors import BundleError, ClassifierError, ConfigError
 
     overrides = {} if args.model is None else {"model.path": str(args.model.expanduser().resolve())}
+    model_key = "model.path" if args.model is None else "model.path (given as --model)"
     try:
         config = load_config(args.file, overrides)
     except ConfigError as err:
         return fail([f"{key}: {problem}" for key, problem in err.problems])
+    if problems := camera_input_problems(config):
+        return fail([f"{key}: {problem}" for key, problem in problems])
     try:
         bundle = load_bundle(model_dir(config))
     except BundleError as err:
-        return fail([f"model.path: {err}"])
+        return fail([f"{model_key}: {err}"])
     try:
         # The model file itself, as `run` loads it: a manifest that lies about it or a damaged
         # file with a matching checksum is refused here, not at the bin's next start.
@@ -201,7 +199,7 @@ def validate_config(args: argparse.Namespace) -> int:
         print("warning: model.path: ai-edge-litert is not installed here, so the model file itself was not "
               "loaded (pip install 'smartbin[edge]')", file=sys.stderr)
     except (BundleError, ClassifierError) as err:
-        return fail([f"model.path: {err}"])
+        return fail([f"{model_key}: {err}"])
     unreadable = unreadable_files(config)
     if unreadable and args.as_service:
         return fail([f"{key}: {problem}" for key, problem in unreadable])

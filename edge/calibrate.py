@@ -20,9 +20,10 @@ import argparse
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
+from edge.bundle import normal_label
+from edge.cli_args import path_argument
 from edge.config import DEFAULT_CONFIG
 
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
@@ -44,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "calibrate-flap", help="move the flap to each bin's angle to check and adjust the angles",
         description="Move the flap to each bin's angle in turn. With --step, adjust each angle interactively "
                     "and get the flap.angles block to paste into the config.")
-    parser.add_argument("--config", metavar="FILE", type=Path, default=DEFAULT_CONFIG,
+    parser.add_argument("--config", metavar="FILE", type=path_argument, default=DEFAULT_CONFIG,
                         help="config file (default: firmware_config/smartbin.yaml in a checkout, "
                              "else /etc/smartbin/smartbin.yaml)")
     parser.add_argument("--mock-gpio", action="store_true", help="simulate the servo (no Raspberry Pi needed)")
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
     if getattr(args, "pulse", False) and args.bin:
         print("error: --bin: --pulse finds the servo's range, not a bin's angle; drop --bin", file=sys.stderr)
         return 2
-    bins = args.bin or list(settings.angles)
+    bins = [normal_label(name) for name in args.bin] if args.bin else list(settings.angles)
     unknown = [name for name in bins if name not in settings.angles]
     if unknown:
         print(f"error: --bin: unknown bin {', '.join(unknown)} (known: {', '.join(settings.angles)})", file=sys.stderr)

@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from edge.cli_args import path_argument
 from edge.errors import BundleError, ClassifierError, ConfigError
 
 EXIT_OK = 0
@@ -30,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "classify", help="classify photos with a model bundle (one JSON line per photo)",
         description="Classify photos with a model bundle; prints one JSON line per photo.")
-    parser.add_argument("--model", metavar="BUNDLE",
+    parser.add_argument("--model", metavar="BUNDLE", type=path_argument,
                         help="model bundle folder (default: model.path of the default config, the shipped model)")
     parser.add_argument("--threads", type=_thread_count, metavar="N",
                         help="LiteRT interpreter threads (default: model.threads of the default config "

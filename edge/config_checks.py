@@ -60,7 +60,8 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
             problems.append((f"decision.bins.{label}", f"bin {bin_name!r} has no angle in flap.angles"))
     if config.decision.reject_bin not in angles:
         problems.append(("decision.reject_bin", f"bin {config.decision.reject_bin!r} has no angle in flap.angles"))
-    problems += _camera_input_problems(config)
+    if config.camera.type == "replay" and not config.camera.replay.path:
+        problems.append(("camera.replay.path", "camera type replay needs a photo folder (or use --replay DIR)"))
     replay, detector = config.camera.replay, config.detector
     if config.camera.type == "replay" and detector.type == "occupancy":
         # The simulated tray must give the detector what it needs, or items are silently missed.
@@ -92,13 +93,15 @@ def cross_field_problems(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-def _camera_input_problems(config: Config) -> list[tuple[str, str]]:
-    """A replay folder or video file that is not there: `run` would refuse it (exit 2) at start."""
+def camera_input_problems(config: Config) -> list[tuple[str, str]]:
+    """A replay folder or video file that is not there: `run` would refuse it (exit 2) at start.
+
+    Checked by `run` and `validate-config` only: the commands that open no camera (`web`,
+    `calibrate-flap`, `classify`) must work with a config whose USB stick is not plugged in.
+    """
     camera = config.camera
-    if camera.type == "replay":
+    if camera.type == "replay" and camera.replay.path:
         value = camera.replay.path
-        if not value:
-            return [("camera.replay.path", "camera type replay needs a photo folder (or use --replay DIR)")]
         folder = resolve_path(value, config.source_path)
         if folder.is_file():
             return [("camera.replay.path", f"is a file; replay takes a folder of photos: {value}")]

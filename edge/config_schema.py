@@ -111,9 +111,11 @@ class DeviceConfig(Section):
 
     @field_validator("id", mode="before")
     @classmethod
-    def _number_as_name(cls, value):
-        # "id: 7" is read by YAML as a number; digits are a valid name.
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    def _number_quoted(cls, value):
+        # YAML reads 007 as 7, 0123 as 83 and 12:30 as 750: a bin named by its digits must quote them.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"YAML read this as the number {value}: quote the name as written (id: \"...\")")
+        return value
 
 
 class ModelConfig(Section):
@@ -286,9 +288,13 @@ class FlapConfig(Section):
     def _one_angle_per_bin(cls, angles: dict[str, float]) -> dict[str, float]:
         # Bin names are matched in NFC, as labels are: a bin typed composed in decision.bins finds its
         # angle under a decomposed key.
-        normal = {normal_label(name): angle for name, angle in angles.items()}
-        if len(normal) < len(angles):
-            raise ValueError("two bins are the same name written in two Unicode forms (composed and decomposed)")
+        normal: dict[str, float] = {}
+        spelt: dict[str, str] = {}
+        for name, angle in angles.items():
+            if normal_label(name) in normal:
+                raise ValueError(f"{spelt[normal_label(name)]!r} and {name!r} are the same bin written in two Unicode "
+                                 f"forms (composed and decomposed); keep one")
+            normal[normal_label(name)], spelt[normal_label(name)] = angle, name
         return normal
 
 
@@ -308,7 +314,7 @@ class HomeAssistantConfig(Section):
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (retained).")
     discovery_prefix: str = Field("homeassistant", pattern=TOPIC_TEXT, max_length=128,
                                   description="Home Assistant's discovery prefix (not starting with $).")
-    status_topic: str = Field("homeassistant/status", pattern=TOPIC_TEXT,
+    status_topic: str = Field("homeassistant/status", pattern=TOPIC_TEXT, max_length=128,
                               description="Home Assistant's birth message topic (its MQTT option; it does not "
                                           "follow the discovery prefix). On 'online' the bin announces itself again.")
 

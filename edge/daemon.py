@@ -267,9 +267,12 @@ class Daemon(RemoteCommands):
 
     def _sort(self, settled: list) -> None:
         try:
-            # A source that made the classifier's input off the loop saves the loop a resize per frame.
+            # A source that made the classifier's input off the loop saves the loop a resize per frame;
+            # not after reload_model to a model of another size, until the camera is reopened.
+            spec = self.classifier.bundle.manifest.input
             prediction = self.classifier.classify_frames(
-                [frame.image if frame.model_input is None else frame.model_input for frame in settled])
+                [frame.model_input if frame.model_input is not None and frame.model_input.shape[:2] == (
+                    spec.height, spec.width) else frame.image for frame in settled])
         except (ClassifierError, ValueError) as err:
             log.warning("cannot classify item: %s", err)
             self.stats.unreadable(len(settled))

@@ -14,6 +14,7 @@ from typing import Any
 
 from edge import commands as cmd
 from edge import parts
+from edge.bundle import normal_label
 from edge.errors import CommandError, FlapError
 
 MAX_QUEUED_FLAPS = 2  # an operator testing the flap, not a queue of moves that would stall sorting
@@ -100,13 +101,14 @@ class RemoteCommands:
         return reply | ({"warnings": warnings} if warnings else {})
 
     def _flap_command(self, command) -> dict[str, Any]:
-        if command.bin not in self.flap.angles:  # an operator's typo, not a faulty flap
+        bin_name = normal_label(command.bin)  # as the config's bin names: "ä" composed or decomposed
+        if bin_name not in self.flap.angles:  # an operator's typo, not a faulty flap
             raise CommandError(f"unknown bin {command.bin!r} (known: {', '.join(self.flap.angles)})")
         try:
-            self.flap.move_to(command.bin)
+            self.flap.move_to(bin_name)
         except FlapError:
             self.stats.flap_error()
             raise
-        angle = self.flap.angles[command.bin]
+        angle = self.flap.angles[bin_name]
         self._park()
-        return {"bin": command.bin, "angle": angle}
+        return {"bin": bin_name, "angle": angle}

@@ -400,8 +400,15 @@ def test_run_exits_2_when_the_video_file_it_names_is_not_there(tmp_path, capsys)
 
 
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(capsys):
-    for args in (["validate-config", ""], ["run", "--replay", " "], ["run", "--config", ""]):
+    for args in (["validate-config", ""], ["run", "--replay", " "], ["run", "--config", ""],
+                 ["calibrate-flap", "--config", ""], ["web", "--model", ""], ["classify", "--model", "", "x.jpg"]):
         with pytest.raises(SystemExit) as caught:
             main(args)
         assert caught.value.code == 2
         assert "an empty path names no file or folder" in capsys.readouterr().err
+
+
+def test_validate_config_names_a_replay_folder_that_is_not_there(tmp_path, capsys):
+    path = write_config(tmp_path, f"camera: {{type: replay, replay: {{path: {tmp_path / 'gone'}}}}}\n")
+    assert main(["validate-config", str(path)]) == 2
+    assert capsys.readouterr().err == f"camera.replay.path: folder not found: {tmp_path / 'gone'}\n"

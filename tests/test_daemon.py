@@ -235,3 +235,35 @@ def test_no_watchdog_ping_follows_stopping_once_the_run_is_over(tmp_path, tiny_b
     assert "WATCHDOG=1" not in messages[messages.index("STOPPING=1"):]
 
 
+
+
+def test_a_flap_command_finds_its_bin_in_either_unicode_spelling(tmp_path, tiny_bundle):
+    from edge.commands import FlapCommand
+
+    composed, decomposed = "gl\u00e4s", "gla\u0308s"
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, decision={"reject_bin": "rest"},
+                                  flap={"angles": {**ANGLES, decomposed: 30.0}}))
+    daemon.start()
+    try:
+        assert daemon._flap_command(FlapCommand(bin=composed)) == {"bin": composed, "angle": 30.0}
+        assert daemon._flap_command(FlapCommand(bin=decomposed)) == {"bin": composed, "angle": 30.0}
+    finally:
+        daemon.close()
+
+
+def test_after_reloading_a_model_of_another_size_frames_are_resized_for_it_not_for_the_old_one(
+        tmp_path, tiny_bundle, photo_folder, monkeypatch):
+    from edge.commands import ReloadModel
+    from tests.conftest import TINY_LABELS, TINY_SIZE
+    from tests.model_factory import build_tiny_bundle
+
+    smaller = build_tiny_bundle(tmp_path / "small-int8", TINY_LABELS, TINY_SIZE // 2)
+    daemon = Daemon(daemon_config(tmp_path, tiny_bundle, photo_folder), max_items=2)
+    daemon.start()  # the replay now makes every photo's copy at the first model's size
+    daemon._reload_model(ReloadModel(path=str(smaller)))
+    shown = []
+    classify_frames = daemon.classifier.classify_frames
+    monkeypatch.setattr(daemon.classifier, "classify_frames", lambda images: shown.append(images) or classify_frames(images))
+    assert daemon.run() == 0
+    # Not the first model's copies (which the new model would stretch again): the frames themselves.
+    assert len(shown) == 2 and all(image.shape[:2] == (48, 64) for images in shown for image in images)

@@ -117,7 +117,7 @@ def test_unlisted_photos_can_join_train_but_never_as_copies_of_a_val_or_test_pho
     assert len(trained) == len(dataset.items) - 3
     assert notes == [f"note: training on {len(dataset.items) - 5} of the {len(dataset.items) - 4} photos the split "
                      f"file does not name",
-                     "warning: leaving out the other 1, copies of a val or test photo: glass/glass_dup.jpg"]
+                     "warning: leaving out the other 1, a copy of a val or test photo: glass/glass_dup.jpg"]
 
 
 def test_a_split_file_that_names_every_photo_says_nothing_about_unlisted_ones(dataset, tmp_path):

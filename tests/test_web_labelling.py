@@ -96,10 +96,14 @@ def test_labelling_never_replaces_a_photo_already_labelled_under_the_same_name(t
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"labelled before")  # e.g. copied back into review/ by hand and labelled again
     (earlier.parent / name.replace(".jpg", "-2.jpg")).write_bytes(b"and again")
-    desk.label(name, "glass", TINY_LABELS)
+    assert desk.label(name, "glass", TINY_LABELS)["saved_as"] == name.replace(".jpg", "-3.jpg")
     assert earlier.read_bytes() == b"labelled before"
     moved = earlier.parent / name.replace(".jpg", "-3.jpg")
     assert moved.read_bytes()[:2] == b"\xff\xd8" and not (tmp_path / "review" / name).exists()
+    # The same photo labelled into the same class again (copied back by hand): one copy, not two.
+    (tmp_path / "review" / name).write_bytes(moved.read_bytes())
+    assert desk.label(name, "glass", TINY_LABELS)["saved_as"] == moved.name
+    assert len(list(earlier.parent.iterdir())) == 3
 
 
 def test_a_full_labelled_folder_refuses_more_until_it_is_copied_off(tmp_path, monkeypatch):

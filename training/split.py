@@ -103,7 +103,8 @@ def place_unlisted(split: dict[str, list[tuple[str, str]]], dataset: Dataset,
         return split, [f"note: training on {_photos(len(extra))} the split file does not name"]
     return split, [f"note: training on {len(extra) - len(copies)} of the {_photos(len(extra))} the split file does "
                    f"not name",
-                   f"warning: leaving out the other {len(copies)}, copies of a val or test photo: {first_names(copies)}"]
+                   f"warning: leaving out the other {len(copies)}, {'a copy' if len(copies) == 1 else 'copies'} of a "
+                   f"val or test photo: {first_names(copies)}"]
 
 
 def _photos(count: int) -> str:

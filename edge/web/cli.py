@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from edge.cli_args import path_argument
 from edge.errors import SmartbinError
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE",
+    parser.add_argument("--config", metavar="FILE", type=path_argument,
                         help="smartbin.yaml (default: firmware_config/smartbin.yaml in a checkout, "
                              "else /etc/smartbin/smartbin.yaml)")
-    parser.add_argument("--model", metavar="BUNDLE", help="model bundle folder (overrides model.path)")
+    parser.add_argument("--model", metavar="BUNDLE", type=path_argument,
+                        help="model bundle folder (overrides model.path)")
     parser.add_argument("--host", help="address to listen on (overrides web.host; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (overrides web.port)")
 

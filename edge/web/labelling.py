@@ -13,6 +13,7 @@ Usage:
 
 from __future__ import annotations
 
+import filecmp
 import os
 import threading
 from pathlib import Path
@@ -72,13 +73,13 @@ class LabelDesk:
             if sum(self._labelled_counts().values()) >= MAX_LABELLED:
                 raise LabelError(507, f"{MAX_LABELLED} labelled photos wait in {self.labelled}: copy them off "
                                       f"the bin (and delete them there) before labelling more")
-            target = _free_path(self.labelled / label / name)
+            target = _free_path(self.labelled / label / name, source)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(source, target)  # one file system: the photo is in one folder or the other
             except FileNotFoundError:
                 raise LabelError(404, f"review photo {name!r} is gone (pruned as the folder filled?)") from None
-        return {"name": name, "label": label, "labelled": self._labelled_counts()}
+        return {"name": name, "label": label, "saved_as": target.name, "labelled": self._labelled_counts()}
 
     def discard(self, name: str) -> dict:
         """Deletes review photo ``name`` (a frame no class fits)."""
@@ -102,11 +103,12 @@ class LabelDesk:
                 for folder in sorted(self.labelled.iterdir()) if folder.is_dir()}
 
 
-def _free_path(path: Path) -> Path:
-    """``path``, or ``name-2.jpg``, ``name-3.jpg``... when a labelled photo already has that name (one
-    copied back into review/ by hand): labelling must never replace a photo someone labelled before."""
+def _free_path(path: Path, source: Path) -> Path:
+    """``path``, or ``name-2.jpg``, ``name-3.jpg``... when another photo was labelled under that name
+    before (one copied back into review/ by hand): labelling must never replace it. The same photo
+    labelled into the same class again replaces its identical copy instead of training twice."""
     candidate, number = path, 1
-    while candidate.exists() or candidate.is_symlink():
+    while candidate.is_symlink() or (candidate.exists() and not filecmp.cmp(candidate, source, shallow=False)):
         number += 1
         candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
     return candidate
