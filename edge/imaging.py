@@ -238,6 +238,19 @@ def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels:
         ValueError: the file cannot be read, is not a regular file (a pipe, a device), is larger than
             ``MAX_FILE_BYTES``, or is not an image; the message names the path.
     """
+    data = read_photo_bytes(path)
+    try:
+        return decode_image(data, min_side, max_pixels)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def read_photo_bytes(path: str | os.PathLike) -> bytes:
+    """A photo file's bytes, read whole, unless it is no regular file or larger than ``MAX_FILE_BYTES``.
+
+    Raises:
+        ValueError: as ``read_image`` says, the message naming the path.
+    """
     try:
         # Checked before opening: a named pipe would block the open, /dev/zero would fill the memory.
         status = os.stat(path)
@@ -251,10 +264,7 @@ def read_image(path: str | os.PathLike, min_side: int | None = None, max_pixels:
         raise ValueError(f"{path}: cannot read: {err.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"{path}: larger than {MAX_FILE_BYTES / 2**20:g} MB, more than any photo")
-    try:
-        return decode_image(data, min_side, max_pixels)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    return data
 
 
 def _jpeg_reduction(data: bytes, size: tuple[int, int] | None, min_side: int | None) -> int:

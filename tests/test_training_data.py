@@ -232,3 +232,15 @@ def test_check_says_when_the_class_folders_are_one_level_too_deep_and_exits_1(tm
     assert main(["check", str(tmp_path / "unpacked")]) == 1
     out = capsys.readouterr().out
     assert "only one class, 'dataset-resized': a classifier needs two or more" in out and "(training stops here)" in out
+
+
+def test_a_file_larger_than_any_photo_is_unreadable_without_being_read_whole(tmp_path, monkeypatch):
+    from edge import imaging
+    from training.data import file_digest, readable_size
+
+    monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 1000)
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as handle:
+        handle.truncate(64 * 2**20)  # sparse
+    assert readable_size(huge) is None
+    assert len(file_digest(huge)) == 64  # hashed in chunks

@@ -180,7 +180,7 @@ def readable_size(path: Path) -> tuple[int, int] | None:
     from edge import image_header, imaging
 
     try:
-        data = Path(path).read_bytes()
+        data = imaging.read_photo_bytes(path)  # not a pipe, device or 50 GB file named *.jpg
         kind = image_header.sniff(data)
         if kind and image_header.is_truncated(data, kind):
             return None
@@ -196,7 +196,8 @@ def is_readable(path: Path) -> bool:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as handle:  # in chunks: a huge file named *.jpg must not fill the memory
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def duplicate_groups(root: Path, paths: list[str]) -> list[list[str]]:
