@@ -134,7 +134,7 @@ def run_daemon(args: argparse.Namespace) -> int:
                              MissingLibraryError, SmartbinError, StoreUnusableError)
 
     if args.max_items is not None and args.max_items < 1:
-        return fail(["--max-items: must be at least 1"])
+        return fail(["error: --max-items: must be at least 1"])
     overrides = run_overrides(args)
     try:
         config = load_config(args.config, overrides)

@@ -37,7 +37,7 @@ DEFAULT_CONFIG = next((path for path in (PACKAGE_ROOT / "firmware_config" / "sma
                        if path.is_file()), PACKAGE_ROOT / "firmware_config" / "smartbin.yaml")
 CREDENTIAL_NAME = "mqtt_password"
 INSTALLED_CONFIG_DIR = Path("/etc/smartbin")  # where install.sh keeps the config and the credential
-PATTERN_WORDS = {TOPIC_SAFE: "must not be empty; only ASCII letters (a-z, A-Z), digits, - and _ may be used",
+PATTERN_WORDS = {TOPIC_SAFE: "one or more ASCII letters (a-z, A-Z), digits, - and _, nothing else",
                  TOPIC_TEXT: "must not be empty or hold # or + (MQTT wildcards) or a control character"}
 UNION_MEMBER = re.compile(r"^(int|str|float|bool|none|tuple\[.*\]|list\[.*\]|dict\[.*\])$")
 

@@ -110,6 +110,8 @@ def camera_input_problems(config: Config) -> list[tuple[str, str]]:
     if camera.type == "opencv" and isinstance(camera.device, str):
         from edge.camera.opencv import looks_like_a_missing_file, parse_device
 
+        if not camera.device.strip():
+            return [("camera.device", "empty: a camera index (0), a video file, or a stream URL")]
         device = parse_device(camera.device)
         if isinstance(device, str) and os.path.isdir(device):
             return [("camera.device", f"is a folder, not a video file or camera: {device} (a folder of photos is "

@@ -121,7 +121,7 @@ class DeviceConfig(Section):
 class ModelConfig(Section):
     """``model:`` the classifier bundle and how LiteRT runs it."""
 
-    path: str = Field(DEFAULT_MODEL, description="Model bundle folder; a relative path is looked up beside the "
+    path: str = Field(DEFAULT_MODEL, min_length=1, description="Model bundle folder; a relative path is looked up beside the "
                                                  "config file, then in the current folder, then in the install.")
     threads: int = Field(2, ge=1, le=MAX_THREADS, description="LiteRT interpreter threads.")
     edgetpu: bool = Field(False, description="Use the Coral Edge TPU delegate when the bundle has an Edge TPU model "

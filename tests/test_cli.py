@@ -123,7 +123,7 @@ def test_run_names_the_option_whose_value_is_the_problem_and_makes_no_state_for_
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"error: invalid config {config}:"
     assert "camera.replay.fps (given as --replay-fps): Input should be greater than or equal to 0 (got -1.0)" in err
-    assert any(line.startswith("device.id (given as --device-id): must not be empty") for line in err)
+    assert any(line.startswith("device.id (given as --device-id): one or more ASCII letters") for line in err)
     assert main(["run", "--config", str(config), "--replay", str(tmp_path / "gone"), "--mock-gpio",
                  "--state-dir", str(tmp_path / "state")]) == 2
     assert capsys.readouterr().err.splitlines()[1:] == [

@@ -192,6 +192,10 @@ def test_a_replay_folder_or_video_file_that_is_not_there_is_a_problem_for_run_an
     for text, (key, problem) in cases.items():
         # The config itself loads: the commands that open no camera (web, calibrate-flap) still work.
         assert dict(camera_input_problems(load_config(write(tmp_path, text + "\n"))))[key].startswith(problem)
+    assert dict(camera_input_problems(load_config(write(tmp_path, "camera: {type: opencv, device: ''}\n"))))[
+        "camera.device"].startswith("empty: a camera index (0)")
+    with pytest.raises(ConfigError, match="model.path: String should have at least 1 character"):
+        load_config(write(tmp_path, "model: {path: ''}\n"))
     for device in ("rtsp://cam/1", "/dev/video0", 0):  # live cameras may appear later: not checked
         assert camera_input_problems(load_config(write(tmp_path, f"camera: {{type: opencv, device: {device}}}\n"))) == []
 
@@ -418,7 +422,7 @@ def test_pins_go_unchecked_without_gpiozero_and_the_warning_says_so(tmp_path, mo
     ('mqtt: {prefix: "x\\0y"}', "mqtt.prefix", "must not be empty or hold # or + (MQTT wildcards) or a control character"),
     ("mqtt: {home_assistant: {discovery_prefix: $SYS}}", "mqtt.home_assistant.discovery_prefix",
      "must not start with '$'"),
-    ("device: {id: bin 1}", "device.id", "only ASCII letters (a-z, A-Z), digits, - and _ may be used (got 'bin 1')"),
+    ("device: {id: bin 1}", "device.id", "one or more ASCII letters (a-z, A-Z), digits, - and _, nothing else (got 'bin 1')"),
     ("mqtt: {password_file: pw}", "mqtt.password_file", "needs mqtt.username"),
     ("mqtt: {username: bin, password_file: .}", "mqtt.password_file", "is a folder, not a file: ."),
     ("mqtt: {tls: {enabled: true, ca_file: notacert.pem}}", "mqtt.tls.ca_file", "cannot be used: "),

@@ -244,3 +244,9 @@ def test_a_file_larger_than_any_photo_is_unreadable_without_being_read_whole(tmp
         handle.truncate(64 * 2**20)  # sparse
     assert readable_size(huge) is None
     assert len(file_digest(huge)) == 64  # hashed in chunks
+
+
+def test_check_of_an_empty_path_is_a_usage_error_not_the_current_folder(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["check", ""])
+    assert caught.value.code == 2 and "an empty path names no file or folder" in capsys.readouterr().err

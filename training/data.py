@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from edge.bundle import normal_label
+from edge.cli_args import path_argument
 from edge.yaml_unique import DuplicateKeyError, load_unique, syntax_error_text
 from training.errors import DataError
 
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="report counts, imbalance, corrupt files and duplicates; "
                                          "exit 1 when training could not start (a class without a "
                                          "readable image, one class only, a folder name no model can carry)")
-    check.add_argument("root", help="dataset folder: ROOT/<class>/<image>")
+    check.add_argument("root", type=path_argument, help="dataset folder: ROOT/<class>/<image>")
     check.add_argument("--label-map", help="YAML mapping source_class: bin_class")
     args = parser.parse_args(argv)
     try:
