@@ -79,6 +79,16 @@ def not_a_broker_topic(prefix: str) -> str:
     return prefix
 
 
+def _one_spelling_each(names, noun: str, advice: str) -> None:
+    """ValueError when two of ``names`` are one name in NFC (``edge.bundle.normal_label``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if normal_label(name) in seen:
+            raise ValueError(f"{seen[normal_label(name)]!r} and {name!r} are the same {noun} written in two Unicode "
+                             f"forms (composed and decomposed); {advice}")
+        seen[normal_label(name)] = name
+
+
 def _takes_none(annotation) -> bool:
     return annotation is type(None) or annotation is Any or type(None) in get_args(annotation)
 
@@ -238,12 +248,7 @@ class DecisionConfig(Section):
     def _one_rule_per_label(cls, bins: dict[str, str]) -> dict[str, str]:
         # Labels are compared in NFC (edge.bundle.normal_label): "müll" typed composed and decomposed
         # are one label, and one of two rules for it would win without a word.
-        seen: dict[str, str] = {}
-        for name in bins:
-            if normal_label(name) in seen:
-                raise ValueError(f"{seen[normal_label(name)]!r} and {name!r} are the same label written in two "
-                                 f"Unicode forms (composed and decomposed); keep one rule")
-            seen[normal_label(name)] = name
+        _one_spelling_each(bins, "label", "keep one rule")
         return {name: normal_label(target) for name, target in bins.items()}
 
     @field_validator("reject_bin")
@@ -288,14 +293,8 @@ class FlapConfig(Section):
     def _one_angle_per_bin(cls, angles: dict[str, float]) -> dict[str, float]:
         # Bin names are matched in NFC, as labels are: a bin typed composed in decision.bins finds its
         # angle under a decomposed key.
-        normal: dict[str, float] = {}
-        spelt: dict[str, str] = {}
-        for name, angle in angles.items():
-            if normal_label(name) in normal:
-                raise ValueError(f"{spelt[normal_label(name)]!r} and {name!r} are the same bin written in two Unicode "
-                                 f"forms (composed and decomposed); keep one")
-            normal[normal_label(name)], spelt[normal_label(name)] = angle, name
-        return normal
+        _one_spelling_each(angles, "bin", "keep one")
+        return {normal_label(name): angle for name, angle in angles.items()}
 
 
 class TlsConfig(Section):

@@ -251,19 +251,20 @@ def read_photo_bytes(path: str | os.PathLike) -> bytes:
     Raises:
         ValueError: as ``read_image`` says, the message naming the path.
     """
+    too_big = f"{path}: larger than {MAX_FILE_BYTES / 2**20:g} MB, more than any photo"
     try:
         # Checked before opening: a named pipe would block the open, /dev/zero would fill the memory.
         status = os.stat(path)
         if not stat.S_ISREG(status.st_mode):
             raise ValueError(f"{path}: not a regular file (a folder, pipe or device)")
         if status.st_size > MAX_FILE_BYTES:
-            raise ValueError(f"{path}: larger than {MAX_FILE_BYTES / 2**20:g} MB, more than any photo")
+            raise ValueError(too_big)
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # bounded too: a file may grow after the check
     except OSError as err:
         raise ValueError(f"{path}: cannot read: {err.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES / 2**20:g} MB, more than any photo")
+        raise ValueError(too_big)
     return data
 
 
